@@ -1,0 +1,839 @@
+"""Local multi-node DFUSE cluster (ARCHITECTURE section 10).
+
+One storage service and N client daemons ("nodes") on this machine, each
+client mounting ``RUNDIR/nodeI/mnt``.  Used by the ``tools/dfuse-cluster`` CLI
+and by the integration tests::
+
+    from dfuse_cluster import Cluster
+    with Cluster("/tmp/run", mode="writethrough", nodes=3) as c:
+        (c.mount(0) / "f").write_bytes(b"x")
+        c.kill_client(1, sig=9)
+        c.restart_client(1)
+        c.kill_storage(sig=9)
+        c.restart_storage()
+        print(c.stats(0))
+    # everything is unmounted, stopped and removed here, even on error
+
+Layout of RUNDIR::
+
+    export/  state/            storage export and state directory
+    storage/port  storage/stats.json
+    nodeI/mnt  nodeI/stats.json
+    logs/storage.log  logs/nodeI.log
+    cluster.json               what runs where (rewritten after every change)
+
+Network emulation (``net``):
+
+* ``none``      loopback, no added delay;
+* ``inprocess`` loopback, clients get ``--emulated-rtt-us RTT``;
+* ``netns``     storage and every client in their own network namespace
+  (``dfuse-<tag>-st`` / ``dfuse-<tag>-nI``), joined by veth pairs to a bridge
+  inside a hub namespace (``dfuse-<tag>-hub``), addresses in 10.99.0.0/16 and
+  ``tc netem delay RTT/2`` on both ends of each client's veth.  Clients are
+  started with ``nsenter --net=...`` so their FUSE mounts live in the host's
+  mount namespace and are visible to everyone;
+* ``auto``      ``netns`` when RTT is 0 or netem works, else ``inprocess``.
+
+The mode actually used is recorded in cluster.json (``net.used``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+MODES = ("writethrough", "weakwriteback")
+NET_MODES = ("auto", "netns", "inprocess", "none")
+FSTYPE_PREFIX = "fuse.dfuse-"
+DAEMON_NAMES = ("dfuse-storage", "dfuse-writethrough", "dfuse-weakwriteback", "dfuse-dfuse")
+NETNS_PREFIX = "dfuse-"
+NETNS_DIR = Path("/run/netns")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+STORAGE_NS_ADDR = "10.99.0.1"
+
+
+class ClusterError(RuntimeError):
+    """A cluster could not be started, stopped or queried."""
+
+
+# --------------------------------------------------------------------------
+# binaries
+
+
+def find_build_dir(explicit: Optional[str | os.PathLike] = None) -> Path:
+    """The build directory: ``explicit``, else $DFUSE_BUILD_DIR, else REPO/build."""
+    if explicit:
+        return Path(explicit).resolve()
+    env = os.environ.get("DFUSE_BUILD_DIR")
+    if env:
+        return Path(env).resolve()
+    return REPO_ROOT / "build"
+
+
+def binary_path(build_dir: Path, name: str) -> Path:
+    """Path of daemon ``name`` ("storage" or a client mode) under ``build_dir``."""
+    if name == "storage":
+        return build_dir / "storage" / "dfuse-storage"
+    if name in MODES:
+        return build_dir / "impl" / name / f"dfuse-{name}"
+    raise ValueError(f"unknown daemon {name!r}")
+
+
+def missing_binaries(build_dir: Path, mode: str) -> list[Path]:
+    """The binaries a cluster of ``mode`` needs that are absent or not executable."""
+    out = []
+    for name in ("storage", mode):
+        p = binary_path(build_dir, name)
+        if not (p.is_file() and os.access(p, os.X_OK)):
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------
+# mounts
+
+
+def _unescape_mountinfo(s: str) -> str:
+    """Undo the octal escapes (\\040 etc.) used in /proc/self/mountinfo."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 4 <= len(s) and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def list_mounts() -> list[tuple[str, str]]:
+    """(mountpoint, fstype) for every mount in this mount namespace."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) < 5 or not right:
+                continue
+            mounts.append((_unescape_mountinfo(fields[4]), right.split()[0]))
+    return mounts
+
+
+def mount_fstype(path: str | os.PathLike) -> Optional[str]:
+    """fstype of the topmost mount exactly at ``path`` (None if not a mountpoint)."""
+    # Never stat the path itself: a dead or hung FUSE mount would block or fail.
+    p = os.path.abspath(path)
+    found = None
+    for mp, fstype in list_mounts():
+        if mp == p:
+            found = fstype
+    return found
+
+
+def dfuse_mounts() -> list[str]:
+    """Mountpoints of every ``fuse.dfuse-*`` mount on the machine."""
+    return [mp for mp, t in list_mounts() if t.startswith(FSTYPE_PREFIX)]
+
+
+def _run(cmd: Sequence[str], timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a helper command quietly; never hangs longer than ``timeout``."""
+    try:
+        r = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        r = subprocess.CompletedProcess(cmd, 124, "", f"timeout after {timeout}s")
+    except FileNotFoundError as e:
+        r = subprocess.CompletedProcess(cmd, 127, "", str(e))
+    if check and r.returncode != 0:
+        raise ClusterError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+def unmount(path: str | os.PathLike, lazy_only: bool = False) -> bool:
+    """Unmount ``path`` until it is no longer a mountpoint (stacked mounts too).
+
+    Tries ``fusermount3 -u``, then ``fusermount3 -uz``, then ``umount -l``.
+    Returns True if nothing is mounted there afterwards.
+    """
+    path = os.path.abspath(path)
+    for _ in range(8):
+        if mount_fstype(path) is None:
+            return True
+        cmds = [] if lazy_only else [["fusermount3", "-u", path]]
+        cmds += [["fusermount3", "-uz", path], ["umount", "-l", path]]
+        for cmd in cmds:
+            if _run(cmd, timeout=10).returncode == 0:
+                break
+    return mount_fstype(path) is None
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def pid_alive(pid: Optional[int]) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+
+
+def pid_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def pid_starttime(pid: Optional[int]) -> Optional[int]:
+    """Start time of ``pid`` in clock ticks since boot (identifies a process across pid reuse)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_matches(pid: Optional[int], starttime: Optional[int]) -> bool:
+    """True if ``pid`` is alive and is the process that started at ``starttime``."""
+    if not pid_alive(pid):
+        return False
+    return starttime is None or pid_starttime(pid) == starttime
+
+
+def stop_pid(pid: Optional[int], starttime: Optional[int] = None, term_timeout: float = 10,
+             popen: Optional[subprocess.Popen] = None) -> None:
+    """SIGTERM ``pid``, wait up to ``term_timeout`` s, then SIGKILL; reap if ours.
+
+    With ``starttime`` set, a pid that now belongs to another process is left alone.
+    """
+    if not pid:
+        return
+    if popen is None and not pid_matches(pid, starttime):
+        return
+    for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 5)):
+        if (popen is not None and popen.poll() is not None) or not pid_alive(pid):
+            break
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if popen is not None and popen.poll() is not None:
+                break
+            if not pid_alive(pid):
+                break
+            time.sleep(0.05)
+    if popen is not None:
+        try:
+            popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def tail(path: str | os.PathLike, lines: int = 20) -> str:
+    """Last ``lines`` lines of a log file ('' if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16384))
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------
+# network namespaces
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(p.name for p in NETNS_DIR.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def delete_netns(name: str) -> None:
+    """Delete a namespace; its veth ends go with it (the peers too)."""
+    if name in list_netns():
+        _run(["ip", "netns", "del", name])
+
+
+def probe_netem() -> tuple[bool, str]:
+    """Whether ``tc qdisc ... netem`` works here; (ok, reason)."""
+    ns = f"{NETNS_PREFIX}probe-{os.getpid()}"
+    r = _run(["ip", "netns", "add", ns])
+    if r.returncode != 0:
+        return False, f"ip netns add failed: {r.stderr.strip()}"
+    try:
+        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        r = _run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root",
+                  "netem", "delay", "1ms"])
+        if r.returncode != 0:
+            return False, f"netem unavailable: {r.stderr.strip() or r.returncode}"
+        return True, "netem works"
+    finally:
+        delete_netns(ns)
+
+
+def netns_supported() -> tuple[bool, str]:
+    """Whether network namespaces and veth pairs can be created here."""
+    if os.geteuid() != 0:
+        return False, "not root"
+    ns = f"{NETNS_PREFIX}probe-{os.getpid()}"
+    r = _run(["ip", "netns", "add", ns])
+    if r.returncode != 0:
+        return False, f"ip netns add failed: {r.stderr.strip()}"
+    delete_netns(ns)
+    return True, "ok"
+
+
+# --------------------------------------------------------------------------
+# the cluster
+
+
+def _ns_tag(rundir: Path) -> str:
+    return NETNS_PREFIX + hashlib.sha1(str(rundir).encode()).hexdigest()[:6]
+
+
+class Cluster:
+    """A storage service plus ``nodes`` client daemons of one ``mode``.
+
+    ``up()`` (or ``with Cluster(...)``) starts everything and waits until each
+    mount is ready; ``down()`` stops everything and is idempotent.  Every
+    change is recorded in RUNDIR/cluster.json so ``Cluster.load(rundir).down()``
+    works from another process.
+    """
+
+    def __init__(self, rundir: str | os.PathLike, mode: str = "writethrough", nodes: int = 1,
+                 rtt_us: int = 0, net: str = "auto", build_dir: Optional[str | os.PathLike] = None,
+                 cache_size: Optional[str] = None, client_args: Iterable[str] = (),
+                 storage_args: Iterable[str] = (), ready_timeout: float = 30.0,
+                 progress: Optional[Callable[[str], None]] = None):
+        if mode not in MODES:
+            raise ClusterError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if net not in NET_MODES:
+            raise ClusterError(f"unknown network emulation {net!r} (choose from {', '.join(NET_MODES)})")
+        if nodes < 1:
+            raise ClusterError("need at least one node")
+        self.rundir = Path(rundir).resolve()
+        self.mode = mode
+        self.nodes = nodes
+        self.rtt_us = int(rtt_us)
+        self.net_requested = net
+        self.net_used: Optional[str] = None
+        self.net_reason = ""
+        self.build_dir = find_build_dir(build_dir)
+        self.cache_size = cache_size
+        self.client_args = list(client_args)
+        self.storage_args = list(storage_args)
+        self.ready_timeout = float(os.environ.get("DFUSE_CLUSTER_TIMEOUT", ready_timeout))
+        self.progress = progress or (lambda msg: None)
+        self.tag = _ns_tag(self.rundir)
+        self.netns: list[str] = []
+        self.storage: dict = {}
+        self.clients: list[dict] = []
+        self._popen: dict[int, subprocess.Popen] = {}
+        self.status = "new"
+
+    # ---- paths
+
+    @property
+    def export_dir(self) -> Path:
+        return self.rundir / "export"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.rundir / "state"
+
+    @property
+    def state_file(self) -> Path:
+        return self.rundir / "cluster.json"
+
+    def mount(self, i: int) -> Path:
+        """Mountpoint of node ``i``."""
+        return self.rundir / f"node{i}" / "mnt"
+
+    def __enter__(self) -> "Cluster":
+        self.up()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # ---- state file
+
+    def to_dict(self) -> dict:
+        return {
+            "rundir": str(self.rundir), "mode": self.mode, "nodes": self.nodes,
+            "rtt_us": self.rtt_us, "build_dir": str(self.build_dir),
+            "cache_size": self.cache_size, "client_args": self.client_args,
+            "storage_args": self.storage_args, "status": self.status,
+            "net": {"requested": self.net_requested, "used": self.net_used,
+                    "reason": self.net_reason, "namespaces": self.netns, "tag": self.tag},
+            "export": str(self.export_dir), "state_dir": str(self.state_dir),
+            "storage": self.storage, "clients": self.clients,
+        }
+
+    def save(self) -> None:
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, self.state_file)
+
+    @classmethod
+    def load(cls, rundir: str | os.PathLike) -> "Cluster":
+        """A Cluster describing the one recorded in RUNDIR/cluster.json."""
+        rundir = Path(rundir).resolve()
+        try:
+            d = json.loads((rundir / "cluster.json").read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"no cluster.json in {rundir}") from None
+        c = cls(rundir, mode=d["mode"], nodes=d["nodes"], rtt_us=d.get("rtt_us", 0),
+                net=d["net"]["requested"], build_dir=d.get("build_dir"),
+                cache_size=d.get("cache_size"), client_args=d.get("client_args", ()),
+                storage_args=d.get("storage_args", ()))
+        c.net_used = d["net"].get("used")
+        c.net_reason = d["net"].get("reason", "")
+        c.netns = list(d["net"].get("namespaces", []))
+        c.storage = d.get("storage", {})
+        c.clients = d.get("clients", [])
+        c.status = d.get("status", "unknown")
+        return c
+
+    # ---- lifecycle
+
+    def up(self) -> "Cluster":
+        """Start storage and every client; on any failure tear everything down."""
+        missing = missing_binaries(self.build_dir, self.mode)
+        if missing:
+            raise ClusterError("missing binaries: " + ", ".join(map(str, missing))
+                               + " (build with: cmake --build BUILD)")
+        if self.state_file.exists():
+            old = Cluster.load(self.rundir)
+            if old.status not in ("down",):
+                self.progress(f"stale cluster in {self.rundir}: tearing it down first")
+                old.down()
+        try:
+            self.status = "starting"
+            for d in (self.export_dir, self.state_dir, self.rundir / "logs", self.rundir / "storage"):
+                d.mkdir(parents=True, exist_ok=True)
+            self.clients = [{
+                "index": i, "mountpoint": str(self.mount(i)), "pid": None,
+                "log": str(self.rundir / "logs" / f"node{i}.log"),
+                "stats": str(self.rundir / f"node{i}" / "stats.json"),
+                "netns": None, "node_name": f"node{i}",
+            } for i in range(self.nodes)]
+            for i in range(self.nodes):
+                self.mount(i).mkdir(parents=True, exist_ok=True)
+            self._choose_net()
+            self.save()
+            if self.net_used == "netns":
+                self._setup_netns()
+            self.start_storage()
+            for i in range(self.nodes):
+                self.start_client(i, wait=False)
+            for i in range(self.nodes):
+                self.wait_client_ready(i)
+            self.status = "up"
+            self.save()
+            self.progress(f"cluster up: {self.nodes} x {self.mode}, net={self.net_used}, "
+                          f"storage {self.storage.get('address')}")
+            return self
+        except BaseException:
+            self.progress("start failed: tearing down")
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Unmount, stop every process and remove namespaces. Idempotent."""
+        for c in self.clients:
+            self._stop_client(c)
+        self._stop_storage()
+        for c in self.clients:
+            if not unmount(c["mountpoint"]):
+                self.progress(f"warning: {c['mountpoint']} is still mounted")
+        # Mounts we do not know about (e.g. a half-started client) under the run dir.
+        for mp in dfuse_mounts():
+            if mp.startswith(str(self.rundir) + "/"):
+                unmount(mp)
+        for ns in list(self.netns) + [n for n in list_netns() if n.startswith(self.tag + "-")]:
+            delete_netns(ns)
+        self.netns = []
+        self.status = "down"
+        if self.rundir.exists():
+            self.save()
+
+    # ---- network
+
+    def _choose_net(self) -> None:
+        want = self.net_requested
+        if want == "none":
+            self.net_used, self.net_reason = "none", "requested"
+            if self.rtt_us:
+                self.progress("warning: --net none ignores --rtt-us")
+            return
+        if want == "inprocess":
+            self.net_used, self.net_reason = "inprocess", "requested"
+            return
+        ok, why = netns_supported()
+        if want == "netns":
+            if not ok:
+                raise ClusterError(f"network namespaces unavailable: {why}")
+            if self.rtt_us:
+                ok, why = probe_netem()
+                if not ok:
+                    raise ClusterError(f"--net netns needs tc netem for --rtt-us {self.rtt_us}: "
+                                       f"{why}; use --net auto or --net inprocess")
+            self.net_used, self.net_reason = "netns", "requested"
+            return
+        # auto
+        if self.rtt_us == 0:
+            self.net_used, self.net_reason = "none", "auto: no delay requested"
+            return
+        if ok:
+            ok, why = probe_netem()
+        if ok:
+            self.net_used, self.net_reason = "netns", "auto: netem works"
+        else:
+            self.net_used, self.net_reason = "inprocess", f"auto: {why}"
+        self.progress(f"network emulation: {self.net_used} ({self.net_reason})")
+
+    def _ip(self, *args: str) -> None:
+        _run(["ip", *args], check=True)
+
+    def _setup_netns(self) -> None:
+        """Hub namespace with a bridge; storage and each client joined by a veth pair."""
+        hub, st = f"{self.tag}-hub", f"{self.tag}-st"
+        for ns in [hub, st] + [f"{self.tag}-n{i}" for i in range(self.nodes)]:
+            self._ip("netns", "add", ns)
+            self.netns.append(ns)
+            self.save()
+            self._ip("-n", ns, "link", "set", "lo", "up")
+        self._ip("-n", hub, "link", "add", "br0", "type", "bridge")
+        self._ip("-n", hub, "link", "set", "br0", "up")
+        half_ms = f"{self.rtt_us / 2000.0:.3f}ms"
+
+        def attach(ns: str, hub_if: str, addr: str, delay: bool) -> None:
+            self._ip("link", "add", hub_if, "netns", hub, "type", "veth",
+                     "peer", "name", "eth0", "netns", ns)
+            self._ip("-n", hub, "link", "set", hub_if, "master", "br0")
+            self._ip("-n", hub, "link", "set", hub_if, "up")
+            self._ip("-n", ns, "addr", "add", f"{addr}/16", "dev", "eth0")
+            self._ip("-n", ns, "link", "set", "eth0", "up")
+            if delay:
+                for n, dev in ((ns, "eth0"), (hub, hub_if)):
+                    _run(["ip", "netns", "exec", n, "tc", "qdisc", "add", "dev", dev, "root",
+                          "netem", "delay", half_ms], check=True)
+
+        attach(st, "s0", STORAGE_NS_ADDR, False)
+        for i in range(self.nodes):
+            ns = f"{self.tag}-n{i}"
+            attach(ns, f"n{i}", f"10.99.1.{i + 1}", self.rtt_us > 0)
+            self.clients[i]["netns"] = ns
+            self.clients[i]["address"] = f"10.99.1.{i + 1}"
+        self.progress(f"network namespaces ready ({len(self.netns)}), rtt {self.rtt_us} us")
+
+    def _nsenter(self, ns: Optional[str]) -> list[str]:
+        return ["nsenter", f"--net={NETNS_DIR / ns}", "--"] if ns else []
+
+    # ---- storage
+
+    def start_storage(self, port: Optional[int] = None) -> None:
+        """Start the storage service (on ``port``, or its old port, or a free one)."""
+        if self.storage.get("pid") and pid_alive(self.storage["pid"]):
+            raise ClusterError("storage is already running")
+        ns = f"{self.tag}-st" if self.net_used == "netns" else None
+        host = STORAGE_NS_ADDR if ns else "127.0.0.1"
+        if port is None:
+            port = self.storage.get("port", 0)
+        port_file = self.rundir / "storage" / "port"
+        port_file.unlink(missing_ok=True)
+        binary = str(binary_path(self.build_dir, "storage"))
+        cmd = self._nsenter(ns) + [binary, "--export", str(self.export_dir), "--listen",
+                                   f"{host}:{port}", "--state-dir", str(self.state_dir),
+                                   "--port-file", str(port_file),
+                                   "--stats", str(self.rundir / "storage" / "stats.json")]
+        cmd += self.storage_args
+        log = self.rundir / "logs" / "storage.log"
+        proc = self._spawn(cmd, log)
+        self.storage = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "binary": binary, "cmd": cmd, "log": str(log),
+                        "netns": ns, "host": host, "port": port,
+                        "stats": str(self.rundir / "storage" / "stats.json")}
+        self.save()
+        self.progress(f"storage starting (pid {proc.pid})")
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise ClusterError(f"storage exited with status {proc.returncode} during start; "
+                                   f"{log} ends with:\n{tail(log)}")
+            try:
+                text = port_file.read_text().strip()
+                if text:
+                    port = int(text)
+                    break
+            except (FileNotFoundError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"storage did not write {port_file} within "
+                                   f"{self.ready_timeout:.0f}s; {log} ends with:\n{tail(log)}")
+            time.sleep(0.05)
+        self.storage.update(port=port, address=f"{host}:{port}")
+        self.save()
+        self.progress(f"storage listening on {host}:{port}")
+
+    def _stop_storage(self) -> None:
+        pid = self.storage.get("pid")
+        if pid:
+            stop_pid(pid, self.storage.get("starttime"), popen=self._popen.pop(pid, None))
+            self.storage["pid"] = None
+            self.save() if self.rundir.exists() else None
+
+    def kill_storage(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the storage service and wait for it to exit."""
+        pid = self.storage.get("pid")
+        if not pid or not pid_alive(pid):
+            raise ClusterError("storage is not running")
+        os.kill(pid, sig)
+        self._wait_exit(pid, 10)
+        self.storage["pid"] = None
+        self.save()
+
+    def restart_storage(self) -> None:
+        """Stop the storage service if it runs, then start it on the same port."""
+        self._stop_storage()
+        self.start_storage(port=self.storage.get("port"))
+
+    def storage_alive(self) -> bool:
+        return pid_alive(self.storage.get("pid"))
+
+    # ---- clients
+
+    def _client_cmd(self, i: int) -> list[str]:
+        c = self.clients[i]
+        addr = self.storage["address"]
+        args = ["--stats", c["stats"], "--node-name", c["node_name"]]
+        if self.cache_size:
+            args += ["--cache-size", str(self.cache_size)]
+        if self.net_used == "inprocess" and self.rtt_us:
+            args += ["--emulated-rtt-us", str(self.rtt_us)]
+        binary = str(binary_path(self.build_dir, self.mode))
+        return self._nsenter(c.get("netns")) + [binary] + args + self.client_args + [addr, c["mountpoint"]]
+
+    def start_client(self, i: int, wait: bool = True) -> None:
+        """Start client daemon ``i``; with ``wait``, until its mount is ready."""
+        c = self.clients[i]
+        if c.get("pid") and pid_alive(c["pid"]):
+            raise ClusterError(f"client {i} is already running")
+        if not self.storage.get("address"):
+            raise ClusterError("storage has not been started")
+        if mount_fstype(c["mountpoint"]) is not None:
+            raise ClusterError(f"{c['mountpoint']} is already mounted")
+        Path(c["mountpoint"]).mkdir(parents=True, exist_ok=True)
+        cmd = self._client_cmd(i)
+        proc = self._spawn(cmd, Path(c["log"]))
+        c.update(pid=proc.pid, starttime=pid_starttime(proc.pid), binary=str(binary_path(self.build_dir, self.mode)), cmd=cmd)
+        self.save()
+        self.progress(f"node{i} starting (pid {proc.pid}) on {c['mountpoint']}")
+        if wait:
+            self.wait_client_ready(i)
+
+    def wait_client_ready(self, i: int) -> None:
+        """Wait until node ``i``'s mount shows in mountinfo, or fail with its log."""
+        c = self.clients[i]
+        want = f"fuse.dfuse-{self.mode}"
+        proc = self._popen.get(c["pid"])
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            fstype = mount_fstype(c["mountpoint"])
+            if fstype == want:
+                self.progress(f"node{i} mounted")
+                return
+            exited = proc.poll() is not None if proc else not pid_alive(c["pid"])
+            if exited:
+                rc = proc.returncode if proc else "?"
+                raise ClusterError(f"client node{i} exited with status {rc} before mounting; "
+                                   f"{c['log']} ends with:\n{tail(c['log'])}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"client node{i} did not mount {c['mountpoint']} within "
+                                   f"{self.ready_timeout:.0f}s (found fstype {fstype}); "
+                                   f"{c['log']} ends with:\n{tail(c['log'])}")
+            time.sleep(0.05)
+
+    def _stop_client(self, c: dict) -> None:
+        pid = c.get("pid")
+        if pid:
+            stop_pid(pid, c.get("starttime"), popen=self._popen.pop(pid, None))
+            c["pid"] = None
+        if mount_fstype(c["mountpoint"]) is not None:
+            unmount(c["mountpoint"])
+
+    def stop_client(self, i: int) -> None:
+        """SIGTERM (then SIGKILL) client ``i`` and make sure it is unmounted."""
+        self._stop_client(self.clients[i])
+        self.save()
+
+    def kill_client(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to client ``i`` and wait for it to exit (its mount may stay, dead)."""
+        c = self.clients[i]
+        if not c.get("pid") or not pid_alive(c["pid"]):
+            raise ClusterError(f"client {i} is not running")
+        os.kill(c["pid"], sig)
+        self._wait_exit(c["pid"], 10)
+        c["pid"] = None
+        self.save()
+
+    def restart_client(self, i: int) -> None:
+        """Stop client ``i`` (if running), lazily unmount a dead mount, start it again."""
+        c = self.clients[i]
+        if c.get("pid") and pid_alive(c["pid"]):
+            self._stop_client(c)
+        if mount_fstype(c["mountpoint"]) is not None and not unmount(c["mountpoint"], lazy_only=True):
+            raise ClusterError(f"cannot unmount {c['mountpoint']}")
+        self.start_client(i)
+
+    def client_alive(self, i: int) -> bool:
+        return pid_alive(self.clients[i].get("pid"))
+
+    def pid(self, i: int) -> Optional[int]:
+        return self.clients[i].get("pid")
+
+    # ---- stats
+
+    def stats(self, i: Optional[int] = None, timeout: float = 10.0) -> dict:
+        """Ask node ``i`` (or the storage service if None) for a stats dump (SIGUSR1)."""
+        entry = self.storage if i is None else self.clients[i]
+        path, pid = Path(entry["stats"]), entry.get("pid")
+        if not pid or not pid_alive(pid):
+            raise ClusterError(f"{'storage' if i is None else f'node{i}'} is not running")
+        try:
+            before = path.stat().st_mtime_ns, path.read_bytes()
+        except FileNotFoundError:
+            before = None
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                now = path.stat().st_mtime_ns, path.read_bytes()
+                if now != before:
+                    return json.loads(now[1])
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        raise ClusterError(f"no stats dump in {path} within {timeout}s after SIGUSR1")
+
+    # ---- helpers
+
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as f:
+            f.write(f"==== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode())
+            f.flush()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        self._popen[proc.pid] = proc
+        return proc
+
+    def _wait_exit(self, pid: int, timeout: float) -> None:
+        proc = self._popen.pop(pid, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                raise ClusterError(f"pid {pid} did not exit within {timeout}s") from None
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"pid {pid} did not exit within {timeout}s")
+            time.sleep(0.05)
+
+    def describe(self) -> str:
+        """Human-readable status, one line per component."""
+        lines = [f"cluster {self.rundir}: mode={self.mode} nodes={self.nodes} "
+                 f"net={self.net_used} ({self.net_reason}) rtt_us={self.rtt_us} status={self.status}"]
+        s = self.storage
+        lines.append(f"  storage  pid={s.get('pid')} alive={pid_alive(s.get('pid'))} "
+                     f"address={s.get('address')} log={s.get('log')}")
+        for c in self.clients:
+            lines.append(f"  node{c['index']}    pid={c.get('pid')} alive={pid_alive(c.get('pid'))} "
+                         f"mounted={mount_fstype(c['mountpoint'])} {c['mountpoint']}")
+        if self.netns:
+            lines.append("  netns    " + " ".join(self.netns))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# machine-wide sweep
+
+
+def dfuse_pids() -> list[tuple[int, str]]:
+    """(pid, name) of every running DFUSE daemon on the machine."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        cmd = pid_cmdline(pid)
+        if not cmd or not pid_alive(pid):
+            continue
+        base = os.path.basename(cmd[0])
+        if base in DAEMON_NAMES:
+            out.append((pid, base))
+    return out
+
+
+def sweep_all(progress: Callable[[str], None] = lambda m: None) -> int:
+    """Unmount every fuse.dfuse-* mount, stop every DFUSE daemon, delete dfuse-* netns.
+
+    Returns the number of things removed.
+    """
+    n = 0
+    pids = dfuse_pids()
+    for pid, name in pids:
+        if name != "dfuse-storage":
+            progress(f"stopping {name} pid {pid}")
+            stop_pid(pid)
+            n += 1
+    for mp in dfuse_mounts():
+        progress(f"unmounting {mp}")
+        unmount(mp)
+        n += 1
+    for pid, name in pids:
+        if name == "dfuse-storage":
+            progress(f"stopping {name} pid {pid}")
+            stop_pid(pid)
+            n += 1
+    for ns in list_netns():
+        if ns.startswith(NETNS_PREFIX):
+            progress(f"deleting netns {ns}")
+            delete_netns(ns)
+            n += 1
+    return n
+
+
+def _main() -> int:  # pragma: no cover - convenience
+    print(__doc__)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
