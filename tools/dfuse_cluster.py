@@ -165,10 +165,14 @@ def unmount(path: str | os.PathLike, lazy_only: bool = False) -> bool:
     """
     path = os.path.abspath(path)
     for _ in range(8):
-        if mount_fstype(path) is None:
+        fstype = mount_fstype(path)
+        if fstype is None:
             return True
-        cmds = [] if lazy_only else [["fusermount3", "-u", path]]
-        cmds += [["fusermount3", "-uz", path], ["umount", "-l", path]]
+        if fstype.startswith("fuse"):
+            cmds = [] if lazy_only else [["fusermount3", "-u", path]]
+            cmds += [["fusermount3", "-uz", path], ["umount", "-l", path]]
+        else:
+            cmds = ([] if lazy_only else [["umount", path]]) + [["umount", "-l", path]]
         for cmd in cmds:
             if _run(cmd, timeout=10).returncode == 0:
                 break

@@ -1,0 +1,112 @@
+"""Shared fixtures for the DFUSE integration tests.
+
+Binaries come from $DFUSE_BUILD_DIR (set by CTest) or REPO/build; a test whose
+binaries are missing is skipped with the path it looked for.  Every cluster
+runs under a fresh /tmp/dfuse-it-* directory and is torn down (unmounted,
+processes stopped) even when the test fails; the directory is removed only
+when nothing is mounted below it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(HERE))
+
+import dfuse_cluster as dc  # noqa: E402
+
+MODES = dc.MODES
+
+
+def build_dir() -> Path:
+    return dc.find_build_dir()
+
+
+def require_binaries(*names: str) -> dict:
+    """Paths of daemons ``names`` ("storage", "writethrough", ...); skip if any is missing."""
+    paths = {n: dc.binary_path(build_dir(), n) for n in names}
+    missing = [str(p) for p in paths.values() if not (p.is_file() and os.access(p, os.X_OK))]
+    if missing:
+        pytest.skip("binary not built: " + ", ".join(missing))
+    return paths
+
+
+def require_fuse() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (FUSE mounts, namespaces)")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing")
+
+
+def _rundir_is_clear(path: str) -> bool:
+    return not any(mp == path or mp.startswith(path + "/") for mp, _ in dc.list_mounts())
+
+
+@pytest.fixture
+def workdir():
+    """A fresh temp directory under /tmp, removed afterwards if nothing is mounted in it."""
+    d = tempfile.mkdtemp(prefix="dfuse-it-", dir="/tmp")
+    yield Path(d)
+    if _rundir_is_clear(d):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def make_cluster(workdir):
+    """Factory: ``make_cluster(mode, nodes=1, **kw)`` returns a started Cluster.
+
+    Every cluster it made is brought down at teardown, and the test fails if a
+    mount is left behind below the work directory.
+    """
+    require_fuse()
+    made = []
+
+    def factory(mode: str, nodes: int = 1, name: str = "c", **kw) -> dc.Cluster:
+        require_binaries("storage", mode)
+        kw.setdefault("net", os.environ.get("DFUSE_IT_NET", "none"))
+        c = dc.Cluster(workdir / f"{name}{len(made)}", mode=mode, nodes=nodes,
+                       progress=lambda m: print(f"[cluster] {m}", flush=True), **kw)
+        made.append(c)
+        c.up()
+        return c
+
+    yield factory
+    for c in reversed(made):
+        c.down()
+    left = [mp for mp, _ in dc.list_mounts() if mp.startswith(str(workdir) + "/")]
+    for mp in left:
+        dc.unmount(mp)
+    assert not left, f"mounts left behind after teardown: {left}"
+
+
+@pytest.fixture
+def tmpfs_dir(workdir):
+    """A private tmpfs mounted in the work directory (the reference file system)."""
+    d = workdir / "tmpfs"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs", str(d)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        # Fall back to /dev/shm (also tmpfs) when mounting is not allowed.
+        shm = Path(tempfile.mkdtemp(prefix="dfuse-ref-", dir="/dev/shm"))
+        yield shm
+        shutil.rmtree(shm, ignore_errors=True)
+        return
+    try:
+        yield d
+    finally:
+        dc.unmount(d)
+
+
+def pytest_report_header(config):
+    return f"dfuse build dir: {build_dir()}"
