@@ -1,0 +1,162 @@
+"""Cross-node visibility on a 3-node cluster of each mode.
+
+What each mode promises (and so what is asserted):
+* writethrough: close-to-open. Once a writer closed (or fsynced) a file, an
+  open on any node that starts afterwards sees its data, size and namespace
+  changes immediately.
+* weakwriteback: data reaches storage at close/fsync; other nodes see changes
+  after the attribute/entry timeout (1 s).  A node that already cached a
+  file's size may keep it, so readers only read files they never looked at.
+"""
+
+import hashlib
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from conftest import MODES
+
+NODES = 3
+WEAK_TIMEOUT = float(os.environ.get("DFUSE_WEAK_ATTR_TIMEOUT", "1.0"))
+SIZES = (0, 1, 4095, 4096, (1 << 20) + 7, 8 << 20)
+
+
+def payload(tag: str, size: int) -> bytes:
+    return random.Random(f"{tag}:{size}").randbytes(size)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha(path) -> tuple[int, str]:
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+def settle(mode: str) -> None:
+    """Wait until another node may be expected to see a change in ``mode``."""
+    if mode == "weakwriteback":
+        time.sleep(WEAK_TIMEOUT + 0.6)
+
+
+@pytest.fixture(params=MODES)
+def cluster(request, make_cluster):
+    return make_cluster(request.param, nodes=NODES)
+
+
+def test_file_contents_visible_on_other_nodes(cluster):
+    a, others = cluster.mount(0), [cluster.mount(i) for i in range(1, NODES)]
+    for size in SIZES:
+        with open(a / f"f{size}", "wb") as f:
+            f.write(payload("x", size))
+    settle(cluster.mode)
+    for size in SIZES:
+        want = (size, sha(payload("x", size)))
+        for m in others:
+            assert os.stat(m / f"f{size}").st_size == size, f"stat size on {m}"
+            assert file_sha(m / f"f{size}") == want, f"contents of f{size} on {m}"
+
+
+def test_fsync_reaches_storage(cluster):
+    """After fsync returns, the storage export holds the bytes (both modes)."""
+    data = payload("fsync", 300_001)
+    with open(cluster.mount(1) / "synced", "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        assert (cluster.export_dir / "synced").read_bytes() == data
+
+
+def test_namespace_changes_visible(cluster):
+    a, others = cluster.mount(0), [cluster.mount(i) for i in range(1, NODES)]
+
+    def expect(present: set, absent: set, where: str):
+        settle(cluster.mode)
+        for m in others:
+            for rel in present:
+                assert os.path.lexists(m / rel), f"{rel} missing on {m} after {where}"
+            for rel in absent:
+                assert not os.path.lexists(m / rel), f"{rel} still on {m} after {where}"
+            top = set(os.listdir(m))
+            want_top = {p.split("/")[0] for p in present}
+            assert want_top <= top, f"listdir({m}) = {sorted(top)} after {where}"
+
+    os.mkdir(a / "d")
+    (a / "d" / "f").write_bytes(b"hello")
+    expect({"d", "d/f"}, set(), "mkdir+create")
+    os.rename(a / "d" / "f", a / "d" / "g")
+    expect({"d/g"}, {"d/f"}, "rename")
+    for m in others:
+        assert (m / "d" / "g").read_bytes() == b"hello"
+    os.rename(a / "d", a / "e")
+    expect({"e", "e/g"}, {"d"}, "directory rename")
+    os.unlink(a / "e" / "g")
+    expect({"e"}, {"e/g"}, "unlink")
+    os.rmdir(a / "e")
+    expect(set(), {"e"}, "rmdir")
+    for m in others:
+        with pytest.raises(FileNotFoundError):
+            os.stat(m / "e")
+
+
+def test_other_node_sees_overwrite_and_truncate(make_cluster):
+    """Close-to-open on a file the reader HAS cached (writethrough only: weak may keep the size)."""
+    c = make_cluster("writethrough", nodes=NODES)
+    a, b = c.mount(0), c.mount(1)
+    (a / "f").write_bytes(payload("v1", 10000))
+    assert (b / "f").read_bytes() == payload("v1", 10000)
+    (a / "f").write_bytes(payload("v2", 5000))          # O_TRUNC + shorter rewrite
+    assert (b / "f").read_bytes() == payload("v2", 5000)
+    with open(a / "f", "ab") as f:                     # append
+        f.write(b"tail")
+    assert (b / "f").read_bytes() == payload("v2", 5000) + b"tail"
+    os.truncate(a / "f", 3)
+    assert os.stat(b / "f").st_size == 3
+    assert (b / "f").read_bytes() == payload("v2", 5000)[:3]
+    with open(a / "f", "r+b") as f:                    # in-place overwrite, same size
+        f.write(b"XYZ")
+    assert (b / "f").read_bytes() == b"XYZ"
+    # And back the other way: B writes, A reads.
+    (b / "f").write_bytes(b"from b")
+    assert (a / "f").read_bytes() == b"from b"
+
+
+def test_concurrent_writers_on_different_files(cluster):
+    per_thread, threads_per_node = 8, 2
+    errors = []
+
+    def writer(node: int, t: int):
+        m = cluster.mount(node)
+        try:
+            for k in range(per_thread):
+                name = f"w{node}_{t}_{k}"
+                size = random.Random(name).randrange(0, 300_000)
+                with open(m / name, "wb") as f:
+                    f.write(payload(name, size))
+        except Exception as e:  # reported below, with the node
+            errors.append(f"node{node} thread {t}: {e!r}")
+
+    ts = [threading.Thread(target=writer, args=(n, t)) for n in range(NODES) for t in range(threads_per_node)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in ts), "writers hung"
+    assert not errors, errors
+    settle(cluster.mode)
+    names = [f"w{n}_{t}_{k}" for n in range(NODES) for t in range(threads_per_node) for k in range(per_thread)]
+    for reader in range(NODES):
+        m = cluster.mount(reader)
+        listing = set(os.listdir(m))
+        assert set(names) <= listing, f"node{reader} is missing {sorted(set(names) - listing)[:5]}"
+        for name in names:
+            size = random.Random(name).randrange(0, 300_000)
+            assert file_sha(m / name) == (size, sha(payload(name, size))), f"{name} on node{reader}"
