@@ -1,0 +1,703 @@
+#include "impl/common/client_fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace dfuse {
+
+namespace {
+
+constexpr std::string_view kOpNames[] = {
+    "lookup",  "forget",     "getattr",   "setattr",   "readlink", "mknod",    "mkdir",
+    "unlink",  "rmdir",      "symlink",   "rename",    "link",     "open",     "create",
+    "read",    "write",      "flush",     "release",   "fsync",    "opendir",  "readdir",
+    "readdirplus", "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr", "listxattr",
+    "removexattr", "fallocate"};
+
+constexpr char kCapabilityXattr[] = "security.capability";
+
+struct timespec ToTimespec(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = ns / 1000000000;
+  ts.tv_nsec = ns % 1000000000;
+  if (ts.tv_nsec < 0) {
+    ts.tv_sec--;
+    ts.tv_nsec += 1000000000;
+  }
+  return ts;
+}
+
+int64_t ToNs(const struct timespec& ts) { return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec; }
+
+}  // namespace
+
+int StorageCacheBackend::ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
+                                     std::vector<std::string>* data, uint64_t* file_size) {
+  proto::ReadRequest req;
+  req.set_gfid(gfid);
+  for (const Extent& e : extents) {
+    proto::Extent* pe = req.add_extents();
+    pe->set_offset(e.offset);
+    pe->set_length(e.length);
+  }
+  proto::ReadReply rep;
+  int err = storage_->Read(req, &rep);
+  if (err != 0) return err;
+  data->assign(rep.data().begin(), rep.data().end());
+  *file_size = rep.file_size();
+  return 0;
+}
+
+int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
+                                     int64_t* mtime_ns) {
+  proto::WriteRequest req;
+  req.set_gfid(gfid);
+  for (Chunk& c : chunks) {
+    proto::WriteChunk* pc = req.add_chunks();
+    pc->set_offset(c.offset);
+    pc->set_data(std::move(c.data));
+  }
+  proto::WriteReply rep;
+  int err = storage_->Write(req, &rep);
+  if (err != 0) return err;
+  *file_size = rep.file_size();
+  *mtime_ns = rep.mtime_ns();
+  return 0;
+}
+
+ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
+                   BufferCache* cache, StatsRegistry* stats)
+    : policy_(policy), root_gfid_(root_gfid), storage_(storage), cache_(cache), stats_(stats) {
+  for (std::string_view op : kOpNames) {
+    op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
+  }
+}
+
+ClientFs* ClientFs::Self(fuse_req_t req) { return static_cast<ClientFs*>(fuse_req_userdata(req)); }
+
+void ClientFs::Count(std::string_view op) { op_counters_.at(op)->Add(); }
+
+proto::Credentials ClientFs::Caller(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  proto::Credentials cred;
+  cred.set_uid(ctx->uid);
+  cred.set_gid(ctx->gid);
+  return cred;
+}
+
+void ClientFs::FillStat(const proto::Attr& attr, struct stat* st) {
+  std::memset(st, 0, sizeof(*st));
+  st->st_ino = attr.gfid();
+  st->st_mode = attr.mode();
+  st->st_nlink = attr.nlink();
+  st->st_uid = attr.uid();
+  st->st_gid = attr.gid();
+  st->st_rdev = attr.rdev();
+  st->st_size = static_cast<off_t>(attr.size());
+  // Data this node has not written back yet still counts toward the size.
+  if (S_ISREG(attr.mode())) st->st_size = cache_->LocalSize(attr.gfid(), attr.size());
+  st->st_blocks = static_cast<blkcnt_t>(attr.blocks());
+  st->st_blksize = attr.blksize() ? attr.blksize() : kPageSize;
+  st->st_atim = ToTimespec(attr.atime_ns());
+  st->st_mtim = ToTimespec(attr.mtime_ns());
+  st->st_ctim = ToTimespec(attr.ctime_ns());
+}
+
+void ClientFs::ObserveAttr(const proto::Attr& attr, bool own) {
+  if (S_ISREG(attr.mode())) cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
+}
+
+void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
+  std::memset(e, 0, sizeof(*e));
+  e->ino = Ino(attr.gfid());
+  e->generation = attr.generation();
+  FillStat(attr, &e->attr);
+  e->attr_timeout = policy_.attr_timeout;
+  e->entry_timeout = policy_.entry_timeout;
+}
+
+void ClientFs::TakeReference(uint64_t gfid) {
+  inodes_.Ref(gfid);
+  cache_->Remember(gfid);
+}
+
+void ClientFs::ReplyEntry(fuse_req_t req, const proto::Attr& attr) {
+  fuse_entry_param e;
+  FillEntry(attr, &e);
+  TakeReference(attr.gfid());
+  fuse_reply_entry(req, &e);
+}
+
+void ClientFs::ReplyAttr(fuse_req_t req, const proto::Attr& attr) {
+  struct stat st;
+  FillStat(attr, &st);
+  fuse_reply_attr(req, &st, policy_.attr_timeout);
+}
+
+void ClientFs::ReplyMake(fuse_req_t req, int err, const proto::Attr& attr) {
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ObserveAttr(attr, /*own=*/true);
+  ReplyEntry(req, attr);
+}
+
+void ClientFs::Init(void* userdata, fuse_conn_info* conn) {
+  auto* self = static_cast<ClientFs*>(userdata);
+  const CachePolicy& p = self->policy_;
+  auto want = [conn](unsigned cap, bool on) {
+    if (on && (conn->capable & cap)) {
+      conn->want |= cap;
+    } else {
+      conn->want &= ~cap;
+    }
+  };
+  want(FUSE_CAP_WRITEBACK_CACHE, p.writeback_cache);
+  want(FUSE_CAP_AUTO_INVAL_DATA, p.auto_inval_data);
+  // O_TRUNC and suid clearing are left to the kernel, which turns them into
+  // SETATTR: one code path for every way a file shrinks or changes mode.
+  want(FUSE_CAP_ATOMIC_O_TRUNC, false);
+  want(FUSE_CAP_HANDLE_KILLPRIV, false);
+  want(FUSE_CAP_ASYNC_READ, true);
+  want(FUSE_CAP_PARALLEL_DIROPS, true);
+  want(FUSE_CAP_READDIRPLUS, true);
+  want(FUSE_CAP_READDIRPLUS_AUTO, true);
+  want(FUSE_CAP_EXPLICIT_INVAL_DATA, false);
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  conn->time_gran = 1;
+  spdlog::info("FUSE session: protocol {}.{}, writeback_cache={}, mode={}", conn->proto_major,
+               conn->proto_minor, (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0, p.mode);
+}
+
+void ClientFs::Destroy(void* userdata) {
+  auto* self = static_cast<ClientFs*>(userdata);
+  int err = self->cache_->FlushAll();
+  if (err) spdlog::error("write-back at unmount failed: errno {}", err);
+}
+
+void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ClientFs* self = Self(req);
+  self->Count("lookup");
+  proto::Attr attr;
+  int err = self->storage_->Lookup(self->Gfid(parent), name, &attr);
+  if (err == ENOENT && self->policy_.negative_timeout > 0) {
+    fuse_entry_param e;
+    std::memset(&e, 0, sizeof(e));  // ino 0: a cacheable negative entry
+    e.entry_timeout = self->policy_.negative_timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  self->ObserveAttr(attr, /*own=*/false);
+  self->ReplyEntry(req, attr);
+}
+
+void ClientFs::Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  ClientFs* self = Self(req);
+  self->Count("forget");
+  const uint64_t gfid = self->Gfid(ino);
+  if (self->inodes_.Unref(gfid, nlookup)) self->cache_->Forget(gfid);
+  fuse_reply_none(req);
+}
+
+void ClientFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  ClientFs* self = Self(req);
+  for (size_t i = 0; i < count; i++) {
+    self->Count("forget");
+    const uint64_t gfid = self->Gfid(forgets[i].ino);
+    if (self->inodes_.Unref(gfid, forgets[i].nlookup)) self->cache_->Forget(gfid);
+  }
+  fuse_reply_none(req);
+}
+
+void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("getattr");
+  proto::Attr attr;
+  int err = self->storage_->GetAttr(self->Gfid(ino), &attr);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  self->ObserveAttr(attr, /*own=*/false);
+  self->ReplyAttr(req, attr);
+}
+
+void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_set,
+                       fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("setattr");
+  const uint64_t gfid = self->Gfid(ino);
+  proto::SetAttrRequest sreq;
+  sreq.set_gfid(gfid);
+  uint32_t valid = 0;
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    valid |= proto::SETATTR_MODE;
+    sreq.set_mode(in->st_mode);
+  }
+  if (to_set & FUSE_SET_ATTR_UID) {
+    valid |= proto::SETATTR_UID;
+    sreq.set_uid(in->st_uid);
+  }
+  if (to_set & FUSE_SET_ATTR_GID) {
+    valid |= proto::SETATTR_GID;
+    sreq.set_gid(in->st_gid);
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    valid |= proto::SETATTR_SIZE;
+    sreq.set_size(static_cast<uint64_t>(in->st_size));
+  }
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+    valid |= proto::SETATTR_ATIME_NOW;
+  } else if (to_set & FUSE_SET_ATTR_ATIME) {
+    valid |= proto::SETATTR_ATIME;
+    sreq.set_atime_ns(ToNs(in->st_atim));
+  }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    valid |= proto::SETATTR_MTIME_NOW;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    valid |= proto::SETATTR_MTIME;
+    sreq.set_mtime_ns(ToNs(in->st_mtim));
+  }
+  sreq.set_valid(valid);
+  if (valid & proto::SETATTR_SIZE) {
+    // Dirty bytes below the new end must reach storage in order with the
+    // truncate; bytes past it are dropped.
+    self->cache_->Truncate(gfid, sreq.size());
+  }
+  proto::Attr attr;
+  int err = self->storage_->SetAttr(sreq, &attr);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  self->ObserveAttr(attr, /*own=*/true);
+  self->ReplyAttr(req, attr);
+}
+
+void ClientFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
+  ClientFs* self = Self(req);
+  self->Count("readlink");
+  std::string target;
+  int err = self->storage_->Readlink(self->Gfid(ino), &target);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_readlink(req, target.c_str());
+}
+
+void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                     dev_t rdev) {
+  ClientFs* self = Self(req);
+  self->Count("mknod");
+  proto::MakeRequest mreq;
+  mreq.set_parent(self->Gfid(parent));
+  mreq.set_name(name);
+  mreq.set_mode(mode);
+  mreq.set_rdev(rdev);
+  *mreq.mutable_cred() = self->Caller(req);
+  proto::Attr attr;
+  int err = S_ISREG(mode) ? self->storage_->Create(mreq, &attr) : self->storage_->Mknod(mreq, &attr);
+  self->ReplyMake(req, err, attr);
+}
+
+void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  ClientFs* self = Self(req);
+  self->Count("mkdir");
+  proto::MakeRequest mreq;
+  mreq.set_parent(self->Gfid(parent));
+  mreq.set_name(name);
+  mreq.set_mode(mode);
+  *mreq.mutable_cred() = self->Caller(req);
+  proto::Attr attr;
+  int err = self->storage_->Mkdir(mreq, &attr);
+  self->ReplyMake(req, err, attr);
+}
+
+void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  ClientFs* self = Self(req);
+  self->Count("symlink");
+  proto::MakeRequest mreq;
+  mreq.set_parent(self->Gfid(parent));
+  mreq.set_name(name);
+  mreq.set_target(link);
+  *mreq.mutable_cred() = self->Caller(req);
+  proto::Attr attr;
+  int err = self->storage_->Symlink(mreq, &attr);
+  self->ReplyMake(req, err, attr);
+}
+
+void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ClientFs* self = Self(req);
+  self->Count("link");
+  proto::Attr attr;
+  int err = self->storage_->Link(self->Gfid(ino), self->Gfid(newparent), newname, &attr);
+  self->ReplyMake(req, err, attr);
+}
+
+void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ClientFs* self = Self(req);
+  self->Count("unlink");
+  fuse_reply_err(req, self->storage_->Unlink(self->Gfid(parent), name));
+}
+
+void ClientFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ClientFs* self = Self(req);
+  self->Count("rmdir");
+  fuse_reply_err(req, self->storage_->Rmdir(self->Gfid(parent), name));
+}
+
+void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                      const char* newname, unsigned int flags) {
+  ClientFs* self = Self(req);
+  self->Count("rename");
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fuse_reply_err(req, self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent),
+                                             newname, flags));
+}
+
+void ClientFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ClientFs* self = Self(req);
+  self->Count("open");
+  if (self->policy_.revalidate_on_open) {
+    // Close-to-open: a file opened after another node closed it must not be
+    // served from data cached before.
+    proto::Attr attr;
+    int err = self->storage_->GetAttr(self->Gfid(ino), &attr);
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    self->ObserveAttr(attr, /*own=*/false);
+  }
+  fi->fh = 0;  // the storage service is stateless: files are addressed by GFID
+  fi->keep_cache = self->policy_.keep_cache;
+  fuse_reply_open(req, fi);
+}
+
+void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                      fuse_file_info* fi) {
+  ClientFs* self = Self(req);
+  self->Count("create");
+  proto::MakeRequest mreq;
+  mreq.set_parent(self->Gfid(parent));
+  mreq.set_name(name);
+  mreq.set_mode(mode);
+  mreq.set_exclusive((fi->flags & O_EXCL) != 0);
+  *mreq.mutable_cred() = self->Caller(req);
+  proto::Attr attr;
+  int err = self->storage_->Create(mreq, &attr);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  self->ObserveAttr(attr, /*own=*/true);
+  fuse_entry_param e;
+  self->FillEntry(attr, &e);
+  self->TakeReference(attr.gfid());
+  fi->fh = 0;
+  fi->keep_cache = self->policy_.keep_cache;
+  fuse_reply_create(req, &e, fi);
+}
+
+void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("read");
+  std::string data;
+  int err = self->cache_->Read(self->Gfid(ino), static_cast<uint64_t>(off), size, &data);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_buf(req, data.data(), data.size());
+}
+
+void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                     fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("write");
+  int err = self->cache_->Write(self->Gfid(ino), static_cast<uint64_t>(off), buf, size);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_write(req, size);
+}
+
+void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("flush");
+  // close(): write back so that the next open on any node sees the data.
+  fuse_reply_err(req, self->cache_->Flush(self->Gfid(ino)));
+}
+
+void ClientFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  Self(req)->Count("release");
+  fuse_reply_err(req, 0);
+}
+
+void ClientFs::Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("fsync");
+  const uint64_t gfid = self->Gfid(ino);
+  int err = self->cache_->Flush(gfid);
+  if (err == 0) err = self->storage_->Fsync(gfid, datasync != 0);
+  fuse_reply_err(req, err);
+}
+
+void ClientFs::OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Self(req)->Count("opendir");
+  fi->fh = 0;  // offsets are the storage directory's own cookies
+  fuse_reply_open(req, fi);
+}
+
+void ClientFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Self(req)->Count("readdir");
+  Self(req)->DoReadDir(req, ino, size, off, /*plus=*/false);
+}
+
+void ClientFs::ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           fuse_file_info*) {
+  Self(req)->Count("readdirplus");
+  Self(req)->DoReadDir(req, ino, size, off, /*plus=*/true);
+}
+
+void ClientFs::DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  proto::ReadDirRequest dreq;
+  dreq.set_gfid(Gfid(ino));
+  dreq.set_offset(static_cast<uint64_t>(off));
+  // Rough entries-per-buffer estimate; entries that do not fit are simply
+  // returned again by the next call, which starts at the last one sent.
+  dreq.set_max_entries(static_cast<uint32_t>(std::max<size_t>(size / (plus ? 160 : 32), 4)));
+  dreq.set_plus(plus);
+  proto::ReadDirReply rep;
+  int err = storage_->ReadDir(dreq, &rep);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  std::string buf(size, '\0');
+  size_t used = 0;
+  for (const proto::DirEntry& d : rep.entries()) {
+    const off_t next = static_cast<off_t>(d.next_offset());
+    size_t len;
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof(e));
+      if (d.has_attr()) {
+        FillEntry(d.attr(), &e);
+      } else {  // "." and "..": listed, but no lookup reference is handed out
+        e.attr.st_ino = d.gfid();
+        e.attr.st_mode = d.type() << 12;
+      }
+      len = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name().c_str(), &e,
+                                   next);
+      if (len > size - used) break;
+      if (d.has_attr()) {
+        ObserveAttr(d.attr(), /*own=*/false);
+        TakeReference(d.attr().gfid());
+      }
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof(st));
+      st.st_ino = d.gfid();
+      st.st_mode = d.type() << 12;
+      len = fuse_add_direntry(req, buf.data() + used, size - used, d.name().c_str(), &st, next);
+      if (len > size - used) break;
+    }
+    used += len;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void ClientFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  Self(req)->Count("releasedir");
+  fuse_reply_err(req, 0);
+}
+
+void ClientFs::FsyncDir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("fsyncdir");
+  fuse_reply_err(req, self->storage_->Fsync(self->Gfid(ino), datasync != 0));
+}
+
+void ClientFs::StatFs(fuse_req_t req, fuse_ino_t ino) {
+  ClientFs* self = Self(req);
+  self->Count("statfs");
+  proto::StatFsReply rep;
+  int err = self->storage_->StatFs(self->Gfid(ino), &rep);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  struct statvfs sv;
+  std::memset(&sv, 0, sizeof(sv));
+  sv.f_bsize = rep.bsize();
+  sv.f_frsize = rep.frsize();
+  sv.f_blocks = rep.blocks();
+  sv.f_bfree = rep.bfree();
+  sv.f_bavail = rep.bavail();
+  sv.f_files = rep.files();
+  sv.f_ffree = rep.ffree();
+  sv.f_favail = rep.favail();
+  sv.f_namemax = rep.namemax();
+  fuse_reply_statfs(req, &sv);
+}
+
+void ClientFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                        size_t size, int flags) {
+  ClientFs* self = Self(req);
+  self->Count("setxattr");
+  const uint64_t gfid = self->Gfid(ino);
+  proto::XattrRequest xreq;
+  xreq.set_gfid(gfid);
+  xreq.set_name(name);
+  xreq.set_value(std::string(value, size));
+  xreq.set_flags(flags);
+  int err = self->storage_->SetXattr(xreq);
+  if (std::strcmp(name, kCapabilityXattr) == 0) self->inodes_.SetCapabilityState(gfid, -1);
+  fuse_reply_err(req, err);
+}
+
+void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  ClientFs* self = Self(req);
+  self->Count("getxattr");
+  const uint64_t gfid = self->Gfid(ino);
+  const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
+  if (capability && self->inodes_.CapabilityState(gfid) == 0) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  proto::XattrRequest xreq;
+  xreq.set_gfid(gfid);
+  xreq.set_name(name);
+  xreq.set_size(static_cast<uint32_t>(size));
+  proto::XattrReply rep;
+  int err = self->storage_->GetXattr(xreq, &rep);
+  if (capability && (err == 0 || err == ENODATA)) {
+    self->inodes_.SetCapabilityState(gfid, err == 0 ? 1 : 0);
+  }
+  if (err != 0) {
+    fuse_reply_err(req, err);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, rep.size());
+  } else {
+    fuse_reply_buf(req, rep.value().data(), rep.value().size());
+  }
+}
+
+void ClientFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  ClientFs* self = Self(req);
+  self->Count("listxattr");
+  proto::XattrRequest xreq;
+  xreq.set_gfid(self->Gfid(ino));
+  xreq.set_size(static_cast<uint32_t>(size));
+  proto::XattrReply rep;
+  int err = self->storage_->ListXattr(xreq, &rep);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, rep.size());
+  } else {
+    fuse_reply_buf(req, rep.value().data(), rep.value().size());
+  }
+}
+
+void ClientFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  ClientFs* self = Self(req);
+  self->Count("removexattr");
+  const uint64_t gfid = self->Gfid(ino);
+  proto::XattrRequest xreq;
+  xreq.set_gfid(gfid);
+  xreq.set_name(name);
+  int err = self->storage_->RemoveXattr(xreq);
+  if (std::strcmp(name, kCapabilityXattr) == 0) self->inodes_.SetCapabilityState(gfid, -1);
+  fuse_reply_err(req, err);
+}
+
+void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         fuse_file_info*) {
+  ClientFs* self = Self(req);
+  self->Count("fallocate");
+  const uint64_t gfid = self->Gfid(ino);
+  // Storage changes the bytes and maybe the size itself: write back first,
+  // then forget what was cached.
+  int err = self->cache_->Flush(gfid);
+  if (err == 0) {
+    proto::FallocateRequest freq;
+    freq.set_gfid(gfid);
+    freq.set_mode(mode);
+    freq.set_offset(static_cast<uint64_t>(offset));
+    freq.set_length(static_cast<uint64_t>(length));
+    err = self->storage_->Fallocate(freq);
+  }
+  if (err == 0) {
+    self->cache_->Invalidate(gfid);
+    proto::Attr attr;
+    err = self->storage_->GetAttr(gfid, &attr);
+    if (err == 0) self->ObserveAttr(attr, /*own=*/true);
+  }
+  fuse_reply_err(req, err);
+}
+
+const fuse_lowlevel_ops& ClientFs::Ops() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof(o));
+    o.init = Init;
+    o.destroy = Destroy;
+    o.lookup = Lookup;
+    o.forget = Forget;
+    o.forget_multi = ForgetMulti;
+    o.getattr = GetAttr;
+    o.setattr = SetAttr;
+    o.readlink = Readlink;
+    o.mknod = Mknod;
+    o.mkdir = Mkdir;
+    o.unlink = Unlink;
+    o.rmdir = Rmdir;
+    o.symlink = Symlink;
+    o.rename = Rename;
+    o.link = Link;
+    o.open = Open;
+    o.create = Create;
+    o.read = Read;
+    o.write = Write;
+    o.flush = Flush;
+    o.release = Release;
+    o.fsync = Fsync;
+    o.opendir = OpenDir;
+    o.readdir = ReadDir;
+    o.readdirplus = ReadDirPlus;
+    o.releasedir = ReleaseDir;
+    o.fsyncdir = FsyncDir;
+    o.statfs = StatFs;
+    o.setxattr = SetXattr;
+    o.getxattr = GetXattr;
+    o.listxattr = ListXattr;
+    o.removexattr = RemoveXattr;
+    o.fallocate = Fallocate;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace dfuse

@@ -1,0 +1,119 @@
+// The shared FUSE client core: every low-level FUSE operation, translated to
+// storage calls through the userspace buffer cache.
+#ifndef DFUSE_IMPL_COMMON_CLIENT_FS_H_
+#define DFUSE_IMPL_COMMON_CLIENT_FS_H_
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "impl/common/buffer_cache.h"
+#include "impl/common/inode_table.h"
+#include "impl/common/policy.h"
+#include "impl/common/storage_client.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+// Adapts the storage client to the buffer cache's backend interface.
+class StorageCacheBackend : public CacheBackend {
+ public:
+  explicit StorageCacheBackend(StorageClient* storage) : storage_(storage) {}
+  int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
+                  std::vector<std::string>* data, uint64_t* file_size) override;
+  int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
+                  int64_t* mtime_ns) override;
+
+ private:
+  StorageClient* storage_;
+};
+
+class ClientFs {
+ public:
+  ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
+           BufferCache* cache, StatsRegistry* stats);
+  ClientFs(const ClientFs&) = delete;
+  ClientFs& operator=(const ClientFs&) = delete;
+
+  // The operation table; pass `this` as the session's userdata.
+  static const fuse_lowlevel_ops& Ops();
+
+  const CachePolicy& policy() const { return policy_; }
+
+ private:
+  // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
+  uint64_t Gfid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? root_gfid_ : ino; }
+  fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid_ ? FUSE_ROOT_ID : gfid; }
+
+  void Count(std::string_view op);
+  void FillStat(const proto::Attr& attr, struct stat* st);
+  void FillEntry(const proto::Attr& attr, fuse_entry_param* e);
+  // The kernel now holds one more lookup reference to the file.
+  void TakeReference(uint64_t gfid);
+  void ReplyEntry(fuse_req_t req, const proto::Attr& attr);
+  void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
+  void ObserveAttr(const proto::Attr& attr, bool own);
+  proto::Credentials Caller(fuse_req_t req);
+  void ReplyMake(fuse_req_t req, int err, const proto::Attr& attr);
+
+  // Handlers, one per FUSE operation.
+  static ClientFs* Self(fuse_req_t req);
+  static void Init(void* userdata, fuse_conn_info* conn);
+  static void Destroy(void* userdata);
+  static void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  static void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+  static void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets);
+  static void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                      fuse_file_info* fi);
+  static void Readlink(fuse_req_t req, fuse_ino_t ino);
+  static void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  static void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  static void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  static void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  static void Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
+  static void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                     const char* newname, unsigned int flags);
+  static void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                     fuse_file_info* fi);
+  static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  static void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                    fuse_file_info* fi);
+  static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  static void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  static void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                          fuse_file_info* fi);
+  static void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void FsyncDir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  static void StatFs(fuse_req_t req, fuse_ino_t ino);
+  static void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                       size_t size, int flags);
+  static void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  static void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  static void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+  static void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                        fuse_file_info* fi);
+
+  void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
+
+  const CachePolicy policy_;
+  const uint64_t root_gfid_;
+  StorageClient* const storage_;
+  BufferCache* const cache_;
+  StatsRegistry* const stats_;
+  InodeTable inodes_;
+  std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_CLIENT_FS_H_

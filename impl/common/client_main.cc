@@ -1,0 +1,381 @@
+#include "impl/common/client_main.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "impl/common/buffer_cache.h"
+#include "impl/common/client_fs.h"
+#include "impl/common/storage_client.h"
+#include "util/log.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+namespace {
+
+struct Settings {
+  std::string storage;
+  std::string mountpoint;
+  std::vector<std::string> fuse_options;
+  bool background = false;
+  bool debug = false;
+  bool single_thread = false;
+  std::string stats_file;
+  double stats_interval = 0;
+  std::string log_level = "info";
+  std::string log_file;
+  std::string node_name;
+  std::string cache_size = "256M";
+  uint64_t emulated_rtt_us = 0;
+  uint64_t writeback_delay_ms = 1000;
+  unsigned max_threads = 16;
+};
+
+// Mount options that only mean something to mount(8) or fstab.
+bool IsMountOnlyOption(const std::string& opt) {
+  static const std::set<std::string> kIgnored = {"_netdev", "defaults", "auto", "noauto",
+                                                 "user",    "nouser",   "users", "nofail"};
+  return kIgnored.count(opt) || opt.rfind("x-", 0) == 0 || opt.rfind("comment=", 0) == 0;
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(sep, start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+bool ParseSize(const std::string& text, uint64_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (errno || end == text.c_str()) return false;
+  std::string suffix(end);
+  uint64_t mult = 1;
+  if (suffix == "K" || suffix == "k") mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "m") mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "g") mult = 1ull << 30;
+  else if (!suffix.empty()) return false;
+  *out = v * mult;
+  return true;
+}
+
+// Rewrites argv for CLI11: `-o a,b=c` entries that name one of the daemon's
+// own flags become `--a`/`--b=c`; the rest are kept as FUSE mount options.
+// As a mount helper, mount(8)'s own flags (-n -v -s -f, -t TYPE) are dropped.
+std::vector<std::string> NormalizeArgs(int argc, char** argv, CLI::App* app, bool helper,
+                                       Settings* s) {
+  std::vector<std::string> out;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (helper && (a == "-n" || a == "-v" || a == "-s" || a == "-f")) continue;
+    if (helper && a == "-t" && i + 1 < argc) {
+      i++;
+      continue;
+    }
+    std::string opts;
+    if (a == "-o" && i + 1 < argc) {
+      opts = argv[++i];
+    } else if (a.rfind("-o", 0) == 0 && a.size() > 2 && a[2] != '-') {
+      opts = a.substr(2);
+    } else {
+      out.push_back(a);
+      continue;
+    }
+    for (const std::string& opt : Split(opts, ',')) {
+      if (IsMountOnlyOption(opt)) continue;
+      std::string key = opt.substr(0, opt.find('='));
+      std::string flag = "--" + key;
+      for (char& c : flag) c = c == '_' ? '-' : c;
+      if (app->get_option_no_throw(flag) != nullptr) {
+        out.push_back(opt.find('=') == std::string::npos ? flag
+                                                         : flag + "=" + opt.substr(key.size() + 1));
+      } else {
+        s->fuse_options.push_back(opt);
+      }
+    }
+  }
+  std::reverse(out.begin(), out.end());  // CLI11 parses a reversed vector
+  return out;
+}
+
+// Forks before any thread exists; the parent waits for the child to report
+// that the mount is up (or why it failed) and exits with that status, which
+// is what mount(8) expects of a helper.
+class Daemonizer {
+ public:
+  // Returns false in the parent after the child reported; *status is the
+  // exit code. Returns true in the child.
+  bool Fork(int* status) {
+    if (pipe(fds_) != 0) {
+      std::perror("pipe");
+      *status = 1;
+      return false;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("fork");
+      *status = 1;
+      return false;
+    }
+    if (pid > 0) {
+      close(fds_[1]);
+      char code = 1;
+      std::string msg;
+      char buf[512];
+      ssize_t n = read(fds_[0], &code, 1);
+      if (n != 1) code = 1;
+      while ((n = read(fds_[0], buf, sizeof(buf))) > 0) msg.append(buf, n);
+      if (!msg.empty()) std::fputs(msg.c_str(), stderr);
+      *status = code;
+      return false;
+    }
+    close(fds_[0]);
+    setsid();
+    active_ = true;
+    return true;
+  }
+
+  // Child: report the outcome to the waiting parent and detach stdio.
+  void Report(int code, const std::string& message) {
+    if (!active_) return;
+    char c = static_cast<char>(code);
+    (void)!write(fds_[1], &c, 1);
+    if (!message.empty()) (void)!write(fds_[1], message.data(), message.size());
+    close(fds_[1]);
+    active_ = false;
+  }
+
+  bool active() const { return active_; }
+
+ private:
+  int fds_[2] = {-1, -1};
+  bool active_ = false;
+};
+
+std::atomic<bool> g_exiting{false};
+
+void RedirectStdio(const std::string& log_file) {
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    if (log_file.empty()) dup2(null, STDERR_FILENO);
+    if (null > STDERR_FILENO) close(null);
+  }
+}
+
+}  // namespace
+
+int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
+  const std::string prog = std::strrchr(argv[0], '/') ? std::strrchr(argv[0], '/') + 1 : argv[0];
+  const bool helper = prog.rfind("mount.", 0) == 0;
+  CachePolicy policy = spec.policy;
+  Settings s;
+  s.background = helper;
+
+  CLI::App app(spec.summary, "dfuse-" + policy.mode);
+  app.add_option("storage", s.storage, "storage service address, host:port")->required();
+  app.add_option("mountpoint", s.mountpoint, "directory to mount on")->required();
+  bool foreground = true;
+  app.add_flag("-f,--foreground", foreground, "run in the foreground (the default)");
+  app.add_flag("--background", s.background, "detach once mounted (the default as a mount helper)");
+  app.add_flag("-d,--debug", s.debug, "log every FUSE request (libfuse debug)");
+  app.add_flag("--single-thread", s.single_thread, "serve requests on one thread");
+  app.add_option("--max-threads", s.max_threads, "most FUSE worker threads")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--stats", s.stats_file, "write JSON stats here on SIGUSR1 and at exit");
+  app.add_option("--stats-interval", s.stats_interval, "also write stats every N seconds")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log-level", s.log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--log-file", s.log_file, "append logs here (useful with --background)");
+  app.add_option("--node-name", s.node_name, "name of this client node in logs and stats");
+  app.add_option("--cache-size", s.cache_size, "userspace buffer cache size (K/M/G suffix)");
+  app.add_option("--writeback-delay-ms", s.writeback_delay_ms,
+                 "background write-back of data dirty this long");
+  app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
+                 "add this network round trip to every storage call (network emulation)");
+  if (spec.add_options) spec.add_options(&app, &policy);
+  app.footer(
+      "FUSE mount options go in -o (e.g. -o allow_other,ro); the daemon's own flags may be given\n"
+      "there too (e.g. -o cache_size=1G). As a mount helper: mount -t fuse.dfuse-" +
+      policy.mode + " HOST:PORT MOUNTPOINT");
+
+  std::vector<std::string> args = NormalizeArgs(argc, argv, &app, helper, &s);
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  auto fail = [&](const std::string& msg) {
+    std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), msg.c_str());
+    return 1;
+  };
+  uint64_t cache_bytes = 0;
+  if (!ParseSize(s.cache_size, &cache_bytes)) return fail("bad --cache-size '" + s.cache_size + "'");
+  if (s.storage.find(':') == std::string::npos) {
+    return fail("storage address '" + s.storage + "' must be host:port");
+  }
+  struct stat st;
+  if (stat(s.mountpoint.c_str(), &st) != 0) {
+    return fail("mountpoint " + s.mountpoint + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return fail("mountpoint " + s.mountpoint + " is not a directory");
+  char real[PATH_MAX];
+  if (realpath(s.mountpoint.c_str(), real)) s.mountpoint = real;
+
+  Daemonizer daemon;
+  if (s.background) {
+    int status = 0;
+    if (!daemon.Fork(&status)) return status;
+  }
+  auto fail_daemon = [&](const std::string& msg) {
+    const std::string line = prog + ": error: " + msg + "\n";
+    if (daemon.active()) {
+      daemon.Report(1, line);
+    } else {
+      std::fputs(line.c_str(), stderr);
+    }
+    return 1;
+  };
+  if (!s.log_file.empty() && !std::freopen(s.log_file.c_str(), "a", stderr)) {
+    return fail_daemon("cannot open log file " + s.log_file);
+  }
+  InitLogging(s.node_name.empty() ? policy.mode : s.node_name, s.log_level);
+
+  // Every thread created from here on inherits this mask; the signal thread
+  // below is the only one that takes these signals.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&sigs, sig);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  StatsRegistry stats;
+  StorageClientOptions sopts;
+  sopts.address = s.storage;
+  sopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+  StorageClient storage(sopts, &stats);
+  proto::RootReply root;
+  std::string error;
+  if (storage.GetRoot(std::chrono::milliseconds(5000), &root, &error) != 0) {
+    return fail_daemon(error);
+  }
+
+  StorageCacheBackend backend(&storage);
+  BufferCacheOptions copts;
+  copts.capacity_bytes = cache_bytes;
+  copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
+  BufferCache cache(copts, &backend, &stats);
+  ClientFs fs(policy, root.attr().gfid(), &storage, &cache, &stats);
+
+  std::string opts = "fsname=dfuse:" + s.storage + ",subtype=dfuse-" + policy.mode +
+                     ",default_permissions";
+  if (geteuid() == 0) opts += ",allow_other";
+  for (const std::string& o : s.fuse_options) opts += "," + o;
+  std::vector<std::string> fargs = {prog, "-o", opts};
+  if (s.debug) fargs.push_back("-d");
+  std::vector<char*> fargv;
+  for (std::string& a : fargs) fargv.push_back(a.data());
+  fuse_args fuse_argv = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
+  fuse_session* se = fuse_session_new(&fuse_argv, &ClientFs::Ops(), sizeof(fuse_lowlevel_ops), &fs);
+  if (se == nullptr) return fail_daemon("bad FUSE options: " + opts);
+  if (fuse_session_mount(se, s.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return fail_daemon("cannot mount on " + s.mountpoint);
+  }
+  spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
+               s.mountpoint, policy.mode, cache_bytes >> 20, root.shard_id());
+  if (daemon.active()) {
+    daemon.Report(0, "");
+    RedirectStdio(s.log_file);
+  }
+
+  auto dump_stats = [&] {
+    if (s.stats_file.empty()) return;
+    nlohmann::json j = stats.ToJson();
+    j["mode"] = policy.mode;
+    j["node"] = s.node_name;
+    j["cache"] = {{"cached_bytes", cache.cached_bytes()}, {"dirty_bytes", cache.dirty_bytes()}};
+    const std::string tmp = s.stats_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) return;
+    const std::string text = j.dump(2) + "\n";
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    std::rename(tmp.c_str(), s.stats_file.c_str());
+  };
+
+  // Signals: SIGUSR1 dumps stats; SIGTERM/SIGINT/SIGHUP write everything
+  // back (kernel dirty pages first, then the buffer cache) and unmount,
+  // which ends the request loop.
+  std::thread signal_thread([&] {
+    auto last_dump = std::chrono::steady_clock::now();
+    while (!g_exiting.load()) {
+      timespec tick{0, 200 * 1000 * 1000};
+      int sig = sigtimedwait(&sigs, nullptr, &tick);
+      if (s.stats_interval > 0 &&
+          std::chrono::steady_clock::now() - last_dump >=
+              std::chrono::duration<double>(s.stats_interval)) {
+        dump_stats();
+        last_dump = std::chrono::steady_clock::now();
+      }
+      if (sig == SIGUSR1) dump_stats();
+      if (sig != SIGTERM && sig != SIGINT && sig != SIGHUP) continue;
+      spdlog::info("signal {}: writing back and unmounting", sig);
+      int fd = open(s.mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
+      if (fd >= 0) {
+        syncfs(fd);
+        close(fd);
+      }
+      cache.FlushAll();
+      if (umount2(s.mountpoint.c_str(), MNT_DETACH) != 0) {
+        spdlog::warn("unmount {}: {}", s.mountpoint, std::strerror(errno));
+        fuse_session_exit(se);
+      }
+      break;
+    }
+  });
+
+  int ret;
+  if (s.single_thread) {
+    ret = fuse_session_loop(se);
+  } else {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_max_threads(cfg, s.max_threads);
+    ret = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
+  g_exiting = true;
+  signal_thread.join();
+  fuse_session_unmount(se);
+  int err = cache.FlushAll();
+  if (err) spdlog::error("final write-back failed: errno {}", err);
+  dump_stats();
+  fuse_session_destroy(se);
+  spdlog::info("unmounted {}", s.mountpoint);
+  return ret == 0 && err == 0 ? 0 : 1;
+}
+
+}  // namespace dfuse

@@ -1,0 +1,29 @@
+// The shared `main` of every client daemon: flags, mount, request loop,
+// signals, stats and clean shutdown. Each impl/* passes what differs.
+#ifndef DFUSE_IMPL_COMMON_CLIENT_MAIN_H_
+#define DFUSE_IMPL_COMMON_CLIENT_MAIN_H_
+
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "impl/common/policy.h"
+
+namespace dfuse {
+
+struct ClientModeSpec {
+  CachePolicy policy;   // the mode's defaults; policy.mode names the binary's subtype
+  std::string summary;  // one paragraph for --help
+  // Registers the mode's own flags, which adjust `policy` when parsed.
+  std::function<void(CLI::App* app, CachePolicy* policy)> add_options;
+};
+
+// Runs a client daemon. Usage:
+//   BIN [options] STORAGE_HOST:PORT MOUNTPOINT
+// also as a mount helper (/sbin/mount.fuse.dfuse-MODE SOURCE MOUNTPOINT -o ...).
+int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec);
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_CLIENT_MAIN_H_

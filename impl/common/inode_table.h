@@ -1,0 +1,64 @@
+// Lookup accounting for the kernel's references to inodes (nodeid = GFID).
+#ifndef DFUSE_IMPL_COMMON_INODE_TABLE_H_
+#define DFUSE_IMPL_COMMON_INODE_TABLE_H_
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+namespace dfuse {
+
+// Every reply that hands the kernel an inode (lookup, create, mknod, mkdir,
+// symlink, link, readdirplus) adds one lookup; FORGET takes them back. When a
+// count reaches zero the kernel holds no reference and per-file state can go.
+class InodeTable {
+ public:
+  void Ref(uint64_t gfid) {
+    std::lock_guard<std::mutex> l(mu_);
+    inodes_[gfid].nlookup++;
+  }
+
+  // Returns true when the last reference went away.
+  bool Unref(uint64_t gfid, uint64_t n) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = inodes_.find(gfid);
+    if (it == inodes_.end()) return false;
+    if (it->second.nlookup > n) {
+      it->second.nlookup -= n;
+      return false;
+    }
+    inodes_.erase(it);
+    return true;
+  }
+
+  // The kernel asks for security.capability before every write (FUSE clears
+  // SB_NOSEC), so whether a file has one is remembered here: -1 unknown,
+  // 0 absent, 1 present.
+  int CapabilityState(uint64_t gfid) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = inodes_.find(gfid);
+    return it == inodes_.end() ? -1 : it->second.capability;
+  }
+  void SetCapabilityState(uint64_t gfid, int state) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = inodes_.find(gfid);
+    if (it != inodes_.end()) it->second.capability = static_cast<int8_t>(state);
+  }
+
+  size_t size() {
+    std::lock_guard<std::mutex> l(mu_);
+    return inodes_.size();
+  }
+
+ private:
+  struct Inode {
+    uint64_t nlookup = 0;
+    int8_t capability = -1;
+  };
+  std::mutex mu_;
+  std::unordered_map<uint64_t, Inode> inodes_;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_INODE_TABLE_H_

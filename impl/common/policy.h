@@ -1,0 +1,28 @@
+// What distinguishes one client mode from another (ARCHITECTURE.md section 7).
+#ifndef DFUSE_IMPL_COMMON_POLICY_H_
+#define DFUSE_IMPL_COMMON_POLICY_H_
+
+#include <string>
+
+namespace dfuse {
+
+struct CachePolicy {
+  std::string mode;  // "writethrough", "weakwriteback", ...
+  // Kernel page cache in write-back mode (FUSE_WRITEBACK_CACHE).
+  bool writeback_cache = false;
+  // Keep the kernel's cached pages across opens (FOPEN_KEEP_CACHE).
+  bool keep_cache = false;
+  // Let the kernel drop pages when it sees mtime or size change.
+  bool auto_inval_data = false;
+  // Ask storage for the file's version at every open and drop stale
+  // userspace-cached data (close-to-open for modes without leases).
+  bool revalidate_on_open = true;
+  // Kernel attribute, entry and negative-entry cache lifetimes, seconds.
+  double attr_timeout = 0;
+  double entry_timeout = 0;
+  double negative_timeout = 0;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_POLICY_H_

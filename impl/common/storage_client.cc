@@ -1,0 +1,233 @@
+#include "impl/common/storage_client.h"
+
+#include <cerrno>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+namespace dfuse {
+
+namespace {
+
+constexpr int kMaxMessageBytes = 64 << 20;
+
+// A reply's errno, for the reply types that have one.
+template <typename Rep>
+int ErrOf(const Rep& rep) {
+  return rep.err();
+}
+
+}  // namespace
+
+StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry* stats)
+    : options_(options), stats_(stats), rpc_failures_(stats->GetCounter("rpc.transport_failures")) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Reconnect quickly after a storage restart instead of backing off for
+  // tens of seconds.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(), args);
+  stub_ = proto::Storage::NewStub(channel_);
+}
+
+template <typename Req, typename Rep>
+int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep) {
+  ScopedLatency timer(stats_->GetLatency(std::string("rpc.") + name));
+  const auto give_up = std::chrono::system_clock::now() + options_.unavailable_timeout;
+  for (int attempt = 0;; attempt++) {
+    if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
+    grpc::ClientContext ctx;
+    // Wait for the channel instead of failing fast: a restarting storage
+    // service looks like a slow call, not an I/O error.
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(give_up);
+    rep->Clear();
+    grpc::Status st = (stub_.get()->*method)(&ctx, req, rep);
+    if (st.ok()) return ErrOf(*rep);
+    rpc_failures_->Add();
+    const bool retryable = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           st.error_code() == grpc::StatusCode::CANCELLED;
+    if (!retryable || std::chrono::system_clock::now() >= give_up) {
+      spdlog::error("storage {} failed: {} ({})", name, st.error_message(),
+                    static_cast<int>(st.error_code()));
+      return EIO;
+    }
+    // The connection broke during the call (e.g. the service was killed):
+    // back off briefly and retry once the channel is ready again.
+    spdlog::warn("storage {} interrupted ({}), retrying", name, st.error_message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
+  }
+}
+
+int StorageClient::GetRoot(std::chrono::milliseconds timeout, proto::RootReply* reply,
+                           std::string* error) {
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  grpc::Status st = stub_->GetRoot(&ctx, proto::RootRequest(), reply);
+  if (!st.ok()) {
+    *error = "cannot reach the storage service at " + options_.address + ": " +
+             (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? "no answer within " +
+                  std::to_string(timeout.count()) + " ms" : st.error_message());
+    return EIO;
+  }
+  if (reply->err() != 0) *error = "storage service refused GetRoot: errno " + std::to_string(reply->err());
+  return reply->err();
+}
+
+int StorageClient::Lookup(uint64_t parent, const std::string& name, proto::Attr* attr) {
+  proto::NameRequest req;
+  req.set_parent(parent);
+  req.set_name(name);
+  proto::EntryReply rep;
+  int err = Call("Lookup", &proto::Storage::Stub::Lookup, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::GetAttr(uint64_t gfid, proto::Attr* attr) {
+  proto::GfidRequest req;
+  req.set_gfid(gfid);
+  proto::AttrReply rep;
+  int err = Call("GetAttr", &proto::Storage::Stub::GetAttr, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) {
+  proto::AttrReply rep;
+  int err = Call("SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Create(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::EntryReply rep;
+  int err = Call("Create", &proto::Storage::Stub::Create, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Mknod(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::EntryReply rep;
+  int err = Call("Mknod", &proto::Storage::Stub::Mknod, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Mkdir(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::EntryReply rep;
+  int err = Call("Mkdir", &proto::Storage::Stub::Mkdir, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Symlink(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::EntryReply rep;
+  int err = Call("Symlink", &proto::Storage::Stub::Symlink, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& new_name,
+                        proto::Attr* attr) {
+  proto::LinkRequest req;
+  req.set_gfid(gfid);
+  req.set_new_parent(new_parent);
+  req.set_new_name(new_name);
+  proto::EntryReply rep;
+  int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
+  if (err == 0) *attr = rep.attr();
+  return err;
+}
+
+int StorageClient::Unlink(uint64_t parent, const std::string& name) {
+  proto::NameRequest req;
+  req.set_parent(parent);
+  req.set_name(name);
+  proto::ErrReply rep;
+  return Call("Unlink", &proto::Storage::Stub::Unlink, req, &rep);
+}
+
+int StorageClient::Rmdir(uint64_t parent, const std::string& name) {
+  proto::NameRequest req;
+  req.set_parent(parent);
+  req.set_name(name);
+  proto::ErrReply rep;
+  return Call("Rmdir", &proto::Storage::Stub::Rmdir, req, &rep);
+}
+
+int StorageClient::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                          const std::string& new_name, uint32_t flags) {
+  proto::RenameRequest req;
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_new_parent(new_parent);
+  req.set_new_name(new_name);
+  req.set_flags(flags);
+  proto::ErrReply rep;
+  return Call("Rename", &proto::Storage::Stub::Rename, req, &rep);
+}
+
+int StorageClient::Readlink(uint64_t gfid, std::string* target) {
+  proto::GfidRequest req;
+  req.set_gfid(gfid);
+  proto::ReadlinkReply rep;
+  int err = Call("Readlink", &proto::Storage::Stub::Readlink, req, &rep);
+  if (err == 0) *target = rep.target();
+  return err;
+}
+
+int StorageClient::ReadDir(const proto::ReadDirRequest& req, proto::ReadDirReply* reply) {
+  return Call("ReadDir", &proto::Storage::Stub::ReadDir, req, reply);
+}
+
+int StorageClient::StatFs(uint64_t gfid, proto::StatFsReply* reply) {
+  proto::GfidRequest req;
+  req.set_gfid(gfid);
+  return Call("StatFs", &proto::Storage::Stub::StatFs, req, reply);
+}
+
+int StorageClient::Read(const proto::ReadRequest& req, proto::ReadReply* reply) {
+  return Call("Read", &proto::Storage::Stub::Read, req, reply);
+}
+
+int StorageClient::Write(const proto::WriteRequest& req, proto::WriteReply* reply) {
+  return Call("Write", &proto::Storage::Stub::Write, req, reply);
+}
+
+int StorageClient::Fsync(uint64_t gfid, bool datasync) {
+  proto::FsyncRequest req;
+  req.set_gfid(gfid);
+  req.set_datasync(datasync);
+  proto::ErrReply rep;
+  return Call("Fsync", &proto::Storage::Stub::Fsync, req, &rep);
+}
+
+int StorageClient::Fallocate(const proto::FallocateRequest& req) {
+  proto::ErrReply rep;
+  return Call("Fallocate", &proto::Storage::Stub::Fallocate, req, &rep);
+}
+
+int StorageClient::SetXattr(const proto::XattrRequest& req) {
+  proto::ErrReply rep;
+  return Call("SetXattr", &proto::Storage::Stub::SetXattr, req, &rep);
+}
+
+int StorageClient::GetXattr(const proto::XattrRequest& req, proto::XattrReply* reply) {
+  return Call("GetXattr", &proto::Storage::Stub::GetXattr, req, reply);
+}
+
+int StorageClient::ListXattr(const proto::XattrRequest& req, proto::XattrReply* reply) {
+  return Call("ListXattr", &proto::Storage::Stub::ListXattr, req, reply);
+}
+
+int StorageClient::RemoveXattr(const proto::XattrRequest& req) {
+  proto::ErrReply rep;
+  return Call("RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
+}
+
+}  // namespace dfuse

@@ -1,0 +1,83 @@
+// Client side of the storage service: one gRPC channel, calls that return a
+// POSIX errno, and transparent waiting while the storage service restarts.
+#ifndef DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
+#define DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "proto/storage.grpc.pb.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+struct StorageClientOptions {
+  std::string address;  // host:port
+  // How long a call waits for an unreachable storage service before it fails
+  // with EIO. Long enough to ride out a storage restart.
+  std::chrono::milliseconds unavailable_timeout{60000};
+  // Emulated network round trip added to every call; the fallback network
+  // emulation where netem is unavailable (0 = none).
+  std::chrono::microseconds emulated_rtt{0};
+};
+
+class StorageClient {
+ public:
+  StorageClient(const StorageClientOptions& options, StatsRegistry* stats);
+  StorageClient(const StorageClient&) = delete;
+  StorageClient& operator=(const StorageClient&) = delete;
+
+  // Fails fast (within `timeout`) when the service cannot be reached; used at
+  // start-up so a wrong address gives a clear error instead of a hang.
+  int GetRoot(std::chrono::milliseconds timeout, proto::RootReply* reply, std::string* error);
+
+  // Every call below returns 0 or a positive errno; a transport failure that
+  // outlasts unavailable_timeout is reported as EIO.
+  int Lookup(uint64_t parent, const std::string& name, proto::Attr* attr);
+  int GetAttr(uint64_t gfid, proto::Attr* attr);
+  int SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr);
+  int Create(const proto::MakeRequest& req, proto::Attr* attr);
+  int Mknod(const proto::MakeRequest& req, proto::Attr* attr);
+  int Mkdir(const proto::MakeRequest& req, proto::Attr* attr);
+  int Symlink(const proto::MakeRequest& req, proto::Attr* attr);
+  int Link(uint64_t gfid, uint64_t new_parent, const std::string& new_name, proto::Attr* attr);
+  int Unlink(uint64_t parent, const std::string& name);
+  int Rmdir(uint64_t parent, const std::string& name);
+  int Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+             const std::string& new_name, uint32_t flags);
+  int Readlink(uint64_t gfid, std::string* target);
+  int ReadDir(const proto::ReadDirRequest& req, proto::ReadDirReply* reply);
+  int StatFs(uint64_t gfid, proto::StatFsReply* reply);
+  int Read(const proto::ReadRequest& req, proto::ReadReply* reply);
+  int Write(const proto::WriteRequest& req, proto::WriteReply* reply);
+  int Fsync(uint64_t gfid, bool datasync);
+  int Fallocate(const proto::FallocateRequest& req);
+  int SetXattr(const proto::XattrRequest& req);
+  int GetXattr(const proto::XattrRequest& req, proto::XattrReply* reply);
+  int ListXattr(const proto::XattrRequest& req, proto::XattrReply* reply);
+  int RemoveXattr(const proto::XattrRequest& req);
+
+ private:
+  template <typename Req, typename Rep>
+  using Method = grpc::Status (proto::Storage::Stub::*)(grpc::ClientContext*, const Req&, Rep*);
+
+  // Runs one unary call with waiting, retry and accounting; returns the
+  // reply's errno or EIO.
+  template <typename Req, typename Rep>
+  int Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep);
+
+  StorageClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<proto::Storage::Stub> stub_;
+  StatsRegistry* stats_;
+  Counter* rpc_failures_;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
