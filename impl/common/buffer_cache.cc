@@ -25,6 +25,11 @@ struct BufferCache::FileState {
   uint64_t dirty_pages = 0;
   uint64_t storage_size = 0;
   uint64_t dirty_end = 0;  // end of the furthest unflushed byte
+  // A read's RPC runs unlocked. These counters tell it, once back, whether
+  // its reply is stale: size_seq moves whenever storage_size is set, and
+  // drop_seq whenever cached bytes are truncated or invalidated.
+  uint64_t size_seq = 0;
+  uint64_t drop_seq = 0;
   bool version_known = false;
   uint64_t version_size = 0;
   int64_t version_mtime = 0;
@@ -137,6 +142,7 @@ void BufferCache::DropClean(FileState* f) {
   }
   f->next_read = 0;
   f->readahead = 0;
+  f->drop_seq++;
 }
 
 uint64_t BufferCache::LogicalSize(const FileState& f) const {
@@ -172,9 +178,12 @@ int BufferCache::ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::stri
 
   std::vector<CacheBackend::Extent> extents;
   FilePtr f;
+  uint64_t size_seq = 0, drop_seq = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     f = GetFile(gfid, true);
+    size_seq = f->size_seq;
+    drop_seq = f->drop_seq;
     // Sequential access grows the readahead window; a seek resets it.
     if (offset == f->next_read && offset != 0) {
       f->readahead = std::min<uint64_t>(std::max<uint64_t>(f->readahead * 2, 128 << 10),
@@ -184,11 +193,17 @@ int BufferCache::ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::stri
     }
     f->next_read = offset + size;
 
-    uint64_t fetch_last = last + f->readahead / kPageSize;
-    for (uint64_t i = first; i <= fetch_last; i++) {
+    auto complete = [&](uint64_t i) {
       auto it = f->pages.find(i);
-      const bool complete = it != f->pages.end() && it->second->known.Covers(0, kPageSize);
-      if (complete) {
+      return it != f->pages.end() && it->second->known.Covers(0, kPageSize);
+    };
+    bool miss = false;
+    for (uint64_t i = first; i <= last; i++) miss |= !complete(i);
+    // Readahead rides along with a real miss: a fully cached request costs
+    // no round trip, and the window is refilled one call at a time.
+    const uint64_t fetch_last = miss ? last + f->readahead / kPageSize : last;
+    for (uint64_t i = first; i <= fetch_last; i++) {
+      if (complete(i)) {
         if (i <= last) hits_->Add();
         continue;
       }
@@ -212,8 +227,12 @@ int BufferCache::ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::stri
     int err = backend_->ReadExtents(gfid, extents, &data, &file_size);
     if (err != 0) return err;
     std::lock_guard<std::mutex> l(mu_);
-    if (GetFile(gfid, false) != f) return EAGAIN;  // dropped meanwhile; caller retries
-    f->storage_size = file_size;
+    // Dropped, truncated or invalidated meanwhile: the data may be stale.
+    if (GetFile(gfid, false) != f || f->drop_seq != drop_seq) return EAGAIN;
+    if (f->size_seq == size_seq) {
+      f->storage_size = file_size;
+      f->size_seq++;
+    }
     for (size_t e = 0; e < extents.size() && e < data.size(); e++) {
       const std::string& d = data[e];
       for (uint64_t off = 0; off < extents[e].length; off += kPageSize) {
@@ -373,6 +392,7 @@ int BufferCache::FlushFile(const FilePtr& f) {
       dirty_pages_--;
     }
     f->storage_size = file_size;
+    f->size_seq++;
     if (mtime_ns != 0) {
       f->version_known = true;
       f->version_size = file_size;
@@ -440,6 +460,8 @@ void BufferCache::Truncate(uint64_t gfid, uint64_t size) {
     }
   }
   f->storage_size = size;
+  f->size_seq++;
+  f->drop_seq++;
   RecomputeDirtyEnd(f.get());
   f->version_known = false;
 }
@@ -458,6 +480,7 @@ void BufferCache::ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns,
   f->version_size = size;
   f->version_mtime = mtime_ns;
   f->storage_size = size;
+  f->size_seq++;
 }
 
 uint64_t BufferCache::LocalSize(uint64_t gfid, uint64_t storage_size) {
