@@ -1,0 +1,131 @@
+// dfuse-storage: exports a local directory to DFUSE clients over gRPC.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "storage/server.h"
+#include "util/gfid.h"
+#include "util/log.h"
+
+namespace {
+
+constexpr int kExitFailure = 1;  // the server could not start
+constexpr int kExitUsage = 2;    // bad flags
+
+// Waits for SIGTERM/SIGINT (stop) and SIGUSR1 (dump stats) in a plain
+// thread: sigwait needs no async-signal-safe dance.
+class SignalWaiter {
+ public:
+  SignalWaiter() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGUSR1);
+    // Blocked before any other thread exists, so all of them inherit it.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  // Returns the next signal received.
+  int Wait() {
+    int sig = 0;
+    sigwait(&set_, &sig);
+    return sig;
+  }
+
+ private:
+  sigset_t set_;
+};
+
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return false;
+  const bool ok = std::fprintf(f, "%d\n", port) > 0;
+  return std::fclose(f) == 0 && ok && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dfuse::storage::StorageOptions opt;
+  std::string port_file, stats_file, log_level = "info";
+  CLI::App app{"dfuse-storage: exports a local directory to DFUSE clients over gRPC"};
+  app.add_option("--export", opt.export_dir, "Directory to export")->required();
+  app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
+      ->required();
+  app.add_option("--state-dir", opt.state_dir,
+                 "Directory for the persistent handle table (default: "
+                 "<export>/../.<name>.dfuse-state; never inside the export)");
+  app.add_option("--shard-id", opt.shard_id, "Shard id, the high 16 bits of every GFID")
+      ->check(CLI::Range(1u, dfuse::kMaxShardId))
+      ->capture_default_str();
+  app.add_option("--threads", opt.threads, "Maximum RPC threads (0: gRPC's default)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "Write the bound port to this file");
+  app.add_option("--stats", stats_file,
+                 "Dump stats JSON here every second, on SIGUSR1 and at exit");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", e.what());
+    return kExitUsage;
+  }
+  if (!dfuse::InitLogging("storage", log_level)) {
+    std::fprintf(stderr, "dfuse-storage: unknown --log-level %s (see --help)\n", log_level.c_str());
+    return kExitUsage;
+  }
+
+  SignalWaiter signals;
+  std::string error;
+  auto server = dfuse::storage::StorageServer::Start(opt, &error);
+  if (!server) {
+    std::fprintf(stderr, "dfuse-storage: %s\n", error.c_str());
+    return kExitFailure;
+  }
+  if (!port_file.empty() && !WritePortFile(port_file, server->port())) {
+    std::fprintf(stderr, "dfuse-storage: cannot write port file %s\n", port_file.c_str());
+    return kExitFailure;
+  }
+  spdlog::info("serving export {} on {} (port {}), shard {}", opt.export_dir, opt.listen,
+               server->port(), opt.shard_id);
+
+  auto dump = [&] {
+    if (!stats_file.empty() && !server->stats()->DumpToFile(stats_file)) {
+      spdlog::warn("cannot write stats to {}", stats_file);
+    }
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread ticker;
+  if (!stats_file.empty()) {
+    ticker = std::thread([&] {
+      std::unique_lock<std::mutex> l(mu);
+      while (!cv.wait_for(l, std::chrono::seconds(1), [&] { return stopping; })) dump();
+    });
+  }
+  for (int sig; (sig = signals.Wait()) == SIGUSR1;) dump();
+
+  spdlog::info("shutting down");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  if (ticker.joinable()) ticker.join();
+  server->Shutdown();
+  dump();
+  return 0;
+}

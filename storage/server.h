@@ -1,0 +1,66 @@
+// The storage server: the Storage service on a gRPC endpoint, for the
+// dfuse-storage binary and for tests that run it in-process.
+#ifndef DFUSE_STORAGE_SERVER_H_
+#define DFUSE_STORAGE_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "util/stats.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace dfuse::storage {
+
+class HandleTable;
+class StorageService;
+
+struct StorageOptions {
+  std::string export_dir;              // the directory to export; must exist
+  std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free port
+  std::string state_dir;               // empty: DefaultStateDir(export_dir)
+  uint32_t shard_id = 1;               // 1..65535, the high bits of every GFID
+  int threads = 0;                     // max RPC threads; 0: gRPC's default
+  size_t max_cached_files = 4096;      // LRU bound of the handle table
+};
+
+// `<parent of export>/.<export name>.dfuse-state`: next to the export, never
+// inside it, so clients cannot see or change it.
+std::string DefaultStateDir(const std::string& export_dir);
+
+class StorageServer {
+ public:
+  // Checks the options, creates the state directory if needed, loads the
+  // handle log and starts serving. On failure returns null and sets *error
+  // to a one-line reason.
+  static std::unique_ptr<StorageServer> Start(const StorageOptions& options, std::string* error);
+
+  ~StorageServer();  // Shutdown()
+
+  StorageServer(const StorageServer&) = delete;
+  StorageServer& operator=(const StorageServer&) = delete;
+
+  int port() const { return port_; }
+  StatsRegistry* stats() { return &stats_; }
+
+  // Stops accepting calls, gives running ones up to a second to reply
+  // (their work always completes), and makes the handle log durable.
+  // Idempotent.
+  void Shutdown();
+
+ private:
+  StorageServer();
+
+  StatsRegistry stats_;
+  std::unique_ptr<HandleTable> table_;
+  std::unique_ptr<StorageService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace dfuse::storage
+
+#endif  // DFUSE_STORAGE_SERVER_H_

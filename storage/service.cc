@@ -1,0 +1,199 @@
+// Service plumbing and the calls on attributes: GetRoot, Lookup, GetAttr,
+// SetAttr, Readlink, StatFs.
+#include "storage/service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "storage/attr.h"
+#include "storage/names.h"
+
+namespace dfuse::storage {
+namespace {
+
+constexpr const char* kRpcNames[] = {
+    "GetRoot", "Lookup", "GetAttr",   "SetAttr",  "Create",   "Mknod",     "Mkdir",      "Symlink",
+    "Link",    "Unlink", "Rmdir",     "Rename",   "Readlink", "ReadDir",   "StatFs",     "Read",
+    "Write",   "Fsync",  "Fallocate", "SetXattr", "GetXattr", "ListXattr", "RemoveXattr"};
+
+}  // namespace
+
+StorageService::StorageService(HandleTable* table, StatsRegistry* stats)
+    : table_(table),
+      fenced_writes_(stats->GetCounter("fenced_writes")),
+      bytes_read_(stats->GetCounter("bytes_read")),
+      bytes_written_(stats->GetCounter("bytes_written")) {
+  static_assert(std::size(kRpcNames) == kNumRpcs);
+  for (int i = 0; i < kNumRpcs; i++) {
+    latency_[i] = stats->GetLatency(std::string("rpc_") + kRpcNames[i]);
+  }
+}
+
+int StorageService::ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node) {
+  if (int err = table_->Resolve(gfid, node); err != 0) return err;
+  return S_ISDIR((*node)->type()) ? 0 : ENOTDIR;
+}
+
+int StorageService::ResolveData(uint64_t gfid, std::shared_ptr<Node>* node) {
+  if (int err = table_->Resolve(gfid, node); err != 0) return err;
+  const mode_t type = (*node)->type();
+  if (S_ISREG(type)) return 0;
+  if (S_ISDIR(type)) return EISDIR;
+  if (S_ISLNK(type)) return ELOOP;
+  return EINVAL;
+}
+
+int StorageService::Stat(const Node& node, proto::Attr* attr) {
+  struct stat st;
+  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  FillAttr(st, node.gfid(), node.generation(), attr);
+  return 0;
+}
+
+int StorageService::Entry(const Node& parent, const std::string& name, proto::Attr* attr) {
+  std::shared_ptr<Node> node;
+  struct stat st;
+  if (int err = table_->Lookup(parent, name.c_str(), &node, &st); err != 0) return err;
+  FillAttr(st, node->gfid(), node->generation(), attr);
+  return 0;
+}
+
+int StorageService::Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock) {
+  const int err = fencing_.Admit(gfid, token, lock);
+  if (err != 0) fenced_writes_->Add();
+  return err;
+}
+
+grpc::Status StorageService::GetRoot(Ctx*, const proto::RootRequest*, proto::RootReply* reply) {
+  auto t = Time(kGetRoot);
+  reply->set_shard_id(table_->shard_id());
+  reply->set_err(Stat(*table_->root(), reply->mutable_attr()));
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Lookup(Ctx*, const proto::NameRequest* req, proto::EntryReply* reply) {
+  auto t = Time(kLookup);
+  std::shared_ptr<Node> parent;
+  int err = ResolveDir(req->parent(), &parent);
+  if (err == 0) err = ValidateName(req->name());
+  if (err == 0) err = Entry(*parent, req->name(), reply->mutable_attr());
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::GetAttr(Ctx*, const proto::GfidRequest* req, proto::AttrReply* reply) {
+  auto t = Time(kGetAttr);
+  std::shared_ptr<Node> node;
+  int err = table_->Resolve(req->gfid(), &node);
+  if (err == 0) err = Stat(*node, reply->mutable_attr());
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+// Applies the changes in the order that keeps each one: owner first (chown
+// clears set-id bits), then mode, then size (truncation updates mtime), then
+// times. A failure stops there; earlier changes stay, as with separate
+// syscalls on Linux.
+grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
+                                     proto::AttrReply* reply) {
+  auto t = Time(kSetAttr);
+  const uint32_t valid = req->valid();
+  std::shared_ptr<Node> node;
+  std::unique_lock<std::mutex> fence;
+  int err = table_->Resolve(req->gfid(), &node);
+  if (err == 0 && (valid & proto::SETATTR_SIZE)) {
+    err = Admit(req->gfid(), req->fencing_token(), &fence);
+    if (err == 0) err = ResolveData(req->gfid(), &node);
+    if (err == 0 && req->size() > static_cast<uint64_t>(INT64_MAX)) err = EINVAL;
+  }
+  if (err == 0 && (valid & (proto::SETATTR_UID | proto::SETATTR_GID))) {
+    const uid_t uid = (valid & proto::SETATTR_UID) ? req->uid() : static_cast<uid_t>(-1);
+    const gid_t gid = (valid & proto::SETATTR_GID) ? req->gid() : static_cast<gid_t>(-1);
+    if (::fchownat(node->path_fd(), "", uid, gid, AT_EMPTY_PATH) != 0) err = errno;
+  }
+  if (err == 0 && (valid & proto::SETATTR_MODE)) {
+    // Linux has no permission bits on symlinks (fchmodat2 with
+    // AT_SYMLINK_NOFOLLOW says so); chmod() on the proc path would be
+    // refused or, on older kernels, act on the link.
+    if (S_ISLNK(node->type())) {
+      err = EOPNOTSUPP;
+    } else if (::chmod(node->proc_path().c_str(), req->mode() & 07777) != 0) {
+      err = errno;
+    }
+  }
+  if (err == 0 && (valid & proto::SETATTR_SIZE)) {
+    int fd;
+    err = node->DataFd(true, &fd);
+    if (err == 0 && ::ftruncate(fd, static_cast<off_t>(req->size())) != 0) err = errno;
+  }
+  const bool atime = valid & (proto::SETATTR_ATIME | proto::SETATTR_ATIME_NOW);
+  const bool mtime = valid & (proto::SETATTR_MTIME | proto::SETATTR_MTIME_NOW);
+  if (err == 0 && (atime || mtime)) {
+    struct timespec ts[2];
+    ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+    if (valid & proto::SETATTR_ATIME_NOW) {
+      ts[0].tv_nsec = UTIME_NOW;
+    } else if (valid & proto::SETATTR_ATIME) {
+      ts[0] = FromNanos(req->atime_ns());
+    }
+    if (valid & proto::SETATTR_MTIME_NOW) {
+      ts[1].tv_nsec = UTIME_NOW;
+    } else if (valid & proto::SETATTR_MTIME) {
+      ts[1] = FromNanos(req->mtime_ns());
+    }
+    if (::utimensat(node->path_fd(), "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      err = errno;
+    }
+  }
+  if (err == 0) err = Stat(*node, reply->mutable_attr());
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Readlink(Ctx*, const proto::GfidRequest* req,
+                                      proto::ReadlinkReply* reply) {
+  auto t = Time(kReadlink);
+  std::shared_ptr<Node> node;
+  int err = table_->Resolve(req->gfid(), &node);
+  if (err == 0 && !S_ISLNK(node->type())) err = EINVAL;
+  if (err == 0) {
+    char buf[PATH_MAX];
+    const ssize_t n = ::readlinkat(node->path_fd(), "", buf, sizeof(buf));
+    if (n < 0) {
+      err = errno;
+    } else {
+      reply->set_target(buf, static_cast<size_t>(n));
+    }
+  }
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::StatFs(Ctx*, const proto::GfidRequest* req,
+                                    proto::StatFsReply* reply) {
+  auto t = Time(kStatFs);
+  std::shared_ptr<Node> node;
+  int err = table_->Resolve(req->gfid(), &node);
+  struct statvfs sv;
+  if (err == 0 && ::fstatvfs(node->path_fd(), &sv) != 0) err = errno;
+  if (err == 0) {
+    reply->set_bsize(sv.f_bsize);
+    reply->set_frsize(sv.f_frsize);
+    reply->set_blocks(sv.f_blocks);
+    reply->set_bfree(sv.f_bfree);
+    reply->set_bavail(sv.f_bavail);
+    reply->set_files(sv.f_files);
+    reply->set_ffree(sv.f_ffree);
+    reply->set_favail(sv.f_favail);
+    reply->set_namemax(sv.f_namemax);
+  }
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+}  // namespace dfuse::storage

@@ -1,0 +1,111 @@
+// The Storage gRPC service: POSIX operations on the exported directory,
+// addressed by GFID, with errnos carried back unchanged in `err`.
+//
+// Every call works relative to a descriptor from the HandleTable with
+// *at() calls that never follow a symlink. Data calls (Read, Write,
+// Fallocate, SetAttr with a size) need a regular file and fail like
+// open(O_NOFOLLOW) on anything else: EISDIR for a directory, ELOOP for a
+// symlink, EINVAL for FIFOs, sockets and devices, which the server never
+// opens (it would block or touch a device outside the export).
+#ifndef DFUSE_STORAGE_SERVICE_H_
+#define DFUSE_STORAGE_SERVICE_H_
+
+#include <array>
+#include <memory>
+
+#include "proto/storage.grpc.pb.h"
+#include "storage/fencing.h"
+#include "storage/handle_table.h"
+#include "util/stats.h"
+
+namespace dfuse::storage {
+
+class StorageService final : public proto::Storage::Service {
+ public:
+  // `table` and `stats` must outlive the service.
+  StorageService(HandleTable* table, StatsRegistry* stats);
+
+  using Ctx = grpc::ServerContext;
+  grpc::Status GetRoot(Ctx*, const proto::RootRequest*, proto::RootReply*) override;
+  grpc::Status Lookup(Ctx*, const proto::NameRequest*, proto::EntryReply*) override;
+  grpc::Status GetAttr(Ctx*, const proto::GfidRequest*, proto::AttrReply*) override;
+  grpc::Status SetAttr(Ctx*, const proto::SetAttrRequest*, proto::AttrReply*) override;
+  grpc::Status Create(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
+  grpc::Status Mknod(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
+  grpc::Status Mkdir(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
+  grpc::Status Symlink(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
+  grpc::Status Link(Ctx*, const proto::LinkRequest*, proto::EntryReply*) override;
+  grpc::Status Unlink(Ctx*, const proto::NameRequest*, proto::ErrReply*) override;
+  grpc::Status Rmdir(Ctx*, const proto::NameRequest*, proto::ErrReply*) override;
+  grpc::Status Rename(Ctx*, const proto::RenameRequest*, proto::ErrReply*) override;
+  grpc::Status Readlink(Ctx*, const proto::GfidRequest*, proto::ReadlinkReply*) override;
+  grpc::Status ReadDir(Ctx*, const proto::ReadDirRequest*, proto::ReadDirReply*) override;
+  grpc::Status StatFs(Ctx*, const proto::GfidRequest*, proto::StatFsReply*) override;
+  grpc::Status Read(Ctx*, const proto::ReadRequest*, proto::ReadReply*) override;
+  grpc::Status Write(Ctx*, const proto::WriteRequest*, proto::WriteReply*) override;
+  grpc::Status Fsync(Ctx*, const proto::FsyncRequest*, proto::ErrReply*) override;
+  grpc::Status Fallocate(Ctx*, const proto::FallocateRequest*, proto::ErrReply*) override;
+  grpc::Status SetXattr(Ctx*, const proto::XattrRequest*, proto::ErrReply*) override;
+  grpc::Status GetXattr(Ctx*, const proto::XattrRequest*, proto::XattrReply*) override;
+  grpc::Status ListXattr(Ctx*, const proto::XattrRequest*, proto::XattrReply*) override;
+  grpc::Status RemoveXattr(Ctx*, const proto::XattrRequest*, proto::ErrReply*) override;
+
+ private:
+  enum Rpc {
+    kGetRoot,
+    kLookup,
+    kGetAttr,
+    kSetAttr,
+    kCreate,
+    kMknod,
+    kMkdir,
+    kSymlink,
+    kLink,
+    kUnlink,
+    kRmdir,
+    kRename,
+    kReadlink,
+    kReadDir,
+    kStatFs,
+    kRead,
+    kWrite,
+    kFsync,
+    kFallocate,
+    kSetXattr,
+    kGetXattr,
+    kListXattr,
+    kRemoveXattr,
+    kNumRpcs
+  };
+  // Times one call into the `rpc_<name>` latency.
+  ScopedLatency Time(Rpc rpc) { return ScopedLatency(latency_[rpc]); }
+
+  // Resolves a GFID that must name a directory (ENOTDIR otherwise).
+  int ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node);
+  // Resolves a GFID for a data call and checks that it is a regular file.
+  int ResolveData(uint64_t gfid, std::shared_ptr<Node>* node);
+  // Current attributes of `node`.
+  int Stat(const Node& node, proto::Attr* attr);
+  // Looks `name` up in `parent` and fills `attr`.
+  int Entry(const Node& parent, const std::string& name, proto::Attr* attr);
+  // Create, Mknod, Mkdir and Symlink (`rpc` says which): creates the name
+  // in the parent, gives it its owner and fills the reply.
+  int Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply);
+  // Gives a file the server just created as root its requester's owner
+  // (with Linux's rule for directories with S_ISGID) and exactly the
+  // requested mode; `st` gets its attributes afterwards.
+  int Own(const Node& parent, const Node& node, const proto::MakeRequest& req, struct stat* st);
+  // Admits a data-changing call (see FencingTable), counting refusals.
+  int Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock);
+
+  HandleTable* const table_;
+  FencingTable fencing_;
+  std::array<Latency*, kNumRpcs> latency_;
+  Counter* const fenced_writes_;
+  Counter* const bytes_read_;
+  Counter* const bytes_written_;
+};
+
+}  // namespace dfuse::storage
+
+#endif  // DFUSE_STORAGE_SERVICE_H_

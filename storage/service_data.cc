@@ -1,0 +1,164 @@
+// Calls on file data: Read, Write, Fsync, Fallocate.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+#include "storage/limits.h"
+#include "storage/service.h"
+
+namespace dfuse::storage {
+namespace {
+
+constexpr uint64_t kMaxOffset = static_cast<uint64_t>(INT64_MAX);
+
+int FileSize(int fd, uint64_t* size) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return errno;
+  *size = static_cast<uint64_t>(st.st_size);
+  return 0;
+}
+
+// Reads up to `length` bytes at `offset`, fewer only at end of file.
+int ReadFull(int fd, uint64_t offset, uint64_t length, std::string* out) {
+  out->resize(length);
+  size_t done = 0;
+  while (done < length) {
+    const ssize_t n =
+        ::pread(fd, out->data() + done, length - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out->resize(done);
+  return 0;
+}
+
+int WriteFull(int fd, uint64_t offset, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// Checks that [offset, offset + length) fits in off_t: EINVAL for an offset
+// Linux would see as negative, EFBIG for a range past the largest offset.
+int CheckRange(uint64_t offset, uint64_t length) {
+  if (offset > kMaxOffset) return EINVAL;
+  if (length > kMaxOffset - offset) return EFBIG;
+  return 0;
+}
+
+}  // namespace
+
+grpc::Status StorageService::Read(Ctx*, const proto::ReadRequest* req, proto::ReadReply* reply) {
+  auto t = Time(kRead);
+  std::shared_ptr<Node> node;
+  int err = ResolveData(req->gfid(), &node);
+  if (err == 0 && static_cast<size_t>(req->extents_size()) > kMaxExtents) err = EINVAL;
+  uint64_t total = 0;
+  for (int i = 0; err == 0 && i < req->extents_size(); i++) {
+    const proto::Extent& e = req->extents(i);
+    if (e.offset() > kMaxOffset || e.length() > kMaxIoBytes - total) err = EINVAL;
+    total += e.length();
+  }
+  int fd = -1;
+  if (err == 0) err = node->DataFd(false, &fd);
+  for (int i = 0; err == 0 && i < req->extents_size(); i++) {
+    const proto::Extent& e = req->extents(i);
+    // Bytes past the largest offset are past end of file: a short read.
+    const uint64_t length = std::min(e.length(), kMaxOffset - e.offset());
+    err = ReadFull(fd, e.offset(), length, reply->add_data());
+    bytes_read_->Add(reply->data(i).size());
+  }
+  uint64_t size = 0;
+  if (err == 0) err = FileSize(fd, &size);
+  if (err != 0) reply->clear_data();
+  reply->set_file_size(size);
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::WriteReply* reply) {
+  auto t = Time(kWrite);
+  std::shared_ptr<Node> node;
+  std::unique_lock<std::mutex> fence;
+  // Resolve first: tokens are only remembered for files that exist.
+  int err = ResolveData(req->gfid(), &node);
+  if (err == 0) err = Admit(req->gfid(), req->fencing_token(), &fence);
+  if (err == 0 && static_cast<size_t>(req->chunks_size()) > kMaxExtents) err = EINVAL;
+  uint64_t total = 0;
+  for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
+    const proto::WriteChunk& c = req->chunks(i);
+    if (c.data().size() > kMaxIoBytes - total) err = EINVAL;
+    if (err == 0) err = CheckRange(c.offset(), c.data().size());
+    total += c.data().size();
+  }
+  int fd = -1;
+  if (err == 0) err = node->DataFd(true, &fd);
+  // Chunks land in order; on an error the earlier ones stay written, as
+  // with a short write.
+  for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
+    err = WriteFull(fd, req->chunks(i).offset(), req->chunks(i).data());
+    if (err == 0) bytes_written_->Add(req->chunks(i).data().size());
+  }
+  uint64_t size = 0;
+  if (fd >= 0 && FileSize(fd, &size) == 0) reply->set_file_size(size);
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Fsync(Ctx*, const proto::FsyncRequest* req, proto::ErrReply* reply) {
+  auto t = Time(kFsync);
+  std::shared_ptr<Node> node;
+  int err = table_->Resolve(req->gfid(), &node);
+  Fd dir;
+  int fd = -1;
+  if (err == 0) {
+    if (S_ISREG(node->type())) {
+      err = node->DataFd(false, &fd);
+    } else if (S_ISDIR(node->type())) {
+      dir = Fd(::openat(node->path_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      fd = dir.get();
+      if (!dir.valid()) err = errno;
+    } else {
+      err = EINVAL;  // fsync(2) on a FIFO or socket says the same
+    }
+  }
+  // The handles of new names must be as durable as the names: a client that
+  // fsynced a file or its directory must be able to resolve it after a crash.
+  if (err == 0) err = table_->Sync();
+  if (err == 0 && (req->datasync() ? ::fdatasync(fd) : ::fsync(fd)) != 0) err = errno;
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Fallocate(Ctx*, const proto::FallocateRequest* req,
+                                       proto::ErrReply* reply) {
+  auto t = Time(kFallocate);
+  std::shared_ptr<Node> node;
+  std::unique_lock<std::mutex> fence;
+  // Resolve first: tokens are only remembered for files that exist.
+  int err = ResolveData(req->gfid(), &node);
+  if (err == 0) err = Admit(req->gfid(), req->fencing_token(), &fence);
+  if (err == 0) err = CheckRange(req->offset(), req->length());
+  int fd = -1;
+  if (err == 0) err = node->DataFd(true, &fd);
+  if (err == 0 && ::fallocate(fd, req->mode(), static_cast<off_t>(req->offset()),
+                              static_cast<off_t>(req->length())) != 0) {
+    err = errno;
+  }
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+}  // namespace dfuse::storage

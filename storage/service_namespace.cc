@@ -1,0 +1,193 @@
+// Calls that change the namespace: Create, Mknod, Mkdir, Symlink, Link,
+// Unlink, Rmdir, Rename.
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "storage/attr.h"
+#include "storage/names.h"
+#include "storage/service.h"
+
+namespace dfuse::storage {
+namespace {
+
+// The file types Mknod may create; Linux's mknod treats type 0 as regular.
+int MknodType(uint32_t mode, mode_t* type) {
+  switch (mode & S_IFMT) {
+    case 0:
+    case S_IFREG:
+      *type = S_IFREG;
+      return 0;
+    case S_IFIFO:
+    case S_IFSOCK:
+    case S_IFCHR:
+    case S_IFBLK:
+      *type = mode & S_IFMT;
+      return 0;
+    case S_IFDIR:
+      return EPERM;  // what mknod(2) says; directories come from Mkdir
+    default:
+      return EINVAL;
+  }
+}
+
+}  // namespace
+
+int StorageService::Own(const Node& parent, const Node& node, const proto::MakeRequest& req,
+                        struct stat* st) {
+  struct stat pst;
+  if (::fstatat(parent.path_fd(), "", &pst, AT_EMPTY_PATH) != 0) return errno;
+  // In a set-group-ID directory new files take the directory's group; the
+  // kernel already gave new subdirectories S_ISGID as it created them.
+  const gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : req.cred().gid();
+  if (::fchownat(node.path_fd(), "", req.cred().uid(), gid, AT_EMPTY_PATH) != 0) return errno;
+  if (::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  // The client applied its umask already; undo the server's umask, and put
+  // back set-ID bits that chown cleared. mkdir keeps only the sticky bit
+  // besides the permissions, plus S_ISGID inherited from the parent.
+  if (S_ISLNK(st->st_mode)) return 0;
+  mode_t want = req.mode() & 07777;
+  if (S_ISDIR(st->st_mode)) want = (want & 01777) | (st->st_mode & S_ISGID);
+  if ((st->st_mode & 07777) == want) return 0;
+  if (::chmod(node.proc_path().c_str(), want) != 0 ||
+      ::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply) {
+  std::shared_ptr<Node> parent;
+  int err = ResolveDir(req.parent(), &parent);
+  if (err == 0) err = ValidateName(req.name());
+  if (err != 0) return err;
+  const int dir = parent->path_fd();
+  const char* name = req.name().c_str();
+  const mode_t perm = req.mode() & 07777;
+  int rc = 0;
+  switch (rpc) {
+    case kCreate:
+      // mknod rather than open(O_CREAT): the server never opens a FIFO or
+      // device that might already sit under this name.
+      rc = ::mknodat(dir, name, S_IFREG | perm, 0);
+      break;
+    case kMknod: {
+      mode_t type;
+      if ((err = MknodType(req.mode(), &type)) != 0) return err;
+      rc = ::mknodat(dir, name, type | perm, static_cast<dev_t>(req.rdev()));
+      break;
+    }
+    case kMkdir:
+      rc = ::mkdirat(dir, name, perm);
+      break;
+    case kSymlink:
+      if ((err = ValidateSymlinkTarget(req.target())) != 0) return err;
+      rc = ::symlinkat(req.target().c_str(), dir, name);
+      break;
+    default:
+      return EINVAL;
+  }
+  const bool created = rc == 0;
+  if (!created && !(rpc == kCreate && errno == EEXIST && !req.exclusive())) return errno;
+
+  std::shared_ptr<Node> node;
+  struct stat st;
+  if ((err = table_->Lookup(*parent, name, &node, &st)) != 0) return err;
+  if (created) {
+    if ((err = Own(*parent, *node, req, &st)) != 0) return err;
+  } else if (S_ISDIR(st.st_mode)) {
+    return EISDIR;  // as open(O_CREAT) of an existing directory
+  } else if (S_ISLNK(st.st_mode)) {
+    return ELOOP;  // as open(O_CREAT | O_NOFOLLOW) of a symlink
+  }
+  FillAttr(st, node->gfid(), node->generation(), reply->mutable_attr());
+  return 0;
+}
+
+grpc::Status StorageService::Create(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  auto t = Time(kCreate);
+  reply->set_err(Make(kCreate, *req, reply));
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Mknod(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  auto t = Time(kMknod);
+  reply->set_err(Make(kMknod, *req, reply));
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Mkdir(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  auto t = Time(kMkdir);
+  reply->set_err(Make(kMkdir, *req, reply));
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Symlink(Ctx*, const proto::MakeRequest* req,
+                                     proto::EntryReply* reply) {
+  auto t = Time(kSymlink);
+  reply->set_err(Make(kSymlink, *req, reply));
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Link(Ctx*, const proto::LinkRequest* req, proto::EntryReply* reply) {
+  auto t = Time(kLink);
+  std::shared_ptr<Node> node, parent;
+  int err = table_->Resolve(req->gfid(), &node);
+  if (err == 0) err = ResolveDir(req->new_parent(), &parent);
+  if (err == 0) err = ValidateName(req->new_name());
+  // AT_EMPTY_PATH links the inode itself (needs CAP_DAC_READ_SEARCH); the
+  // kernel refuses directories with EPERM, as link(2) does.
+  if (err == 0 && ::linkat(node->path_fd(), "", parent->path_fd(), req->new_name().c_str(),
+                           AT_EMPTY_PATH) != 0) {
+    err = errno;
+  }
+  if (err == 0) err = Entry(*parent, req->new_name(), reply->mutable_attr());
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
+  auto t = Time(kUnlink);
+  std::shared_ptr<Node> parent;
+  int err = ResolveDir(req->parent(), &parent);
+  if (err == 0) err = ValidateName(req->name());
+  if (err == 0 && ::unlinkat(parent->path_fd(), req->name().c_str(), 0) != 0) err = errno;
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
+  auto t = Time(kRmdir);
+  std::shared_ptr<Node> parent;
+  int err = ResolveDir(req->parent(), &parent);
+  if (err == 0) err = ValidateName(req->name());
+  if (err == 0 && ::unlinkat(parent->path_fd(), req->name().c_str(), AT_REMOVEDIR) != 0) {
+    err = errno;
+  }
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req, proto::ErrReply* reply) {
+  auto t = Time(kRename);
+  std::shared_ptr<Node> parent, new_parent;
+  int err = ResolveDir(req->parent(), &parent);
+  if (err == 0) err = ResolveDir(req->new_parent(), &new_parent);
+  if (err == 0) err = ValidateName(req->name());
+  if (err == 0) err = ValidateName(req->new_name());
+  // RENAME_WHITEOUT is for overlay file systems, not for clients.
+  if (err == 0 && (req->flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) {
+    err = EINVAL;
+  }
+  if (err == 0 && ::renameat2(parent->path_fd(), req->name().c_str(), new_parent->path_fd(),
+                              req->new_name().c_str(), req->flags()) != 0) {
+    err = errno;
+  }
+  reply->set_err(err);
+  return grpc::Status::OK;
+}
+
+}  // namespace dfuse::storage
