@@ -109,16 +109,19 @@ def test_storage_export_is_a_file(storage_bin, workdir):
 
 
 def test_storage_unknown_flag(storage_bin, workdir):
-    r = run([storage_bin, "--export", workdir, "--listen", "127.0.0.1:0", "--no-such-flag"])
+    r = run([storage_bin, "--export", workdir / "e", "--listen", "127.0.0.1:0", "--no-such-flag"])
     assert_clear_error(r, "no-such-flag")
 
 
 def test_storage_bad_listen_address(storage_bin, workdir):
-    r = run([storage_bin, "--export", workdir, "--listen", "not-an-address", "--state-dir", workdir / "st"])
+    export = workdir / "export"
+    export.mkdir()
+    r = run([storage_bin, "--export", export, "--listen", "not-an-address", "--state-dir", workdir / "st"])
     assert_clear_error(r, "not-an-address")
 
 
 def test_storage_port_in_use(storage_bin, workdir, running_storage):
+    """A second server on a busy port must fail, not share it (gRPC enables SO_REUSEPORT by default)."""
     export2 = workdir / "export2"
     export2.mkdir()
     r = run([storage_bin, "--export", export2, "--listen", running_storage, "--state-dir", workdir / "st2"])
