@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--shard-id", opt.shard_id, "Shard id, the high 16 bits of every GFID")
       ->check(CLI::Range(1u, dfuse::kMaxShardId))
       ->capture_default_str();
-  app.add_option("--threads", opt.threads, "Maximum RPC threads (0: gRPC's default)")
+  app.add_option("--threads", opt.threads,
+                 "Threads waiting for calls; more start under load (0: gRPC's default)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the bound port to this file");

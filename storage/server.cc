@@ -10,7 +10,6 @@
 #include <filesystem>
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 
 #include "storage/handle_table.h"
 #include "storage/limits.h"
@@ -104,9 +103,12 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   if (options.threads > 0) {
-    grpc::ResourceQuota quota("dfuse-storage");
-    quota.SetMaxThreads(options.threads);
-    builder.SetResourceQuota(quota);
+    // Threads kept polling for calls; gRPC adds workers under load. A
+    // ResourceQuota cap would instead fail calls with RESOURCE_EXHAUSTED.
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS,
+                                options.threads);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                                options.threads);
   }
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {

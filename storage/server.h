@@ -23,7 +23,7 @@ struct StorageOptions {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free port
   std::string state_dir;               // empty: DefaultStateDir(export_dir)
   uint32_t shard_id = 1;               // 1..65535, the high bits of every GFID
-  int threads = 0;                     // max RPC threads; 0: gRPC's default
+  int threads = 0;                     // threads polling for calls; 0: gRPC's default
   size_t max_cached_files = 4096;      // LRU bound of the handle table
 };
 

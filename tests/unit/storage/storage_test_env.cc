@@ -34,6 +34,8 @@ void StorageTest::StartServer() {
   opt.export_dir = export_;
   opt.state_dir = state_;
   opt.listen = "127.0.0.1:0";
+  opt.max_cached_files = max_cached_files_;
+  opt.threads = threads_;
   std::string error;
   server_ = StorageServer::Start(opt, &error);
   ASSERT_TRUE(server_) << error;

@@ -54,6 +54,10 @@ class StorageTest : public ::testing::Test {
   // Lists a whole directory, `page` entries per call.
   std::vector<proto::DirEntry> ListDir(uint64_t gfid, uint32_t page, bool plus = false);
 
+  // Server settings a fixture may change in its constructor.
+  size_t max_cached_files_ = 4096;
+  int threads_ = 0;
+
   std::string base_;    // temporary directory holding the two below
   std::string export_;  // the exported directory
   std::string state_;   // the state directory
