@@ -87,8 +87,8 @@ TEST_F(StoragePersistenceTest, NewerHandleReplacesAReusedInodeNumber) {
   EXPECT_EQ(ReadString(f.attr().gfid(), 0, 100), "new file");
 }
 
-TEST_F(StoragePersistenceTest, StateDirOfAnotherExportIsRefused) {
-  StopServer();
+TEST_F(StoragePersistenceTest, StartRefusesBadSetups) {
+  const int busy_port = server_->port();
   const std::string other = base_ + "/other";
   ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
   StorageOptions opt;
@@ -108,6 +108,11 @@ TEST_F(StoragePersistenceTest, StateDirOfAnotherExportIsRefused) {
   opt.shard_id = 0;
   EXPECT_FALSE(StorageServer::Start(opt, &error));
   opt.shard_id = 7;
+  opt.listen = "127.0.0.1:" + std::to_string(busy_port);  // no silent SO_REUSEPORT
+  EXPECT_FALSE(StorageServer::Start(opt, &error));
+  EXPECT_EQ(error, "cannot listen on " + opt.listen);
+  StopServer();
+  opt.listen = "127.0.0.1:0";
   auto s = StorageServer::Start(opt, &error);
   ASSERT_TRUE(s) << error;
   EXPECT_TRUE(std::filesystem::is_directory(base_ + "/.other.dfuse-state"));
