@@ -124,7 +124,8 @@ def test_storage_port_in_use(storage_bin, workdir, running_storage):
     """A second server on a busy port must fail, not share it (gRPC enables SO_REUSEPORT by default)."""
     export2 = workdir / "export2"
     export2.mkdir()
-    r = run([storage_bin, "--export", export2, "--listen", running_storage, "--state-dir", workdir / "st2"])
+    r = run([storage_bin, "--export", export2, "--listen", running_storage, "--state-dir", workdir / "st2"],
+            timeout=10)
     assert_clear_error(r, running_storage.rsplit(":", 1)[1])
 
 
