@@ -15,10 +15,13 @@ namespace {
 
 constexpr uint64_t kMaxOffset = static_cast<uint64_t>(INT64_MAX);
 
-int FileSize(int fd, uint64_t* size) {
+// The file's size and, optionally, its mtime: together the version a client
+// cache compares to tell its own writes from other nodes'.
+int FileVersion(int fd, uint64_t* size, int64_t* mtime_ns = nullptr) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return errno;
   *size = static_cast<uint64_t>(st.st_size);
+  if (mtime_ns) *mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
   return 0;
 }
 
@@ -81,7 +84,7 @@ grpc::Status StorageService::Read(Ctx*, const proto::ReadRequest* req, proto::Re
     bytes_read_->Add(reply->data(i).size());
   }
   uint64_t size = 0;
-  if (err == 0) err = FileSize(fd, &size);
+  if (err == 0) err = FileVersion(fd, &size);
   if (err != 0) reply->clear_data();
   reply->set_file_size(size);
   reply->set_err(err);
@@ -112,7 +115,11 @@ grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::
     if (err == 0) bytes_written_->Add(req->chunks(i).data().size());
   }
   uint64_t size = 0;
-  if (fd >= 0 && FileSize(fd, &size) == 0) reply->set_file_size(size);
+  int64_t mtime_ns = 0;
+  if (fd >= 0 && FileVersion(fd, &size, &mtime_ns) == 0) {
+    reply->set_file_size(size);
+    reply->set_mtime_ns(mtime_ns);
+  }
   reply->set_err(err);
   return grpc::Status::OK;
 }

@@ -34,6 +34,11 @@ TEST_F(StorageDataTest, BatchedWriteAndRead) {
   const auto wr = Call(&Stub::Write, w);
   ASSERT_EQ(wr.err(), 0);
   EXPECT_EQ(wr.file_size(), 10006u);
+  // The reply's version is the file's own: a later GetAttr agrees with it.
+  const auto attr = GetAttr(f.attr().gfid());
+  ASSERT_EQ(attr.err(), 0);
+  EXPECT_NE(wr.mtime_ns(), 0);
+  EXPECT_EQ(wr.mtime_ns(), attr.attr().mtime_ns());
 
   const auto r =
       Read(f.attr().gfid(), {{0, 5}, {10000, 6}, {4998, 4}, {9998, 100}, {20000, 10}, {3, 0}});
