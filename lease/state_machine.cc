@@ -1,0 +1,382 @@
+#include "lease/state_machine.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace dfuse::lease {
+
+namespace {
+
+// Fencing tokens and revoke ids are (epoch << kCounterBits) | counter, so a
+// new manager's values exceed every value of the managers before it.
+constexpr int kCounterBits = 40;
+constexpr uint64_t kCounterMask = (uint64_t{1} << kCounterBits) - 1;
+constexpr uint64_t kMaxEpoch = (uint64_t{1} << (64 - kCounterBits)) - 1;
+
+constexpr ByteRange kWholeFile{0, UINT64_MAX};
+
+bool Conflict(Mode a, Mode b) { return a == Mode::kWrite || b == Mode::kWrite; }
+
+}  // namespace
+
+StateMachine::StateMachine(const Options& options) : options_(options) {
+  if (options.epoch > kMaxEpoch) {
+    throw std::invalid_argument("lease manager epoch does not fit in 24 bits");
+  }
+  last_revoke_id_ = options.epoch << kCounterBits;
+}
+
+// --- Sessions ---
+
+bool StateMachine::OpenSession(ClientId client, uint64_t now_ms, Actions* out) {
+  auto [it, created] = sessions_.try_emplace(client);
+  Session& session = it->second;
+  session.connected = true;
+  Renew(client, session, now_ms);
+  if (created) return false;
+  for (uint64_t gfid : SortedFiles(session)) {
+    File& file = files_.at(gfid);
+    const Holder* holder = FindHolder(file, client);
+    if (holder != nullptr && holder->revoke_id != 0) {
+      out->push_back({.kind = Action::kRevoke,
+                      .client = client,
+                      .gfid = gfid,
+                      .mode = holder->revoke_to,
+                      .revoke_id = holder->revoke_id});
+    }
+    Advance(gfid, now_ms, out);  // revokes skipped while it was away
+  }
+  return true;
+}
+
+Status StateMachine::Heartbeat(ClientId client, uint64_t now_ms) {
+  auto it = sessions_.find(client);
+  if (it == sessions_.end() || !it->second.connected) return Status::kNoSession;
+  Renew(client, it->second, now_ms);
+  return Status::kOk;
+}
+
+void StateMachine::ClientGone(ClientId client, uint64_t now_ms, Actions* out) {
+  auto it = sessions_.find(client);
+  if (it == sessions_.end()) return;
+  it->second.connected = false;
+  for (uint64_t gfid : SortedFiles(it->second)) {
+    std::deque<Waiter>& waiters = files_.at(gfid).waiters;
+    const size_t before = waiters.size();
+    std::erase_if(waiters, [client](const Waiter& w) { return w.client == client; });
+    for (size_t i = waiters.size(); i < before; i++) Unref(client, gfid);
+    Advance(gfid, now_ms, out);  // its request may have been blocking others
+  }
+}
+
+void StateMachine::Renew(ClientId client, Session& session, uint64_t now_ms) {
+  expiry_.erase({session.expires_ms, client});
+  session.expires_ms = now_ms + options_.term_ms;
+  expiry_.emplace(session.expires_ms, client);
+}
+
+std::vector<uint64_t> StateMachine::SortedFiles(const Session& session) {
+  // Sorted so that the order of actions does not depend on hashing.
+  std::vector<uint64_t> gfids;
+  gfids.reserve(session.refs.size());
+  for (const auto& [gfid, count] : session.refs) gfids.push_back(gfid);
+  std::sort(gfids.begin(), gfids.end());
+  return gfids;
+}
+
+void StateMachine::Ref(ClientId client, uint64_t gfid) { sessions_.at(client).refs[gfid]++; }
+
+void StateMachine::Unref(ClientId client, uint64_t gfid) {
+  auto& refs = sessions_.at(client).refs;
+  auto it = refs.find(gfid);
+  if (--it->second == 0) refs.erase(it);
+}
+
+// --- Leases ---
+
+Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid, Mode mode,
+                             ByteRange range, uint64_t now_ms, Actions* out) {
+  if (mode == Mode::kNone || range.start > range.end) return Status::kInvalid;
+  auto session = sessions_.find(client);
+  if (session == sessions_.end() || !session->second.connected) return Status::kNoSession;
+
+  File& file = files_[gfid];
+  Holder* holder = FindHolder(file, client);
+  // A holder with a revoke outstanding queues instead: a grant now would
+  // reach it after the revoke and contradict it.
+  if (holder != nullptr && holder->revoke_id == 0 && holder->mode >= mode) {
+    counters_.grants++;
+    out->push_back({.kind = Action::kGrant,
+                    .client = client,
+                    .gfid = gfid,
+                    .mode = holder->mode,
+                    .token = holder->token,
+                    .request_id = request_id,
+                    .range = kWholeFile});
+    return Status::kOk;
+  }
+  if (holder != nullptr && holder->mode == Mode::kRead && mode == Mode::kWrite) {
+    RemoveHolder(file, client, gfid);  // upgrade: the READ lease is given up first
+  }
+  file.waiters.push_back({client, request_id, mode});
+  Ref(client, gfid);
+  Advance(gfid, now_ms, out);
+  return Status::kOk;
+}
+
+Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked,
+                               uint64_t now_ms, Actions* out) {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return Status::kStale;
+  File& file = it->second;
+  Holder* holder = FindHolder(file, client);
+  if (holder == nullptr || holder->revoke_id == 0 || holder->revoke_id != revoke_id) {
+    return Status::kStale;
+  }
+  if (acked > holder->revoke_to) return Status::kInvalid;
+  if (acked == Mode::kNone) {
+    RemoveHolder(file, client, gfid);
+  } else {
+    holder->mode = acked;
+    holder->token = 0;
+    holder->revoke_id = 0;
+  }
+  Advance(gfid, now_ms, out);
+  return Status::kOk;
+}
+
+Status StateMachine::Release(ClientId client, uint64_t gfid, uint64_t now_ms, Actions* out) {
+  auto it = files_.find(gfid);
+  if (it == files_.end() || FindHolder(it->second, client) == nullptr) return Status::kStale;
+  RemoveHolder(it->second, client, gfid);
+  Advance(gfid, now_ms, out);
+  return Status::kOk;
+}
+
+StateMachine::Holder* StateMachine::FindHolder(File& file, ClientId client) {
+  for (Holder& holder : file.holders) {
+    if (holder.client == client) return &holder;
+  }
+  return nullptr;
+}
+
+void StateMachine::RemoveHolder(File& file, ClientId client, uint64_t gfid) {
+  std::erase_if(file.holders, [client](const Holder& h) { return h.client == client; });
+  Unref(client, gfid);
+}
+
+uint64_t StateMachine::NewToken() {
+  if (token_counter_ == kCounterMask) {
+    // 2^40 WRITE grants in one epoch. Wrapping would break fencing; a
+    // restart under the next epoch does not.
+    std::fprintf(stderr, "lease manager: fencing tokens of epoch %llu exhausted\n",
+                 static_cast<unsigned long long>(options_.epoch));
+    std::abort();
+  }
+  return (options_.epoch << kCounterBits) | ++token_counter_;
+}
+
+void StateMachine::Advance(uint64_t gfid, uint64_t now_ms, Actions* out) {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return;
+  File& file = it->second;
+  if (!reclaiming_) {
+    while (!file.waiters.empty() && Grantable(file, file.waiters.front())) {
+      const Waiter waiter = file.waiters.front();
+      file.waiters.pop_front();
+      Grant(file, gfid, waiter, now_ms, out);
+    }
+    if (!file.waiters.empty()) RevokeBlockers(file, gfid, now_ms, out);
+  }
+  if (file.holders.empty() && file.waiters.empty()) files_.erase(it);
+}
+
+bool StateMachine::Grantable(const File& file, const Waiter& waiter) {
+  for (const Holder& holder : file.holders) {
+    if (holder.client == waiter.client) {
+      if (holder.revoke_id != 0) return false;  // wait for its own ack
+    } else if (Conflict(holder.mode, waiter.mode)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64_t now_ms,
+                         Actions* out) {
+  Holder* holder = FindHolder(file, waiter.client);
+  bool stronger = true;
+  if (holder == nullptr) {
+    // The waiter's reference on the file passes to the new holder.
+    file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone});
+    holder = &file.holders.back();
+  } else {
+    Unref(waiter.client, gfid);  // the holder already has its reference
+    stronger = waiter.mode > holder->mode;
+    if (stronger) {
+      holder->mode = waiter.mode;
+      holder->granted_ms = now_ms;
+    }
+  }
+  if (stronger && holder->mode == Mode::kWrite) holder->token = NewToken();
+  counters_.grants++;
+  out->push_back({.kind = Action::kGrant,
+                  .client = waiter.client,
+                  .gfid = gfid,
+                  .mode = holder->mode,
+                  .token = holder->token,
+                  .request_id = waiter.request_id,
+                  .range = kWholeFile});
+}
+
+void StateMachine::RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Actions* out) {
+  const Waiter& head = file.waiters.front();
+  // Only a WRITE holder can block a READ request; downgrading it keeps its
+  // clean cache.
+  const Mode target = head.mode == Mode::kRead ? Mode::kRead : Mode::kNone;
+  for (Holder& holder : file.holders) {
+    if (holder.client == head.client || holder.revoke_id != 0) continue;
+    if (!Conflict(holder.mode, head.mode)) continue;
+    if (!sessions_.at(holder.client).connected) continue;  // sent when it resumes
+    const uint64_t due_ms = holder.granted_ms + options_.min_hold_ms;
+    if (now_ms < due_ms) {
+      revoke_due_.emplace(due_ms, gfid);
+      continue;
+    }
+    holder.revoke_id = ++last_revoke_id_;
+    holder.revoke_to = target;
+    counters_.revokes++;
+    out->push_back({.kind = Action::kRevoke,
+                    .client = holder.client,
+                    .gfid = gfid,
+                    .mode = target,
+                    .revoke_id = holder.revoke_id});
+  }
+}
+
+// --- Failover ---
+
+void StateMachine::BeginReclaim(uint64_t now_ms, uint64_t window_ms) {
+  reclaiming_ = true;
+  reclaim_end_ms_ = now_ms + window_ms;
+}
+
+Status StateMachine::Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t token,
+                             uint64_t now_ms) {
+  if (mode == Mode::kNone) return Status::kInvalid;
+  if (mode == Mode::kWrite && (token == 0 || (token >> kCounterBits) > options_.epoch)) {
+    return Status::kInvalid;
+  }
+  auto session = sessions_.find(client);
+  if (session == sessions_.end() || !session->second.connected) return Status::kNoSession;
+  if (!reclaiming_) return Status::kRefused;
+
+  File& file = files_[gfid];
+  for (const Holder& holder : file.holders) {
+    if (holder.client == client) return holder.mode == mode ? Status::kOk : Status::kRefused;
+    if (Conflict(holder.mode, mode)) return Status::kRefused;
+  }
+  // Conflicts return before this point only when the file has holders, so
+  // files_[gfid] never leaves an empty entry behind.
+  if (mode == Mode::kWrite) {
+    if ((token >> kCounterBits) == options_.epoch) {
+      token_counter_ = std::max(token_counter_, token & kCounterMask);
+    }
+  } else {
+    token = 0;
+  }
+  file.holders.push_back({client, mode, token, now_ms, 0, Mode::kNone});
+  Ref(client, gfid);
+  counters_.reclaims++;
+  return Status::kOk;
+}
+
+// --- Time ---
+
+void StateMachine::Tick(uint64_t now_ms, Actions* out) {
+  while (!expiry_.empty() && expiry_.begin()->first <= now_ms) {
+    const ClientId client = expiry_.begin()->second;
+    expiry_.erase(expiry_.begin());
+    Expire(client, now_ms, out);
+  }
+  if (reclaiming_ && now_ms >= reclaim_end_ms_) {
+    reclaiming_ = false;
+    std::vector<uint64_t> queued;
+    for (const auto& [gfid, file] : files_) {
+      if (!file.waiters.empty()) queued.push_back(gfid);
+    }
+    std::sort(queued.begin(), queued.end());
+    for (uint64_t gfid : queued) Advance(gfid, now_ms, out);
+  }
+  std::vector<uint64_t> due;
+  while (!revoke_due_.empty() && revoke_due_.begin()->first <= now_ms) {
+    due.push_back(revoke_due_.begin()->second);
+    revoke_due_.erase(revoke_due_.begin());
+  }
+  for (uint64_t gfid : due) Advance(gfid, now_ms, out);
+}
+
+void StateMachine::Expire(ClientId client, uint64_t now_ms, Actions* out) {
+  auto it = sessions_.find(client);
+  const std::vector<uint64_t> gfids = SortedFiles(it->second);
+  sessions_.erase(it);
+  counters_.expiries++;
+  out->push_back({.kind = Action::kSessionExpired, .client = client});
+  for (uint64_t gfid : gfids) {
+    File& file = files_.at(gfid);
+    std::erase_if(file.holders, [client](const Holder& h) { return h.client == client; });
+    std::erase_if(file.waiters, [client](const Waiter& w) { return w.client == client; });
+    Advance(gfid, now_ms, out);
+  }
+}
+
+uint64_t StateMachine::NextDeadline() const {
+  uint64_t deadline = kNoDeadline;
+  if (!expiry_.empty()) deadline = expiry_.begin()->first;
+  if (!revoke_due_.empty()) deadline = std::min(deadline, revoke_due_.begin()->first);
+  if (reclaiming_) deadline = std::min(deadline, reclaim_end_ms_);
+  return deadline;
+}
+
+// --- Queries ---
+
+Mode StateMachine::mode(uint64_t gfid) const {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return Mode::kNone;
+  Mode strongest = Mode::kNone;
+  for (const Holder& holder : it->second.holders) strongest = std::max(strongest, holder.mode);
+  return strongest;
+}
+
+Mode StateMachine::HeldMode(ClientId client, uint64_t gfid) const {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return Mode::kNone;
+  for (const Holder& holder : it->second.holders) {
+    if (holder.client == client) return holder.mode;
+  }
+  return Mode::kNone;
+}
+
+std::vector<ClientId> StateMachine::holders(uint64_t gfid) const {
+  std::vector<ClientId> clients;
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return clients;
+  for (const Holder& holder : it->second.holders) clients.push_back(holder.client);
+  std::sort(clients.begin(), clients.end());
+  return clients;
+}
+
+size_t StateMachine::queue_length(uint64_t gfid) const {
+  auto it = files_.find(gfid);
+  return it == files_.end() ? 0 : it->second.waiters.size();
+}
+
+size_t StateMachine::lease_count() const {
+  size_t count = 0;
+  for (const auto& [gfid, file] : files_) count += file.holders.size();
+  return count;
+}
+
+}  // namespace dfuse::lease

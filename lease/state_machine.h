@@ -1,0 +1,229 @@
+// The lease manager's core (ARCHITECTURE.md section 5): per-file read and
+// write leases, revocation, session expiry and failover reclaim.
+//
+// StateMachine is deterministic, single-threaded and does no I/O: it never
+// reads a clock and never sends anything. The driver (the gRPC server) feeds
+// it client messages together with the current time, sends the Actions each
+// call appends to `out`, and calls Tick() once NextDeadline() has passed.
+// The same inputs always produce the same outputs, which is what lets tests
+// replay any history exactly.
+//
+// Rules, per GFID:
+//  * At most one WRITE holder, or any number of READ holders.
+//  * Requests are served in arrival order. A READ request queues behind any
+//    earlier waiter even when it is compatible with the current holders, so
+//    a stream of readers cannot starve a writer.
+//  * A request that conflicts queues; every holder that conflicts with the
+//    head of the queue gets one revoke, all in parallel. A WRITE holder is
+//    revoked to READ (a downgrade that keeps its clean cache) when the head
+//    wants READ, otherwise to NONE. Once every conflicting holder has acked,
+//    the head is granted, and so is every following waiter compatible with it.
+//  * A holder is not revoked before it has held its lease for min_hold_ms:
+//    this damps ping-pong under contention.
+//  * Every WRITE grant carries a fresh fencing token, (epoch << 40) | counter,
+//    so tokens increase across files and across manager failovers.
+#ifndef DFUSE_LEASE_STATE_MACHINE_H_
+#define DFUSE_LEASE_STATE_MACHINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <set>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace dfuse::lease {
+
+// One client session; the driver maps a client's stream to it. The same id
+// may resume the session over a new stream (OpenSession).
+using ClientId = uint64_t;
+
+// Ordered by strength: a stronger mode satisfies a weaker request.
+enum class Mode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
+
+// An inclusive byte range. Requests carry one so that byte-range leases need
+// no protocol change; v1 always grants the whole file.
+struct ByteRange {
+  uint64_t start = 0;
+  uint64_t end = UINT64_MAX;
+};
+
+// A message for the driver to send to `client`.
+struct Action {
+  enum Kind {
+    kGrant,           // answers an Acquire
+    kRevoke,          // the client must drop to `mode` and then RevokeAck
+    kSessionExpired,  // every lease of the client is gone
+  };
+  Kind kind;
+  ClientId client;
+  uint64_t gfid = 0;
+  Mode mode = Mode::kNone;  // kGrant: the mode now held; kRevoke: drop to this
+  uint64_t token = 0;       // kGrant: the fencing token when mode is kWrite, else 0
+  uint64_t request_id = 0;  // kGrant: the request_id of the Acquire it answers
+  uint64_t revoke_id = 0;   // kRevoke: the id the RevokeAck must echo
+  ByteRange range;          // kGrant: the range granted (always the whole file)
+};
+
+enum class Status {
+  kOk,
+  kNoSession,  // unknown, expired or disconnected session: the client must
+               // drop its leases and OpenSession again
+  kStale,      // refers to a lease or revoke that no longer exists; ignored
+  kRefused,    // a Reclaim that conflicts, or arrives outside the window
+  kInvalid,    // malformed arguments; ignored
+};
+
+struct Options {
+  // The manager's epoch (from etcd, +1 on every failover); below 2^24.
+  uint64_t epoch = 0;
+  // A session expires this long after its last heartbeat.
+  uint64_t term_ms = 5000;
+  // A holder is not revoked until it has held its lease this long.
+  uint64_t min_hold_ms = 0;
+};
+
+struct Counters {
+  uint64_t grants = 0;    // every kGrant, including idempotent re-grants
+  uint64_t revokes = 0;   // revokes issued (a revoke re-sent on resume is not counted)
+  uint64_t expiries = 0;  // sessions expired
+  uint64_t reclaims = 0;  // leases re-installed by Reclaim
+};
+
+inline constexpr uint64_t kNoDeadline = UINT64_MAX;
+
+class StateMachine {
+ public:
+  using Actions = std::vector<Action>;
+
+  // Throws std::invalid_argument if the epoch does not fit in 24 bits.
+  explicit StateMachine(const Options& options);
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+
+  // --- Sessions ---
+
+  // Opens a session, or resumes `client`'s session if it has not expired:
+  // its leases are still held, and every revoke it has not acked is sent
+  // again (the old stream may have lost it). Either way the session is
+  // renewed. Returns true if an existing session was resumed.
+  bool OpenSession(ClientId client, uint64_t now_ms, Actions* out);
+
+  // Renews every lease of the session. Only Heartbeat and OpenSession renew:
+  // a client times its own leases from the heartbeats it saw acknowledged.
+  // kNoSession means the session is gone, whatever the client believes.
+  Status Heartbeat(ClientId client, uint64_t now_ms);
+
+  // The client's stream broke. Its queued requests are dropped (nobody could
+  // be told of their grant), but its leases stay until the session expires:
+  // it may still hold dirty data. No revokes are sent to it meanwhile.
+  void ClientGone(ClientId client, uint64_t now_ms, Actions* out);
+
+  // --- Leases ---
+
+  // Asks for `mode` (kRead or kWrite) on `gfid`; the answer is a kGrant
+  // carrying `request_id`, now or later. A holder that already holds `mode`
+  // or stronger, and has no revoke outstanding, is granted at once. A READ
+  // holder asking for WRITE gives up its READ lease first (the paper's
+  // Algorithm 1: the client has already cleaned its cache) and queues.
+  Status Acquire(ClientId client, uint64_t request_id, uint64_t gfid, Mode mode, ByteRange range,
+                 uint64_t now_ms, Actions* out);
+
+  // The holder has complied with revoke `revoke_id`: its dirty data is
+  // durable and it now holds `acked` (no more than the revoke asked for).
+  Status RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked,
+                   uint64_t now_ms, Actions* out);
+
+  // Gives up the lease on `gfid`, revoked or not.
+  Status Release(ClientId client, uint64_t gfid, uint64_t now_ms, Actions* out);
+
+  // --- Failover ---
+
+  // Opens the reclaim window on a freshly started manager: until
+  // now_ms + window_ms only Reclaim installs leases; Acquires queue and are
+  // served by the first Tick after the window.
+  void BeginReclaim(uint64_t now_ms, uint64_t window_ms);
+
+  // Re-installs a lease the client held under the previous manager. Refused
+  // if it conflicts with a lease reclaimed earlier (first come, first
+  // served). A WRITE reclaim must carry its nonzero token from an epoch not
+  // after this one; later grants get higher tokens.
+  Status Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t token, uint64_t now_ms);
+
+  // --- Time ---
+
+  // Expires silent sessions, ends the reclaim window and sends revokes whose
+  // minimum hold time has passed, as of `now_ms`.
+  void Tick(uint64_t now_ms, Actions* out);
+
+  // When Tick next has work to do; kNoDeadline if never. May be early.
+  uint64_t NextDeadline() const;
+
+  // --- Queries (tests and stats) ---
+
+  Mode mode(uint64_t gfid) const;
+  Mode HeldMode(ClientId client, uint64_t gfid) const;
+  std::vector<ClientId> holders(uint64_t gfid) const;  // sorted
+  size_t queue_length(uint64_t gfid) const;
+  size_t lease_count() const;  // (client, file) pairs holding a lease
+  size_t session_count() const { return sessions_.size(); }
+  bool reclaiming() const { return reclaiming_; }
+  const Counters& counters() const { return counters_; }
+
+ private:
+  struct Holder {
+    ClientId client;
+    Mode mode;
+    uint64_t token;       // fencing token of a WRITE lease, else 0
+    uint64_t granted_ms;  // start of the minimum hold time
+    uint64_t revoke_id;   // the outstanding revoke, 0 if none
+    Mode revoke_to;       // what the outstanding revoke asked for
+  };
+  struct Waiter {
+    ClientId client;
+    uint64_t request_id;
+    Mode mode;
+  };
+  struct File {
+    std::vector<Holder> holders;  // few, so a vector beats a map
+    std::deque<Waiter> waiters;
+  };
+  struct Session {
+    uint64_t expires_ms = 0;
+    bool connected = true;
+    // For each file the client holds or waits on: holdings + queued requests.
+    std::unordered_map<uint64_t, uint32_t> refs;
+  };
+
+  static Holder* FindHolder(File& file, ClientId client);
+  static std::vector<uint64_t> SortedFiles(const Session& session);
+  void Renew(ClientId client, Session& session, uint64_t now_ms);
+  void Ref(ClientId client, uint64_t gfid);
+  void Unref(ClientId client, uint64_t gfid);
+  void RemoveHolder(File& file, ClientId client, uint64_t gfid);
+  uint64_t NewToken();
+
+  // Grants what can be granted on `gfid`, revokes what blocks the head of
+  // its queue, and forgets the file once nobody holds or wants it.
+  void Advance(uint64_t gfid, uint64_t now_ms, Actions* out);
+  static bool Grantable(const File& file, const Waiter& waiter);
+  void Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64_t now_ms, Actions* out);
+  void RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Actions* out);
+  void Expire(ClientId client, uint64_t now_ms, Actions* out);
+
+  const Options options_;
+  std::unordered_map<uint64_t, File> files_;
+  std::unordered_map<ClientId, Session> sessions_;
+  std::set<std::pair<uint64_t, ClientId>> expiry_;     // (expires_ms, client)
+  std::set<std::pair<uint64_t, uint64_t>> revoke_due_;  // (min hold ends, gfid)
+  uint64_t token_counter_ = 0;                          // low bits of the last token
+  uint64_t last_revoke_id_;
+  bool reclaiming_ = false;
+  uint64_t reclaim_end_ms_ = 0;
+  Counters counters_;
+};
+
+}  // namespace dfuse::lease
+
+#endif  // DFUSE_LEASE_STATE_MACHINE_H_
