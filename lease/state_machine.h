@@ -132,8 +132,8 @@ class StateMachine {
 
   // The holder has complied with revoke `revoke_id`: its dirty data is
   // durable and it now holds `acked` (no more than the revoke asked for).
-  Status RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked,
-                   uint64_t now_ms, Actions* out);
+  Status RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked, uint64_t now_ms,
+                   Actions* out);
 
   // Gives up the lease on `gfid`, revoked or not.
   Status Release(ClientId client, uint64_t gfid, uint64_t now_ms, Actions* out);
@@ -215,7 +215,7 @@ class StateMachine {
   const Options options_;
   std::unordered_map<uint64_t, File> files_;
   std::unordered_map<ClientId, Session> sessions_;
-  std::set<std::pair<uint64_t, ClientId>> expiry_;     // (expires_ms, client)
+  std::set<std::pair<uint64_t, ClientId>> expiry_;      // (expires_ms, client)
   std::set<std::pair<uint64_t, uint64_t>> revoke_due_;  // (min hold ends, gfid)
   uint64_t token_counter_ = 0;                          // low bits of the last token
   uint64_t last_revoke_id_;

@@ -68,10 +68,10 @@ struct Client {
   uint64_t wake_at = 0;      // kHung, kAway: when it comes back
   bool slow = false;         // acks revokes late
   std::map<uint64_t, Held> held;
-  std::map<uint64_t, Request> pending;   // request_id -> request
-  std::map<uint64_t, Revoke> revokes;    // revoke_id -> revoke not yet acked
+  std::map<uint64_t, Request> pending;               // request_id -> request
+  std::map<uint64_t, Revoke> revokes;                // revoke_id -> revoke not yet acked
   std::vector<std::pair<uint64_t, uint64_t>> acked;  // (gfid, revoke_id) done
-  std::deque<Action> inbox;              // unread while hung
+  std::deque<Action> inbox;                          // unread while hung
 
   void Reset() {
     has_session = false;
@@ -381,8 +381,7 @@ class Model {
         const Client& c = clients_[i];
         const Mode believed = c.has_session ? c.HeldMode(gfid) : Mode::kNone;
         if (c.state == Client::kActive && c.has_session) {
-          EXPECT_EQ(believed, sm_->HeldMode(Id(i), gfid)) << "client " << Id(i) << " file "
-                                                          << gfid;
+          EXPECT_EQ(believed, sm_->HeldMode(Id(i), gfid)) << "client " << Id(i) << " file " << gfid;
         }
         if (now_ < c.valid_until) {
           writers += believed == Mode::kWrite;

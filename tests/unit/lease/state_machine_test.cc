@@ -468,8 +468,7 @@ TEST_F(LeaseTest, VoluntaryReleaseServesWaiters) {
   EXPECT_ACTIONS(Release(1, kF), "grant c2 f10 R r3");
   Actions out;
   EXPECT_EQ(sm_->Release(1, kF, now_, &out), Status::kStale);
-  EXPECT_EQ(sm_->RevokeAck(1, kF, revoke_ids_[{1, kF}], Mode::kRead, now_, &out),
-            Status::kStale);
+  EXPECT_EQ(sm_->RevokeAck(1, kF, revoke_ids_[{1, kF}], Mode::kRead, now_, &out), Status::kStale);
   EXPECT_TRUE(out.empty());
 }
 
