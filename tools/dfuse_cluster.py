@@ -143,6 +143,38 @@ def dfuse_mounts() -> list[str]:
     return [mp for mp, t in list_mounts() if t.startswith(FSTYPE_PREFIX)]
 
 
+def mount_device(path: str | os.PathLike) -> Optional[tuple[int, int]]:
+    """(major, minor) of the mount at ``path``; for FUSE the minor is the connection id."""
+    p = os.path.abspath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            if len(fields) >= 5 and _unescape_mountinfo(fields[4]) == p:
+                major, minor = fields[2].split(":")
+                found = (int(major), int(minor))
+    return found
+
+
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+def abort_fuse_connection(conn: int) -> bool:
+    """Abort FUSE connection ``conn`` through fusectl (mounted if needed).
+
+    Last resort for a daemon that cannot exit: every request waiting on the
+    connection fails with ENOTCONN, which frees stuck threads and processes.
+    """
+    if not any(t == "fusectl" for _, t in list_mounts()):
+        _run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)])
+    ctl = FUSECTL / str(conn) / "abort"
+    try:
+        ctl.write_text("1")
+        return True
+    except OSError:
+        return False
+
+
 def _run(cmd: Sequence[str], timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
     """Run a helper command quietly; never hangs longer than ``timeout``."""
     try:
@@ -184,15 +216,25 @@ def unmount(path: str | os.PathLike, lazy_only: bool = False) -> bool:
 
 
 def pid_alive(pid: Optional[int]) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
+    """True if any thread of ``pid`` is still running (not a zombie).
+
+    A zombie thread-group leader whose other threads are stuck (e.g. in a FUSE
+    request) still holds its files, /dev/fuse included: that counts as alive.
+    """
     if not pid:
         return False
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError, ProcessLookupError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            continue
+    return False
 
 
 def pid_cmdline(pid: int) -> list[str]:
@@ -357,6 +399,8 @@ class Cluster:
         self.clients: list[dict] = []
         self._popen: dict[int, subprocess.Popen] = {}
         self.status = "new"
+        # Problems seen while stopping daemons (stuck processes, leftover mounts).
+        self.anomalies: list[str] = []
 
     # ---- paths
 
@@ -474,6 +518,7 @@ class Cluster:
         self._stop_storage()
         for c in self.clients:
             if not unmount(c["mountpoint"]):
+                self.anomalies.append(f"{c['mountpoint']} is still mounted")
                 self.progress(f"warning: {c['mountpoint']} is still mounted")
         # Mounts we do not know about (e.g. a half-started client) under the run dir.
         for mp in dfuse_mounts():
@@ -669,6 +714,9 @@ class Cluster:
         while True:
             fstype = mount_fstype(c["mountpoint"])
             if fstype == want:
+                dev = mount_device(c["mountpoint"])
+                c["fuse_conn"] = dev[1] if dev else None
+                self.save()
                 self.progress(f"node{i} mounted")
                 return
             exited = proc.poll() is not None if proc else not pid_alive(c["pid"])
@@ -685,10 +733,32 @@ class Cluster:
     def _stop_client(self, c: dict) -> None:
         pid = c.get("pid")
         if pid:
-            stop_pid(pid, c.get("starttime"), popen=self._popen.pop(pid, None))
+            popen = self._popen.pop(pid, None)
+            stop_pid(pid, c.get("starttime"), popen=popen)
+            if pid_alive(pid):
+                self._unstick(c, pid, popen, "did not exit after SIGTERM and SIGKILL")
             c["pid"] = None
         if mount_fstype(c["mountpoint"]) is not None:
             unmount(c["mountpoint"])
+
+    def _unstick(self, c: dict, pid: int, popen: Optional[subprocess.Popen], why: str) -> None:
+        """Abort the FUSE connection of a client that cannot exit, and note the anomaly."""
+        msg = f"node{c['index']} (pid {pid}) {why}"
+        conn = c.get("fuse_conn")
+        if conn is not None and abort_fuse_connection(conn):
+            msg += f"; aborted FUSE connection {conn}"
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if popen is not None:
+            try:
+                popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if pid_alive(pid):
+            msg += "; still running"
+        self.anomalies.append(msg)
+        self.progress("warning: " + msg)
 
     def stop_client(self, i: int) -> None:
         """SIGTERM (then SIGKILL) client ``i`` and make sure it is unmounted."""
@@ -700,9 +770,29 @@ class Cluster:
         c = self.clients[i]
         if not c.get("pid") or not pid_alive(c["pid"]):
             raise ClusterError(f"client {i} is not running")
-        os.kill(c["pid"], sig)
-        self._wait_exit(c["pid"], 10)
+        pid = c["pid"]
+        os.kill(pid, sig)
+        try:
+            self._wait_exit(pid, 10)
+        except ClusterError:
+            self._unstick(c, pid, self._popen.pop(pid, None), f"did not exit within 10s of signal {sig}")
         c["pid"] = None
+        self.save()
+
+    def abort_client(self, i: int) -> None:
+        """Abort node ``i``'s FUSE connection (fusectl) and SIGKILL it: for a wedged daemon."""
+        c = self.clients[i]
+        if c.get("fuse_conn") is not None:
+            abort_fuse_connection(c["fuse_conn"])
+        pid = c.get("pid")
+        if pid and pid_matches(pid, c.get("starttime")):
+            os.kill(pid, signal.SIGKILL)
+            try:
+                self._wait_exit(pid, 10)
+            except ClusterError:
+                self.anomalies.append(f"node{i} (pid {pid}) still running after abort and SIGKILL")
+        c["pid"] = None
+        self._stop_client(c)
         self.save()
 
     def restart_client(self, i: int) -> None:
@@ -757,10 +847,11 @@ class Cluster:
         return proc
 
     def _wait_exit(self, pid: int, timeout: float) -> None:
-        proc = self._popen.pop(pid, None)
+        proc = self._popen.get(pid)
         if proc is not None:
             try:
                 proc.wait(timeout=timeout)
+                self._popen.pop(pid, None)
                 return
             except subprocess.TimeoutExpired:
                 raise ClusterError(f"pid {pid} did not exit within {timeout}s") from None
@@ -812,11 +903,16 @@ def sweep_all(progress: Callable[[str], None] = lambda m: None) -> int:
     """
     n = 0
     pids = dfuse_pids()
+    conns = [d[1] for d in (mount_device(mp) for mp in dfuse_mounts()) if d]
     for pid, name in pids:
         if name != "dfuse-storage":
             progress(f"stopping {name} pid {pid}")
             stop_pid(pid)
             n += 1
+    if any(pid_alive(pid) for pid, name in pids if name != "dfuse-storage"):
+        for conn in conns:
+            progress(f"aborting FUSE connection {conn} (a daemon is stuck)")
+            abort_fuse_connection(conn)
     for mp in dfuse_mounts():
         progress(f"unmounting {mp}")
         unmount(mp)

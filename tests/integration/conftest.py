@@ -81,12 +81,16 @@ def make_cluster(workdir):
         return c
 
     yield factory
+    anomalies = []
     for c in reversed(made):
         c.down()
+        anomalies += c.anomalies
     left = [mp for mp, _ in dc.list_mounts() if mp.startswith(str(workdir) + "/")]
     for mp in left:
         dc.unmount(mp)
     assert not left, f"mounts left behind after teardown: {left}"
+    # A daemon that cannot be stopped (had to have its FUSE connection aborted) is a bug.
+    assert not anomalies, "daemons misbehaved while stopping:\n" + "\n".join(anomalies)
 
 
 @pytest.fixture

@@ -41,6 +41,9 @@ def test_up_records_state_and_down_cleans(workdir):
             assert "--emulated-rtt-us" in state["clients"][0]["cmd"]
         (c.mount(0) / "hello").write_bytes(b"hi")
         assert (c.mount(1) / "hello").read_bytes() == b"hi"
+        # Stats dumps on SIGUSR1, parsed.
+        assert isinstance(c.stats(0), dict) and c.stats(0)
+        assert isinstance(c.stats(), dict) and c.stats()
         # kill -9 leaves a dead mount; restart_client recovers it.
         c.kill_client(1, sig=signal.SIGKILL)
         with pytest.raises(OSError):

@@ -1,0 +1,106 @@
+"""Client daemons stop when told to, even when storage is gone.
+
+Contract: SIGTERM unmounts and exits 0; SIGKILL always ends the daemon, which
+aborts its FUSE connection so processes using the mount get an error instead
+of hanging.  A daemon that touches its own mount while shutting down can wedge
+itself: a thread stuck in a FUSE request it should answer itself keeps
+/dev/fuse open after SIGKILL, and everything using the mount hangs until the
+connection is aborted by hand (fusectl).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dfuse_cluster as dc
+from conftest import MODES
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while dc.pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def fail_stuck(c, i: int, what: str):
+    """Record the failure, then let the tool abort the connection so nothing stays wedged."""
+    pid = c.pid(i)
+    stacks = []
+    for t in sorted(os.listdir(f"/proc/{pid}/task")) if dc.pid_alive(pid) else []:
+        try:
+            st = open(f"/proc/{pid}/task/{t}/stack").read().split()
+            funcs = [w.split("+")[0] for w in st if "+" in w][:5]
+            if "request_wait_answer" in funcs:
+                stacks.append(f"thread {t}: " + " <- ".join(funcs))
+        except OSError:
+            pass
+    c.abort_client(i)
+    c.anomalies.clear()
+    pytest.fail(f"node{i} (pid {pid}) {what}; threads waiting on a FUSE request "
+                f"(its own mount?): {stacks or 'none seen'}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_unmounts_and_exits_zero(mode, make_cluster):
+    c = make_cluster(mode, nodes=1)
+    (c.mount(0) / "f").write_bytes(b"data")
+    pid = c.pid(0)
+    proc = c._popen[pid]
+    os.kill(pid, signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        fail_stuck(c, 0, "did not exit within 15s of SIGTERM")
+    assert rc == 0, f"exit status {rc} after SIGTERM"
+    assert dc.mount_fstype(c.mount(0)) is None, "still mounted after SIGTERM"
+    assert (c.export_dir / "f").read_bytes() == b"data"
+
+
+def _blocked_accessor(mnt):
+    """A process that writes into the mount and fsyncs (blocks while storage is down)."""
+    code = (f"import os\nfd = os.open({str(mnt / 'g')!r}, os.O_CREAT | os.O_WRONLY)\n"
+            "os.write(fd, b'y')\nos.fsync(fd)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sigkill_with_storage_down_ends_the_daemon(mode, make_cluster):
+    c = make_cluster(mode, nodes=1)
+    (c.mount(0) / "f").write_bytes(b"x" * 5000)
+    c.kill_storage(sig=signal.SIGKILL)
+    user = _blocked_accessor(c.mount(0))
+    time.sleep(1)
+    pid = c.pid(0)
+    os.kill(pid, signal.SIGKILL)
+    if not wait_gone(pid, 10):
+        user.kill()
+        fail_stuck(c, 0, "survived SIGKILL for 10s while storage was down")
+    try:
+        user.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        user.kill()
+        pytest.fail("a process using the mount still hangs after the daemon was killed")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_with_storage_down_exits(mode, make_cluster):
+    """With storage unreachable the daemon cannot flush, but it must still exit (any status)."""
+    c = make_cluster(mode, nodes=1)
+    (c.mount(0) / "f").write_bytes(b"x" * 5000)
+    c.kill_storage(sig=signal.SIGKILL)
+    user = _blocked_accessor(c.mount(0))
+    time.sleep(1)
+    pid = c.pid(0)
+    os.kill(pid, signal.SIGTERM)
+    gone = wait_gone(pid, 30)
+    user.kill()
+    if not gone:
+        fail_stuck(c, 0, "did not exit within 30s of SIGTERM while storage was down")
