@@ -73,7 +73,6 @@ WEIGHTS = (
     ("fd_fsync", 1), ("fd_close", 2),
 )
 _KINDS = [k for k, _ in WEIGHTS]
-_CUM = [w for _, w in WEIGHTS]
 
 
 def _path(rng: random.Random) -> str:
@@ -110,11 +109,18 @@ def _data(rng: random.Random, n: int) -> bytes:
     return b"".join(block[:60] + i.to_bytes(4, "little") for i in range(reps))[:n]
 
 
-def generate(seed: int, n: int) -> Iterator[Op]:
-    """The ``n`` operations of stream ``seed``."""
+def generate(seed: int, n: int, fd_ops: bool = True) -> Iterator[Op]:
+    """The ``n`` operations of stream ``seed``.
+
+    ``fd_ops=False`` leaves out operations on long-lived descriptors (a
+    different stream): every remaining op opens and closes what it uses, so
+    close-to-open consistency makes it valid across several nodes.
+    """
     rng = random.Random(seed)
+    kinds = [k for k in _KINDS if fd_ops or not k.startswith("fd_")]
+    weights = [w for k, w in WEIGHTS if fd_ops or not k.startswith("fd_")]
     for _ in range(n):
-        kind = rng.choices(_KINDS, weights=_CUM)[0]
+        kind = rng.choices(kinds, weights=weights)[0]
         a: dict = {}
         if kind in ("write",):
             a = dict(path=_path(rng), offset=_offset(rng), data=_data(rng, _length(rng)),
@@ -397,31 +403,42 @@ def _short(outcome: tuple) -> str:
     return f"{kind}: {v!r}"
 
 
-def differential(root_a: str, root_b: str, seed: int, n: int, names=("reference", "mount"),
-                 check_every: int = 0) -> int:
-    """Apply stream ``seed`` (``n`` ops) to both roots; raise Mismatch on the first
+def differential(root_a: str, root_b, seed: int, n: int, names=("reference", "mount"),
+                 check_every: int = 0, fd_ops: bool = True) -> int:
+    """Apply stream ``seed`` (``n`` ops) to both sides; raise Mismatch on the first
     differing outcome or on a final tree difference.  Returns the number of ops
     that succeeded (so callers can check the stream did real work).
 
-    ``check_every`` > 0 also compares whole trees every that many ops.
+    ``root_b`` may be a list of roots that show the same tree (mounts of one
+    file system on several nodes): each op then runs on one of them, picked by
+    a second generator seeded from ``seed``, and the final trees of all of them
+    must equal the reference.  ``check_every`` > 0 also compares whole trees
+    every that many ops.
     """
-    ra, rb = Runner(root_a), Runner(root_b)
+    roots_b = [root_b] if isinstance(root_b, (str, os.PathLike)) else list(root_b)
+    ra, rbs = Runner(str(root_a)), [Runner(str(r)) for r in roots_b]
+    pick = random.Random(f"pick:{seed}")
     ok = 0
     try:
-        for i, op in enumerate(generate(seed, n)):
-            out_a, out_b = ra.apply(op), rb.apply(op)
+        for i, op in enumerate(generate(seed, n, fd_ops=fd_ops)):
+            j = pick.randrange(len(rbs))
+            out_a, out_b = ra.apply(op), rbs[j].apply(op)
             if out_a != out_b:
-                raise Mismatch(f"seed {seed} op #{i}: {op}\n  {names[0]}: {_short(out_a)}\n"
+                where = f" (on {roots_b[j]})" if len(rbs) > 1 else ""
+                raise Mismatch(f"seed {seed} op #{i}: {op}{where}\n  {names[0]}: {_short(out_a)}\n"
                                f"  {names[1]}: {_short(out_b)}")
             ok += out_a[0] == "ok"
             if check_every and (i + 1) % check_every == 0:
-                d = diff_snapshots(snapshot(root_a), snapshot(root_b), names)
+                d = diff_snapshots(snapshot(str(root_a)), snapshot(str(roots_b[j])), names)
                 if d:
                     raise Mismatch(f"seed {seed}: trees differ after op #{i} ({op}):\n  " + "\n  ".join(d))
     finally:
         ra.close_all()
-        rb.close_all()
-    d = diff_snapshots(snapshot(root_a), snapshot(root_b), names)
-    if d:
-        raise Mismatch(f"seed {seed}: final trees differ after {n} ops:\n  " + "\n  ".join(d))
+        for rb in rbs:
+            rb.close_all()
+    ref = snapshot(str(root_a))
+    for r in roots_b:
+        d = diff_snapshots(ref, snapshot(str(r)), (names[0], f"{names[1]} {r}"))
+        if d:
+            raise Mismatch(f"seed {seed}: final trees differ after {n} ops:\n  " + "\n  ".join(d))
     return ok
