@@ -1,0 +1,234 @@
+// dfuse-lease-manager: grants, revokes and expires per-file leases for DFUSE
+// clients (a single manager; failover via etcd comes later).
+//
+// The epoch must grow across restarts, because fencing tokens are
+// (epoch << 40) | counter: a restarted manager that reused an epoch would
+// hand out tokens that storage already saw. In order of preference:
+//  --epoch N      as given (the caller keeps it growing);
+//  --state-dir D  D/epoch holds the last epoch; each start uses it + 1 and
+//                 writes it back durably before serving;
+//  neither        the wall clock: 8-second slots since 2025-01-01 UTC, and
+//                 the manager waits for its slot to end before serving, so a
+//                 quick restart still gets a larger epoch (start-up takes up
+//                 to 8 s; lasts until 2029, then --state-dir is required).
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "lease/manager_service.h"
+#include "util/log.h"
+
+namespace {
+
+constexpr int kExitFailure = 1;  // the manager could not start
+constexpr int kExitUsage = 2;    // bad flags
+
+constexpr uint64_t kMaxEpoch = (uint64_t{1} << 24) - 1;
+constexpr int64_t kWallClockBase = 1735689600;  // 2025-01-01T00:00:00Z
+constexpr int64_t kWallClockSlot = 8;           // seconds per wall-clock epoch
+
+// Waits for SIGTERM/SIGINT (stop) and SIGUSR1 (dump stats) in a plain
+// thread: sigwait needs no async-signal-safe dance.
+class SignalWaiter {
+ public:
+  SignalWaiter() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGUSR1);
+    // Blocked before any other thread exists, so all of them inherit it.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  int Wait() {
+    int sig = 0;
+    sigwait(&set_, &sig);
+    return sig;
+  }
+
+ private:
+  sigset_t set_;
+};
+
+// Writes `text` to `path` via a temp file; with `durable`, fsyncs the file
+// and its directory so the content survives a crash.
+bool WriteFileAtomically(const std::string& path, const std::string& text, bool durable) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  if (durable) ok = ok && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  ok = ok && std::rename(tmp.c_str(), path.c_str()) == 0;
+  if (ok && durable) {
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0) ::close(dfd);
+  }
+  return ok;
+}
+
+// The last epoch recorded in state_dir plus one, recorded before it is used.
+bool NextPersistedEpoch(const std::string& state_dir, uint64_t* epoch, std::string* error) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) {
+    *error = "cannot create state dir " + state_dir + ": " + ec.message();
+    return false;
+  }
+  const std::string path = state_dir + "/epoch";
+  uint64_t last = 0;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    unsigned long long v = 0;
+    const bool parsed = std::fscanf(f, "%llu", &v) == 1;
+    std::fclose(f);
+    if (!parsed) {
+      *error = path + " does not hold an epoch number";
+      return false;
+    }
+    last = v;
+  } else if (errno != ENOENT) {
+    *error = "cannot read " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  if (last >= kMaxEpoch) {
+    *error = path + ": epochs exhausted (" + std::to_string(last) + ")";
+    return false;
+  }
+  *epoch = last + 1;
+  if (!WriteFileAtomically(path, std::to_string(*epoch) + "\n", /*durable=*/true)) {
+    *error = "cannot write " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+// The current wall-clock slot plus one; returns once that slot has ended,
+// so that no later start can compute the same epoch.
+bool WallClockEpoch(uint64_t* epoch, std::string* error) {
+  const int64_t now = std::time(nullptr);
+  const int64_t slot = (now - kWallClockBase) / kWallClockSlot;
+  if (now < kWallClockBase || slot + 1 > static_cast<int64_t>(kMaxEpoch)) {
+    *error = "the wall clock gives no usable epoch; use --state-dir or --epoch";
+    return false;
+  }
+  *epoch = slot + 1;
+  const int64_t slot_end = kWallClockBase + (slot + 1) * kWallClockSlot;
+  spdlog::info("epoch {} from the wall clock; waiting {} s for its slot to end", *epoch,
+               slot_end - now);
+  while (std::time(nullptr) < slot_end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dfuse::lease::ManagerOptions opt;
+  uint64_t epoch = 0;
+  int64_t reclaim_ms = -1;
+  std::string port_file, state_dir, stats_file, log_level = "info";
+  CLI::App app{"dfuse-lease-manager: grants per-file read and write leases to DFUSE clients"};
+  app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
+      ->required();
+  app.add_option("--port-file", port_file, "Write the bound port to this file");
+  app.add_option("--term-ms", opt.term_ms,
+                 "Lease term: a silent client's leases are regranted this long after its "
+                 "last heartbeat")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{3600000}))
+      ->capture_default_str();
+  app.add_option("--min-hold-ms", opt.min_hold_ms,
+                 "A lease is not revoked before it has been held this long (damps ping-pong)")
+      ->capture_default_str();
+  app.add_option("--epoch", epoch,
+                 "Manager epoch, 1..16777215; must grow across restarts (default: from "
+                 "--state-dir, else from the wall clock)")
+      ->check(CLI::Range(uint64_t{1}, kMaxEpoch));
+  app.add_option("--state-dir", state_dir, "Directory that keeps the last epoch across restarts");
+  app.add_option("--reclaim-ms", reclaim_ms,
+                 "Reclaim window at start, in which clients of a previous manager re-assert "
+                 "their leases before new ones are granted (default: the term; 0: none)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--stats", stats_file,
+                 "Dump stats JSON here every second, on SIGUSR1 and at exit");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "dfuse-lease-manager: %s (see --help)\n", e.what());
+    return kExitUsage;
+  }
+  if (!dfuse::InitLogging("lease-manager", log_level)) {
+    std::fprintf(stderr, "dfuse-lease-manager: unknown --log-level %s (see --help)\n",
+                 log_level.c_str());
+    return kExitUsage;
+  }
+  opt.reclaim_ms = reclaim_ms < 0 ? opt.term_ms : static_cast<uint64_t>(reclaim_ms);
+
+  SignalWaiter signals;
+  std::string error;
+  const bool have_epoch = epoch != 0                 ? true
+                          : !state_dir.empty()       ? NextPersistedEpoch(state_dir, &epoch, &error)
+                                                     : WallClockEpoch(&epoch, &error);
+  if (!have_epoch) {
+    std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
+    return kExitFailure;
+  }
+  opt.epoch = epoch;
+  auto server = dfuse::lease::ManagerServer::Start(opt, &error);
+  if (!server) {
+    std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
+    return kExitFailure;
+  }
+  if (!port_file.empty() &&
+      !WriteFileAtomically(port_file, std::to_string(server->port()) + "\n", /*durable=*/false)) {
+    std::fprintf(stderr, "dfuse-lease-manager: cannot write port file %s\n", port_file.c_str());
+    return kExitFailure;
+  }
+  spdlog::info("serving on {} (port {}), epoch {}, term {} ms, min hold {} ms, reclaim {} ms",
+               opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms,
+               opt.reclaim_ms);
+
+  auto dump = [&] {
+    if (!stats_file.empty() && !server->DumpStats(stats_file)) {
+      spdlog::warn("cannot write stats to {}", stats_file);
+    }
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread ticker;
+  if (!stats_file.empty()) {
+    ticker = std::thread([&] {
+      std::unique_lock<std::mutex> l(mu);
+      while (!cv.wait_for(l, std::chrono::seconds(1), [&] { return stopping; })) dump();
+    });
+  }
+  for (int sig; (sig = signals.Wait()) == SIGUSR1;) dump();
+
+  spdlog::info("shutting down");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  if (ticker.joinable()) ticker.join();
+  server->Shutdown();
+  dump();
+  return 0;
+}

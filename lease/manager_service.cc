@@ -1,0 +1,438 @@
+#include "lease/manager_service.h"
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "lease/state_machine.h"
+#include "proto/lease.grpc.pb.h"
+#include "util/stats.h"
+
+namespace dfuse::lease {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Actions = StateMachine::Actions;
+using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
+
+Mode FromProto(proto::LeaseMode mode) {
+  switch (mode) {
+    case proto::LEASE_READ:
+      return Mode::kRead;
+    case proto::LEASE_WRITE:
+      return Mode::kWrite;
+    default:
+      return Mode::kNone;
+  }
+}
+
+proto::LeaseMode ToProto(Mode mode) {
+  switch (mode) {
+    case Mode::kRead:
+      return proto::LEASE_READ;
+    case Mode::kWrite:
+      return proto::LEASE_WRITE;
+    case Mode::kNone:
+      break;
+  }
+  return proto::LEASE_NONE;
+}
+
+}  // namespace
+
+class ManagerService final : public proto::LeaseManager::Service {
+ public:
+  explicit ManagerService(const ManagerOptions& options);
+  ~ManagerService() override;
+
+  grpc::Status Session(grpc::ServerContext* ctx, ServerStream* rw) override;
+
+  nlohmann::json Stats() const;
+
+ private:
+  // One session stream. Its writer thread sends `out` in order; everything
+  // but `ctx` and `rw` is guarded by mu_.
+  struct Stream {
+    grpc::ServerContext* ctx;
+    ServerStream* rw;
+    ClientId client = 0;
+    bool attached = false;  // streams_[client] == this
+    bool closing = false;   // the writer stops
+    std::deque<proto::ManagerMessage> out;
+    std::condition_variable cv;
+  };
+
+  uint64_t NowMs() const;
+  void WriteLoop(Stream* s);
+  void Send(Stream* s, proto::ManagerMessage msg);
+  void Attach(Stream* s, const proto::Hello& hello);
+  void Detach(Stream* s);
+  void Handle(Stream* s, const proto::ClientMessage& msg);
+  void Dispatch(const Actions& actions);
+  void SendError(Stream* s, int code, const std::string& message, uint64_t request_id);
+  void TimerLoop();
+
+  const ManagerOptions options_;
+  const Clock::time_point start_ = Clock::now();
+  uint64_t reclaim_end_ms_ = 0;  // while sm_.reclaiming()
+
+  mutable std::mutex mu_;
+  StateMachine sm_;
+  std::unordered_map<ClientId, Stream*> streams_;  // the attached stream of each client
+  // When each pending Acquire and outstanding revoke started, for latencies.
+  std::map<std::pair<ClientId, uint64_t>, Clock::time_point> acquires_;  // (client, request_id)
+  std::unordered_map<uint64_t, std::pair<ClientId, Clock::time_point>> revokes_;  // revoke_id
+  bool stopping_ = false;
+  std::condition_variable timer_cv_;  // NextDeadline() may have moved, or stopping_
+  std::thread timer_;
+
+  StatsRegistry stats_;
+  Latency* acquire_latency_;
+  Latency* revoke_latency_;
+};
+
+ManagerService::ManagerService(const ManagerOptions& options)
+    : options_(options),
+      sm_(Options{
+          .epoch = options.epoch, .term_ms = options.term_ms, .min_hold_ms = options.min_hold_ms}),
+      acquire_latency_(stats_.GetLatency("lease.acquire_to_grant")),
+      revoke_latency_(stats_.GetLatency("lease.revoke_to_ack")) {
+  if (options.reclaim_ms > 0) {
+    const uint64_t now = NowMs();
+    sm_.BeginReclaim(now, options.reclaim_ms);
+    reclaim_end_ms_ = now + options.reclaim_ms;
+  }
+  timer_ = std::thread([this] { TimerLoop(); });
+}
+
+ManagerService::~ManagerService() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  timer_cv_.notify_one();
+  timer_.join();
+}
+
+uint64_t ManagerService::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+}
+
+grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw) {
+  proto::ClientMessage msg;
+  if (!rw->Read(&msg)) return grpc::Status::OK;  // gone before saying hello
+  if (!msg.has_hello() || msg.hello().client_id() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first message must be a Hello with a nonzero client_id");
+  }
+  Stream s{.ctx = ctx, .rw = rw};
+  std::thread writer([this, &s] { WriteLoop(&s); });
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Attach(&s, msg.hello());
+  }
+  timer_cv_.notify_one();
+  while (rw->Read(&msg)) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      Handle(&s, msg);
+    }
+    timer_cv_.notify_one();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Detach(&s);
+    s.closing = true;
+  }
+  s.cv.notify_one();
+  timer_cv_.notify_one();
+  writer.join();
+  return grpc::Status::OK;
+}
+
+void ManagerService::WriteLoop(Stream* s) {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    s->cv.wait(l, [s] { return !s->out.empty() || s->closing; });
+    if (s->closing) return;  // the stream is over: nobody would read the rest
+    proto::ManagerMessage msg = std::move(s->out.front());
+    s->out.pop_front();
+    l.unlock();
+    const bool ok = s->rw->Write(msg);
+    l.lock();
+    if (!ok) {
+      // The client is gone; make the reader notice too.
+      s->ctx->TryCancel();
+      s->out.clear();
+    }
+  }
+}
+
+void ManagerService::Send(Stream* s, proto::ManagerMessage msg) {
+  s->out.push_back(std::move(msg));
+  s->cv.notify_one();
+}
+
+void ManagerService::Attach(Stream* s, const proto::Hello& hello) {
+  const ClientId client = hello.client_id();
+  const uint64_t now = NowMs();
+  if (auto it = streams_.find(client); it != streams_.end()) {
+    // The client reconnected before its old stream broke here; the old one
+    // no longer speaks for the session.
+    it->second->attached = false;
+    it->second->ctx->TryCancel();
+  }
+  streams_[client] = s;
+  s->client = client;
+  s->attached = true;
+
+  Actions actions;
+  const bool resumed = sm_.OpenSession(client, now, &actions);
+  proto::ManagerMessage msg;
+  proto::Welcome* welcome = msg.mutable_welcome();
+  welcome->set_epoch(options_.epoch);
+  welcome->set_term_ms(options_.term_ms);
+  welcome->set_resumed(resumed);
+  if (sm_.reclaiming() && now < reclaim_end_ms_) welcome->set_reclaim_window_ms(reclaim_end_ms_ - now);
+  // A resumed session's leases are already known; reclaim is only for
+  // leases held under a previous manager.
+  int refused = 0;
+  if (!resumed) {
+    for (const proto::HeldLease& held : hello.reclaim()) {
+      const Status st = sm_.Reclaim(client, held.gfid(), FromProto(held.mode()), held.token(), now);
+      if (st == Status::kOk) {
+        welcome->add_reclaimed(held.gfid());
+      } else {
+        refused++;
+      }
+    }
+  }
+  spdlog::info("client {:x} ({}) {}, {} leases reclaimed, {} refused", client, hello.name(),
+               resumed ? "resumed its session" : "opened a session", welcome->reclaimed_size(),
+               refused);
+  Send(s, std::move(msg));
+  Dispatch(actions);  // revokes re-sent on resume go after the Welcome
+}
+
+void ManagerService::Detach(Stream* s) {
+  if (!s->attached) return;
+  s->attached = false;
+  streams_.erase(s->client);
+  std::erase_if(acquires_, [s](const auto& e) { return e.first.first == s->client; });
+  Actions actions;
+  sm_.ClientGone(s->client, NowMs(), &actions);
+  Dispatch(actions);
+  spdlog::info("client {:x} disconnected", s->client);
+}
+
+void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
+  if (!s->attached) return;  // superseded by a newer stream of the same client
+  const ClientId client = s->client;
+  const uint64_t now = NowMs();
+  Actions actions;
+  Status st = Status::kOk;
+  switch (msg.msg_case()) {
+    case proto::ClientMessage::kAcquire: {
+      const proto::Acquire& a = msg.acquire();
+      const auto key = std::make_pair(client, a.request_id());
+      acquires_[key] = Clock::now();
+      const ByteRange range{a.range().start(), a.range().end()};
+      st = sm_.Acquire(client, a.request_id(), a.gfid(), FromProto(a.mode()), range, now, &actions);
+      if (st != Status::kOk) acquires_.erase(key);
+      if (st == Status::kInvalid) SendError(s, EINVAL, "invalid Acquire", a.request_id());
+      break;
+    }
+    case proto::ClientMessage::kRelease:
+      st = sm_.Release(client, msg.release().gfid(), now, &actions);
+      break;
+    case proto::ClientMessage::kRevokeAck: {
+      const proto::RevokeAck& ack = msg.revoke_ack();
+      st = sm_.RevokeAck(client, ack.gfid(), ack.revoke_id(), FromProto(ack.mode()), now, &actions);
+      // The agent acks every revoke it is sent, so this also forgets the
+      // revokes that a release or an upgrade made moot.
+      auto it = revokes_.find(ack.revoke_id());
+      if (it != revokes_.end() && it->second.first == client) {
+        if (st == Status::kOk) revoke_latency_->Record(Clock::now() - it->second.second);
+        revokes_.erase(it);
+      }
+      if (st == Status::kInvalid) SendError(s, EINVAL, "RevokeAck keeps more than the revoke allows", 0);
+      break;
+    }
+    case proto::ClientMessage::kHeartbeat: {
+      st = sm_.Heartbeat(client, now);
+      if (st == Status::kOk) {
+        proto::ManagerMessage reply;
+        reply.mutable_heartbeat_ack()->set_seq(msg.heartbeat().seq());
+        Send(s, std::move(reply));
+      }
+      break;
+    }
+    case proto::ClientMessage::kHello:
+      SendError(s, EPROTO, "Hello after the session started", 0);
+      break;
+    case proto::ClientMessage::MSG_NOT_SET:
+      SendError(s, EPROTO, "empty ClientMessage", 0);
+      break;
+  }
+  if (st == Status::kNoSession) {
+    // The session expired while this stream stayed open; say so again in
+    // case the first notice crossed the client's own messages.
+    proto::ManagerMessage reply;
+    reply.mutable_session_expired();
+    Send(s, std::move(reply));
+  }
+  Dispatch(actions);
+}
+
+void ManagerService::SendError(Stream* s, int code, const std::string& message,
+                               uint64_t request_id) {
+  spdlog::warn("client {:x}: {}", s->client, message);
+  proto::ManagerMessage msg;
+  proto::Error* e = msg.mutable_error();
+  e->set_code(code);
+  e->set_message(message);
+  e->set_request_id(request_id);
+  Send(s, std::move(msg));
+}
+
+void ManagerService::Dispatch(const Actions& actions) {
+  const Clock::time_point now = Clock::now();
+  for (const Action& a : actions) {
+    proto::ManagerMessage msg;
+    switch (a.kind) {
+      case Action::kGrant: {
+        if (auto it = acquires_.find({a.client, a.request_id}); it != acquires_.end()) {
+          acquire_latency_->Record(now - it->second);
+          acquires_.erase(it);
+        }
+        proto::Grant* g = msg.mutable_grant();
+        g->set_request_id(a.request_id);
+        g->set_gfid(a.gfid);
+        g->set_mode(ToProto(a.mode));
+        g->set_token(a.token);
+        g->mutable_range()->set_start(a.range.start);
+        g->mutable_range()->set_end(a.range.end);
+        break;
+      }
+      case Action::kRevoke: {
+        revokes_.try_emplace(a.revoke_id, a.client, now);  // a re-sent revoke keeps its start
+        proto::Revoke* r = msg.mutable_revoke();
+        r->set_gfid(a.gfid);
+        r->set_revoke_id(a.revoke_id);
+        r->set_to_mode(ToProto(a.mode));
+        break;
+      }
+      case Action::kSessionExpired:
+        spdlog::warn("client {:x}: session expired", a.client);
+        std::erase_if(acquires_, [&a](const auto& e) { return e.first.first == a.client; });
+        std::erase_if(revokes_, [&a](const auto& e) { return e.second.first == a.client; });
+        msg.mutable_session_expired();
+        break;
+    }
+    // The state machine never addresses a disconnected client except to
+    // expire it, and then there is nobody to tell.
+    if (auto it = streams_.find(a.client); it != streams_.end()) Send(it->second, std::move(msg));
+  }
+}
+
+void ManagerService::TimerLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopping_) {
+    const uint64_t deadline = sm_.NextDeadline();
+    if (deadline == kNoDeadline) {
+      timer_cv_.wait(l);
+      continue;
+    }
+    const uint64_t now = NowMs();
+    if (now < deadline) {
+      timer_cv_.wait_until(l, start_ + std::chrono::milliseconds(deadline));
+      continue;
+    }
+    Actions actions;
+    sm_.Tick(now, &actions);
+    Dispatch(actions);
+  }
+}
+
+nlohmann::json ManagerService::Stats() const {
+  nlohmann::json j = stats_.ToJson();
+  std::lock_guard<std::mutex> l(mu_);
+  const Counters& c = sm_.counters();
+  j["lease"] = {{"epoch", options_.epoch},
+                {"grants", c.grants},
+                {"revokes", c.revokes},
+                {"expiries", c.expiries},
+                {"reclaims", c.reclaims},
+                {"sessions", sm_.session_count()},
+                {"connected", streams_.size()},
+                {"leases", sm_.lease_count()},
+                {"reclaiming", sm_.reclaiming()}};
+  return j;
+}
+
+// --- ManagerServer ---
+
+ManagerServer::ManagerServer() = default;
+
+ManagerServer::~ManagerServer() { Shutdown(); }
+
+std::unique_ptr<ManagerServer> ManagerServer::Start(const ManagerOptions& options,
+                                                    std::string* error) {
+  if (options.epoch == 0 || options.epoch >= (uint64_t{1} << 24)) {
+    *error = "epoch must be in 1.." + std::to_string((uint64_t{1} << 24) - 1);
+    return nullptr;
+  }
+  if (options.term_ms == 0) {
+    *error = "the lease term must be positive";
+    return nullptr;
+  }
+  std::unique_ptr<ManagerServer> s(new ManagerServer());
+  s->service_ = std::make_unique<ManagerService>(options);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  // gRPC sets SO_REUSEPORT by default: a second manager on a busy port
+  // would silently share it instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) {
+    s->server_.reset();
+    *error = "cannot listen on " + options.listen;
+    return nullptr;
+  }
+  return s;
+}
+
+nlohmann::json ManagerServer::Stats() const { return service_->Stats(); }
+
+bool ManagerServer::DumpStats(const std::string& path) const {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return false;
+    out << Stats().dump(2) << "\n";
+    if (!out) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+void ManagerServer::Shutdown() {
+  if (!server_) return;
+  // Session streams never end by themselves: cancel them now.
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace dfuse::lease

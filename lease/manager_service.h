@@ -1,0 +1,73 @@
+// The lease manager server: the LeaseManager gRPC service driving one
+// StateMachine, for the dfuse-lease-manager binary and for tests that run it
+// in-process.
+//
+// Every client message and every timer tick is applied to the state machine
+// under one mutex, and the actions it produces are queued, in order, on the
+// stream of the client they are for; each stream has its own writer thread,
+// so a client that reads slowly delays only itself.
+#ifndef DFUSE_LEASE_MANAGER_SERVICE_H_
+#define DFUSE_LEASE_MANAGER_SERVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace grpc {
+class Server;
+}
+
+namespace dfuse::lease {
+
+class ManagerService;
+
+struct ManagerOptions {
+  std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free port
+  // Fencing tokens are (epoch << 40) | counter, so the epoch must grow with
+  // every restart or a new writer's token could be refused, or even reused.
+  // 1 .. 2^24-1.
+  uint64_t epoch = 1;
+  uint64_t term_ms = 5000;   // a session expires this long after its last renewal
+  uint64_t min_hold_ms = 2;  // a holder is not revoked before holding this long
+  // Window after start in which clients of a previous manager re-assert
+  // their leases (Hello.reclaim) before anything new is granted; 0: none.
+  uint64_t reclaim_ms = 0;
+};
+
+class ManagerServer {
+ public:
+  // Starts serving. On failure returns null and sets *error to a one-line
+  // reason.
+  static std::unique_ptr<ManagerServer> Start(const ManagerOptions& options, std::string* error);
+
+  ~ManagerServer();  // Shutdown()
+
+  ManagerServer(const ManagerServer&) = delete;
+  ManagerServer& operator=(const ManagerServer&) = delete;
+
+  int port() const { return port_; }
+
+  // Latencies (acquire to grant, revoke to ack) and the state machine's
+  // counters and table sizes.
+  nlohmann::json Stats() const;
+  // Writes Stats() atomically (temp file + rename). Returns false on error.
+  bool DumpStats(const std::string& path) const;
+
+  // Cuts every session stream at once (clients see the manager vanish, as
+  // after a crash; their sessions die with this process) and stops.
+  // Idempotent.
+  void Shutdown();
+
+ private:
+  ManagerServer();
+
+  std::unique_ptr<ManagerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace dfuse::lease
+
+#endif  // DFUSE_LEASE_MANAGER_SERVICE_H_
