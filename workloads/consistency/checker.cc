@@ -42,11 +42,12 @@ Report CheckHistory(const std::vector<Op>& ops, const CheckOptions& options) {
   for (size_t i = 0; i < registers.size(); ++i) {
     const auto [file, block] = registers[i].first;
     const RegisterResult& r = results[i];
-    RegisterSummary s{file, block, 0, 0, r.verdict, r.steps};
+    RegisterSummary s{file, block, 0, 0, r.torn_reads, r.verdict, r.linearizable, r.steps};
     for (const Op& op : registers[i].second) ++(op.is_write() ? s.writes : s.reads);
     report.per_register.push_back(s);
     report.torn_reads += r.torn_reads;
     if (r.verdict == Verdict::kUnknown) ++report.unknown;
+    if (r.linearizable == Verdict::kViolation) ++report.non_linearizable;
     if (r.verdict != Verdict::kViolation) continue;
     if (report.violations++ < options.max_reported) {
       Violation v{file, block, r.witness};
@@ -67,7 +68,9 @@ nlohmann::json ReportToJson(const Report& report) {
                             {"block", s.block},
                             {"reads", s.reads},
                             {"writes", s.writes},
+                            {"torn_reads", s.torn_reads},
                             {"result", VerdictName(s.verdict)},
+                            {"linearizable", VerdictName(s.linearizable)},
                             {"steps", s.steps}});
   }
   nlohmann::json violating = nlohmann::json::array();
@@ -82,6 +85,7 @@ nlohmann::json ReportToJson(const Report& report) {
           {"failed", report.failed},
           {"registers", report.registers},
           {"violations", report.violations},
+          {"non_linearizable", report.non_linearizable},
           {"unknown", report.unknown},
           {"torn_reads", report.torn_reads},
           {"per_register", per_register},

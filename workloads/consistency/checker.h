@@ -28,7 +28,9 @@ struct RegisterSummary {
   uint32_t block = 0;
   size_t reads = 0;
   size_t writes = 0;
-  Verdict verdict = Verdict::kLinearizable;
+  size_t torn_reads = 0;
+  Verdict verdict = Verdict::kLinearizable;       // see RegisterResult
+  Verdict linearizable = Verdict::kLinearizable;  // torn reads aside
   uint64_t steps = 0;
 };
 
@@ -44,7 +46,10 @@ struct Report {
   size_t writes = 0;
   size_t failed = 0;  // syscalls that returned an error or a short write
   size_t registers = 0;
-  size_t violations = 0;  // registers proven non-linearizable
+  size_t violations = 0;  // registers proven non-linearizable or with torn reads
+  // Registers whose operations are not linearizable even with torn reads
+  // left out: stale or out-of-order values rather than mixed blocks.
+  size_t non_linearizable = 0;
   size_t unknown = 0;     // registers whose search ran out of budget
   size_t torn_reads = 0;
   std::vector<RegisterSummary> per_register;

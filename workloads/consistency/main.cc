@@ -45,9 +45,9 @@ void WriteJsonFile(const std::string& path, const nlohmann::json& j) {
 int Conclude(const Report& report, nlohmann::json json, const std::string& report_path) {
   if (!report_path.empty()) WriteJsonFile(report_path, json);
   printf("%zu operations (%zu reads, %zu writes, %zu failed) on %zu registers: "
-         "%zu violating, %zu unknown, %zu torn reads; checked in %.2f s\n",
+         "%zu violating (%zu not linearizable), %zu unknown, %zu torn reads; checked in %.2f s\n",
          report.operations, report.reads, report.writes, report.failed, report.registers,
-         report.violations, report.unknown, report.torn_reads, report.seconds);
+         report.violations, report.non_linearizable, report.unknown, report.torn_reads, report.seconds);
   if (!report.violating.empty()) {
     const Violation& v = report.violating.front();
     printf("first violation, file %u block %u (minimal history):\n", v.file, v.block);

@@ -72,10 +72,16 @@ bool IsViolation(const std::vector<Op>& ops, uint64_t step_budget);
 std::vector<Op> Shrink(std::vector<Op> ops, uint64_t step_budget, uint64_t total_budget);
 
 struct RegisterResult {
+  // Violation if the reads that were not torn are not linearizable, or if
+  // any read was torn.
   Verdict verdict = Verdict::kLinearizable;
-  uint64_t steps = 0;       // search steps, 0 when a simple witness decided
+  // The verdict on the operations other than torn reads alone.
+  Verdict linearizable = Verdict::kLinearizable;
+  uint64_t steps = 0;  // search steps, 0 when a simple witness decided
   size_t torn_reads = 0;
-  std::vector<Op> witness;  // the minimal offending history, on kViolation
+  // On a violation, the minimal offending history: from the linearizability
+  // check if that failed, otherwise the first torn read.
+  std::vector<Op> witness;
 };
 
 // The full verdict for one register's operations, as recorded (failed reads

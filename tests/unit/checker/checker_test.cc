@@ -54,13 +54,15 @@ TEST(CheckHistory, TornReadsAreCountedAndViolate) {
   const Report report = CheckHistory({W(0, 1, 0, 1), torn, torn}, {});
   EXPECT_EQ(report.torn_reads, 2u);
   EXPECT_EQ(report.violations, 1u);
+  EXPECT_EQ(report.non_linearizable, 0u);
 }
 
 TEST(CheckHistory, ReportJsonHasTheDocumentedFields) {
   const Report report = CheckHistory({W(0, 1, 0, 1), R(1, 0, 2, 3)}, {});
   const nlohmann::json j = ReportToJson(report);
-  for (const char* key : {"operations", "reads", "writes", "registers", "violations", "unknown",
-                          "torn_reads", "per_register", "violating", "seconds"}) {
+  for (const char* key : {"operations", "reads", "writes", "registers", "violations",
+                          "non_linearizable", "unknown", "torn_reads", "per_register", "violating",
+                          "seconds"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["violations"], 1);

@@ -107,9 +107,21 @@ TEST(RegisterCheck, TornReadIsAViolationOnItsOwn) {
   torn.torn = true;
   RegisterResult r = CheckRegister({W(0, 1, 0, 1), torn}, kBudget);
   EXPECT_EQ(r.verdict, Verdict::kViolation);
+  EXPECT_EQ(r.linearizable, Verdict::kLinearizable);
   EXPECT_EQ(r.torn_reads, 1u);
   ASSERT_EQ(r.witness.size(), 1u);
   EXPECT_TRUE(r.witness[0].torn);
+}
+
+TEST(RegisterCheck, StaleReadIsReportedBeforeATornOne) {
+  Op torn = R(1, 1, 2, 3);
+  torn.torn = true;
+  RegisterResult r = CheckRegister({W(0, 1, 0, 1), torn, R(1, 0, 4, 5)}, kBudget);
+  EXPECT_EQ(r.verdict, Verdict::kViolation);
+  EXPECT_EQ(r.linearizable, Verdict::kViolation);
+  EXPECT_EQ(r.torn_reads, 1u);
+  ASSERT_EQ(r.witness.size(), 2u);
+  EXPECT_FALSE(r.witness[1].torn);
 }
 
 TEST(RegisterCheck, DuplicateValuesAreLeftToTheSearch) {
