@@ -28,6 +28,19 @@ import dfuse_cluster as dc  # noqa: E402
 MODES = dc.MODES
 
 
+def _diff_seeds() -> list[int]:
+    """Seeds of the differential test: $DFUSE_DIFF_SEEDS, else two new ones per run."""
+    env = os.environ.get("DFUSE_DIFF_SEEDS")
+    if env:
+        return [int(s) for s in env.replace(",", " ").split()]
+    import time
+    base = time.time_ns() % 1_000_000_007
+    return [base, base + 1]
+
+
+DIFF_SEEDS = _diff_seeds()
+
+
 def build_dir() -> Path:
     return dc.find_build_dir()
 
@@ -113,4 +126,5 @@ def tmpfs_dir(workdir):
 
 
 def pytest_report_header(config):
-    return f"dfuse build dir: {build_dir()}"
+    return [f"dfuse build dir: {build_dir()}",
+            f"differential seeds: {','.join(map(str, DIFF_SEEDS))} (repeat with DFUSE_DIFF_SEEDS=...)"]

@@ -16,18 +16,10 @@ import time
 import pytest
 
 import fsops
-from conftest import MODES
+from conftest import DIFF_SEEDS, MODES
 
 
-def _seeds() -> list[int]:
-    env = os.environ.get("DFUSE_DIFF_SEEDS")
-    if env:
-        return [int(s) for s in env.replace(",", " ").split()]
-    base = time.time_ns() % 1_000_000_007
-    return [base, base + 1]
-
-
-SEEDS = _seeds()
+SEEDS = DIFF_SEEDS
 N_OPS = int(os.environ.get("DFUSE_DIFF_OPS", "10000"))
 
 
