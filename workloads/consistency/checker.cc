@@ -56,8 +56,7 @@ Report CheckHistory(const std::vector<Op>& ops, const CheckOptions& options) {
       report.violating.push_back(std::move(v));
     }
   }
-  report.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
 

@@ -50,7 +50,7 @@ struct Report {
   // Registers whose operations are not linearizable even with torn reads
   // left out: stale or out-of-order values rather than mixed blocks.
   size_t non_linearizable = 0;
-  size_t unknown = 0;     // registers whose search ran out of budget
+  size_t unknown = 0;  // registers whose search ran out of budget
   size_t torn_reads = 0;
   std::vector<RegisterSummary> per_register;
   std::vector<Violation> violating;  // the first max_reported, by register

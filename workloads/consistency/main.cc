@@ -44,10 +44,12 @@ void WriteJsonFile(const std::string& path, const nlohmann::json& j) {
 // Prints a summary and the first minimal violation; returns the exit status.
 int Conclude(const Report& report, nlohmann::json json, const std::string& report_path) {
   if (!report_path.empty()) WriteJsonFile(report_path, json);
-  printf("%zu operations (%zu reads, %zu writes, %zu failed) on %zu registers: "
-         "%zu violating (%zu not linearizable), %zu unknown, %zu torn reads; checked in %.2f s\n",
-         report.operations, report.reads, report.writes, report.failed, report.registers,
-         report.violations, report.non_linearizable, report.unknown, report.torn_reads, report.seconds);
+  printf(
+      "%zu operations (%zu reads, %zu writes, %zu failed) on %zu registers: "
+      "%zu violating (%zu not linearizable), %zu unknown, %zu torn reads; checked in %.2f s\n",
+      report.operations, report.reads, report.writes, report.failed, report.registers,
+      report.violations, report.non_linearizable, report.unknown, report.torn_reads,
+      report.seconds);
   if (!report.violating.empty()) {
     const Violation& v = report.violating.front();
     printf("first violation, file %u block %u (minimal history):\n", v.file, v.block);
@@ -89,8 +91,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   run_cmd->add_option("--seed", run.seed, "Random seed (default: random, printed)");
-  run_cmd->add_option("--duration-limit", run.duration_limit,
-                      "Stop the workers after this many seconds (0: no limit)")
+  run_cmd
+      ->add_option("--duration-limit", run.duration_limit,
+                   "Stop the workers after this many seconds (0: no limit)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--history", history_path, "Write the history (JSON Lines) to this file");
@@ -118,7 +121,8 @@ int Main(int argc, char** argv) {
 
   try {
     if (*run_cmd) {
-      if (!have_seed) run.seed = std::random_device{}() * (uint64_t{1} << 32) ^ std::random_device{}();
+      if (!have_seed)
+        run.seed = std::random_device{}() * (uint64_t{1} << 32) ^ std::random_device{}();
       fprintf(stderr, "dfuse-checker: seed %llu\n", static_cast<unsigned long long>(run.seed));
       RunResult result = RunWorkload(run);
       if (result.stopped_early) {

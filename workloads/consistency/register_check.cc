@@ -237,9 +237,8 @@ std::vector<size_t> FindSimpleWitness(const std::vector<Op>& ops) {
       reads.push_back(i);
     }
   }
-  std::sort(writes.begin(), writes.end(), [&](size_t a, size_t b) {
-    return EffectiveReturn(ops[a]) < EffectiveReturn(ops[b]);
-  });
+  std::sort(writes.begin(), writes.end(),
+            [&](size_t a, size_t b) { return EffectiveReturn(ops[a]) < EffectiveReturn(ops[b]); });
   std::sort(reads.begin(), reads.end(),
             [&](size_t a, size_t b) { return ops[a].invoke_ns < ops[b].invoke_ns; });
   // latest[k]: of writes[0..k], the one invoked last.

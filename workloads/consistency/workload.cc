@@ -166,8 +166,8 @@ int RunWorker(const RunOptions& o, uint32_t id, uint32_t node, uint64_t quota,
           // missing bytes read as zeros, which the register check judges.
           std::memset(reinterpret_cast<char*>(words.data()) + n, 0, o.block_size - n);
           op.value = words[0];
-          op.torn = std::any_of(words.begin(), words.end(),
-                                [&](uint64_t w) { return w != op.value; });
+          op.torn =
+              std::any_of(words.begin(), words.end(), [&](uint64_t w) { return w != op.value; });
         }
       }
       if (fwrite(&op, sizeof op, 1, out) != 1) throw std::runtime_error(ErrnoText(out_path));

@@ -60,9 +60,9 @@ TEST(CheckHistory, TornReadsAreCountedAndViolate) {
 TEST(CheckHistory, ReportJsonHasTheDocumentedFields) {
   const Report report = CheckHistory({W(0, 1, 0, 1), R(1, 0, 2, 3)}, {});
   const nlohmann::json j = ReportToJson(report);
-  for (const char* key : {"operations", "reads", "writes", "registers", "violations",
-                          "non_linearizable", "unknown", "torn_reads", "per_register", "violating",
-                          "seconds"}) {
+  for (const char* key :
+       {"operations", "reads", "writes", "registers", "violations", "non_linearizable", "unknown",
+        "torn_reads", "per_register", "violating", "seconds"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["violations"], 1);
@@ -91,8 +91,9 @@ TEST(History, RoundTripsThroughJsonLines) {
 }
 
 TEST(History, MalformedLineNamesItsNumber) {
-  std::stringstream s("{\"process\":0,\"kind\":\"write\",\"file\":0,\"block\":0,\"value\":1,"
-                      "\"invoke_ns\":0,\"return_ns\":1}\n{\"kind\":\"scribble\"}\n");
+  std::stringstream s(
+      "{\"process\":0,\"kind\":\"write\",\"file\":0,\"block\":0,\"value\":1,"
+      "\"invoke_ns\":0,\"return_ns\":1}\n{\"kind\":\"scribble\"}\n");
   try {
     ReadHistory(s);
     FAIL() << "no error";

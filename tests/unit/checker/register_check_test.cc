@@ -26,18 +26,18 @@ void ExpectVerdict(const std::vector<Op>& ops, Verdict want) {
 TEST(RegisterCheck, EmptyHistoryIsLinearizable) { ExpectVerdict({}, Verdict::kLinearizable); }
 
 TEST(RegisterCheck, SequentialHistoryIsLinearizable) {
-  ExpectVerdict({R(0, 0, 0, 1), W(0, 1, 2, 3), R(1, 1, 4, 5), W(1, 2, 6, 7), R(0, 2, 8, 9),
-                 R(2, 2, 10, 11)},
-                Verdict::kLinearizable);
+  ExpectVerdict(
+      {R(0, 0, 0, 1), W(0, 1, 2, 3), R(1, 1, 4, 5), W(1, 2, 6, 7), R(0, 2, 8, 9), R(2, 2, 10, 11)},
+      Verdict::kLinearizable);
 }
 
 TEST(RegisterCheck, ConcurrentWritesAllowEitherOrder) {
   // w1 and w2 overlap, so a later read may see either, and a read that
   // overlaps both may also see the initial value.
   for (uint64_t seen : {1, 2}) {
-    ExpectVerdict({W(0, 1, 0, 10), W(1, 2, 5, 15), R(2, 0, 1, 20), R(2, seen, 21, 22),
-                   R(3, seen, 23, 24)},
-                  Verdict::kLinearizable);
+    ExpectVerdict(
+        {W(0, 1, 0, 10), W(1, 2, 5, 15), R(2, 0, 1, 20), R(2, seen, 21, 22), R(3, seen, 23, 24)},
+        Verdict::kLinearizable);
   }
 }
 
@@ -256,6 +256,72 @@ TEST(RegisterCheckRandomized, InjectedStaleReadIsFlagged) {
     ASSERT_EQ(r.verdict, Verdict::kViolation) << "seed " << seed;
     EXPECT_LE(r.witness.size(), 3u) << "seed " << seed;
   }
+}
+
+// Exhaustive oracle for tiny histories: tries every order that respects
+// real time (an op may go next unless another remaining op returned before
+// it was invoked).
+bool BruteForceLinearizable(const std::vector<Op>& ops, std::vector<bool>& done, uint64_t state) {
+  bool all_done = true;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (done[i]) continue;
+    all_done = false;
+    bool minimal = true;
+    for (size_t j = 0; j < ops.size() && minimal; ++j) {
+      minimal = done[j] || !ops[j].ok || ops[j].return_ns >= ops[i].invoke_ns;
+    }
+    if (!minimal || (!ops[i].is_write() && ops[i].value != state)) continue;
+    done[i] = true;
+    const bool ok = BruteForceLinearizable(ops, done, ops[i].is_write() ? ops[i].value : state);
+    done[i] = false;
+    if (ok) return true;
+  }
+  return all_done;
+}
+
+bool BruteForceLinearizable(const std::vector<Op>& ops) {
+  std::vector<bool> done(ops.size(), false);
+  return BruteForceLinearizable(ops, done, 0);
+}
+
+TEST(RegisterCheckRandomized, AgreesWithBruteForceOnTinyHistories) {
+  // Small time ranges make ties (equal invoke/return times) common.
+  std::mt19937_64 rng(7);
+  int violations = 0;
+  for (int iter = 0; iter < 5000; ++iter) {
+    const int n = 1 + static_cast<int>(rng() % 7);
+    std::vector<Op> ops;
+    uint64_t next_value = 1;
+    for (int i = 0; i < n; ++i) {
+      const int64_t invoke = static_cast<int64_t>(rng() % 12);
+      const int64_t ret = invoke + static_cast<int64_t>(rng() % 6);
+      if (rng() % 2) {
+        ops.push_back(W(i, next_value++, invoke, ret));
+        ops.back().ok = rng() % 8 != 0;
+      } else {
+        ops.push_back(R(i, rng() % 4, invoke, ret));
+      }
+    }
+    const bool want = BruteForceLinearizable(ops);
+    violations += !want;
+    ASSERT_EQ(SearchRegister(ops, kBudget).verdict,
+              want ? Verdict::kLinearizable : Verdict::kViolation)
+        << "iteration " << iter;
+    std::vector<size_t> simple = FindSimpleWitness(ops);
+    if (!simple.empty()) {
+      ASSERT_FALSE(want) << "unsound simple witness, iteration " << iter;
+      std::vector<Op> sub;
+      for (size_t i : simple) sub.push_back(ops[i]);
+      ASSERT_FALSE(BruteForceLinearizable(sub)) << "iteration " << iter;
+    }
+    const RegisterResult r = CheckRegister(ops, kBudget);
+    ASSERT_EQ(r.verdict, want ? Verdict::kLinearizable : Verdict::kViolation);
+    if (!want) {
+      ASSERT_FALSE(BruteForceLinearizable(r.witness)) << "iteration " << iter;
+    }
+  }
+  EXPECT_GT(violations, 500);  // the generator exercises both outcomes
+  EXPECT_LT(violations, 4500);
 }
 
 }  // namespace
