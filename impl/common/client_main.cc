@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +45,7 @@ struct Settings {
   uint64_t emulated_rtt_us = 0;
   uint64_t writeback_delay_ms = 1000;
   unsigned max_threads = 16;
+  double shutdown_timeout = 15;
 };
 
 // Mount options that only mean something to mount(8) or fstab.
@@ -174,6 +177,28 @@ class Daemonizer {
 
 std::atomic<bool> g_exiting{false};
 
+extern "C" char** environ;
+
+// Runs a command in a child process and waits for it until `deadline`, then
+// kills it. Returns true if it exited 0 in time.
+bool RunUntil(const std::vector<std::string>& argv, std::chrono::steady_clock::time_point deadline) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return false;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 void RedirectStdio(const std::string& log_file) {
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
@@ -213,6 +238,9 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   app.add_option("--cache-size", s.cache_size, "userspace buffer cache size (K/M/G suffix)");
   app.add_option("--writeback-delay-ms", s.writeback_delay_ms,
                  "background write-back of data dirty this long");
+  app.add_option("--shutdown-timeout", s.shutdown_timeout,
+                 "seconds SIGTERM may spend writing back before the daemon exits anyway")
+      ->check(CLI::PositiveNumber);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
   if (spec.add_options) spec.add_options(&app, &policy);
@@ -327,8 +355,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   };
 
   // Signals: SIGUSR1 dumps stats; SIGTERM/SIGINT/SIGHUP write everything
-  // back (kernel dirty pages first, then the buffer cache) and unmount,
-  // which ends the request loop.
+  // back and unmount, which ends the request loop. The daemon never touches
+  // its own mount itself (a request it cannot answer would wedge it for
+  // good); the kernel's dirty pages are pushed by a child `sync -f`. Every
+  // step shares one deadline, so an unreachable storage service delays the
+  // exit but cannot prevent it.
   std::thread signal_thread([&] {
     auto last_dump = std::chrono::steady_clock::now();
     while (!g_exiting.load()) {
@@ -343,15 +374,28 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
       if (sig == SIGUSR1) dump_stats();
       if (sig != SIGTERM && sig != SIGINT && sig != SIGHUP) continue;
       spdlog::info("signal {}: writing back and unmounting", sig);
-      int fd = open(s.mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
-      if (fd >= 0) {
-        syncfs(fd);
-        close(fd);
+      const auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::duration<double>(s.shutdown_timeout));
+      const auto deadline = std::chrono::steady_clock::now() + grace;
+      storage.LimitWaitsTo(std::chrono::system_clock::now() + grace);
+      if (!RunUntil({"sync", "-f", s.mountpoint}, deadline)) {
+        spdlog::warn("kernel write-back did not finish in time");
       }
-      cache.FlushAll();
+      int err = cache.FlushAll();
+      if (err) spdlog::error("write-back to storage failed: errno {}", err);
+      storage.CancelAll();  // requests still waiting on storage fail now
       if (umount2(s.mountpoint.c_str(), MNT_DETACH) != 0) {
         spdlog::warn("unmount {}: {}", s.mountpoint, std::strerror(errno));
-        fuse_session_exit(se);
+      }
+      // A detached mount that a process still uses keeps the connection
+      // open; give the loop a moment to end on its own, then leave anyway.
+      for (int i = 0; i < 20 && !g_exiting.load(); i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (!g_exiting.load()) {
+        spdlog::warn("mount still in use after unmount; exiting");
+        dump_stats();
+        std::_Exit(err ? 1 : 0);
       }
       break;
     }

@@ -36,7 +36,10 @@ StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry*
 template <typename Req, typename Rep>
 int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep) {
   ScopedLatency timer(stats_->GetLatency(std::string("rpc.") + name));
-  const auto give_up = std::chrono::system_clock::now() + options_.unavailable_timeout;
+  const auto limit = std::chrono::system_clock::time_point(
+      std::chrono::nanoseconds(wait_limit_ns_.load(std::memory_order_relaxed)));
+  const auto give_up =
+      std::min(std::chrono::system_clock::now() + options_.unavailable_timeout, limit);
   for (int attempt = 0;; attempt++) {
     if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
     grpc::ClientContext ctx;
@@ -44,12 +47,20 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     // service looks like a slow call, not an I/O error.
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(give_up);
+    {
+      std::lock_guard<std::mutex> l(inflight_mu_);
+      if (cancelled_) return EIO;
+      inflight_.insert(&ctx);
+    }
     rep->Clear();
     grpc::Status st = (stub_.get()->*method)(&ctx, req, rep);
+    {
+      std::lock_guard<std::mutex> l(inflight_mu_);
+      inflight_.erase(&ctx);
+    }
     if (st.ok()) return ErrOf(*rep);
     rpc_failures_->Add();
-    const bool retryable = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                           st.error_code() == grpc::StatusCode::CANCELLED;
+    const bool retryable = st.error_code() == grpc::StatusCode::UNAVAILABLE;
     if (!retryable || std::chrono::system_clock::now() >= give_up) {
       spdlog::error("storage {} failed: {} ({})", name, st.error_message(),
                     static_cast<int>(st.error_code()));
@@ -60,6 +71,17 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     spdlog::warn("storage {} interrupted ({}), retrying", name, st.error_message());
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
   }
+}
+
+void StorageClient::LimitWaitsTo(std::chrono::system_clock::time_point deadline) {
+  wait_limit_ns_.store(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
+}
+
+void StorageClient::CancelAll() {
+  std::lock_guard<std::mutex> l(inflight_mu_);
+  cancelled_ = true;
+  for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
 }
 
 int StorageClient::GetRoot(std::chrono::milliseconds timeout, proto::RootReply* reply,

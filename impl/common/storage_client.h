@@ -3,9 +3,12 @@
 #ifndef DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 #define DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +65,11 @@ class StorageClient {
   int ListXattr(const proto::XattrRequest& req, proto::XattrReply* reply);
   int RemoveXattr(const proto::XattrRequest& req);
 
+  // Shutdown: no call, running or future, waits past `deadline` any more.
+  void LimitWaitsTo(std::chrono::system_clock::time_point deadline);
+  // Shutdown: fails every running call now and every later one at once.
+  void CancelAll();
+
  private:
   template <typename Req, typename Rep>
   using Method = grpc::Status (proto::Storage::Stub::*)(grpc::ClientContext*, const Req&, Rep*);
@@ -75,6 +83,11 @@ class StorageClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::Storage::Stub> stub_;
   StatsRegistry* stats_;
+  // Nanoseconds since the epoch (system_clock); calls never wait past it.
+  std::atomic<int64_t> wait_limit_ns_{INT64_MAX};
+  std::mutex inflight_mu_;
+  std::set<grpc::ClientContext*> inflight_;  // guarded by inflight_mu_
+  bool cancelled_ = false;                   // guarded by inflight_mu_
   Counter* rpc_failures_;
 };
 
