@@ -1,0 +1,591 @@
+#include "lease/agent.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <random>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+namespace dfuse::lease {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kMinBackoff{20};
+constexpr milliseconds kMaxBackoff{500};
+
+LeaseMode FromProto(proto::LeaseMode mode) {
+  switch (mode) {
+    case proto::LEASE_READ:
+      return LeaseMode::kRead;
+    case proto::LEASE_WRITE:
+      return LeaseMode::kWrite;
+    default:
+      return LeaseMode::kNone;
+  }
+}
+
+proto::LeaseMode ToProto(LeaseMode mode) {
+  switch (mode) {
+    case LeaseMode::kRead:
+      return proto::LEASE_READ;
+    case LeaseMode::kWrite:
+      return proto::LEASE_WRITE;
+    case LeaseMode::kNone:
+      break;
+  }
+  return proto::LEASE_NONE;
+}
+
+uint64_t RandomClientId() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) id = (uint64_t{rd()} << 32) | rd();
+  return id;
+}
+
+}  // namespace
+
+LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
+                       StatsRegistry* stats)
+    : options_(options),
+      client_id_(options.client_id != 0 ? options.client_id : RandomClientId()),
+      handler_(std::move(handler)),
+      grants_(stats->GetCounter("lease.grants")),
+      revokes_(stats->GetCounter("lease.revokes")),
+      requests_(stats->GetCounter("lease.requests")),
+      losses_(stats->GetCounter("lease.losses")),
+      reconnects_(stats->GetCounter("lease.reconnects")),
+      acquire_latency_(stats->GetLatency("lease.acquire")),
+      handler_latency_(stats->GetLatency("lease.revoke_handler")) {
+  grpc::ChannelArguments args;
+  // A restarted manager's reclaim window is short (a term): reconnect fast.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  channel_ = grpc::CreateCustomChannel(options_.manager, grpc::InsecureChannelCredentials(), args);
+  stub_ = proto::LeaseManager::NewStub(channel_);
+}
+
+LeaseAgent::~LeaseAgent() { Shutdown(); }
+
+int LeaseAgent::Start(milliseconds timeout, std::string* error) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (started_ || shutdown_) {
+      *error = "the lease agent was already started";
+      return EINVAL;
+    }
+    started_ = true;
+  }
+  session_thread_ = std::thread([this] { SessionLoop(); });
+  timer_thread_ = std::thread([this] { TimerLoop(); });
+  revoke_thread_ = std::thread([this] { RevokeLoop(); });
+  std::unique_lock<std::mutex> l(mu_);
+  if (cv_.wait_for(l, timeout, [this] { return welcomes_ > 0; })) return 0;
+  l.unlock();
+  *error = "cannot reach the lease manager at " + options_.manager + ": no answer within " +
+           std::to_string(timeout.count()) + " ms";
+  Shutdown();
+  return EIO;
+}
+
+void LeaseAgent::Shutdown() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (shutdown_ && !session_thread_.joinable()) return;
+    shutdown_ = true;
+    if (ctx_ != nullptr) ctx_->TryCancel();
+  }
+  cv_.notify_all();
+  out_cv_.notify_all();
+  jobs_cv_.notify_all();
+  if (session_thread_.joinable()) session_thread_.join();
+  if (timer_thread_.joinable()) timer_thread_.join();
+  if (revoke_thread_.joinable()) revoke_thread_.join();
+}
+
+// --- The session ---
+
+void LeaseAgent::SessionLoop() {
+  milliseconds backoff = kMinBackoff;
+  for (;;) {
+    uint64_t welcomed_before;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      welcomed_before = welcomes_;
+    }
+    RunStream();
+    std::unique_lock<std::mutex> l(mu_);
+    if (welcomes_ != welcomed_before) backoff = kMinBackoff;
+    if (cv_.wait_for(l, backoff, [this] { return shutdown_; })) return;
+    backoff = std::min(backoff * 2, kMaxBackoff);
+    reconnects_->Add();
+  }
+}
+
+// One stream, from Hello until it breaks.
+void LeaseAgent::RunStream() {
+  grpc::ClientContext ctx;
+  // Wait for the manager to come (back) instead of failing at once.
+  ctx.set_wait_for_ready(true);
+  proto::ClientMessage hello;
+  Clock::time_point hello_sent;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (shutdown_) return;
+    ctx_ = &ctx;
+    proto::Hello* h = hello.mutable_hello();
+    h->set_client_id(client_id_);
+    h->set_name(options_.name);
+    // Re-assert what a restarted manager would not know. A grant still
+    // queued behind a revoke counts: claiming too much is harmless (it will
+    // be revoked), claiming too little is not.
+    for (const auto& [gfid, file] : files_) {
+      const LeaseMode mode = Claimed(file);
+      if (mode == LeaseMode::kNone) continue;
+      proto::HeldLease* held = h->add_reclaim();
+      held->set_gfid(gfid);
+      held->set_mode(ToProto(mode));
+      held->set_token(file.queued_mode == LeaseMode::kWrite ? file.queued_token
+                      : file.held == LeaseMode::kWrite      ? file.token
+                                                            : 0);
+    }
+  }
+  std::unique_ptr<Stream> stream = stub_->Session(&ctx);
+  if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
+  hello_sent = Clock::now();
+  proto::ManagerMessage msg;
+  std::thread writer;
+  if (stream->Write(hello) && stream->Read(&msg) && msg.has_welcome()) {
+    uint64_t generation;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      OnWelcome(msg.welcome(), hello_sent);
+      generation = generation_;
+    }
+    cv_.notify_all();
+    writer = std::thread([this, s = stream.get(), generation] { WriteLoop(s, generation); });
+    while (stream->Read(&msg)) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        OnMessage(msg);
+      }
+      cv_.notify_all();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (connected_) disconnected_since_ = Clock::now();
+    connected_ = false;
+    out_.clear();
+  }
+  out_cv_.notify_all();
+  cv_.notify_all();
+  if (writer.joinable()) writer.join();
+  const grpc::Status status = stream->Finish();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ctx_ = nullptr;
+    if (!shutdown_) {
+      spdlog::warn("lease session with {} ended: {}", options_.manager,
+                   status.ok() ? "closed by the manager" : status.error_message());
+    }
+  }
+}
+
+void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    out_cv_.wait(l, [&] { return !connected_ || generation_ != generation || !out_.empty(); });
+    if (!connected_ || generation_ != generation) return;
+    if (Clock::now() < out_.front().due) {
+      out_cv_.wait_until(l, out_.front().due);
+      continue;
+    }
+    proto::ClientMessage msg = std::move(out_.front().msg);
+    out_.pop_front();
+    l.unlock();
+    const bool ok = stream->Write(msg);
+    l.lock();
+    if (!ok) {
+      if (ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
+      return;
+    }
+  }
+}
+
+void LeaseAgent::Send(proto::ClientMessage msg) {
+  // Lost with the stream otherwise: the Welcome of the next stream re-sends
+  // what matters (requests) and the manager re-sends unacked revokes.
+  if (!connected_) return;
+  out_.push_back({std::move(msg), Clock::now() + options_.emulated_rtt});
+  out_cv_.notify_one();
+}
+
+void LeaseAgent::SendAcquire(const Request& req) {
+  proto::ClientMessage msg;
+  proto::Acquire* a = msg.mutable_acquire();
+  a->set_request_id(req.id);
+  a->set_gfid(req.gfid);
+  a->set_mode(ToProto(req.mode));
+  a->mutable_range()->set_start(0);
+  a->mutable_range()->set_end(UINT64_MAX);
+  requests_->Add();
+  Send(std::move(msg));
+}
+
+void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent) {
+  term_ = milliseconds(welcome.term_ms());
+  margin_ = std::min(options_.drift_margin, term_ / 4);
+  valid_until_ = hello_sent + term_ - margin_;
+  if (!welcome.resumed()) {
+    // A new session holds only what it reclaimed.
+    const std::unordered_set<uint64_t> kept(welcome.reclaimed().begin(),
+                                            welcome.reclaimed().end());
+    for (auto& [gfid, file] : files_) {
+      if (Claimed(file) != LeaseMode::kNone && !kept.contains(gfid)) {
+        Lose(gfid, file);
+      }
+    }
+  }
+  connected_ = true;
+  generation_++;
+  welcomes_++;
+  heartbeats_.clear();
+  next_heartbeat_ = Clock::now() + term_ / 3;
+  // The manager dropped our queued requests with the old stream.
+  for (const auto& [gfid, file] : files_) {
+    if (file.request && !file.request->held_back) SendAcquire(*file.request);
+  }
+  spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", options_.manager,
+               welcome.epoch(), welcome.resumed() ? "resumed" : "opened",
+               welcome.reclaimed_size());
+}
+
+void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
+  switch (msg.msg_case()) {
+    case proto::ManagerMessage::kGrant: {
+      const proto::Grant& g = msg.grant();
+      grants_->Add();
+      File& file = files_[g.gfid()];
+      if (file.jobs == 0) {
+        ApplyGrant(file, g);
+        return;
+      }
+      // An earlier revoke of this file is still being handled.
+      file.jobs++;
+      file.grants_queued++;
+      file.queued_mode = FromProto(g.mode());
+      file.queued_token = g.token();
+      jobs_.push_back({.kind = Job::kGrant, .gfid = g.gfid(), .grant = g, .losses = file.losses});
+      jobs_cv_.notify_one();
+      return;
+    }
+    case proto::ManagerMessage::kRevoke: {
+      const proto::Revoke& r = msg.revoke();
+      revokes_->Add();
+      File& file = files_[r.gfid()];
+      const LeaseMode to = FromProto(r.to_mode());
+      // Stop trusting the stronger lease at once, unless a queued grant is
+      // still to be applied first (the revoke job lowers it again).
+      if (file.grants_queued == 0 && file.held > to) {
+        file.held = to;
+        if (to != LeaseMode::kWrite) file.token = 0;
+      }
+      file.jobs++;
+      jobs_.push_back({.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
+      jobs_cv_.notify_one();
+      return;
+    }
+    case proto::ManagerMessage::kHeartbeatAck: {
+      const uint64_t seq = msg.heartbeat_ack().seq();
+      while (!heartbeats_.empty() && heartbeats_.front().first < seq) heartbeats_.pop_front();
+      if (!heartbeats_.empty() && heartbeats_.front().first == seq) {
+        valid_until_ = std::max(valid_until_, heartbeats_.front().second + term_ - margin_);
+        heartbeats_.pop_front();
+      }
+      return;
+    }
+    case proto::ManagerMessage::kSessionExpired:
+      LoseAll("the manager expired the session");
+      if (ctx_ != nullptr) ctx_->TryCancel();  // reconnect: a new Hello opens a new session
+      return;
+    case proto::ManagerMessage::kError: {
+      const proto::Error& e = msg.error();
+      spdlog::error("lease manager: {} (errno {})", e.message(), e.code());
+      for (auto& [gfid, file] : files_) {
+        if (!file.request || file.request->id != e.request_id()) continue;
+        file.request->done = true;
+        file.request->error = e.code() > 0 ? e.code() : EIO;
+        file.request.reset();
+        break;
+      }
+      return;
+    }
+    case proto::ManagerMessage::kWelcome:
+    case proto::ManagerMessage::MSG_NOT_SET:
+      spdlog::error("lease manager sent an unexpected message");
+      return;
+  }
+}
+
+void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
+  file.held = FromProto(grant.mode());
+  file.token = grant.token();
+  // A grant whose request was abandoned still reflects what the manager
+  // records for us, so it is applied all the same.
+  if (!file.request || file.request->id != grant.request_id()) return;
+  file.request->done = true;
+  file.request->granted = true;
+  file.request->token = grant.token();
+  file.request.reset();
+}
+
+void LeaseAgent::Lose(uint64_t gfid, File& file) {
+  losses_->Add();
+  file.held = LeaseMode::kNone;
+  file.token = 0;
+  file.losses++;
+  file.queued_mode = LeaseMode::kNone;
+  file.jobs++;
+  jobs_.push_back({.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone});
+  jobs_cv_.notify_one();
+}
+
+void LeaseAgent::LoseAll(const char* why) {
+  int lost = 0;
+  for (auto& [gfid, file] : files_) {
+    if (Claimed(file) == LeaseMode::kNone) continue;
+    Lose(gfid, file);
+    lost++;
+  }
+  if (lost > 0) spdlog::warn("{}: dropping {} leases", why, lost);
+}
+
+void LeaseAgent::Forget(uint64_t gfid) {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return;
+  const File& file = it->second;
+  if (file.held == LeaseMode::kNone && file.jobs == 0 && !file.request) files_.erase(it);
+}
+
+// --- Timer: heartbeats and expiry ---
+
+LeaseMode LeaseAgent::Claimed(const File& file) {
+  return std::max(file.held, file.queued_mode);
+}
+
+bool LeaseAgent::Holding() const {
+  for (const auto& [gfid, file] : files_) {
+    if (Claimed(file) != LeaseMode::kNone) return true;
+  }
+  return false;
+}
+
+void LeaseAgent::TimerLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!shutdown_) {
+    const Clock::time_point now = Clock::now();
+    if (connected_ && now >= next_heartbeat_) {
+      proto::ClientMessage msg;
+      msg.mutable_heartbeat()->set_seq(++heartbeat_seq_);
+      heartbeats_.emplace_back(heartbeat_seq_, now);
+      Send(std::move(msg));
+      next_heartbeat_ = now + term_ / 3;
+    }
+    const bool holding = Holding();
+    if (holding && now >= valid_until_) {
+      LoseAll("no renewal acknowledged within the lease term");
+      // Re-establish the session so that both sides agree again.
+      if (ctx_ != nullptr) ctx_->TryCancel();
+      cv_.notify_all();
+      continue;
+    }
+    Clock::time_point wake = connected_ ? next_heartbeat_ : Clock::time_point::max();
+    if (holding) wake = std::min(wake, valid_until_);
+    if (wake == Clock::time_point::max()) {
+      cv_.wait(l);
+    } else {
+      cv_.wait_until(l, wake);
+    }
+  }
+}
+
+// --- Revokes ---
+
+void LeaseAgent::RevokeLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    jobs_cv_.wait(l, [this] { return shutdown_ || !jobs_.empty(); });
+    if (shutdown_) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    File& file = files_[job.gfid];
+    if (job.kind == Job::kSend) {
+      SendHeldBack(file, job.then_send);
+    } else if (job.kind == Job::kGrant) {
+      if (--file.grants_queued == 0) file.queued_mode = LeaseMode::kNone;
+      if (job.losses == file.losses) {
+        ApplyGrant(file, job.grant);
+      } else {
+        // The lease was lost after this grant arrived: its waiters ask again.
+        if (file.request && file.request->id == job.grant.request_id()) {
+          file.request->done = true;
+          file.request.reset();
+        }
+      }
+    } else {
+      if (file.held > job.to) {
+        file.held = job.to;
+        if (job.to != LeaseMode::kWrite) file.token = 0;
+      }
+      l.unlock();
+      if (handler_) {
+        ScopedLatency timer(handler_latency_);
+        handler_(job.gfid, job.to);
+      }
+      l.lock();
+      // `file` is still valid: Forget never erases a file with jobs pending.
+      if (job.kind == Job::kRevoke) {
+        proto::ClientMessage msg;
+        proto::RevokeAck* ack = msg.mutable_revoke_ack();
+        ack->set_gfid(job.gfid);
+        ack->set_revoke_id(job.revoke_id);
+        ack->set_mode(ToProto(std::min(file.held, job.to)));
+        Send(std::move(msg));
+      } else if (job.then_send) {
+        SendHeldBack(file, job.then_send);
+      }
+    }
+    file.jobs--;
+    Forget(job.gfid);
+    cv_.notify_all();
+  }
+}
+
+void LeaseAgent::SendHeldBack(File& file, const std::shared_ptr<Request>& req) {
+  if (file.request != req) return;  // abandoned or voided
+  req->held_back = false;
+  SendAcquire(*req);
+}
+
+// --- The API ---
+
+std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, LeaseMode mode) {
+  File& file = files_[gfid];
+  auto req = std::make_shared<Request>();
+  req->id = next_request_id_++;
+  req->gfid = gfid;
+  req->mode = mode;
+  file.request = req;
+  if (file.held == LeaseMode::kRead && mode == LeaseMode::kWrite) {
+    // Upgrade: the manager takes the READ lease back when the request
+    // arrives and may let another writer in before granting ours, so the
+    // READ cache is dropped first (Algorithm 1 of the paper).
+    file.held = LeaseMode::kNone;
+    req->held_back = true;
+    file.jobs++;
+    jobs_.push_back({.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone, .then_send = req});
+    jobs_cv_.notify_one();
+  } else if (file.jobs > 0) {
+    // A revoke or drop of this file is still being handled. The manager may
+    // still count us as a READ holder, and would take a WRITE request as an
+    // upgrade that frees the file before our handler is done: send the
+    // request only after it.
+    req->held_back = true;
+    file.jobs++;
+    jobs_.push_back({.kind = Job::kSend, .gfid = gfid, .then_send = req});
+    jobs_cv_.notify_one();
+  } else {
+    SendAcquire(*req);
+  }
+  return req;
+}
+
+int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
+  if (mode == LeaseMode::kNone) return EINVAL;
+  std::unique_lock<std::mutex> l(mu_);
+  const Clock::time_point start = Clock::now();
+  bool asked = false;
+  for (;;) {
+    if (shutdown_) return EINTR;
+    if (!started_) return EIO;
+    if (HoldsLocked(gfid, mode, token)) break;
+    // At most one request per file is outstanding. A weaker one must be
+    // answered before asking for more: the manager takes a WRITE request
+    // from a READ holder as an upgrade that gives up the READ lease, even
+    // one whose grant is still on its way to us.
+    std::shared_ptr<Request> req = files_[gfid].request;
+    if (!req) req = NewRequest(gfid, mode);
+    asked = true;
+    req->waiters++;
+    int err = 0;
+    for (;;) {
+      if (shutdown_) {
+        err = EINTR;
+        break;
+      }
+      if (req->done) break;
+      if (!connected_) {
+        const Clock::time_point give_up = disconnected_since_ + term_;
+        if (Clock::now() >= give_up) {
+          err = EIO;
+          break;
+        }
+        cv_.wait_until(l, give_up);
+      } else {
+        cv_.wait(l);
+      }
+    }
+    req->waiters--;
+    if (err == 0 && req->error != 0) err = req->error;
+    if (err != 0) {
+      if (req->waiters == 0 && !req->done) {
+        files_[gfid].request.reset();
+        Forget(gfid);
+      }
+      return err;
+    }
+    // Granted while the session was trusted: the lease is ours, even if a
+    // revoke has already followed (the caller checks Holds under its lock).
+    if (req->granted && req->mode >= mode && Clock::now() < valid_until_) {
+      if (token != nullptr) *token = req->token;
+      break;
+    }
+  }
+  if (asked) acquire_latency_->Record(Clock::now() - start);
+  return 0;
+}
+
+bool LeaseAgent::Holds(uint64_t gfid, LeaseMode mode, uint64_t* token) {
+  std::lock_guard<std::mutex> l(mu_);
+  return HoldsLocked(gfid, mode, token);
+}
+
+bool LeaseAgent::HoldsLocked(uint64_t gfid, LeaseMode mode, uint64_t* token) {
+  auto it = files_.find(gfid);
+  if (it == files_.end() || it->second.held < mode || Clock::now() >= valid_until_) return false;
+  if (token != nullptr) *token = it->second.token;
+  return true;
+}
+
+void LeaseAgent::Release(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return;
+  File& file = it->second;
+  if (Claimed(file) == LeaseMode::kNone) return;
+  file.held = LeaseMode::kNone;
+  file.token = 0;
+  file.queued_mode = LeaseMode::kNone;
+  file.losses++;  // a grant still queued is released too
+  proto::ClientMessage msg;
+  msg.mutable_release()->set_gfid(gfid);
+  Send(std::move(msg));
+  Forget(gfid);
+}
+
+}  // namespace dfuse::lease

@@ -1,0 +1,226 @@
+// The client side of the lease protocol: one session with the lease manager
+// per client daemon, shared by all its files (ARCHITECTURE.md section 5).
+//
+// Threads: a session thread connects, reads the stream and reconnects with
+// the same client id when it breaks; a writer thread sends; a timer thread
+// heartbeats every term/3 and notices when the term runs out; a revoke
+// thread runs the RevokeHandler, so a long flush delays neither heartbeats
+// nor grants for other files.
+//
+// The agent mirrors the manager's view of this client. Grants and revokes
+// for one file are applied in the order the manager sent them: a grant that
+// arrives while an earlier revoke of the same file is still being handled
+// waits for that revoke to finish, so a handler never runs against a lease
+// granted after its revoke.
+//
+// Expiry: a lease is trusted until the send time of the last renewal the
+// manager acknowledged, plus the term, minus the drift margin; the manager
+// regrants only after the full term from the renewal it saw, which is later.
+// When the trusted time runs out the agent treats every lease as lost: Holds
+// turns false, the handler is called with kNone for each file, and the
+// session is re-established. Dirty data the node still writes back after
+// that carries its old fencing token, which storage refuses once anyone else
+// has written under a newer lease: it can reach storage only while its token
+// is still current.
+#ifndef DFUSE_LEASE_AGENT_H_
+#define DFUSE_LEASE_AGENT_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "proto/lease.grpc.pb.h"
+#include "util/stats.h"
+
+namespace dfuse::lease {
+
+// Ordered by strength: a stronger mode satisfies a weaker request.
+enum class LeaseMode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
+
+struct LeaseAgentOptions {
+  std::string manager;  // host:port of the lease manager
+  std::string name;     // shown in the manager's logs
+  // Identifies the session across reconnects; 0: a random id, kept for the
+  // agent's lifetime.
+  uint64_t client_id = 0;
+  // Emulated network round trip added to every message sent (0 = none).
+  std::chrono::microseconds emulated_rtt{0};
+  // How much earlier than the manager the agent stops trusting its leases,
+  // to cover clock-rate drift. At most a quarter of the term is used.
+  std::chrono::milliseconds drift_margin{100};
+};
+
+// Called on the agent's revoke thread when the node must drop to `to` on
+// `gfid` (a revoke from the manager, or kNone when leases are lost or before
+// a READ lease is upgraded): make the node's cached state for gfid safe for
+// `to` (flush dirty data to storage, drop caches) and return; the agent then
+// acks. It may block for a long time (kernel writeback). It must be
+// idempotent and must not call Acquire: grants for gfid wait for it.
+using RevokeHandler = std::function<void(uint64_t gfid, LeaseMode to)>;
+
+class LeaseAgent {
+ public:
+  // `stats` must outlive the agent.
+  LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler, StatsRegistry* stats);
+  ~LeaseAgent();  // Shutdown()
+
+  LeaseAgent(const LeaseAgent&) = delete;
+  LeaseAgent& operator=(const LeaseAgent&) = delete;
+
+  // Connects and waits for the manager's Welcome. Returns 0, or EIO with a
+  // one-line *error if the manager cannot be reached within `timeout`.
+  int Start(std::chrono::milliseconds timeout, std::string* error);
+
+  // Blocks until the manager has granted this node at least `mode` on gfid;
+  // returns 0 and the lease's fencing token (0 unless WRITE is held). A
+  // revoke may follow at any time, so callers serialize their use of the
+  // lease with their RevokeHandler and check Holds() under that lock.
+  // Returns EIO if the manager stays unreachable for a lease term, EINTR
+  // after Shutdown, EINVAL for kNone. Concurrent calls for the same file
+  // share one request.
+  int Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token);
+
+  // True if at least `mode` is held on gfid and its term (minus the drift
+  // margin) has not run out since the last acknowledged renewal. No RPC.
+  bool Holds(uint64_t gfid, LeaseMode mode, uint64_t* token = nullptr);
+
+  // Gives up the lease on gfid (e.g. on forget). The caller has already
+  // made its data durable. Asynchronous.
+  void Release(uint64_t gfid);
+
+  // Cuts the session without releasing anything: the manager keeps this
+  // node's leases until the term runs out. Waits for a running handler.
+  // Idempotent.
+  void Shutdown();
+
+  uint64_t client_id() const { return client_id_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  using Stream = grpc::ClientReaderWriter<proto::ClientMessage, proto::ManagerMessage>;
+
+  // An Acquire sent to the manager, shared by the callers that wait for it.
+  struct Request {
+    uint64_t id;
+    uint64_t gfid;
+    LeaseMode mode;
+    bool held_back = false;  // sent by the revoke thread after the file's pending jobs
+    bool done = false;       // granted, failed or voided
+    bool granted = false;
+    int error = 0;        // from the manager (EINVAL)
+    uint64_t token = 0;   // of the grant
+    int waiters = 0;
+  };
+
+  struct File {
+    LeaseMode held = LeaseMode::kNone;
+    uint64_t token = 0;
+    int jobs = 0;           // revoke-thread jobs queued or running for the file
+    int grants_queued = 0;  // grants among them, waiting for an earlier revoke
+    // The last queued grant's, while it is still to be applied (kNone once
+    // applied, or voided by a loss).
+    LeaseMode queued_mode = LeaseMode::kNone;
+    uint64_t queued_token = 0;
+    uint64_t losses = 0;  // bumped when the lease is lost: voids queued grants
+    std::shared_ptr<Request> request;  // the outstanding one, if any
+  };
+
+  // Revoke-thread work, kept in arrival order.
+  struct Job {
+    enum Kind {
+      kRevoke,  // run the handler for a revoke, then ack
+      kDrop,    // run the handler for a lost lease or before an upgrade
+      kGrant,   // apply a grant that arrived behind a revoke
+      kSend,    // send a request held back by the jobs before it
+    } kind;
+    uint64_t gfid;
+    LeaseMode to = LeaseMode::kNone;    // kRevoke, kDrop
+    uint64_t revoke_id = 0;             // kRevoke
+    std::shared_ptr<Request> then_send; // kDrop, kSend: the request to send afterwards
+    proto::Grant grant;                 // kGrant
+    uint64_t losses = 0;                // kGrant: File::losses when queued
+  };
+
+  struct Outgoing {
+    proto::ClientMessage msg;
+    Clock::time_point due;  // emulated round trip
+  };
+
+  void SessionLoop();
+  void RunStream();
+  void WriteLoop(Stream* stream, uint64_t generation);
+  void TimerLoop();
+  void RevokeLoop();
+
+  // Everything below runs under mu_.
+  void Send(proto::ClientMessage msg);
+  void SendAcquire(const Request& req);
+  void OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent);
+  void OnMessage(const proto::ManagerMessage& msg);
+  void ApplyGrant(File& file, const proto::Grant& grant);
+  void SendHeldBack(File& file, const std::shared_ptr<Request>& req);
+  void Lose(uint64_t gfid, File& file);
+  void LoseAll(const char* why);
+  void Forget(uint64_t gfid);
+  bool HoldsLocked(uint64_t gfid, LeaseMode mode, uint64_t* token);
+  // The strongest lease the manager may think we hold: held, or a queued
+  // grant's.
+  static LeaseMode Claimed(const File& file);
+  bool Holding() const;
+  std::shared_ptr<Request> NewRequest(uint64_t gfid, LeaseMode mode);
+
+  const LeaseAgentOptions options_;
+  const uint64_t client_id_;
+  const RevokeHandler handler_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<proto::LeaseManager::Stub> stub_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;       // state changes: Acquire, Start and the timer wait on it
+  std::condition_variable out_cv_;   // the writer
+  std::condition_variable jobs_cv_;  // the revoke thread
+  bool started_ = false;
+  bool shutdown_ = false;
+  bool connected_ = false;        // the current stream has been welcomed
+  uint64_t generation_ = 0;       // of the current stream
+  uint64_t welcomes_ = 0;
+  grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
+  Clock::time_point disconnected_since_;
+  std::chrono::milliseconds term_{0};    // from the Welcome
+  std::chrono::milliseconds margin_{0};
+  Clock::time_point valid_until_;        // leases are trusted until then
+  Clock::time_point next_heartbeat_;
+  uint64_t heartbeat_seq_ = 0;
+  std::deque<std::pair<uint64_t, Clock::time_point>> heartbeats_;  // unacked: (seq, sent)
+  std::deque<Outgoing> out_;
+  std::deque<Job> jobs_;
+  std::unordered_map<uint64_t, File> files_;
+  uint64_t next_request_id_ = 1;
+
+  std::thread session_thread_;
+  std::thread timer_thread_;
+  std::thread revoke_thread_;
+
+  Counter* grants_;
+  Counter* revokes_;
+  Counter* requests_;
+  Counter* losses_;
+  Counter* reconnects_;
+  Latency* acquire_latency_;
+  Latency* handler_latency_;
+};
+
+}  // namespace dfuse::lease
+
+#endif  // DFUSE_LEASE_AGENT_H_

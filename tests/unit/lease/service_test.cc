@@ -1,0 +1,474 @@
+// Tests of the lease manager service and the lease agent together: an
+// in-process manager on 127.0.0.1 and several agents, over real gRPC. Terms
+// are short (a few hundred ms) so that expiry and reclaim run in a second.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lease/agent.h"
+#include "lease/manager_service.h"
+
+namespace dfuse::lease {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr uint64_t kF = 10;
+constexpr uint64_t kG = 11;
+
+int64_t MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
+}
+
+// Events from every node in one order: "A revoke-begin f10 N", "B granted
+// f10 W", ...
+class EventLog {
+ public:
+  void Add(std::string event) {
+    std::lock_guard<std::mutex> l(mu_);
+    events_.push_back(std::move(event));
+  }
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> l(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> events_;
+};
+
+const char* Name(LeaseMode mode) {
+  return mode == LeaseMode::kWrite ? "W" : mode == LeaseMode::kRead ? "R" : "N";
+}
+
+// One client node: an agent whose revoke handler logs, optionally sleeps
+// (a slow flush), and takes the node's file lock exclusively, as a daemon
+// serializes its cached I/O with revocation.
+class Node {
+ public:
+  Node(const std::string& name, int port, EventLog* log, milliseconds flush = milliseconds(0),
+       uint64_t client_id = 0)
+      : name_(name), log_(log), flush_(flush) {
+    LeaseAgentOptions o;
+    o.manager = "127.0.0.1:" + std::to_string(port);
+    o.name = name;
+    o.client_id = client_id;
+    o.drift_margin = milliseconds(50);
+    agent_ = std::make_unique<LeaseAgent>(
+        o, [this](uint64_t gfid, LeaseMode to) { Handle(gfid, to); }, &stats_);
+  }
+
+  int Start() {
+    std::string error;
+    const int err = agent_->Start(milliseconds(3000), &error);
+    EXPECT_EQ(err, 0) << error;
+    return err;
+  }
+
+  // Acquire, logging the grant.
+  uint64_t MustAcquire(uint64_t gfid, LeaseMode mode) {
+    uint64_t token = 0;
+    EXPECT_EQ(agent_->Acquire(gfid, mode, &token), 0) << name_;
+    log_->Add(name_ + " granted f" + std::to_string(gfid) + " " + Name(mode));
+    return token;
+  }
+
+  LeaseAgent& agent() { return *agent_; }
+  std::shared_mutex& file_lock() { return file_lock_; }
+  uint64_t counter(const std::string& name) { return stats_.GetCounter(name)->Get(); }
+
+  int handled(uint64_t gfid, LeaseMode to) {
+    std::lock_guard<std::mutex> l(mu_);
+    return handled_[{gfid, to}];
+  }
+  int handled_total() {
+    std::lock_guard<std::mutex> l(mu_);
+    int n = 0;
+    for (const auto& [key, count] : handled_) n += count;
+    return n;
+  }
+
+ private:
+  void Handle(uint64_t gfid, LeaseMode to) {
+    const std::string what = " f" + std::to_string(gfid) + " " + Name(to);
+    log_->Add(name_ + " revoke-begin" + what);
+    {
+      std::unique_lock<std::shared_mutex> l(file_lock_);
+      if (flush_.count() > 0) std::this_thread::sleep_for(flush_);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      handled_[{gfid, to}]++;
+    }
+    log_->Add(name_ + " revoke-end" + what);
+  }
+
+  const std::string name_;
+  EventLog* log_;
+  const milliseconds flush_;
+  StatsRegistry stats_;
+  std::shared_mutex file_lock_;
+  std::mutex mu_;
+  std::map<std::pair<uint64_t, LeaseMode>, int> handled_;
+  std::unique_ptr<LeaseAgent> agent_;  // last: stopped before the rest goes
+};
+
+class LeaseServiceTest : public ::testing::Test {
+ protected:
+  void StartManager(uint64_t epoch, uint64_t term_ms, uint64_t reclaim_ms = 0, int port = 0) {
+    ManagerOptions o;
+    o.listen = "127.0.0.1:" + std::to_string(port);
+    o.epoch = epoch;
+    o.term_ms = term_ms;
+    o.min_hold_ms = 2;
+    o.reclaim_ms = reclaim_ms;
+    std::string error;
+    manager_ = ManagerServer::Start(o, &error);
+    ASSERT_NE(manager_, nullptr) << error;
+    port_ = manager_->port();
+  }
+
+  std::unique_ptr<Node> NewNode(const std::string& name, milliseconds flush = milliseconds(0)) {
+    auto node = std::make_unique<Node>(name, port_, &log_, flush);
+    node->Start();
+    return node;
+  }
+
+  uint64_t ManagerStat(const std::string& key) {
+    return manager_->Stats()["lease"][key].get<uint64_t>();
+  }
+
+  EventLog log_;
+  std::unique_ptr<ManagerServer> manager_;
+  int port_ = 0;
+};
+
+TEST_F(LeaseServiceTest, StartFailsClearlyWhenManagerUnreachable) {
+  StartManager(1, 500);
+  const int port = port_;
+  manager_.reset();  // nothing listens there any more
+  LeaseAgentOptions o;
+  o.manager = "127.0.0.1:" + std::to_string(port);
+  StatsRegistry stats;
+  LeaseAgent agent(o, nullptr, &stats);
+  std::string error;
+  const auto start = Clock::now();
+  EXPECT_EQ(agent.Start(milliseconds(300), &error), EIO);
+  EXPECT_LT(MsSince(start), 2000);
+  EXPECT_NE(error.find("cannot reach the lease manager at 127.0.0.1:"), std::string::npos) << error;
+  uint64_t token;
+  EXPECT_EQ(agent.Acquire(kF, LeaseMode::kRead, &token), EINTR);
+}
+
+TEST_F(LeaseServiceTest, GrantThenDowngradeForAReader) {
+  StartManager(1, 2000);
+  auto a = NewNode("A");
+  auto b = NewNode("B");
+  const uint64_t token = a->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_EQ(token >> 40, 1u) << "tokens carry the epoch";
+  uint64_t held_token = 0;
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite, &held_token));
+  EXPECT_EQ(held_token, token);
+  EXPECT_FALSE(b->agent().Holds(kF, LeaseMode::kRead));
+
+  EXPECT_EQ(b->MustAcquire(kF, LeaseMode::kRead), 0u);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kRead), 1) << "the writer is downgraded, not dropped";
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kRead));
+  EXPECT_FALSE(a->agent().Holds(kF, LeaseMode::kWrite));
+  EXPECT_TRUE(b->agent().Holds(kF, LeaseMode::kRead));
+
+  // Already held: answered without the manager.
+  const uint64_t requests = a->counter("lease.requests");
+  EXPECT_EQ(a->agent().Acquire(kF, LeaseMode::kRead, &held_token), 0);
+  EXPECT_EQ(a->counter("lease.requests"), requests);
+
+  b->agent().Release(kF);
+  EXPECT_FALSE(b->agent().Holds(kF, LeaseMode::kRead));
+  const auto stats = manager_->Stats();
+  EXPECT_GE(stats["latencies"]["lease.acquire_to_grant"]["count"].get<uint64_t>(), 2u);
+  EXPECT_EQ(stats["latencies"]["lease.revoke_to_ack"]["count"].get<uint64_t>(), 1u);
+}
+
+// Two writers take turns: every handoff revokes the other, whose handler
+// (a slow flush) must finish before the new writer's Acquire returns.
+TEST_F(LeaseServiceTest, WritersPingPongInOrder) {
+  StartManager(1, 2000);
+  auto a = NewNode("A", milliseconds(15));
+  auto b = NewNode("B", milliseconds(15));
+  Node* nodes[2] = {a.get(), b.get()};
+  const char* names[2] = {"A", "B"};
+  uint64_t last_token = 0;
+  for (int i = 0; i < 10; i++) {
+    const uint64_t token = nodes[i % 2]->MustAcquire(kF, LeaseMode::kWrite);
+    EXPECT_GT(token, last_token) << "every WRITE grant carries a larger token";
+    last_token = token;
+  }
+  // Check the interleaving: each "X granted" after the first is preceded by
+  // the other node's complete revoke.
+  const std::vector<std::string> events = log_.events();
+  int grants = 0;
+  std::string last_other_event[2];
+  for (const std::string& e : events) {
+    for (int n = 0; n < 2; n++) {
+      if (e.rfind(names[n], 0) != 0) continue;
+      if (e.find("granted") != std::string::npos) {
+        if (grants++ > 0) {
+          EXPECT_EQ(last_other_event[1 - n], std::string(names[1 - n]) + " revoke-end f10 N")
+              << "grant #" << grants << " to " << names[n];
+        }
+      }
+      last_other_event[n] = e;
+    }
+  }
+  EXPECT_EQ(grants, 10);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone) + b->handled(kF, LeaseMode::kNone), 9);
+}
+
+// Revokes to many readers go out in parallel: the writer waits for the
+// slowest flush, not for their sum.
+TEST_F(LeaseServiceTest, WriterRevokesReadersInParallel) {
+  StartManager(1, 2000);
+  std::vector<std::unique_ptr<Node>> readers;
+  for (int i = 0; i < 5; i++) {
+    readers.push_back(NewNode("R" + std::to_string(i), milliseconds(150)));
+    readers.back()->MustAcquire(kF, LeaseMode::kRead);
+  }
+  auto w = NewNode("W");
+  const auto start = Clock::now();
+  w->MustAcquire(kF, LeaseMode::kWrite);
+  const int64_t elapsed = MsSince(start);
+  EXPECT_GE(elapsed, 140);
+  EXPECT_LT(elapsed, 5 * 150 - 100) << "revokes were handled one after another";
+  for (auto& r : readers) {
+    EXPECT_EQ(r->handled(kF, LeaseMode::kNone), 1);
+    EXPECT_FALSE(r->agent().Holds(kF, LeaseMode::kRead));
+  }
+  EXPECT_TRUE(w->agent().Holds(kF, LeaseMode::kWrite));
+}
+
+// Concurrent Acquires of one file on one node share a single request.
+TEST_F(LeaseServiceTest, ConcurrentAcquiresShareOneRequest) {
+  StartManager(1, 2000);
+  auto holder = NewNode("H", milliseconds(100));
+  holder->MustAcquire(kF, LeaseMode::kWrite);
+  auto n = NewNode("N");
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; i++) {
+    threads.emplace_back([&] {
+      uint64_t token;
+      if (n->agent().Acquire(kF, LeaseMode::kRead, &token) == 0) ok++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(n->counter("lease.requests"), 1u);
+}
+
+// A READ holder that asks for WRITE drops its READ cache first; the other
+// reader is revoked.
+TEST_F(LeaseServiceTest, UpgradeDropsReadCacheFirst) {
+  StartManager(1, 2000);
+  auto a = NewNode("A");
+  auto b = NewNode("B");
+  a->MustAcquire(kF, LeaseMode::kRead);
+  b->MustAcquire(kF, LeaseMode::kRead);
+  const uint64_t token = a->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_NE(token, 0u);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 1);
+  EXPECT_EQ(b->handled(kF, LeaseMode::kNone), 1);
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite));
+  EXPECT_FALSE(b->agent().Holds(kF, LeaseMode::kRead));
+}
+
+// A node that vanishes without releasing keeps its lease for the term: the
+// manager cannot know whether it still has dirty data.
+TEST_F(LeaseServiceTest, VanishedHolderKeepsLeaseUntilTerm) {
+  constexpr int64_t kTerm = 500;
+  StartManager(1, kTerm);
+  auto a = NewNode("A");
+  auto b = NewNode("B");
+  const uint64_t a_token = a->MustAcquire(kF, LeaseMode::kWrite);
+  a->agent().Shutdown();
+  const auto start = Clock::now();
+  const uint64_t b_token = b->MustAcquire(kF, LeaseMode::kWrite);
+  const int64_t elapsed = MsSince(start);
+  // A's last renewal was at most a heartbeat interval (term/3) before it vanished.
+  EXPECT_GE(elapsed, kTerm - kTerm / 3 - 20);
+  EXPECT_LT(elapsed, kTerm + 400);
+  EXPECT_GT(b_token, a_token);
+  EXPECT_EQ(ManagerStat("expiries"), 1u);
+}
+
+// With the manager gone, a node stops trusting its leases before the
+// manager could regrant them, drops its caches, and Acquire fails with EIO
+// once the manager has been unreachable for a term.
+TEST_F(LeaseServiceTest, LeasesRunOutWithoutTheManager) {
+  constexpr int64_t kTerm = 400;
+  StartManager(1, kTerm);
+  auto a = NewNode("A");
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  manager_->Shutdown();
+  const auto start = Clock::now();
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite)) << "valid until the term runs out";
+  while (a->agent().Holds(kF, LeaseMode::kWrite) && MsSince(start) < 5000) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  const int64_t trusted = MsSince(start);
+  EXPECT_LE(trusted, kTerm - 50 + 20) << "the drift margin is kept";
+  for (int i = 0; i < 200 && a->handled(kF, LeaseMode::kNone) == 0; i++) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 1) << "caches dropped when the term ran out";
+  uint64_t token;
+  EXPECT_EQ(a->agent().Acquire(kG, LeaseMode::kRead, &token), EIO);
+  EXPECT_GE(MsSince(start), kTerm - 20);
+  EXPECT_LT(MsSince(start), kTerm + 500);
+}
+
+// A restarted manager (next epoch, same address) opens a reclaim window:
+// agents reconnect and re-assert their leases, and a conflicting request
+// waits for the window to end.
+TEST_F(LeaseServiceTest, RestartedManagerReclaims) {
+  constexpr uint64_t kTerm = 1000;
+  constexpr uint64_t kWindow = 600;
+  StartManager(1, kTerm);
+  const int port = port_;
+  auto a = NewNode("A");
+  auto b = NewNode("B");
+  const uint64_t a_token = a->MustAcquire(kF, LeaseMode::kWrite);
+  b->MustAcquire(kG, LeaseMode::kRead);
+
+  manager_->Shutdown();
+  manager_.reset();
+  StartManager(2, kTerm, kWindow, port);
+  const auto restarted = Clock::now();
+  // Both reconnect well inside the window and keep their leases.
+  while (ManagerStat("reclaims") < 2 && MsSince(restarted) < 2000) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(ManagerStat("reclaims"), 2u);
+  EXPECT_LT(MsSince(restarted), static_cast<int64_t>(kWindow));
+  uint64_t token = 0;
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite, &token));
+  EXPECT_EQ(token, a_token);
+  EXPECT_TRUE(b->agent().Holds(kG, LeaseMode::kRead));
+  EXPECT_EQ(a->handled_total(), 0);
+
+  // A newcomer's conflicting request waits for the window, then A is
+  // downgraded and the newcomer reads.
+  auto c = NewNode("C");
+  c->MustAcquire(kF, LeaseMode::kRead);
+  EXPECT_GE(MsSince(restarted), static_cast<int64_t>(kWindow) - 20);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kRead), 1);
+  // The next writer's token comes from the new epoch.
+  const uint64_t c_token = c->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_EQ(c_token >> 40, 2u);
+  EXPECT_GT(c_token, a_token);
+  EXPECT_TRUE(b->agent().Holds(kG, LeaseMode::kRead)) << "unrelated lease untouched";
+}
+
+// A node whose stream breaks but that comes back within the term resumes
+// its session: its leases are kept, nothing is revoked.
+TEST_F(LeaseServiceTest, ShortDisconnectResumesSession) {
+  StartManager(1, 2000);
+  auto a = std::make_unique<Node>("A", port_, &log_, milliseconds(0), /*client_id=*/42);
+  a->Start();
+  const uint64_t token = a->MustAcquire(kF, LeaseMode::kWrite);
+  a->agent().Shutdown();  // the process "dies" ...
+  a = std::make_unique<Node>("A2", port_, &log_, milliseconds(0), /*client_id=*/42);
+  a->Start();  // ... and its successor with the same id resumes the session
+  auto b = NewNode("B");
+  // B's request revokes the resumed session's lease (the agent of A2 holds
+  // nothing locally, so it just acks).
+  const uint64_t b_token = b->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_GT(b_token, token);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 1);
+  EXPECT_EQ(ManagerStat("expiries"), 0u);
+}
+
+// Many nodes and threads take READ and WRITE leases on two files at random
+// while a checker records who uses what. Use happens under the node's file
+// lock and only while Holds() says yes, as a daemon would do; the handler
+// takes that lock exclusively. Across nodes, a WRITE user never overlaps
+// any other user, and WRITE tokens only grow (what storage fencing
+// enforces).
+TEST_F(LeaseServiceTest, RandomUseIsExclusive) {
+  StartManager(1, 2000);
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int i = 0; i < 3; i++) nodes.push_back(NewNode("N" + std::to_string(i), milliseconds(1)));
+
+  // Per file and node: how many threads use READ and WRITE right now.
+  struct Use {
+    int readers = 0;
+    int writers = 0;
+  };
+  std::mutex check_mu;
+  std::map<uint64_t, std::map<Node*, Use>> users;
+  std::map<uint64_t, uint64_t> max_token;
+  std::vector<std::string> violations;  // guarded by check_mu
+  std::atomic<int> uses{0};
+  std::atomic<bool> stop{false};
+  auto violation = [&](const std::string& what) { violations.push_back(what); };
+  auto worker = [&](Node* node, int seed) {
+    std::mt19937 rng(seed);
+    while (!stop) {
+      const uint64_t gfid = rng() % 2 ? kF : kG;
+      const LeaseMode mode = rng() % 3 == 0 ? LeaseMode::kWrite : LeaseMode::kRead;
+      uint64_t token;
+      if (const int err = node->agent().Acquire(gfid, mode, &token); err != 0) {
+        std::lock_guard<std::mutex> c(check_mu);
+        violation("Acquire failed: errno " + std::to_string(err));
+        return;
+      }
+      std::shared_lock<std::shared_mutex> l(node->file_lock());
+      if (!node->agent().Holds(gfid, mode, &token)) continue;  // revoked meanwhile: retry
+      {
+        std::lock_guard<std::mutex> c(check_mu);
+        for (const auto& [other, use] : users[gfid]) {
+          if (other == node || use.readers + use.writers == 0) continue;
+          if (use.writers > 0 || mode == LeaseMode::kWrite) {
+            violation(std::string(Name(mode)) + " use beside another node's use of f" +
+                      std::to_string(gfid));
+          }
+        }
+        if (mode == LeaseMode::kWrite) {
+          if (token < max_token[gfid]) violation("WRITE token went back on f" + std::to_string(gfid));
+          max_token[gfid] = token;
+          users[gfid][node].writers++;
+        } else {
+          users[gfid][node].readers++;
+        }
+      }
+      uses++;
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 500));
+      std::lock_guard<std::mutex> c(check_mu);
+      Use& use = users[gfid][node];
+      (mode == LeaseMode::kWrite ? use.writers : use.readers)--;
+    }
+  };
+  // Two threads per node: a node's own readers and writers also interleave.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; i++) threads.emplace_back(worker, nodes[i / 2].get(), i + 1);
+  std::this_thread::sleep_for(milliseconds(1500));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(violations, std::vector<std::string>{});
+  EXPECT_GT(uses.load(), 50);
+  EXPECT_GT(ManagerStat("revokes"), 10u);
+}
+
+}  // namespace
+}  // namespace dfuse::lease
