@@ -37,7 +37,8 @@ std::unique_ptr<ManagerServer> StartManager() {
 std::unique_ptr<LeaseAgent> StartAgent(int port, StatsRegistry* stats) {
   LeaseAgentOptions o;
   o.manager = "127.0.0.1:" + std::to_string(port);
-  auto agent = std::make_unique<LeaseAgent>(o, [](uint64_t, LeaseMode) {}, stats);
+  auto agent = std::make_unique<LeaseAgent>(
+      o, [](uint64_t, LeaseMode) {}, stats);
   std::string error;
   Expect(agent->Start(std::chrono::seconds(5), &error) == 0);
   return agent;

@@ -243,8 +243,7 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   valid_until_ = hello_sent + term_ - margin_;
   if (!welcome.resumed()) {
     // A new session holds only what it reclaimed.
-    const std::unordered_set<uint64_t> kept(welcome.reclaimed().begin(),
-                                            welcome.reclaimed().end());
+    const std::unordered_set<uint64_t> kept(welcome.reclaimed().begin(), welcome.reclaimed().end());
     for (auto& [gfid, file] : files_) {
       if (Claimed(file) != LeaseMode::kNone && !kept.contains(gfid)) {
         Lose(gfid, file);
@@ -261,8 +260,7 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
     if (file.request && !file.request->held_back) SendAcquire(*file.request);
   }
   spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", options_.manager,
-               welcome.epoch(), welcome.resumed() ? "resumed" : "opened",
-               welcome.reclaimed_size());
+               welcome.epoch(), welcome.resumed() ? "resumed" : "opened", welcome.reclaimed_size());
 }
 
 void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
@@ -296,7 +294,8 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         if (to != LeaseMode::kWrite) file.token = 0;
       }
       file.jobs++;
-      jobs_.push_back({.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
+      jobs_.push_back(
+          {.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
       jobs_cv_.notify_one();
       return;
     }
@@ -374,9 +373,7 @@ void LeaseAgent::Forget(uint64_t gfid) {
 
 // --- Timer: heartbeats and expiry ---
 
-LeaseMode LeaseAgent::Claimed(const File& file) {
-  return std::max(file.held, file.queued_mode);
-}
+LeaseMode LeaseAgent::Claimed(const File& file) { return std::max(file.held, file.queued_mode); }
 
 bool LeaseAgent::Holding() const {
   for (const auto& [gfid, file] : files_) {

@@ -118,8 +118,8 @@ class LeaseAgent {
     bool held_back = false;  // sent by the revoke thread after the file's pending jobs
     bool done = false;       // granted, failed or voided
     bool granted = false;
-    int error = 0;        // from the manager (EINVAL)
-    uint64_t token = 0;   // of the grant
+    int error = 0;       // from the manager (EINVAL)
+    uint64_t token = 0;  // of the grant
     int waiters = 0;
   };
 
@@ -132,7 +132,7 @@ class LeaseAgent {
     // applied, or voided by a loss).
     LeaseMode queued_mode = LeaseMode::kNone;
     uint64_t queued_token = 0;
-    uint64_t losses = 0;  // bumped when the lease is lost: voids queued grants
+    uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
     std::shared_ptr<Request> request;  // the outstanding one, if any
   };
 
@@ -145,11 +145,11 @@ class LeaseAgent {
       kSend,    // send a request held back by the jobs before it
     } kind;
     uint64_t gfid;
-    LeaseMode to = LeaseMode::kNone;    // kRevoke, kDrop
-    uint64_t revoke_id = 0;             // kRevoke
-    std::shared_ptr<Request> then_send; // kDrop, kSend: the request to send afterwards
-    proto::Grant grant;                 // kGrant
-    uint64_t losses = 0;                // kGrant: File::losses when queued
+    LeaseMode to = LeaseMode::kNone;     // kRevoke, kDrop
+    uint64_t revoke_id = 0;              // kRevoke
+    std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
+    proto::Grant grant;                  // kGrant
+    uint64_t losses = 0;                 // kGrant: File::losses when queued
   };
 
   struct Outgoing {
@@ -192,14 +192,14 @@ class LeaseAgent {
   std::condition_variable jobs_cv_;  // the revoke thread
   bool started_ = false;
   bool shutdown_ = false;
-  bool connected_ = false;        // the current stream has been welcomed
-  uint64_t generation_ = 0;       // of the current stream
+  bool connected_ = false;   // the current stream has been welcomed
+  uint64_t generation_ = 0;  // of the current stream
   uint64_t welcomes_ = 0;
   grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
   Clock::time_point disconnected_since_;
-  std::chrono::milliseconds term_{0};    // from the Welcome
+  std::chrono::milliseconds term_{0};  // from the Welcome
   std::chrono::milliseconds margin_{0};
-  Clock::time_point valid_until_;        // leases are trusted until then
+  Clock::time_point valid_until_;  // leases are trusted until then
   Clock::time_point next_heartbeat_;
   uint64_t heartbeat_seq_ = 0;
   std::deque<std::pair<uint64_t, Clock::time_point>> heartbeats_;  // unacked: (seq, sent)

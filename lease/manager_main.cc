@@ -182,9 +182,9 @@ int main(int argc, char** argv) {
 
   SignalWaiter signals;
   std::string error;
-  const bool have_epoch = epoch != 0                 ? true
-                          : !state_dir.empty()       ? NextPersistedEpoch(state_dir, &epoch, &error)
-                                                     : WallClockEpoch(&epoch, &error);
+  const bool have_epoch = epoch != 0           ? true
+                          : !state_dir.empty() ? NextPersistedEpoch(state_dir, &epoch, &error)
+                                               : WallClockEpoch(&epoch, &error);
   if (!have_epoch) {
     std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
     return kExitFailure;
@@ -201,8 +201,7 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   spdlog::info("serving on {} (port {}), epoch {}, term {} ms, min hold {} ms, reclaim {} ms",
-               opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms,
-               opt.reclaim_ms);
+               opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms, opt.reclaim_ms);
 
   auto dump = [&] {
     if (!stats_file.empty() && !server->DumpStats(stats_file)) {

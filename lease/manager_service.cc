@@ -204,7 +204,8 @@ void ManagerService::Attach(Stream* s, const proto::Hello& hello) {
   welcome->set_epoch(options_.epoch);
   welcome->set_term_ms(options_.term_ms);
   welcome->set_resumed(resumed);
-  if (sm_.reclaiming() && now < reclaim_end_ms_) welcome->set_reclaim_window_ms(reclaim_end_ms_ - now);
+  if (sm_.reclaiming() && now < reclaim_end_ms_)
+    welcome->set_reclaim_window_ms(reclaim_end_ms_ - now);
   // A resumed session's leases are already known; reclaim is only for
   // leases held under a previous manager.
   int refused = 0;
@@ -266,7 +267,8 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
         if (st == Status::kOk) revoke_latency_->Record(Clock::now() - it->second.second);
         revokes_.erase(it);
       }
-      if (st == Status::kInvalid) SendError(s, EINVAL, "RevokeAck keeps more than the revoke allows", 0);
+      if (st == Status::kInvalid)
+        SendError(s, EINVAL, "RevokeAck keeps more than the revoke allows", 0);
       break;
     }
     case proto::ClientMessage::kHeartbeat: {
@@ -369,14 +371,10 @@ nlohmann::json ManagerService::Stats() const {
   nlohmann::json j = stats_.ToJson();
   std::lock_guard<std::mutex> l(mu_);
   const Counters& c = sm_.counters();
-  j["lease"] = {{"epoch", options_.epoch},
-                {"grants", c.grants},
-                {"revokes", c.revokes},
-                {"expiries", c.expiries},
-                {"reclaims", c.reclaims},
-                {"sessions", sm_.session_count()},
-                {"connected", streams_.size()},
-                {"leases", sm_.lease_count()},
+  j["lease"] = {{"epoch", options_.epoch},       {"grants", c.grants},
+                {"revokes", c.revokes},          {"expiries", c.expiries},
+                {"reclaims", c.reclaims},        {"sessions", sm_.session_count()},
+                {"connected", streams_.size()},  {"leases", sm_.lease_count()},
                 {"reclaiming", sm_.reclaiming()}};
   return j;
 }

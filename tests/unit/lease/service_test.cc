@@ -445,7 +445,8 @@ TEST_F(LeaseServiceTest, RandomUseIsExclusive) {
           }
         }
         if (mode == LeaseMode::kWrite) {
-          if (token < max_token[gfid]) violation("WRITE token went back on f" + std::to_string(gfid));
+          if (token < max_token[gfid])
+            violation("WRITE token went back on f" + std::to_string(gfid));
           max_token[gfid] = token;
           users[gfid][node].writers++;
         } else {
