@@ -23,6 +23,9 @@ constexpr std::string_view kOpNames[] = {
 
 constexpr char kCapabilityXattr[] = "security.capability";
 
+// How long a reply waits for a moved directory's old dentry to be dropped.
+constexpr std::chrono::milliseconds kAliasSettleTimeout{100};
+
 struct timespec ToTimespec(int64_t ns) {
   struct timespec ts;
   ts.tv_sec = ns / 1000000000;
@@ -74,7 +77,12 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
 
 ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
                    BufferCache* cache, StatsRegistry* stats)
-    : policy_(policy), root_gfid_(root_gfid), storage_(storage), cache_(cache), stats_(stats) {
+    : policy_(policy),
+      root_gfid_(root_gfid),
+      storage_(storage),
+      cache_(cache),
+      stats_(stats),
+      dir_aliases_(stats) {
   for (std::string_view op : kOpNames) {
     op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
   }
@@ -123,15 +131,25 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
   e->entry_timeout = policy_.entry_timeout;
 }
 
-void ClientFs::TakeReference(uint64_t gfid) {
-  inodes_.Ref(gfid);
-  cache_->Remember(gfid);
+void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr) {
+  inodes_.Ref(attr.gfid());
+  cache_->Remember(attr.gfid());
+  if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
 }
 
-void ClientFs::ReplyEntry(fuse_req_t req, const proto::Attr& attr) {
+void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
+  const uint64_t gfid = Gfid(ino);
+  if (!inodes_.Unref(gfid, n)) return;
+  cache_->Forget(gfid);
+  dir_aliases_.Forget(ino);
+}
+
+void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
+                          const proto::Attr& attr) {
   fuse_entry_param e;
   FillEntry(attr, &e);
-  TakeReference(attr.gfid());
+  TakeReference(parent, name, attr);
+  if (S_ISDIR(attr.mode())) dir_aliases_.WaitSettled(e.ino, kAliasSettleTimeout);
   fuse_reply_entry(req, &e);
 }
 
@@ -141,13 +159,14 @@ void ClientFs::ReplyAttr(fuse_req_t req, const proto::Attr& attr) {
   fuse_reply_attr(req, &st, policy_.attr_timeout);
 }
 
-void ClientFs::ReplyMake(fuse_req_t req, int err, const proto::Attr& attr) {
+void ClientFs::ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
+                         const proto::Attr& attr) {
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   ObserveAttr(attr, /*own=*/true);
-  ReplyEntry(req, attr);
+  ReplyEntry(req, parent, name, attr);
 }
 
 void ClientFs::Init(void* userdata, fuse_conn_info* conn) {
@@ -203,14 +222,13 @@ void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   self->ObserveAttr(attr, /*own=*/false);
-  self->ReplyEntry(req, attr);
+  self->ReplyEntry(req, parent, name, attr);
 }
 
 void ClientFs::Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   ClientFs* self = Self(req);
   self->Count("forget");
-  const uint64_t gfid = self->Gfid(ino);
-  if (self->inodes_.Unref(gfid, nlookup)) self->cache_->Forget(gfid);
+  self->DropReferences(ino, nlookup);
   fuse_reply_none(req);
 }
 
@@ -218,8 +236,7 @@ void ClientFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forge
   ClientFs* self = Self(req);
   for (size_t i = 0; i < count; i++) {
     self->Count("forget");
-    const uint64_t gfid = self->Gfid(forgets[i].ino);
-    if (self->inodes_.Unref(gfid, forgets[i].nlookup)) self->cache_->Forget(gfid);
+    self->DropReferences(forgets[i].ino, forgets[i].nlookup);
   }
   fuse_reply_none(req);
 }
@@ -313,7 +330,7 @@ void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = S_ISREG(mode) ? self->storage_->Create(mreq, &attr) : self->storage_->Mknod(mreq, &attr);
-  self->ReplyMake(req, err, attr);
+  self->ReplyMake(req, parent, name, err, attr);
 }
 
 void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -326,7 +343,7 @@ void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = self->storage_->Mkdir(mreq, &attr);
-  self->ReplyMake(req, err, attr);
+  self->ReplyMake(req, parent, name, err, attr);
 }
 
 void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
@@ -339,7 +356,7 @@ void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, cons
   *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = self->storage_->Symlink(mreq, &attr);
-  self->ReplyMake(req, err, attr);
+  self->ReplyMake(req, parent, name, err, attr);
 }
 
 void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
@@ -347,7 +364,7 @@ void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
   self->Count("link");
   proto::Attr attr;
   int err = self->storage_->Link(self->Gfid(ino), self->Gfid(newparent), newname, &attr);
-  self->ReplyMake(req, err, attr);
+  self->ReplyMake(req, newparent, newname, err, attr);
 }
 
 void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -412,7 +429,7 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
   self->ObserveAttr(attr, /*own=*/true);
   fuse_entry_param e;
   self->FillEntry(attr, &e);
-  self->TakeReference(attr.gfid());
+  self->TakeReference(parent, name, attr);
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
   fuse_reply_create(req, &e, fi);
@@ -513,7 +530,7 @@ void ClientFs::DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       if (len > size - used) break;
       if (d.has_attr()) {
         ObserveAttr(d.attr(), /*own=*/false);
-        TakeReference(d.attr().gfid());
+        TakeReference(ino, d.name(), d.attr());
       }
     } else {
       struct stat st;

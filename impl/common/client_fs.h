@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "impl/common/buffer_cache.h"
+#include "impl/common/dir_aliases.h"
 #include "impl/common/inode_table.h"
 #include "impl/common/policy.h"
 #include "impl/common/storage_client.h"
@@ -44,6 +45,9 @@ class ClientFs {
 
   const CachePolicy& policy() const { return policy_; }
 
+  // The session is up: start the work that sends notifications to it.
+  void Start(fuse_session* se) { dir_aliases_.Start(se); }
+
  private:
   // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
   uint64_t Gfid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? root_gfid_ : ino; }
@@ -52,13 +56,18 @@ class ClientFs {
   void Count(std::string_view op);
   void FillStat(const proto::Attr& attr, struct stat* st);
   void FillEntry(const proto::Attr& attr, fuse_entry_param* e);
-  // The kernel now holds one more lookup reference to the file.
-  void TakeReference(uint64_t gfid);
-  void ReplyEntry(fuse_req_t req, const proto::Attr& attr);
+  // The kernel now holds one more lookup reference to the file, as `name`
+  // in `parent`.
+  void TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr);
+  void DropReferences(fuse_ino_t ino, uint64_t n);
+  // Replies to a request that handed the kernel `name` in `parent`.
+  void ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
+                  const proto::Attr& attr);
   void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
   void ObserveAttr(const proto::Attr& attr, bool own);
   proto::Credentials Caller(fuse_req_t req);
-  void ReplyMake(fuse_req_t req, int err, const proto::Attr& attr);
+  void ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
+                 const proto::Attr& attr);
 
   // Handlers, one per FUSE operation.
   static ClientFs* Self(fuse_req_t req);
@@ -111,6 +120,7 @@ class ClientFs {
   BufferCache* const cache_;
   StatsRegistry* const stats_;
   InodeTable inodes_;
+  DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction
 };
 

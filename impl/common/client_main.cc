@@ -332,6 +332,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     fuse_session_destroy(se);
     return fail_daemon("cannot mount on " + s.mountpoint);
   }
+  fs.Start(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
                s.mountpoint, policy.mode, cache_bytes >> 20, root.shard_id());
   if (daemon.active()) {

@@ -1,0 +1,74 @@
+// Keeps the kernel's directory cache free of stale aliases.
+#ifndef DFUSE_IMPL_COMMON_DIR_ALIASES_H_
+#define DFUSE_IMPL_COMMON_DIR_ALIASES_H_
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "util/stats.h"
+
+namespace dfuse {
+
+// A directory has exactly one dentry in the kernel. When another node moves
+// a directory, this node's kernel still has it under the old name, and the
+// first lookup of the new name fails with ESTALE whenever the kernel cannot
+// move the old dentry there (e.g. inside a rename(2), which holds the locks
+// that move needs). So the daemon remembers where it last told the kernel
+// each directory is; when a directory shows up elsewhere, the old entry is
+// invalidated from a separate thread (never inside a request: the kernel
+// holds directory locks there that the invalidation needs). A reply that
+// hands the kernel such a directory first waits, briefly, for that
+// invalidation: when the waiting syscall itself holds a lock the
+// invalidation needs, the wait times out, the kernel fails the lookup with
+// ESTALE and retries it after dropping its locks, and the retry finds the
+// invalidation done.
+class DirAliases {
+ public:
+  explicit DirAliases(StatsRegistry* stats);
+  ~DirAliases();
+  DirAliases(const DirAliases&) = delete;
+  DirAliases& operator=(const DirAliases&) = delete;
+
+  // Starts invalidating through `se`; before this, moves are only recorded.
+  void Start(fuse_session* se);
+  // The kernel was told directory `ino` is `name` in `parent`.
+  void Seen(fuse_ino_t ino, fuse_ino_t parent, const std::string& name);
+  // Waits up to `timeout` until no invalidation for directory `ino` is
+  // pending. Call before replying with the directory.
+  void WaitSettled(fuse_ino_t ino, std::chrono::milliseconds timeout);
+  // The kernel no longer knows directory `ino`.
+  void Forget(fuse_ino_t ino);
+
+ private:
+  struct Stale {
+    fuse_ino_t ino;
+    fuse_ino_t parent;
+    std::string name;
+  };
+  void Run();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<fuse_ino_t, std::pair<fuse_ino_t, std::string>> where_;
+  std::unordered_map<fuse_ino_t, int> pending_;  // invalidations queued or running
+  std::condition_variable settled_cv_;
+  std::deque<Stale> stale_;
+  bool stopping_ = false;
+  fuse_session* se_ = nullptr;
+  std::thread thread_;
+  Counter* invalidations_;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_DIR_ALIASES_H_
