@@ -1,7 +1,15 @@
 // dfuse-lease-manager: grants, revokes and expires per-file leases for DFUSE
-// clients (a single manager; failover via etcd comes later).
+// clients.
 //
-// The epoch must grow across restarts, because fencing tokens are
+// Alone (the default), it serves at once. With --etcd it is one of a highly
+// available group (election.h): it serves as a standby, refusing clients
+// with the leader's address, until it wins the election; then it serves with
+// the epoch the election gave it, reclaim window first. If it loses
+// leadership it stops serving and exits (status 3), so that a deposed
+// manager never keeps granting; whatever supervises it restarts it as a
+// standby.
+//
+// Without --etcd, the epoch must grow across restarts, because fencing tokens are
 // (epoch << 40) | counter: a restarted manager that reused an epoch would
 // hand out tokens that storage already saw. In order of preference:
 //  --epoch N      as given (the caller keeps it growing);
@@ -29,6 +37,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "lease/election.h"
 #include "lease/manager_service.h"
 #include "util/log.h"
 
@@ -36,6 +45,12 @@ namespace {
 
 constexpr int kExitFailure = 1;  // the manager could not start
 constexpr int kExitUsage = 2;    // bad flags
+constexpr int kExitDeposed = 3;  // lost the leadership (--etcd)
+
+// How often a standby looks for a vacant leadership, and how often the
+// leader checks its etcd lease is still renewed.
+constexpr std::chrono::milliseconds kCampaignInterval{300};
+constexpr std::chrono::milliseconds kLeaderCheckInterval{100};
 
 constexpr uint64_t kMaxEpoch = (uint64_t{1} << 24) - 1;
 constexpr int64_t kWallClockBase = 1735689600;  // 2025-01-01T00:00:00Z
@@ -57,6 +72,13 @@ class SignalWaiter {
     int sig = 0;
     sigwait(&set_, &sig);
     return sig;
+  }
+  // A signal, or 0 after `timeout`.
+  int WaitFor(std::chrono::milliseconds timeout) {
+    const timespec ts{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
+                      .tv_nsec = static_cast<long>(timeout.count() % 1000 * 1000000)};
+    const int sig = sigtimedwait(&set_, nullptr, &ts);
+    return sig < 0 ? 0 : sig;
   }
 
  private:
@@ -134,6 +156,74 @@ bool WallClockEpoch(uint64_t* epoch, std::string* error) {
   return true;
 }
 
+// HOST:PORT for clients, from the --listen address and the bound port.
+std::string AdvertisedAddress(const std::string& listen, int port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") {
+    char name[256] = {};
+    gethostname(name, sizeof(name) - 1);
+    host = name;
+  }
+  return host + ":" + std::to_string(port);
+}
+
+// Campaigns until elected, then serves until a signal or the loss of the
+// leadership. Returns the exit status. SIGUSR1 calls `dump` throughout.
+template <typename Dump>
+int RunElected(const dfuse::lease::ElectionOptions& options, dfuse::lease::ManagerServer* server,
+               SignalWaiter* signals, const Dump& dump) {
+  // Built here, on the main thread: the keep-alive child dies with the
+  // thread that forked it, so that thread must live as long as the manager.
+  dfuse::lease::Election election(options);
+  std::string error;
+  if (!election.Check(&error)) {
+    spdlog::error("{}", error);
+    return kExitFailure;
+  }
+  spdlog::info("campaigning in election '{}' at {} as {}", options.name, options.endpoints,
+               options.proposal);
+  std::string last_leader = "?", last_error;
+  for (;;) {
+    const dfuse::lease::ElectionRound round = election.TryOnce();
+    if (round.kind == dfuse::lease::ElectionRound::kLeader) {
+      server->Activate(round.epoch);
+      spdlog::info("elected: active with epoch {}", round.epoch);
+      break;
+    }
+    if (round.kind == dfuse::lease::ElectionRound::kFollower) {
+      server->SetLeader(round.leader);
+      if (round.leader != last_leader) {
+        spdlog::info("standby; the active manager is {}",
+                     round.leader.empty() ? "(none yet)" : round.leader);
+      }
+      last_leader = round.leader;
+      last_error.clear();
+    } else if (round.error != last_error) {
+      spdlog::warn("election: {}", round.error);  // etcd down: keep trying, as a standby
+      last_error = round.error;
+    }
+    for (int sig; (sig = signals->WaitFor(kCampaignInterval)) != 0;) {
+      if (sig != SIGUSR1) return 0;
+      dump();
+    }
+  }
+  for (;;) {
+    const int sig = signals->WaitFor(kLeaderCheckInterval);
+    if (sig == SIGUSR1) dump();
+    if (sig != 0 && sig != SIGUSR1) {
+      // Stop serving first, then let a standby take over at once.
+      server->Shutdown();
+      election.Resign();
+      return 0;
+    }
+    if (!election.StillLeader()) {
+      spdlog::error("lost the leadership: stopping at once");
+      server->Shutdown();
+      return kExitDeposed;
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,6 +231,7 @@ int main(int argc, char** argv) {
   uint64_t epoch = 0;
   int64_t reclaim_ms = -1;
   std::string port_file, state_dir, stats_file, log_level = "info";
+  dfuse::lease::ElectionOptions election_opt;
   CLI::App app{"dfuse-lease-manager: grants per-file read and write leases to DFUSE clients"};
   app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
       ->required();
@@ -162,6 +253,19 @@ int main(int argc, char** argv) {
                  "Reclaim window at start, in which clients of a previous manager re-assert "
                  "their leases before new ones are granted (default: the term; 0: none)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--etcd", election_opt.endpoints,
+                 "etcd endpoints HOST:PORT[,...]: run as one of a highly available group, "
+                 "active only while elected (the epoch then comes from etcd)");
+  app.add_option("--election-name", election_opt.name,
+                 "With --etcd: managers with the same name form one group")
+      ->capture_default_str();
+  app.add_option("--advertise", election_opt.proposal,
+                 "With --etcd: HOST:PORT clients reach this manager at (default: the --listen "
+                 "host and the bound port)");
+  app.add_option("--etcd-lease-ttl", election_opt.ttl_s,
+                 "With --etcd: seconds a dead leader keeps the leadership (failover time)")
+      ->check(CLI::Range(2, 60))
+      ->capture_default_str();
   app.add_option("--stats", stats_file,
                  "Dump stats JSON here every second, on SIGUSR1 and at exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
@@ -180,16 +284,33 @@ int main(int argc, char** argv) {
   }
   opt.reclaim_ms = reclaim_ms < 0 ? opt.term_ms : static_cast<uint64_t>(reclaim_ms);
 
+  const bool ha = !election_opt.endpoints.empty();
+  if (ha && (epoch != 0 || !state_dir.empty())) {
+    std::fprintf(stderr,
+                 "dfuse-lease-manager: --etcd takes the epoch from etcd; drop --epoch and "
+                 "--state-dir (see --help)\n");
+    return kExitUsage;
+  }
+
   SignalWaiter signals;
   std::string error;
-  const bool have_epoch = epoch != 0           ? true
-                          : !state_dir.empty() ? NextPersistedEpoch(state_dir, &epoch, &error)
-                                               : WallClockEpoch(&epoch, &error);
-  if (!have_epoch) {
-    std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
-    return kExitFailure;
+  if (ha) {
+    // Fail before binding anything if etcd is not there.
+    if (!dfuse::lease::Election(election_opt).Check(&error)) {
+      std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
+      return kExitFailure;
+    }
+    opt.standby = true;
+  } else {
+    const bool have_epoch = epoch != 0           ? true
+                            : !state_dir.empty() ? NextPersistedEpoch(state_dir, &epoch, &error)
+                                                 : WallClockEpoch(&epoch, &error);
+    if (!have_epoch) {
+      std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
+      return kExitFailure;
+    }
+    opt.epoch = epoch;
   }
-  opt.epoch = epoch;
   auto server = dfuse::lease::ManagerServer::Start(opt, &error);
   if (!server) {
     std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
@@ -200,8 +321,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dfuse-lease-manager: cannot write port file %s\n", port_file.c_str());
     return kExitFailure;
   }
-  spdlog::info("serving on {} (port {}), epoch {}, term {} ms, min hold {} ms, reclaim {} ms",
-               opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms, opt.reclaim_ms);
+  if (ha) {
+    spdlog::info("standby on {} (port {}), term {} ms, min hold {} ms, reclaim {} ms", opt.listen,
+                 server->port(), opt.term_ms, opt.min_hold_ms, opt.reclaim_ms);
+  } else {
+    spdlog::info("serving on {} (port {}), epoch {}, term {} ms, min hold {} ms, reclaim {} ms",
+                 opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms,
+                 opt.reclaim_ms);
+  }
 
   auto dump = [&] {
     if (!stats_file.empty() && !server->DumpStats(stats_file)) {
@@ -218,7 +345,15 @@ int main(int argc, char** argv) {
       while (!cv.wait_for(l, std::chrono::seconds(1), [&] { return stopping; })) dump();
     });
   }
-  for (int sig; (sig = signals.Wait()) == SIGUSR1;) dump();
+  int exit_code = 0;
+  if (!ha) {
+    for (int sig; (sig = signals.Wait()) == SIGUSR1;) dump();
+  } else {
+    if (election_opt.proposal.empty()) {
+      election_opt.proposal = AdvertisedAddress(opt.listen, server->port());
+    }
+    exit_code = RunElected(election_opt, server.get(), &signals, dump);
+  }
 
   spdlog::info("shutting down");
   {
@@ -229,5 +364,5 @@ int main(int argc, char** argv) {
   if (ticker.joinable()) ticker.join();
   server->Shutdown();
   dump();
-  return 0;
+  return exit_code;
 }

@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -59,6 +60,8 @@ class ManagerService final : public proto::LeaseManager::Service {
   grpc::Status Session(grpc::ServerContext* ctx, ServerStream* rw) override;
 
   nlohmann::json Stats() const;
+  void Activate(uint64_t epoch);
+  void SetLeader(const std::string& address);
 
  private:
   // One session stream. Its writer thread sends `out` in order; everything
@@ -85,10 +88,12 @@ class ManagerService final : public proto::LeaseManager::Service {
 
   const ManagerOptions options_;
   const Clock::time_point start_ = Clock::now();
-  uint64_t reclaim_end_ms_ = 0;  // while sm_.reclaiming()
 
   mutable std::mutex mu_;
-  StateMachine sm_;
+  uint64_t reclaim_end_ms_ = 0;       // while sm_->reclaiming()
+  uint64_t epoch_ = 0;                // 0 while standby
+  std::string leader_;                // while standby: the active manager's address, if known
+  std::unique_ptr<StateMachine> sm_;  // null while standby
   std::unordered_map<ClientId, Stream*> streams_;  // the attached stream of each client
   // When each pending Acquire and outstanding revoke started, for latencies.
   std::map<std::pair<ClientId, uint64_t>, Clock::time_point> acquires_;  // (client, request_id)
@@ -104,16 +109,32 @@ class ManagerService final : public proto::LeaseManager::Service {
 
 ManagerService::ManagerService(const ManagerOptions& options)
     : options_(options),
-      sm_(Options{
-          .epoch = options.epoch, .term_ms = options.term_ms, .min_hold_ms = options.min_hold_ms}),
       acquire_latency_(stats_.GetLatency("lease.acquire_to_grant")),
       revoke_latency_(stats_.GetLatency("lease.revoke_to_ack")) {
-  if (options.reclaim_ms > 0) {
-    const uint64_t now = NowMs();
-    sm_.BeginReclaim(now, options.reclaim_ms);
-    reclaim_end_ms_ = now + options.reclaim_ms;
-  }
+  if (!options.standby) Activate(options.epoch);
   timer_ = std::thread([this] { TimerLoop(); });
+}
+
+void ManagerService::Activate(uint64_t epoch) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (sm_) return;
+    epoch_ = epoch;
+    leader_.clear();
+    sm_ = std::make_unique<StateMachine>(
+        Options{.epoch = epoch, .term_ms = options_.term_ms, .min_hold_ms = options_.min_hold_ms});
+    if (options_.reclaim_ms > 0) {
+      const uint64_t now = NowMs();
+      sm_->BeginReclaim(now, options_.reclaim_ms);
+      reclaim_end_ms_ = now + options_.reclaim_ms;
+    }
+  }
+  timer_cv_.notify_one();
+}
+
+void ManagerService::SetLeader(const std::string& address) {
+  std::lock_guard<std::mutex> l(mu_);
+  leader_ = address;
 }
 
 ManagerService::~ManagerService() {
@@ -135,6 +156,21 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
   if (!msg.has_hello() || msg.hello().client_id() == 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first message must be a Hello with a nonzero client_id");
+  }
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!sm_) {
+      // A standby: send the client on to the leader (or to try again).
+      proto::ManagerMessage refusal;
+      proto::Error* e = refusal.mutable_error();
+      e->set_code(EAGAIN);
+      e->set_message(leader_.empty() ? "not the leader (no leader elected yet)"
+                                     : "not the leader; the active lease manager is " + leader_);
+      e->set_leader(leader_);
+      l.unlock();
+      rw->Write(refusal);
+      return grpc::Status::OK;
+    }
   }
   Stream s{.ctx = ctx, .rw = rw};
   std::thread writer([this, &s] { WriteLoop(&s); });
@@ -198,20 +234,21 @@ void ManagerService::Attach(Stream* s, const proto::Hello& hello) {
   s->attached = true;
 
   Actions actions;
-  const bool resumed = sm_.OpenSession(client, now, &actions);
+  const bool resumed = sm_->OpenSession(client, now, &actions);
   proto::ManagerMessage msg;
   proto::Welcome* welcome = msg.mutable_welcome();
-  welcome->set_epoch(options_.epoch);
+  welcome->set_epoch(epoch_);
   welcome->set_term_ms(options_.term_ms);
   welcome->set_resumed(resumed);
-  if (sm_.reclaiming() && now < reclaim_end_ms_)
+  if (sm_->reclaiming() && now < reclaim_end_ms_)
     welcome->set_reclaim_window_ms(reclaim_end_ms_ - now);
   // A resumed session's leases are already known; reclaim is only for
   // leases held under a previous manager.
   int refused = 0;
   if (!resumed) {
     for (const proto::HeldLease& held : hello.reclaim()) {
-      const Status st = sm_.Reclaim(client, held.gfid(), FromProto(held.mode()), held.token(), now);
+      const Status st =
+          sm_->Reclaim(client, held.gfid(), FromProto(held.mode()), held.token(), now);
       if (st == Status::kOk) {
         welcome->add_reclaimed(held.gfid());
       } else {
@@ -232,7 +269,7 @@ void ManagerService::Detach(Stream* s) {
   streams_.erase(s->client);
   std::erase_if(acquires_, [s](const auto& e) { return e.first.first == s->client; });
   Actions actions;
-  sm_.ClientGone(s->client, NowMs(), &actions);
+  sm_->ClientGone(s->client, NowMs(), &actions);
   Dispatch(actions);
   spdlog::info("client {:x} disconnected", s->client);
 }
@@ -249,17 +286,19 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
       const auto key = std::make_pair(client, a.request_id());
       acquires_[key] = Clock::now();
       const ByteRange range{a.range().start(), a.range().end()};
-      st = sm_.Acquire(client, a.request_id(), a.gfid(), FromProto(a.mode()), range, now, &actions);
+      st =
+          sm_->Acquire(client, a.request_id(), a.gfid(), FromProto(a.mode()), range, now, &actions);
       if (st != Status::kOk) acquires_.erase(key);
       if (st == Status::kInvalid) SendError(s, EINVAL, "invalid Acquire", a.request_id());
       break;
     }
     case proto::ClientMessage::kRelease:
-      st = sm_.Release(client, msg.release().gfid(), now, &actions);
+      st = sm_->Release(client, msg.release().gfid(), now, &actions);
       break;
     case proto::ClientMessage::kRevokeAck: {
       const proto::RevokeAck& ack = msg.revoke_ack();
-      st = sm_.RevokeAck(client, ack.gfid(), ack.revoke_id(), FromProto(ack.mode()), now, &actions);
+      st =
+          sm_->RevokeAck(client, ack.gfid(), ack.revoke_id(), FromProto(ack.mode()), now, &actions);
       // The agent acks every revoke it is sent, so this also forgets the
       // revokes that a release or an upgrade made moot.
       auto it = revokes_.find(ack.revoke_id());
@@ -272,7 +311,7 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
       break;
     }
     case proto::ClientMessage::kHeartbeat: {
-      st = sm_.Heartbeat(client, now);
+      st = sm_->Heartbeat(client, now);
       if (st == Status::kOk) {
         proto::ManagerMessage reply;
         reply.mutable_heartbeat_ack()->set_seq(msg.heartbeat().seq());
@@ -351,7 +390,11 @@ void ManagerService::Dispatch(const Actions& actions) {
 void ManagerService::TimerLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (!stopping_) {
-    const uint64_t deadline = sm_.NextDeadline();
+    if (!sm_) {
+      timer_cv_.wait(l);  // until Activate
+      continue;
+    }
+    const uint64_t deadline = sm_->NextDeadline();
     if (deadline == kNoDeadline) {
       timer_cv_.wait(l);
       continue;
@@ -362,7 +405,7 @@ void ManagerService::TimerLoop() {
       continue;
     }
     Actions actions;
-    sm_.Tick(now, &actions);
+    sm_->Tick(now, &actions);
     Dispatch(actions);
   }
 }
@@ -370,12 +413,22 @@ void ManagerService::TimerLoop() {
 nlohmann::json ManagerService::Stats() const {
   nlohmann::json j = stats_.ToJson();
   std::lock_guard<std::mutex> l(mu_);
-  const Counters& c = sm_.counters();
-  j["lease"] = {{"epoch", options_.epoch},       {"grants", c.grants},
-                {"revokes", c.revokes},          {"expiries", c.expiries},
-                {"reclaims", c.reclaims},        {"sessions", sm_.session_count()},
-                {"connected", streams_.size()},  {"leases", sm_.lease_count()},
-                {"reclaiming", sm_.reclaiming()}};
+  if (!sm_) {
+    j["lease"] = {{"active", false}, {"epoch", 0}, {"leader", leader_}};
+    return j;
+  }
+  const Counters& c = sm_->counters();
+  j["lease"] = {{"active", true},
+                {"epoch", epoch_},
+                {"leader", ""},
+                {"grants", c.grants},
+                {"revokes", c.revokes},
+                {"expiries", c.expiries},
+                {"reclaims", c.reclaims},
+                {"sessions", sm_->session_count()},
+                {"connected", streams_.size()},
+                {"leases", sm_->lease_count()},
+                {"reclaiming", sm_->reclaiming()}};
   return j;
 }
 
@@ -387,7 +440,7 @@ ManagerServer::~ManagerServer() { Shutdown(); }
 
 std::unique_ptr<ManagerServer> ManagerServer::Start(const ManagerOptions& options,
                                                     std::string* error) {
-  if (options.epoch == 0 || options.epoch >= (uint64_t{1} << 24)) {
+  if (!options.standby && (options.epoch == 0 || options.epoch >= (uint64_t{1} << 24))) {
     *error = "epoch must be in 1.." + std::to_string((uint64_t{1} << 24) - 1);
     return nullptr;
   }
@@ -413,6 +466,10 @@ std::unique_ptr<ManagerServer> ManagerServer::Start(const ManagerOptions& option
 }
 
 nlohmann::json ManagerServer::Stats() const { return service_->Stats(); }
+
+void ManagerServer::Activate(uint64_t epoch) { service_->Activate(epoch); }
+
+void ManagerServer::SetLeader(const std::string& address) { service_->SetLeader(address); }
 
 bool ManagerServer::DumpStats(const std::string& path) const {
   const std::string tmp = path + ".tmp";

@@ -34,6 +34,9 @@ struct ManagerOptions {
   // Window after start in which clients of a previous manager re-assert
   // their leases (Hello.reclaim) before anything new is granted; 0: none.
   uint64_t reclaim_ms = 0;
+  // Start as a standby of a highly available group (election.h): every
+  // Hello is refused with an Error naming the leader, until Activate.
+  bool standby = false;
 };
 
 class ManagerServer {
@@ -49,8 +52,15 @@ class ManagerServer {
 
   int port() const { return port_; }
 
-  // Latencies (acquire to grant, revoke to ack) and the state machine's
-  // counters and table sizes.
+  // A standby becomes the active manager with `epoch` (from the election):
+  // its reclaim window opens now. There is no way back: a manager that loses
+  // leadership stops serving altogether (Shutdown).
+  void Activate(uint64_t epoch);
+  // The active manager's address, named in a standby's refusals ("" if none).
+  void SetLeader(const std::string& address);
+
+  // Latencies (acquire to grant, revoke to ack), the state machine's
+  // counters and table sizes, and lease.active / lease.leader.
   nlohmann::json Stats() const;
   // Writes Stats() atomically (temp file + rename). Returns false on error.
   bool DumpStats(const std::string& path) const;
