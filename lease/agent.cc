@@ -65,8 +65,20 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  channel_ = grpc::CreateCustomChannel(options_.manager, grpc::InsecureChannelCredentials(), args);
-  stub_ = proto::LeaseManager::NewStub(channel_);
+  for (size_t start = 0; start <= options_.manager.size();) {
+    size_t end = options_.manager.find(',', start);
+    if (end == std::string::npos) end = options_.manager.size();
+    std::string address = options_.manager.substr(start, end - start);
+    address.erase(0, address.find_first_not_of(" \t"));
+    address.erase(address.find_last_not_of(" \t") + 1);
+    if (!address.empty()) addresses_.push_back(std::move(address));
+    start = end + 1;
+  }
+  if (addresses_.empty()) addresses_.push_back(options_.manager);  // fails at Start, clearly
+  for (const std::string& address : addresses_) {
+    stubs_.push_back(proto::LeaseManager::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
 }
 
 LeaseAgent::~LeaseAgent() { Shutdown(); }
@@ -117,26 +129,50 @@ void LeaseAgent::SessionLoop() {
       std::lock_guard<std::mutex> l(mu_);
       welcomed_before = welcomes_;
     }
-    RunStream();
+    const bool went_round = RunStream();
     std::unique_lock<std::mutex> l(mu_);
     if (welcomes_ != welcomed_before) backoff = kMinBackoff;
     if (cv_.wait_for(l, backoff, [this] { return shutdown_; })) return;
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    // With several managers, back off only once all of them have been
+    // tried: the next one may well be the leader.
+    if (went_round) backoff = std::min(backoff * 2, kMaxBackoff);
     reconnects_->Add();
   }
 }
 
-// One stream, from Hello until it breaks.
-void LeaseAgent::RunStream() {
+bool LeaseAgent::NextAddress(bool welcomed, const std::string& leader) {
+  if (addresses_.size() == 1) return true;
+  if (welcomed) {
+    // The stream broke: the same manager first, it may just have been a blip.
+    unwelcomed_tries_ = 0;
+    return false;
+  }
+  unwelcomed_tries_++;
+  const auto named = std::find(addresses_.begin(), addresses_.end(), leader);
+  if (named != addresses_.end() && static_cast<size_t>(named - addresses_.begin()) != current_) {
+    current_ = named - addresses_.begin();
+  } else {
+    current_ = (current_ + 1) % addresses_.size();
+  }
+  return unwelcomed_tries_ % addresses_.size() == 0;
+}
+
+// One stream, from Hello until it breaks. Returns NextAddress's answer.
+bool LeaseAgent::RunStream() {
   grpc::ClientContext ctx;
-  // Wait for the manager to come (back) instead of failing at once.
-  ctx.set_wait_for_ready(true);
+  // A single manager: wait for it to come (back) instead of failing at once.
+  // Several: fail fast on a dead one, so the next is tried.
+  ctx.set_wait_for_ready(addresses_.size() == 1);
+  proto::LeaseManager::Stub* stub;
+  std::string address;
   proto::ClientMessage hello;
   Clock::time_point hello_sent;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (shutdown_) return;
+    if (shutdown_) return false;
     ctx_ = &ctx;
+    stub = stubs_[current_].get();
+    address = addresses_[current_];
     proto::Hello* h = hello.mutable_hello();
     h->set_client_id(client_id_);
     h->set_name(options_.name);
@@ -154,12 +190,19 @@ void LeaseAgent::RunStream() {
                                                             : 0);
     }
   }
-  std::unique_ptr<Stream> stream = stub_->Session(&ctx);
+  std::unique_ptr<Stream> stream = stub->Session(&ctx);
   if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
   hello_sent = Clock::now();
   proto::ManagerMessage msg;
   std::thread writer;
-  if (stream->Write(hello) && stream->Read(&msg) && msg.has_welcome()) {
+  bool welcomed = false;
+  std::string leader;  // named by a standby's refusal
+  if (stream->Write(hello) && stream->Read(&msg) && msg.has_error()) {
+    // A standby of a highly available group (or a confused manager).
+    leader = msg.error().leader();
+    spdlog::info("lease manager {}: {}", address, msg.error().message());
+  } else if (msg.has_welcome()) {
+    welcomed = true;
     uint64_t generation;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -186,14 +229,13 @@ void LeaseAgent::RunStream() {
   cv_.notify_all();
   if (writer.joinable()) writer.join();
   const grpc::Status status = stream->Finish();
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ctx_ = nullptr;
-    if (!shutdown_) {
-      spdlog::warn("lease session with {} ended: {}", options_.manager,
-                   status.ok() ? "closed by the manager" : status.error_message());
-    }
+  std::lock_guard<std::mutex> l(mu_);
+  ctx_ = nullptr;
+  if (!shutdown_ && (welcomed || addresses_.size() == 1)) {
+    spdlog::warn("lease session with {} ended: {}", address,
+                 status.ok() ? "closed by the manager" : status.error_message());
   }
+  return NextAddress(welcomed, leader);
 }
 
 void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
@@ -259,7 +301,7 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   for (const auto& [gfid, file] : files_) {
     if (file.request && !file.request->held_back) SendAcquire(*file.request);
   }
-  spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", options_.manager,
+  spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", addresses_[current_],
                welcome.epoch(), welcome.resumed() ? "resumed" : "opened", welcome.reclaimed_size());
 }
 

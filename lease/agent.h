@@ -49,8 +49,12 @@ namespace dfuse::lease {
 enum class LeaseMode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
 
 struct LeaseAgentOptions {
-  std::string manager;  // host:port of the lease manager
-  std::string name;     // shown in the manager's logs
+  // HOST:PORT of the lease manager, or of every manager of a highly
+  // available group, comma-separated: the agent tries them in turn (on a
+  // connect failure or a standby's refusal), going straight to the leader a
+  // standby names, and reclaims its leases on the one that welcomes it.
+  std::string manager;
+  std::string name;  // shown in the manager's logs
   // Identifies the session across reconnects; 0: a random id, kept for the
   // agent's lifetime.
   uint64_t client_id = 0;
@@ -158,7 +162,11 @@ class LeaseAgent {
   };
 
   void SessionLoop();
-  void RunStream();
+  // Returns true if it went round every address without being welcomed.
+  bool RunStream();
+  // Picks the address of the next stream, after one to `current_` that was
+  // welcomed (or not) and possibly named `leader`. Under mu_.
+  bool NextAddress(bool welcomed, const std::string& leader);
   void WriteLoop(Stream* stream, uint64_t generation);
   void TimerLoop();
   void RevokeLoop();
@@ -183,8 +191,10 @@ class LeaseAgent {
   const LeaseAgentOptions options_;
   const uint64_t client_id_;
   const RevokeHandler handler_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<proto::LeaseManager::Stub> stub_;
+  std::vector<std::string> addresses_;                             // from options_.manager
+  std::vector<std::unique_ptr<proto::LeaseManager::Stub>> stubs_;  // one per address
+  size_t current_ = 0;                                             // the address tried now (mu_)
+  size_t unwelcomed_tries_ = 0;  // streams since the last welcome (mu_)
 
   std::mutex mu_;
   std::condition_variable cv_;       // state changes: Acquire, Start and the timer wait on it

@@ -7,7 +7,8 @@ set -euo pipefail
 build_pkgs=(cmake g++ make ninja-build pkg-config git
   libfuse3-dev fuse3 libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(python3 python3-pytest fio iproute2 attr procps psmisc util-linux)
+test_pkgs=(python3 python3-pytest fio iproute2 attr procps psmisc util-linux
+  etcd-server etcd-client)
 
 case "${1:-test}" in
   build) want=("${build_pkgs[@]}") ;;
