@@ -318,16 +318,17 @@ void BufferCache::ThrottleWriters() {
   }
 }
 
-int BufferCache::Flush(uint64_t gfid) {
+int BufferCache::Flush(uint64_t gfid, uint64_t* bytes_written) {
+  if (bytes_written) *bytes_written = 0;
   FilePtr f;
   {
     std::lock_guard<std::mutex> l(mu_);
     f = GetFile(gfid, false);
   }
-  return f ? FlushFile(f) : 0;
+  return f ? FlushFile(f, bytes_written) : 0;
 }
 
-int BufferCache::FlushFile(const FilePtr& f) {
+int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
   std::lock_guard<std::mutex> flush_lock(f->flush_mu);
   const uint64_t gfid = f->gfid;
   std::vector<uint64_t> pending;  // pages dirty when the flush began
@@ -384,6 +385,7 @@ int BufferCache::FlushFile(const FilePtr& f) {
     }
     if (err != 0) return err;
     bytes_flushed_->Add(batch_bytes);
+    if (bytes_written) *bytes_written += batch_bytes;
     for (auto& [index, gen] : written) {
       auto it = f->pages.find(index);
       if (it == f->pages.end() || it->second->write_gen != gen) continue;  // re-dirtied: keep

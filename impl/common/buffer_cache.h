@@ -81,8 +81,9 @@ class BufferCache {
   int Read(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
   // Caches a write as dirty data. May flush (throttle) when dirty data is high.
   int Write(uint64_t gfid, uint64_t offset, const char* data, size_t size);
-  // Writes back every byte of the file that was dirty when the call began.
-  int Flush(uint64_t gfid);
+  // Writes back every byte of the file that was dirty when the call began;
+  // *bytes_written (optional) says how many that was.
+  int Flush(uint64_t gfid, uint64_t* bytes_written = nullptr);
   int FlushAll();
   // Drops clean data of the file (dirty bytes stay).
   void Invalidate(uint64_t gfid);
@@ -116,7 +117,7 @@ class BufferCache {
   void Touch(Page* p);  // requires mu_
   void RecomputeDirtyEnd(FileState* f);  // requires mu_
   int ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
-  int FlushFile(const FilePtr& f);
+  int FlushFile(const FilePtr& f, uint64_t* bytes_written = nullptr);
   void ThrottleWriters();
   void FlusherLoop();
   uint64_t LogicalSize(const FileState& f) const;  // requires mu_

@@ -62,6 +62,7 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
                                      int64_t* mtime_ns) {
   proto::WriteRequest req;
   req.set_gfid(gfid);
+  if (gate_) req.set_fencing_token(gate_->WriteToken(gfid));
   for (Chunk& c : chunks) {
     proto::WriteChunk* pc = req.add_chunks();
     pc->set_offset(c.offset);
@@ -76,16 +77,27 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
 }
 
 ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-                   BufferCache* cache, StatsRegistry* stats)
+                   BufferCache* cache, LeaseGate* gate, StatsRegistry* stats)
     : policy_(policy),
       root_gfid_(root_gfid),
       storage_(storage),
       cache_(cache),
+      gate_(gate),
       stats_(stats),
       dir_aliases_(stats) {
   for (std::string_view op : kOpNames) {
     op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
   }
+}
+
+void ClientFs::InvalidateKernel(uint64_t gfid) {
+  if (se_ == nullptr) return;
+  int err = fuse_lowlevel_notify_inval_inode(se_, Ino(gfid), 0, 0);
+  if (err != 0 && err != -ENOENT) spdlog::warn("invalidating {:#x}: {}", gfid, err);
+}
+
+int ClientFs::EnterLease(uint64_t gfid, LeaseMode mode, LeaseGate::Access* access) {
+  return gate_ ? gate_->Enter(gfid, mode, access) : 0;
 }
 
 ClientFs* ClientFs::Self(fuse_req_t req) { return static_cast<ClientFs*>(fuse_req_userdata(req)); }
@@ -132,7 +144,7 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
 }
 
 void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr) {
-  inodes_.Ref(attr.gfid());
+  inodes_.Ref(attr.gfid(), attr.mode());
   cache_->Remember(attr.gfid());
   if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
 }
@@ -244,8 +256,21 @@ void ClientFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forge
 void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("getattr");
+  const uint64_t gfid = self->Gfid(ino);
+  LeaseGate::Access access;
+  if (self->gate_ && self->inodes_.IsRegular(gfid)) {
+    // The kernel asks for attributes before every read(2) it could serve
+    // from its cache: drop what an earlier revoke left there first, then
+    // read size and mtime under the lease.
+    self->gate_->WaitKernelClean(gfid);
+    int err = self->gate_->Enter(gfid, LeaseMode::kRead, &access);
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+  }
   proto::Attr attr;
-  int err = self->storage_->GetAttr(self->Gfid(ino), &attr);
+  int err = self->storage_->GetAttr(gfid, &attr);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -291,7 +316,14 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
     sreq.set_mtime_ns(ToNs(in->st_mtim));
   }
   sreq.set_valid(valid);
+  LeaseGate::Access access;
   if (valid & proto::SETATTR_SIZE) {
+    int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    if (self->gate_) sreq.set_fencing_token(self->gate_->WriteToken(gfid));
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.
     self->cache_->Truncate(gfid, sreq.size());
@@ -407,7 +439,12 @@ void ClientFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->fh = 0;  // the storage service is stateless: files are addressed by GFID
   fi->keep_cache = self->policy_.keep_cache;
-  fuse_reply_open(req, fi);
+  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    self->gate_->OpenedForWrite(self->Gfid(ino));
+  }
+  if (fuse_reply_open(req, fi) != 0 && self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    self->gate_->ClosedForWrite(self->Gfid(ino));  // the open was interrupted
+  }
 }
 
 void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -432,14 +469,22 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
   self->TakeReference(parent, name, attr);
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
+  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) self->gate_->OpenedForWrite(attr.gfid());
   fuse_reply_create(req, &e, fi);
 }
 
 void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("read");
+  const uint64_t gfid = self->Gfid(ino);
+  LeaseGate::Access access;
+  int err = self->EnterLease(gfid, LeaseMode::kRead, &access);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
   std::string data;
-  int err = self->cache_->Read(self->Gfid(ino), static_cast<uint64_t>(off), size, &data);
+  err = self->cache_->Read(gfid, static_cast<uint64_t>(off), size, &data);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -451,7 +496,11 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
                      fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("write");
-  int err = self->cache_->Write(self->Gfid(ino), static_cast<uint64_t>(off), buf, size);
+  const uint64_t gfid = self->Gfid(ino);
+  LeaseGate::Access access;
+  int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+  if (err == 0) err = self->cache_->Write(gfid, static_cast<uint64_t>(off), buf, size);
+  if (self->gate_) self->gate_->EndWrite(gfid);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -463,11 +512,16 @@ void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("flush");
   // close(): write back so that the next open on any node sees the data.
-  fuse_reply_err(req, self->cache_->Flush(self->Gfid(ino)));
+  // Under leases a revoke does that when another node needs it.
+  fuse_reply_err(req, self->policy_.flush_on_close ? self->cache_->Flush(self->Gfid(ino)) : 0);
 }
 
-void ClientFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  Self(req)->Count("release");
+void ClientFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ClientFs* self = Self(req);
+  self->Count("release");
+  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    self->gate_->ClosedForWrite(self->Gfid(ino));
+  }
   fuse_reply_err(req, 0);
 }
 
@@ -599,6 +653,14 @@ void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t
   self->Count("getxattr");
   const uint64_t gfid = self->Gfid(ino);
   const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
+  if (capability && self->gate_) {
+    // The start of a write(2) (see lease_gate.h).
+    int err = self->gate_->BeginWrite(gfid);
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+  }
   if (capability && self->inodes_.CapabilityState(gfid) == 0) {
     fuse_reply_err(req, ENODATA);
     return;
@@ -657,10 +719,13 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   const uint64_t gfid = self->Gfid(ino);
   // Storage changes the bytes and maybe the size itself: write back first,
   // then forget what was cached.
-  int err = self->cache_->Flush(gfid);
+  LeaseGate::Access access;
+  int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+  if (err == 0) err = self->cache_->Flush(gfid);
   if (err == 0) {
     proto::FallocateRequest freq;
     freq.set_gfid(gfid);
+    if (self->gate_) freq.set_fencing_token(self->gate_->WriteToken(gfid));
     freq.set_mode(mode);
     freq.set_offset(static_cast<uint64_t>(offset));
     freq.set_length(static_cast<uint64_t>(length));

@@ -14,6 +14,7 @@
 #include "impl/common/buffer_cache.h"
 #include "impl/common/dir_aliases.h"
 #include "impl/common/inode_table.h"
+#include "impl/common/lease_gate.h"
 #include "impl/common/policy.h"
 #include "impl/common/storage_client.h"
 #include "util/stats.h"
@@ -24,6 +25,8 @@ namespace dfuse {
 class StorageCacheBackend : public CacheBackend {
  public:
   explicit StorageCacheBackend(StorageClient* storage) : storage_(storage) {}
+  // With leases, the gate supplies the fencing token of every write.
+  void set_gate(LeaseGate* gate) { gate_ = gate; }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
@@ -31,12 +34,14 @@ class StorageCacheBackend : public CacheBackend {
 
  private:
   StorageClient* storage_;
+  LeaseGate* gate_ = nullptr;
 };
 
 class ClientFs {
  public:
+  // `gate` is null in modes (or runs) without userspace leases.
   ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-           BufferCache* cache, StatsRegistry* stats);
+           BufferCache* cache, LeaseGate* gate, StatsRegistry* stats);
   ClientFs(const ClientFs&) = delete;
   ClientFs& operator=(const ClientFs&) = delete;
 
@@ -46,7 +51,14 @@ class ClientFs {
   const CachePolicy& policy() const { return policy_; }
 
   // The session is up: start the work that sends notifications to it.
-  void Start(fuse_session* se) { dir_aliases_.Start(se); }
+  void Start(fuse_session* se) {
+    se_ = se;
+    dir_aliases_.Start(se);
+  }
+
+  // Drops the kernel's cached pages and attributes of a file (from a thread
+  // that serves no FUSE request).
+  void InvalidateKernel(uint64_t gfid);
 
  private:
   // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
@@ -113,12 +125,16 @@ class ClientFs {
                         fuse_file_info* fi);
 
   void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
+  // Holds the lease `mode` on gfid in *access when leases are in use.
+  int EnterLease(uint64_t gfid, LeaseMode mode, LeaseGate::Access* access);
 
   const CachePolicy policy_;
   const uint64_t root_gfid_;
   StorageClient* const storage_;
   BufferCache* const cache_;
+  LeaseGate* const gate_;
   StatsRegistry* const stats_;
+  fuse_session* se_ = nullptr;
   InodeTable inodes_;
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction

@@ -46,6 +46,7 @@ struct Settings {
   uint64_t writeback_delay_ms = 1000;
   unsigned max_threads = 16;
   double shutdown_timeout = 15;
+  std::string lease_manager;
 };
 
 // Mount options that only mean something to mount(8) or fstab.
@@ -243,6 +244,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
       ->check(CLI::PositiveNumber);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
+  if (policy.userspace_leases) {
+    app.add_option("--lease-manager", s.lease_manager,
+                   "lease manager address(es), host:port[,host:port...]: strong consistency "
+                   "through userspace leases (without it: close-to-open)");
+  }
   if (spec.add_options) spec.add_options(&app, &policy);
   app.footer(
       "FUSE mount options go in -o (e.g. -o allow_other,ro); the daemon's own flags may be given\n"
@@ -310,12 +316,45 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     return fail_daemon(error);
   }
 
+  const bool leases = !s.lease_manager.empty();
+  if (leases) {
+    // Leases keep caches coherent: the kernel may keep pages across opens,
+    // and it asks for attributes before every read it would serve from them
+    // (see lease_gate.h); close needs no write-back.
+    policy.keep_cache = true;
+    policy.auto_inval_data = true;
+    policy.revalidate_on_open = false;
+    policy.flush_on_close = false;
+    policy.attr_timeout = 0;
+  }
+  // Construction order matters for teardown: the agent (whose revoke thread
+  // calls into the gate, cache and storage) is destroyed first.
+  std::unique_ptr<LeaseGate> gate;
+  std::unique_ptr<ClientFs> fs_ptr;
   StorageCacheBackend backend(&storage);
   BufferCacheOptions copts;
   copts.capacity_bytes = cache_bytes;
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
   BufferCache cache(copts, &backend, &stats);
-  ClientFs fs(policy, root.attr().gfid(), &storage, &cache, &stats);
+  if (leases) {
+    gate = std::make_unique<LeaseGate>(
+        &cache, &storage, [&fs_ptr](uint64_t gfid) { fs_ptr->InvalidateKernel(gfid); }, &stats);
+    backend.set_gate(gate.get());
+  }
+  fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),
+                                      &stats);
+  ClientFs& fs = *fs_ptr;
+  std::unique_ptr<lease::LeaseAgent> agent;
+  if (leases) {
+    lease::LeaseAgentOptions lopts;
+    lopts.manager = s.lease_manager;
+    lopts.name = s.node_name.empty() ? s.mountpoint : s.node_name;
+    lopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+    agent = std::make_unique<lease::LeaseAgent>(
+        lopts, [&gate](uint64_t gfid, LeaseMode to) { gate->Revoke(gfid, to); }, &stats);
+    if (agent->Start(std::chrono::milliseconds(5000), &error) != 0) return fail_daemon(error);
+    gate->SetAgent(agent.get());
+  }
 
   std::string opts = "fsname=dfuse:" + s.storage + ",subtype=dfuse-" + policy.mode +
                      ",default_permissions";
@@ -417,6 +456,10 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   fuse_session_unmount(se);
   int err = cache.FlushAll();
   if (err) spdlog::error("final write-back failed: errno {}", err);
+  if (agent) {
+    gate->ReleaseAll();
+    agent->Shutdown();
+  }
   dump_stats();
   fuse_session_destroy(se);
   spdlog::info("unmounted {}", s.mountpoint);

@@ -2,6 +2,8 @@
 #ifndef DFUSE_IMPL_COMMON_INODE_TABLE_H_
 #define DFUSE_IMPL_COMMON_INODE_TABLE_H_
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -13,9 +15,17 @@ namespace dfuse {
 // count reaches zero the kernel holds no reference and per-file state can go.
 class InodeTable {
  public:
-  void Ref(uint64_t gfid) {
+  void Ref(uint64_t gfid, uint32_t mode) {
     std::lock_guard<std::mutex> l(mu_);
-    inodes_[gfid].nlookup++;
+    Inode& i = inodes_[gfid];
+    i.nlookup++;
+    i.type = mode & S_IFMT;
+  }
+
+  bool IsRegular(uint64_t gfid) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = inodes_.find(gfid);
+    return it != inodes_.end() && S_ISREG(it->second.type);
   }
 
   // Returns true when the last reference went away.
@@ -53,6 +63,7 @@ class InodeTable {
  private:
   struct Inode {
     uint64_t nlookup = 0;
+    uint32_t type = 0;  // S_IFMT bits
     int8_t capability = -1;
   };
   std::mutex mu_;

@@ -17,6 +17,11 @@ struct CachePolicy {
   // Ask storage for the file's version at every open and drop stale
   // userspace-cached data (close-to-open for modes without leases).
   bool revalidate_on_open = true;
+  // Write back the buffer cache when a file is closed (close-to-open).
+  bool flush_on_close = true;
+  // The mode can use userspace leases (--lease-manager) for strong
+  // consistency; with them, close-to-open revalidation is unnecessary.
+  bool userspace_leases = false;
   // Kernel attribute, entry and negative-entry cache lifetimes, seconds.
   double attr_timeout = 0;
   double entry_timeout = 0;

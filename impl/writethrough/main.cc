@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   spec.policy.keep_cache = false;
   spec.policy.auto_inval_data = false;
   spec.policy.revalidate_on_open = true;
+  spec.policy.userspace_leases = true;
   spec.summary =
       "DFUSE client, writethrough mode: write-through kernel page cache, userspace buffer cache, "
       "close-to-open consistency across nodes.";

@@ -1,0 +1,192 @@
+#include "impl/common/lease_gate.h"
+
+#include <atomic>
+
+#include <spdlog/spdlog.h>
+
+namespace dfuse {
+
+struct LeaseGate::File {
+  std::shared_mutex io_mu;  // shared: requests; exclusive: revocation
+  LeaseMode held = LeaseMode::kNone;  // guarded by io_mu
+  // Written under io_mu; read without it, by write-back that may run inside
+  // a revoke (which holds io_mu exclusively).
+  std::atomic<uint64_t> token{0};
+  // Guarded by LeaseGate::mu_:
+  int pending = 0;  // kernel invalidations queued or running
+  int writers = 0;  // opens with write access on this node
+  int intents = 0;  // write(2)s between BeginWrite and EndWrite
+  bool revoking = false;
+};
+
+LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
+                     StatsRegistry* stats)
+    : cache_(cache),
+      storage_(storage),
+      invalidate_(std::move(invalidate)),
+      revokes_(stats->GetCounter("lease.revokes_handled")),
+      durable_flushes_(stats->GetCounter("lease.revoke_flushes")),
+      slow_enters_(stats->GetCounter("lease.acquires")),
+      intents_(stats->GetCounter("lease.write_intents")),
+      stale_intents_(stats->GetCounter("lease.stale_write_intents")),
+      kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")) {
+  invalidator_ = std::thread([this] { InvalidatorLoop(); });
+}
+
+LeaseGate::~LeaseGate() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  invalidator_.join();
+}
+
+std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& f = files_[gfid];
+  if (!f) f = std::make_shared<File>();
+  return f;
+}
+
+int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
+  std::shared_ptr<File> f = Get(gfid);
+  for (;;) {
+    std::shared_lock<std::shared_mutex> lock(f->io_mu);
+    if (f->held >= mode) {
+      access->file_ = std::move(f);
+      access->lock_ = std::move(lock);
+      return 0;
+    }
+    lock.unlock();
+    // Not held: ask the manager, without holding the I/O lock (a revoke of
+    // this file may need it meanwhile).
+    slow_enters_->Add();
+    uint64_t token = 0;
+    int err = agent_->Acquire(gfid, mode, &token);
+    if (err != 0) return err;
+    std::unique_lock<std::shared_mutex> update(f->io_mu);
+    // A revoke may already have followed the grant; then ask again.
+    if (agent_->Holds(gfid, mode, &token)) {
+      if (mode > f->held) f->held = mode;
+      if (mode == LeaseMode::kWrite) f->token = token;
+    }
+  }
+}
+
+void LeaseGate::WaitKernelClean(uint64_t gfid) {
+  std::unique_lock<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return;
+  std::shared_ptr<File> f = it->second;
+  cv_.wait(l, [&] { return f->pending == 0 || stopping_; });
+}
+
+uint64_t LeaseGate::WriteToken(uint64_t gfid) { return Get(gfid)->token.load(); }
+
+void LeaseGate::OpenedForWrite(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  std::lock_guard<std::mutex> l(mu_);
+  f->writers++;
+}
+
+void LeaseGate::ClosedForWrite(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  std::lock_guard<std::mutex> l(mu_);
+  if (f->writers > 0) f->writers--;
+}
+
+int LeaseGate::BeginWrite(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      if (f->writers == 0) return 0;
+      // Not during a revoke, and not before the kernel has dropped what an
+      // earlier revoke left: the write's page copy must survive.
+      cv_.wait(l, [&] { return (!f->revoking && f->pending == 0) || stopping_; });
+    }
+    Access access;
+    int err = Enter(gfid, LeaseMode::kWrite, &access);
+    if (err != 0) return err;
+    std::lock_guard<std::mutex> l(mu_);
+    if (!f->revoking && f->pending == 0) {
+      f->intents++;
+      intents_->Add();
+      return 0;
+    }
+  }
+}
+
+void LeaseGate::EndWrite(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  std::lock_guard<std::mutex> l(mu_);
+  if (f->intents > 0 && --f->intents == 0) cv_.notify_all();
+}
+
+void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
+  revokes_->Add();
+  std::shared_ptr<File> f = Get(gfid);
+  {
+    // Let the write(2)s that hold the lease finish, and start no new ones.
+    std::unique_lock<std::mutex> l(mu_);
+    f->revoking = true;
+    if (!cv_.wait_for(l, kIntentTimeout, [&] { return f->intents == 0; })) {
+      stale_intents_->Add(f->intents);
+      f->intents = 0;
+    }
+  }
+  {
+    std::unique_lock<std::shared_mutex> lock(f->io_mu);
+    // The ack promises the data is on stable storage, not merely sent.
+    uint64_t flushed = 0;
+    int err = cache_->Flush(gfid, &flushed);
+    if (err == 0 && flushed > 0) {
+      durable_flushes_->Add();
+      err = storage_->Fsync(gfid, /*datasync=*/false);
+    }
+    if (err != 0) spdlog::error("revoke of {:#x}: write-back failed: errno {}", gfid, err);
+    // Downgrading to READ keeps the (now clean) data; losing the lease drops it.
+    if (to == LeaseMode::kNone) cache_->Invalidate(gfid);
+    if (f->held > to) f->held = to;
+    if (to != LeaseMode::kWrite) f->token = 0;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  f->revoking = false;
+  f->pending++;
+  queue_.push_back(gfid);
+  cv_.notify_all();
+}
+
+void LeaseGate::ReleaseAll() {
+  std::vector<std::pair<uint64_t, std::shared_ptr<File>>> files;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    files.assign(files_.begin(), files_.end());
+  }
+  for (auto& [gfid, f] : files) {
+    std::shared_lock<std::shared_mutex> lock(f->io_mu);
+    if (f->held != LeaseMode::kNone) agent_->Release(gfid);
+  }
+}
+
+void LeaseGate::InvalidatorLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    const uint64_t gfid = queue_.front();
+    queue_.pop_front();
+    std::shared_ptr<File> f = files_[gfid];
+    l.unlock();
+    {
+      ScopedLatency t(kernel_inval_latency_);
+      invalidate_(gfid);
+    }
+    l.lock();
+    f->pending--;
+    cv_.notify_all();
+  }
+}
+
+}  // namespace dfuse

@@ -1,0 +1,133 @@
+// Gates FUSE I/O on userspace leases: the writethrough mode's side of the
+// lease protocol (ARCHITECTURE.md sections 5 and 7).
+//
+// Every READ and WRITE request, and every GETATTR of a regular file, runs
+// while this node holds a lease strong enough for it: the request holds the
+// file's I/O lock shared, and the revoke handler takes it exclusively, so a
+// revoke waits for the requests in flight and new ones wait for the next
+// grant.
+//
+// Revoking makes the data durable (buffer cache flushed and fsynced when it
+// was dirty), drops the buffer cache's copy and lowers the held mode; the
+// kernel's pages are invalidated afterwards, from the gate's own thread.
+// It cannot be done before the ack: the kernel keeps a page locked while it
+// waits for a READ or WRITE request, and such a request may itself be
+// waiting for this lease, which would wait for the ack. Reads stay correct
+// without it because, with attribute timeout 0 and auto_inval_data, the
+// kernel sends a GETATTR before serving any read(2) from its cache, and
+// GETATTR first waits until the file's pending kernel invalidation is done.
+// The invalidation itself waits only for requests that wait for the
+// manager, never for this node, so it always finishes.
+//
+// Writes need one more step. A write(2) copies its data into the kernel's
+// page cache before its WRITE request reaches the daemon, so the lease must
+// be held from before that copy: otherwise local readers could see data
+// this node has no right to have written yet, and a pending invalidation
+// could drop the copied page and let a read refill it with older data. The
+// kernel asks for security.capability at the start of every write(2) (FUSE
+// clears SB_NOSEC), with no page locked: for a file open for writing here,
+// that request is taken as a write intent (BeginWrite), which waits for
+// pending invalidations, acquires the WRITE lease and pins it until the
+// WRITE request is done (EndWrite). A revoke waits for pinned intents, up
+// to kIntentTimeout for one whose WRITE never comes (a failed copy).
+#ifndef DFUSE_IMPL_COMMON_LEASE_GATE_H_
+#define DFUSE_IMPL_COMMON_LEASE_GATE_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "impl/common/buffer_cache.h"
+#include "impl/common/storage_client.h"
+#include "lease/agent.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+using lease::LeaseMode;
+
+class LeaseGate {
+ public:
+  // Drops the kernel's cached pages and attributes of a file.
+  using KernelInvalidator = std::function<void(uint64_t gfid)>;
+
+  LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
+            StatsRegistry* stats);
+  ~LeaseGate();
+  LeaseGate(const LeaseGate&) = delete;
+  LeaseGate& operator=(const LeaseGate&) = delete;
+
+  // The agent is created after the gate (its revoke handler is Revoke).
+  void SetAgent(lease::LeaseAgent* agent) { agent_ = agent; }
+
+  struct File;
+
+  // Keeps a file's lease from being revoked while it lives.
+  class Access {
+   public:
+    Access() = default;
+
+   private:
+    friend class LeaseGate;
+    std::shared_ptr<File> file_;
+    std::shared_lock<std::shared_mutex> lock_;
+  };
+
+  // Blocks until this node holds at least `mode` on gfid; *access keeps it
+  // held until destroyed. Returns 0 or the agent's errno.
+  int Enter(uint64_t gfid, LeaseMode mode, Access* access);
+  // Waits until the kernel's cache of gfid holds nothing from before the
+  // last revoke. Call without holding an Access.
+  void WaitKernelClean(uint64_t gfid);
+  // The fencing token of this node's WRITE lease on gfid, 0 if none.
+  uint64_t WriteToken(uint64_t gfid);
+  // The agent's revoke handler.
+  void Revoke(uint64_t gfid, LeaseMode to);
+  // Clean unmount: gives every lease back (the data is already written back).
+  void ReleaseAll();
+
+  // Open files with write access on this node (intents only count there).
+  void OpenedForWrite(uint64_t gfid);
+  void ClosedForWrite(uint64_t gfid);
+  // A write(2) to gfid is starting (see above). Returns 0 or an errno.
+  // No-op for a file not open for writing here.
+  int BeginWrite(uint64_t gfid);
+  // A WRITE request for gfid is done.
+  void EndWrite(uint64_t gfid);
+
+  static constexpr std::chrono::milliseconds kIntentTimeout{200};
+
+ private:
+  std::shared_ptr<File> Get(uint64_t gfid);
+  void InvalidatorLoop();
+
+  BufferCache* const cache_;
+  StorageClient* const storage_;
+  const KernelInvalidator invalidate_;
+  lease::LeaseAgent* agent_ = nullptr;
+
+  std::mutex mu_;  // guards files_, queue_, stopping_ and every File::pending
+  std::condition_variable cv_;
+  std::unordered_map<uint64_t, std::shared_ptr<File>> files_;
+  std::deque<uint64_t> queue_;  // files whose kernel cache is to be invalidated
+  bool stopping_ = false;
+  std::thread invalidator_;
+
+  Counter* revokes_;
+  Counter* durable_flushes_;
+  Counter* slow_enters_;
+  Counter* intents_;
+  Counter* stale_intents_;
+  Latency* kernel_inval_latency_;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_LEASE_GATE_H_
