@@ -202,7 +202,14 @@ int RunElected(const dfuse::lease::ElectionOptions& options, dfuse::lease::Manag
       spdlog::warn("election: {}", round.error);  // etcd down: keep trying, as a standby
       last_error = round.error;
     }
-    for (int sig; (sig = signals->WaitFor(kCampaignInterval)) != 0;) {
+    // Frequent stats requests (SIGUSR1) must not hold the next round off.
+    const auto next_round = std::chrono::steady_clock::now() + kCampaignInterval;
+    for (auto now = std::chrono::steady_clock::now(); now < next_round;
+         now = std::chrono::steady_clock::now()) {
+      const int sig =
+          signals->WaitFor(std::chrono::duration_cast<std::chrono::milliseconds>(next_round - now) +
+                           std::chrono::milliseconds(1));
+      if (sig == 0) break;
       if (sig != SIGUSR1) return 0;
       dump();
     }

@@ -20,7 +20,18 @@ Layout of RUNDIR::
     storage/port  storage/stats.json
     nodeI/mnt  nodeI/stats.json
     logs/storage.log  logs/nodeI.log
+    leasemgrI/port  leasemgrI/stats.json  leasemgrI/state/
+    etcd/data/                 private etcd of an HA cluster (lease_managers >= 2)
+    logs/leasemgrI.log  logs/etcd.log
     cluster.json               what runs where (rewritten after every change)
+
+Lease managers (``lease_managers``, default 1 for modes in LEASE_MODES, else
+0): with 1, one ``dfuse-lease-manager`` keeping its epoch in its state dir;
+with 2 or more, a private single-member etcd on free loopback ports and that
+many managers started with ``--etcd``, one of which wins the election.  Every
+client gets ``--lease-manager ADDR[,ADDR...]`` (all managers), but only if its
+binary's ``--help`` mentions that flag.  Managers and etcd share the storage
+service's network namespace.
 
 Network emulation (``net``):
 
@@ -42,7 +53,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,9 +63,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 MODES = ("writethrough", "weakwriteback")
+# Client modes whose daemons take leases from the lease manager.
+LEASE_MODES = {"writethrough", "dfuse"}
+LEASE_MANAGER = "dfuse-lease-manager"
 NET_MODES = ("auto", "netns", "inprocess", "none")
 FSTYPE_PREFIX = "fuse.dfuse-"
 DAEMON_NAMES = ("dfuse-storage", "dfuse-writethrough", "dfuse-weakwriteback", "dfuse-dfuse")
+# Swept by ``down --all`` only when started by this tool (see tool_started).
+SERVICE_NAMES = (LEASE_MANAGER, "etcd")
+ETCD_NAME = "dfuse-etcd"
 NETNS_PREFIX = "dfuse-"
 NETNS_DIR = Path("/run/netns")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -82,19 +101,37 @@ def binary_path(build_dir: Path, name: str) -> Path:
     """Path of daemon ``name`` ("storage" or a client mode) under ``build_dir``."""
     if name == "storage":
         return build_dir / "storage" / "dfuse-storage"
+    if name == "lease-manager":
+        return build_dir / "lease" / LEASE_MANAGER
     if name in MODES:
         return build_dir / "impl" / name / f"dfuse-{name}"
     raise ValueError(f"unknown daemon {name!r}")
 
 
-def missing_binaries(build_dir: Path, mode: str) -> list[Path]:
+def default_lease_managers(mode: str) -> int:
+    return 1 if mode in LEASE_MODES else 0
+
+
+def missing_binaries(build_dir: Path, mode: str, lease_managers: int = 0) -> list[Path]:
     """The binaries a cluster of ``mode`` needs that are absent or not executable."""
     out = []
-    for name in ("storage", mode):
+    names = ["storage", mode] + (["lease-manager"] if lease_managers else [])
+    for name in names:
         p = binary_path(build_dir, name)
         if not (p.is_file() and os.access(p, os.X_OK)):
             out.append(p)
+    if lease_managers >= 2:
+        for tool in ("etcd", "etcdctl"):
+            if not shutil.which(tool):
+                out.append(Path(tool + " (Debian etcd-server/etcd-client; tools/setup-deps.sh)"))
     return out
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------
@@ -373,13 +410,18 @@ class Cluster:
                  rtt_us: int = 0, net: str = "auto", build_dir: Optional[str | os.PathLike] = None,
                  cache_size: Optional[str] = None, client_args: Iterable[str] = (),
                  storage_args: Iterable[str] = (), ready_timeout: float = 30.0,
-                 progress: Optional[Callable[[str], None]] = None):
+                 progress: Optional[Callable[[str], None]] = None,
+                 lease_managers: Optional[int] = None, lease_manager_args: Iterable[str] = ()):
         if mode not in MODES:
             raise ClusterError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if net not in NET_MODES:
             raise ClusterError(f"unknown network emulation {net!r} (choose from {', '.join(NET_MODES)})")
         if nodes < 1:
             raise ClusterError("need at least one node")
+        if lease_managers is None:
+            lease_managers = default_lease_managers(mode)
+        if lease_managers < 0:
+            raise ClusterError("the number of lease managers cannot be negative")
         self.rundir = Path(rundir).resolve()
         self.mode = mode
         self.nodes = nodes
@@ -397,6 +439,12 @@ class Cluster:
         self.netns: list[str] = []
         self.storage: dict = {}
         self.clients: list[dict] = []
+        self.lease_manager_count = int(lease_managers)
+        self.lease_manager_args = list(lease_manager_args)
+        self.lease_managers: list[dict] = []
+        self.etcd: dict = {}
+        # Whether the client binary takes --lease-manager (asked once, on first use).
+        self.lease_flag: Optional[bool] = None
         self._popen: dict[int, subprocess.Popen] = {}
         self.status = "new"
         # Problems seen while stopping daemons (stuck processes, leftover mounts).
@@ -439,6 +487,10 @@ class Cluster:
                     "reason": self.net_reason, "namespaces": self.netns, "tag": self.tag},
             "export": str(self.export_dir), "state_dir": str(self.state_dir),
             "storage": self.storage, "clients": self.clients,
+            "lease_manager_count": self.lease_manager_count,
+            "lease_manager_args": self.lease_manager_args,
+            "lease_managers": self.lease_managers, "etcd": self.etcd,
+            "lease_flag": self.lease_flag,
         }
 
     def save(self) -> None:
@@ -458,7 +510,12 @@ class Cluster:
         c = cls(rundir, mode=d["mode"], nodes=d["nodes"], rtt_us=d.get("rtt_us", 0),
                 net=d["net"]["requested"], build_dir=d.get("build_dir"),
                 cache_size=d.get("cache_size"), client_args=d.get("client_args", ()),
-                storage_args=d.get("storage_args", ()))
+                storage_args=d.get("storage_args", ()),
+                lease_managers=d.get("lease_manager_count", 0),
+                lease_manager_args=d.get("lease_manager_args", ()))
+        c.lease_managers = d.get("lease_managers", [])
+        c.etcd = d.get("etcd", {})
+        c.lease_flag = d.get("lease_flag")
         c.net_used = d["net"].get("used")
         c.net_reason = d["net"].get("reason", "")
         c.netns = list(d["net"].get("namespaces", []))
@@ -471,7 +528,7 @@ class Cluster:
 
     def up(self) -> "Cluster":
         """Start storage and every client; on any failure tear everything down."""
-        missing = missing_binaries(self.build_dir, self.mode)
+        missing = missing_binaries(self.build_dir, self.mode, self.lease_manager_count)
         if missing:
             raise ClusterError("missing binaries: " + ", ".join(map(str, missing))
                                + " (build with: cmake --build BUILD)")
@@ -497,6 +554,7 @@ class Cluster:
             if self.net_used == "netns":
                 self._setup_netns()
             self.start_storage()
+            self._start_lease_service()
             for i in range(self.nodes):
                 self.start_client(i, wait=False)
             for i in range(self.nodes):
@@ -516,6 +574,7 @@ class Cluster:
         for c in self.clients:
             self._stop_client(c)
         self._stop_storage()
+        self._stop_lease_service()
         for c in self.clients:
             if not unmount(c["mountpoint"]):
                 self.anomalies.append(f"{c['mountpoint']} is still mounted")
@@ -674,6 +733,214 @@ class Cluster:
     def storage_alive(self) -> bool:
         return pid_alive(self.storage.get("pid"))
 
+    # ---- lease managers and etcd
+
+    @property
+    def lease_manager_addresses(self) -> list[str]:
+        """HOST:PORT of every lease manager, in index order (those that started)."""
+        return [m["address"] for m in self.lease_managers if m.get("address")]
+
+    def _service_host(self) -> tuple[Optional[str], str]:
+        """(netns, host) that storage, lease managers and etcd listen in."""
+        ns = f"{self.tag}-st" if self.net_used == "netns" else None
+        return ns, (STORAGE_NS_ADDR if ns else "127.0.0.1")
+
+    def _start_lease_service(self) -> None:
+        """etcd (for 2+ managers) and every lease manager; waits until one is active."""
+        if self.lease_manager_count == 0:
+            return
+        ns, host = self._service_host()
+        if self.lease_manager_count >= 2:
+            self.start_etcd()
+        self.lease_managers = []
+        for i in range(self.lease_manager_count):
+            d = self.rundir / f"leasemgr{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            self.lease_managers.append({
+                "index": i, "pid": None, "netns": ns, "host": host, "port": 0,
+                "log": str(self.rundir / "logs" / f"leasemgr{i}.log"),
+                "stats": str(d / "stats.json"), "port_file": str(d / "port"),
+                "state_dir": str(d / "state")})
+        for i in range(self.lease_manager_count):
+            self.start_lease_manager(i, wait=False)
+        for i in range(self.lease_manager_count):
+            self._wait_lease_manager_port(i)
+        active = self.wait_active_lease_manager()
+        self.progress(f"lease manager {active} is active "
+                      f"({len(self.lease_managers)} manager(s): {','.join(self.lease_manager_addresses)})")
+
+    def _lease_manager_cmd(self, i: int) -> list[str]:
+        m = self.lease_managers[i]
+        binary = str(binary_path(self.build_dir, "lease-manager"))
+        cmd = self._nsenter(m["netns"]) + [
+            binary, "--listen", f"{m['host']}:{m['port']}", "--port-file", m["port_file"],
+            "--stats", m["stats"]]
+        if self.etcd:
+            # The epoch lives in etcd; the advertised address is HOST:bound port.
+            cmd += ["--etcd", self.etcd["endpoint"], "--election-name", "dfuse"]
+        else:
+            # Epoch = last one in the state dir + 1: no wait for a wall-clock slot.
+            cmd += ["--state-dir", m["state_dir"]]
+        return cmd + self.lease_manager_args
+
+    def start_lease_manager(self, i: int, wait: bool = True) -> None:
+        """Start lease manager ``i`` (on its old port once it had one)."""
+        m = self.lease_managers[i]
+        if m.get("pid") and pid_alive(m["pid"]):
+            raise ClusterError(f"lease manager {i} is already running")
+        Path(m["port_file"]).unlink(missing_ok=True)
+        cmd = self._lease_manager_cmd(i)
+        proc = self._spawn(cmd, Path(m["log"]))
+        m.update(pid=proc.pid, starttime=pid_starttime(proc.pid), cmd=cmd)
+        self.save()
+        self.progress(f"lease manager {i} starting (pid {proc.pid})")
+        if wait:
+            self._wait_lease_manager_port(i)
+
+    def _wait_lease_manager_port(self, i: int) -> None:
+        m = self.lease_managers[i]
+        port = self._wait_port_file(m["pid"], Path(m["port_file"]), Path(m["log"]), f"lease manager {i}")
+        m.update(port=port, address=f"{m['host']}:{port}")
+        self.save()
+
+    def _wait_port_file(self, pid: int, port_file: Path, log: Path, what: str) -> int:
+        """The port a daemon wrote to ``port_file``; fails if it exits or takes too long."""
+        proc = self._popen.get(pid)
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if (proc.poll() is not None) if proc else not pid_alive(pid):
+                rc = proc.returncode if proc else "?"
+                raise ClusterError(f"{what} exited with status {rc} during start; "
+                                   f"{log} ends with:\n{tail(log)}")
+            try:
+                text = port_file.read_text().strip()
+                if text:
+                    return int(text)
+            except (FileNotFoundError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{what} did not write {port_file} within "
+                                   f"{self.ready_timeout:.0f}s; {log} ends with:\n{tail(log)}")
+            time.sleep(0.05)
+
+    def stop_lease_manager(self, i: int) -> None:
+        """SIGTERM (then SIGKILL) lease manager ``i``; an active one resigns."""
+        m = self.lease_managers[i]
+        if m.get("pid"):
+            stop_pid(m["pid"], m.get("starttime"), popen=self._popen.pop(m["pid"], None))
+            m["pid"] = None
+            self.save()
+
+    def kill_lease_manager(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to lease manager ``i`` and wait for it to exit."""
+        m = self.lease_managers[i]
+        if not m.get("pid") or not pid_alive(m["pid"]):
+            raise ClusterError(f"lease manager {i} is not running")
+        os.kill(m["pid"], sig)
+        self._wait_exit(m["pid"], 10)
+        m["pid"] = None
+        self.save()
+
+    def restart_lease_manager(self, i: int) -> None:
+        """Stop lease manager ``i`` if it runs, then start it on the same port."""
+        self.stop_lease_manager(i)
+        self.start_lease_manager(i)
+
+    def lease_manager_alive(self, i: int) -> bool:
+        return pid_alive(self.lease_managers[i].get("pid"))
+
+    def lease_stats(self, i: int, timeout: float = 10.0) -> dict:
+        """Stats dump of lease manager ``i`` (SIGUSR1), parsed; ``["lease"]`` has
+        ``active``, ``epoch``, ``leader``, sessions, grants, reclaims..."""
+        return self._dump_stats(self.lease_managers[i], f"lease manager {i}", timeout)
+
+    def active_lease_manager(self) -> Optional[int]:
+        """Index of the manager that serves now (highest epoch among those that say
+        they are active), or None during an election."""
+        found = self._active_lease_manager()
+        return found[0] if found else None
+
+    def _active_lease_manager(self) -> Optional[tuple[int, int]]:
+        best = None
+        for i, m in enumerate(self.lease_managers):
+            if not pid_alive(m.get("pid")):
+                continue
+            try:
+                lease = self.lease_stats(i, timeout=3).get("lease", {})
+            except ClusterError:
+                continue
+            if lease.get("active") and (best is None or lease["epoch"] > best[1]):
+                best = (i, lease["epoch"])
+        return best
+
+    def wait_active_lease_manager(self, timeout: Optional[float] = None,
+                                  min_epoch: int = 0) -> int:
+        """Wait until some manager is active with an epoch >= ``min_epoch``; its index."""
+        timeout = self.ready_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._active_lease_manager()
+            if found and found[1] >= min_epoch:
+                return found[0]
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"{m['log']}:\n{tail(m['log'], 5)}" for m in self.lease_managers)
+                raise ClusterError(f"no active lease manager (epoch >= {min_epoch}) "
+                                   f"within {timeout:.0f}s\n{logs}")
+            time.sleep(0.1)
+
+    def start_etcd(self) -> None:
+        """A private single-member etcd on free loopback ports, data under RUNDIR/etcd."""
+        ns, _ = self._service_host()
+        client, peer = free_port(), free_port()
+        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        data = self.rundir / "etcd" / "data"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        cmd = self._nsenter(ns) + [
+            shutil.which("etcd") or "etcd", "--name", ETCD_NAME, "--data-dir", str(data),
+            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{ETCD_NAME}={peer_url}", "--logger", "zap",
+            "--log-level", "warn"]
+        log = self.rundir / "logs" / "etcd.log"
+        proc = self._spawn(cmd, log)
+        self.etcd = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "cmd": cmd,
+                     "log": str(log), "netns": ns, "data_dir": str(data),
+                     "endpoint": f"127.0.0.1:{client}", "peer_url": peer_url}
+        self.save()
+        self.progress(f"etcd starting (pid {proc.pid}) on 127.0.0.1:{client}")
+        deadline = time.monotonic() + self.ready_timeout
+        while self.etcdctl("endpoint", "health").returncode != 0:
+            if proc.poll() is not None:
+                raise ClusterError(f"etcd exited with status {proc.returncode} during start; "
+                                   f"{log} ends with:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"etcd not healthy within {self.ready_timeout:.0f}s; "
+                                   f"{log} ends with:\n{tail(log)}")
+            time.sleep(0.1)
+
+    def etcdctl(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess:
+        """Run etcdctl against the cluster's etcd (in its namespace)."""
+        if not self.etcd:
+            raise ClusterError("this cluster has no etcd (lease_managers < 2)")
+        cmd = self._nsenter(self.etcd.get("netns")) + [
+            "etcdctl", "--endpoints", self.etcd["endpoint"], "--dial-timeout", "1s", *args]
+        return _run(cmd, timeout=timeout)
+
+    def _stop_lease_service(self) -> None:
+        for m in self.lease_managers:
+            if m.get("pid"):
+                stop_pid(m["pid"], m.get("starttime"), popen=self._popen.pop(m["pid"], None))
+                m["pid"] = None
+        if self.etcd.get("pid"):
+            stop_pid(self.etcd["pid"], self.etcd.get("starttime"),
+                     popen=self._popen.pop(self.etcd["pid"], None))
+            self.etcd["pid"] = None
+        # Half-started ones that never made it into cluster.json.
+        for pid, name in service_pids():
+            if any(a.startswith(str(self.rundir) + "/") for a in pid_cmdline(pid)):
+                self.progress(f"stopping stray {name} pid {pid}")
+                stop_pid(pid)
+
     # ---- clients
 
     def _client_cmd(self, i: int) -> list[str]:
@@ -684,8 +951,21 @@ class Cluster:
             args += ["--cache-size", str(self.cache_size)]
         if self.net_used == "inprocess" and self.rtt_us:
             args += ["--emulated-rtt-us", str(self.rtt_us)]
+        if self.lease_managers and self.mode in LEASE_MODES and self._client_takes_lease_flag():
+            args += ["--lease-manager", ",".join(self.lease_manager_addresses)]
         binary = str(binary_path(self.build_dir, self.mode))
         return self._nsenter(c.get("netns")) + [binary] + args + self.client_args + [addr, c["mountpoint"]]
+
+    def _client_takes_lease_flag(self) -> bool:
+        """Whether the client binary accepts --lease-manager (older builds reject it)."""
+        if self.lease_flag is None:
+            binary = str(binary_path(self.build_dir, self.mode))
+            r = _run([binary, "--help"], timeout=10)
+            self.lease_flag = "--lease-manager" in (r.stdout + r.stderr)
+            if not self.lease_flag:
+                self.progress(f"{binary} has no --lease-manager flag: clients run without leases")
+            self.save()
+        return self.lease_flag
 
     def start_client(self, i: int, wait: bool = True) -> None:
         """Start client daemon ``i``; with ``wait``, until its mount is ready."""
@@ -815,9 +1095,12 @@ class Cluster:
     def stats(self, i: Optional[int] = None, timeout: float = 10.0) -> dict:
         """Ask node ``i`` (or the storage service if None) for a stats dump (SIGUSR1)."""
         entry = self.storage if i is None else self.clients[i]
+        return self._dump_stats(entry, "storage" if i is None else f"node{i}", timeout)
+
+    def _dump_stats(self, entry: dict, what: str, timeout: float) -> dict:
         path, pid = Path(entry["stats"]), entry.get("pid")
         if not pid or not pid_alive(pid):
-            raise ClusterError(f"{'storage' if i is None else f'node{i}'} is not running")
+            raise ClusterError(f"{what} is not running")
         try:
             before = path.stat().st_mtime_ns, path.read_bytes()
         except FileNotFoundError:
@@ -831,7 +1114,7 @@ class Cluster:
                     return json.loads(now[1])
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise ClusterError(f"no stats dump in {path} within {timeout}s after SIGUSR1")
 
     # ---- helpers
@@ -871,6 +1154,13 @@ class Cluster:
         for c in self.clients:
             lines.append(f"  node{c['index']}    pid={c.get('pid')} alive={pid_alive(c.get('pid'))} "
                          f"mounted={mount_fstype(c['mountpoint'])} {c['mountpoint']}")
+        for m in self.lease_managers:
+            lines.append(f"  leasemgr{m['index']} pid={m.get('pid')} alive={pid_alive(m.get('pid'))} "
+                         f"address={m.get('address')} log={m.get('log')}")
+        if self.etcd:
+            e = self.etcd
+            lines.append(f"  etcd     pid={e.get('pid')} alive={pid_alive(e.get('pid'))} "
+                         f"endpoint={e.get('endpoint')} log={e.get('log')}")
         if self.netns:
             lines.append("  netns    " + " ".join(self.netns))
         return "\n".join(lines)
@@ -893,6 +1183,32 @@ def dfuse_pids() -> list[tuple[int, str]]:
         base = os.path.basename(cmd[0])
         if base in DAEMON_NAMES:
             out.append((pid, base))
+    return out
+
+
+def tool_started(cmd: Sequence[str]) -> bool:
+    """True if a process with command line ``cmd`` was started by this tool: one
+    of its path arguments lies in a run directory (one with a cluster.json)."""
+    for arg in cmd[1:]:
+        arg = arg.split("=", 1)[-1]
+        if not arg.startswith("/"):
+            continue
+        for parent in list(Path(arg).parents)[:3]:
+            if parent != Path("/") and (parent / "cluster.json").is_file():
+                return True
+    return False
+
+
+def service_pids() -> list[tuple[int, str]]:
+    """(pid, name) of every running lease manager and etcd (started by anyone)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        cmd = pid_cmdline(pid)
+        if cmd and os.path.basename(cmd[0]) in SERVICE_NAMES and pid_alive(pid):
+            out.append((pid, os.path.basename(cmd[0])))
     return out
 
 
@@ -919,6 +1235,12 @@ def sweep_all(progress: Callable[[str], None] = lambda m: None) -> int:
         n += 1
     for pid, name in pids:
         if name == "dfuse-storage":
+            progress(f"stopping {name} pid {pid}")
+            stop_pid(pid)
+            n += 1
+    # Lease managers before etcd, so an active one can resign cleanly.
+    for pid, name in sorted(service_pids(), key=lambda p: p[1] == "etcd"):
+        if tool_started(pid_cmdline(pid)):
             progress(f"stopping {name} pid {pid}")
             stop_pid(pid)
             n += 1

@@ -113,3 +113,41 @@ def test_cli_up_status_down(workdir):
     assert cli("status", "--dir", str(run), check=False).returncode == 1
     cli("down", "--dir", str(run))  # idempotent
     nothing_left(run)
+
+
+def test_lease_manager_defaults_and_flags(workdir):
+    assert dc.Cluster(workdir / "a", mode="writethrough").lease_manager_count == 1
+    assert dc.Cluster(workdir / "b", mode="weakwriteback").lease_manager_count == 0
+    assert dc.Cluster(workdir / "c", mode="weakwriteback", lease_managers=3).lease_manager_count == 3
+    assert dc.LEASE_MODES >= {"writethrough", "dfuse"}
+    with pytest.raises(dc.ClusterError):
+        dc.Cluster(workdir / "d", lease_managers=-1)
+    r = subprocess.run([sys.executable, str(CLI), "up", "--help"], stdout=subprocess.PIPE, text=True)
+    assert "--lease-managers" in r.stdout
+
+
+def test_down_all_sweeps_only_tool_started_services(workdir):
+    # Identified by a path argument inside a run directory (one with cluster.json).
+    run = workdir / "run"
+    run.mkdir()
+    (run / "cluster.json").write_text("{}")
+    assert dc.tool_started(["dfuse-lease-manager", "--stats", f"{run}/leasemgr0/stats.json"])
+    assert dc.tool_started(["etcd", "--name", "dfuse-etcd", f"--data-dir={run}/etcd/data"])
+    assert not dc.tool_started(["etcd", "--data-dir", "/var/lib/etcd/default"])
+    assert not dc.tool_started(["dfuse-lease-manager", "--listen", "127.0.0.1:0", "--epoch", "1"])
+
+
+def test_lease_managers_recorded_and_stopped(workdir):
+    require_fuse()
+    require_binaries("storage", "weakwriteback", "lease-manager")
+    c = dc.Cluster(workdir / "run", mode="weakwriteback", nodes=1, net="none", lease_managers=1)
+    with c:
+        state = json.loads(c.state_file.read_text())
+        assert state["lease_manager_count"] == 1 and state["lease_managers"][0]["address"]
+        assert c.lease_manager_addresses == [state["lease_managers"][0]["address"]]
+        assert c.active_lease_manager() == 0 and c.lease_stats(0)["lease"]["active"]
+        # weakwriteback takes no leases: its clients are not told about the manager.
+        assert "--lease-manager" not in state["clients"][0]["cmd"]
+        pid = c.lease_managers[0]["pid"]
+    assert not dc.pid_alive(pid)
+    nothing_left(c.rundir)
