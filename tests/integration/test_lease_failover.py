@@ -15,7 +15,12 @@ from conftest import build_dir, require_binaries
 
 # Default --etcd-lease-ttl: a dead leader's key lingers this long.
 ETCD_TTL_S = 3
-TERM_S = 5  # the managers' default lease term and reclaim window
+# Lease term (and reclaim window) for the failover test. A client reclaims
+# only leases it still trusts when it reaches the new leader, so the term
+# must outlast the etcd TTL plus the client's search: with the default 5 s
+# term, a renewal just before the crash leaves ~3 s, about what the failover
+# takes on a loaded 2-core machine. 8 s makes the reclaim deterministic.
+TERM_S = 8
 
 
 def require_ha():
@@ -40,7 +45,8 @@ def wait_for(what, pred, timeout):
 def test_kill_active_manager_standby_takes_over(make_cluster):
     require_ha()
     require_binaries("storage", "writethrough")
-    c = make_cluster("writethrough", nodes=2, lease_managers=3)
+    c = make_cluster("writethrough", nodes=2, lease_managers=3,
+                     lease_manager_args=["--term-ms", str(TERM_S * 1000)])
     assert len(c.lease_manager_addresses) == 3 and c.etcd["pid"]
     active = c.active_lease_manager()
     before = c.lease_stats(active)["lease"]
