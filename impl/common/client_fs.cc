@@ -104,12 +104,16 @@ ClientFs* ClientFs::Self(fuse_req_t req) { return static_cast<ClientFs*>(fuse_re
 
 void ClientFs::Count(std::string_view op) { op_counters_.at(op)->Add(); }
 
-proto::Credentials ClientFs::Caller(fuse_req_t req) {
+proto::MakeRequest ClientFs::NewMake(fuse_req_t req, fuse_ino_t parent, const char* name,
+                                     mode_t mode) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  proto::Credentials cred;
-  cred.set_uid(ctx->uid);
-  cred.set_gid(ctx->gid);
-  return cred;
+  proto::MakeRequest mreq;
+  mreq.set_parent(Gfid(parent));
+  mreq.set_name(name);
+  mreq.set_mode(mode);
+  mreq.mutable_cred()->set_uid(ctx->uid);  // new files belong to the caller
+  mreq.mutable_cred()->set_gid(ctx->gid);
+  return mreq;
 }
 
 void ClientFs::FillStat(const proto::Attr& attr, struct stat* st) {
@@ -354,12 +358,8 @@ void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
                      dev_t rdev) {
   ClientFs* self = Self(req);
   self->Count("mknod");
-  proto::MakeRequest mreq;
-  mreq.set_parent(self->Gfid(parent));
-  mreq.set_name(name);
-  mreq.set_mode(mode);
+  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
   mreq.set_rdev(rdev);
-  *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = S_ISREG(mode) ? self->storage_->Create(mreq, &attr) : self->storage_->Mknod(mreq, &attr);
   self->ReplyMake(req, parent, name, err, attr);
@@ -368,11 +368,7 @@ void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
 void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   ClientFs* self = Self(req);
   self->Count("mkdir");
-  proto::MakeRequest mreq;
-  mreq.set_parent(self->Gfid(parent));
-  mreq.set_name(name);
-  mreq.set_mode(mode);
-  *mreq.mutable_cred() = self->Caller(req);
+  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
   proto::Attr attr;
   int err = self->storage_->Mkdir(mreq, &attr);
   self->ReplyMake(req, parent, name, err, attr);
@@ -381,11 +377,8 @@ void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
 void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
   self->Count("symlink");
-  proto::MakeRequest mreq;
-  mreq.set_parent(self->Gfid(parent));
-  mreq.set_name(name);
+  proto::MakeRequest mreq = self->NewMake(req, parent, name, 0);
   mreq.set_target(link);
-  *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = self->storage_->Symlink(mreq, &attr);
   self->ReplyMake(req, parent, name, err, attr);
@@ -451,12 +444,8 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
                       fuse_file_info* fi) {
   ClientFs* self = Self(req);
   self->Count("create");
-  proto::MakeRequest mreq;
-  mreq.set_parent(self->Gfid(parent));
-  mreq.set_name(name);
-  mreq.set_mode(mode);
+  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
   mreq.set_exclusive((fi->flags & O_EXCL) != 0);
-  *mreq.mutable_cred() = self->Caller(req);
   proto::Attr attr;
   int err = self->storage_->Create(mreq, &attr);
   if (err != 0) {
@@ -512,7 +501,6 @@ void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("flush");
   // close(): write back so that the next open on any node sees the data.
-  // Under leases a revoke does that when another node needs it.
   fuse_reply_err(req, self->policy_.flush_on_close ? self->cache_->Flush(self->Gfid(ino)) : 0);
 }
 

@@ -77,7 +77,9 @@ class ClientFs {
                   const proto::Attr& attr);
   void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
   void ObserveAttr(const proto::Attr& attr, bool own);
-  proto::Credentials Caller(fuse_req_t req);
+  // A create/mknod/mkdir/symlink request for `name` in `parent`, owned by
+  // the caller.
+  proto::MakeRequest NewMake(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
   void ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
                  const proto::Attr& attr);
 

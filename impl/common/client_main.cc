@@ -320,11 +320,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   if (leases) {
     // Leases keep caches coherent: the kernel may keep pages across opens,
     // and it asks for attributes before every read it would serve from them
-    // (see lease_gate.h); close needs no write-back.
+    // (see lease_gate.h). Close still writes back: not for consistency, but
+    // because users expect a closed file's data on the storage service.
     policy.keep_cache = true;
     policy.auto_inval_data = true;
     policy.revalidate_on_open = false;
-    policy.flush_on_close = false;
     policy.attr_timeout = 0;
   }
   // Construction order matters for teardown: the agent (whose revoke thread

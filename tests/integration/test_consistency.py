@@ -12,8 +12,7 @@ recorded history is linearizable per block.
 * Three weakwriteback nodes sharing every block: their page caches go stale,
   so the checker must find violations -- proof that it can see them.
 
-Multi-node writethrough is not asserted on yet: its lease protocol is still
-being built (it only promises close-to-open today).
+Multi-node writethrough (strong, with leases) is checked in test_leases.py.
 """
 
 import json
