@@ -1,7 +1,9 @@
 // Round trips through the lease manager over real gRPC on loopback: an
-// in-process manager and in-process agents, so the numbers are protocol and
-// thread-handoff costs without a network. Run by hand:
-// build-*/bench/lease_service_bench.
+// in-process manager and in-process agents. The argument is an emulated
+// network round trip in microseconds (the agents delay every message they
+// send by it, as the client daemons' --emulated-rtt-us does): 0 measures
+// protocol and thread-handoff costs alone. Run by hand:
+// build/bench/lease_service_bench, or recorded by tools/bench-lease.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -34,9 +36,10 @@ std::unique_ptr<ManagerServer> StartManager() {
   return manager;
 }
 
-std::unique_ptr<LeaseAgent> StartAgent(int port, StatsRegistry* stats) {
+std::unique_ptr<LeaseAgent> StartAgent(int port, int64_t rtt_us, StatsRegistry* stats) {
   LeaseAgentOptions o;
   o.manager = "127.0.0.1:" + std::to_string(port);
+  o.emulated_rtt = std::chrono::microseconds(rtt_us);
   auto agent = std::make_unique<LeaseAgent>(
       o, [](uint64_t, LeaseMode) {}, stats);
   std::string error;
@@ -48,7 +51,7 @@ std::unique_ptr<LeaseAgent> StartAgent(int port, StatsRegistry* stats) {
 void BM_AcquireGrant(benchmark::State& state) {
   auto manager = StartManager();
   StatsRegistry stats;
-  auto agent = StartAgent(manager->port(), &stats);
+  auto agent = StartAgent(manager->port(), state.range(0), &stats);
   uint64_t gfid = 1;
   for (auto _ : state) {
     uint64_t token;
@@ -57,15 +60,15 @@ void BM_AcquireGrant(benchmark::State& state) {
     gfid++;
   }
 }
-BENCHMARK(BM_AcquireGrant)->UseRealTime();
+BENCHMARK(BM_AcquireGrant)->ArgName("rtt_us")->Arg(0)->Arg(100)->Arg(500)->UseRealTime();
 
 // Two writers take turns on one file: each Acquire revokes the other
 // (Acquire, Revoke, RevokeAck, Grant: two round trips plus handler handoff).
 void BM_WriteHandoff(benchmark::State& state) {
   auto manager = StartManager();
   StatsRegistry stats_a, stats_b;
-  auto a = StartAgent(manager->port(), &stats_a);
-  auto b = StartAgent(manager->port(), &stats_b);
+  auto a = StartAgent(manager->port(), state.range(0), &stats_a);
+  auto b = StartAgent(manager->port(), state.range(0), &stats_b);
   LeaseAgent* writers[2] = {a.get(), b.get()};
   int turn = 0;
   for (auto _ : state) {
@@ -74,7 +77,7 @@ void BM_WriteHandoff(benchmark::State& state) {
     turn ^= 1;
   }
 }
-BENCHMARK(BM_WriteHandoff)->UseRealTime();
+BENCHMARK(BM_WriteHandoff)->ArgName("rtt_us")->Arg(0)->Arg(100)->Arg(500)->UseRealTime();
 
 }  // namespace
 }  // namespace dfuse::lease
