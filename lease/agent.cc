@@ -185,9 +185,10 @@ bool LeaseAgent::RunStream() {
       proto::HeldLease* held = h->add_reclaim();
       held->set_gfid(gfid);
       held->set_mode(ToProto(mode));
-      held->set_token(file.queued_mode == LeaseMode::kWrite ? file.queued_token
-                      : file.held == LeaseMode::kWrite      ? file.token
-                                                            : 0);
+      held->set_token(file.queued_mode == LeaseMode::kWrite    ? file.queued_token
+                      : file.held == LeaseMode::kWrite         ? file.token
+                      : file.revoked_from == LeaseMode::kWrite ? file.revoked_token
+                                                               : 0);
     }
   }
   std::unique_ptr<Stream> stream = stub->Session(&ctx);
@@ -332,10 +333,15 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       // Stop trusting the stronger lease at once, unless a queued grant is
       // still to be applied first (the revoke job lowers it again).
       if (file.grants_queued == 0 && file.held > to) {
+        if (file.held > file.revoked_from) {
+          file.revoked_from = file.held;
+          file.revoked_token = file.token;
+        }
         file.held = to;
         if (to != LeaseMode::kWrite) file.token = 0;
       }
       file.jobs++;
+      file.revokes++;
       jobs_.push_back(
           {.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
       jobs_cv_.notify_one();
@@ -391,6 +397,8 @@ void LeaseAgent::Lose(uint64_t gfid, File& file) {
   file.token = 0;
   file.losses++;
   file.queued_mode = LeaseMode::kNone;
+  file.revoked_from = LeaseMode::kNone;
+  file.revoked_token = 0;
   file.jobs++;
   jobs_.push_back({.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone});
   jobs_cv_.notify_one();
@@ -415,7 +423,9 @@ void LeaseAgent::Forget(uint64_t gfid) {
 
 // --- Timer: heartbeats and expiry ---
 
-LeaseMode LeaseAgent::Claimed(const File& file) { return std::max(file.held, file.queued_mode); }
+LeaseMode LeaseAgent::Claimed(const File& file) {
+  return std::max({file.held, file.queued_mode, file.revoked_from});
+}
 
 bool LeaseAgent::Holding() const {
   for (const auto& [gfid, file] : files_) {
@@ -478,6 +488,10 @@ void LeaseAgent::RevokeLoop() {
       }
     } else {
       if (file.held > job.to) {
+        if (job.kind == Job::kRevoke && file.held > file.revoked_from) {
+          file.revoked_from = file.held;
+          file.revoked_token = file.token;
+        }
         file.held = job.to;
         if (job.to != LeaseMode::kWrite) file.token = 0;
       }
@@ -489,6 +503,12 @@ void LeaseAgent::RevokeLoop() {
       l.lock();
       // `file` is still valid: Forget never erases a file with jobs pending.
       if (job.kind == Job::kRevoke) {
+        // Handled: what the revoke took is safe to give up even if the ack
+        // is lost with the stream.
+        if (--file.revokes == 0) {
+          file.revoked_from = LeaseMode::kNone;
+          file.revoked_token = 0;
+        }
         proto::ClientMessage msg;
         proto::RevokeAck* ack = msg.mutable_revoke_ack();
         ack->set_gfid(job.gfid);
@@ -620,6 +640,8 @@ void LeaseAgent::Release(uint64_t gfid) {
   file.held = LeaseMode::kNone;
   file.token = 0;
   file.queued_mode = LeaseMode::kNone;
+  file.revoked_from = LeaseMode::kNone;
+  file.revoked_token = 0;
   file.losses++;  // a grant still queued is released too
   proto::ClientMessage msg;
   msg.mutable_release()->set_gfid(gfid);

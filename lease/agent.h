@@ -137,6 +137,12 @@ class LeaseAgent {
     LeaseMode queued_mode = LeaseMode::kNone;
     uint64_t queued_token = 0;
     uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
+    // The mode (and token) a revoke took away while its handler has not
+    // finished: the manager still counts it until the ack, which a broken
+    // stream loses, so a reconnect reclaims it (kNone when none is running).
+    LeaseMode revoked_from = LeaseMode::kNone;
+    uint64_t revoked_token = 0;
+    int revokes = 0;  // kRevoke jobs queued or running
     std::shared_ptr<Request> request;  // the outstanding one, if any
   };
 
@@ -182,8 +188,8 @@ class LeaseAgent {
   void LoseAll(const char* why);
   void Forget(uint64_t gfid);
   bool HoldsLocked(uint64_t gfid, LeaseMode mode, uint64_t* token);
-  // The strongest lease the manager may think we hold: held, or a queued
-  // grant's.
+  // The strongest lease the manager may think we hold: held, a queued
+  // grant's, or one a revoke still being handled took away.
   static LeaseMode Claimed(const File& file);
   bool Holding() const;
   std::shared_ptr<Request> NewRequest(uint64_t gfid, LeaseMode mode);
