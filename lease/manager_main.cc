@@ -257,8 +257,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1}, kMaxEpoch));
   app.add_option("--state-dir", state_dir, "Directory that keeps the last epoch across restarts");
   app.add_option("--reclaim-ms", reclaim_ms,
-                 "Reclaim window at start, in which clients of a previous manager re-assert "
-                 "their leases before new ones are granted (default: the term; 0: none)")
+                 "Reclaim window at start (epochs after the first), in which clients of a "
+                 "previous manager re-assert their leases before new ones are granted "
+                 "(default: the term; 0: none)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--etcd", election_opt.endpoints,
                  "etcd endpoints HOST:PORT[,...]: run as one of a highly available group, "

@@ -123,7 +123,10 @@ void ManagerService::Activate(uint64_t epoch) {
     leader_.clear();
     sm_ = std::make_unique<StateMachine>(
         Options{.epoch = epoch, .term_ms = options_.term_ms, .min_hold_ms = options_.min_hold_ms});
-    if (options_.reclaim_ms > 0) {
+    // Epoch 1 has no predecessor whose clients could hold leases: a window
+    // would only hold up the first grants for nothing. Epochs only grow
+    // (etcd, --state-dir, the wall clock), so any later one opens it.
+    if (options_.reclaim_ms > 0 && epoch > 1) {
       const uint64_t now = NowMs();
       sm_->BeginReclaim(now, options_.reclaim_ms);
       reclaim_end_ms_ = now + options_.reclaim_ms;

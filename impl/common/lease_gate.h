@@ -102,7 +102,9 @@ class LeaseGate {
   // A WRITE request for gfid is done.
   void EndWrite(uint64_t gfid);
 
-  static constexpr std::chrono::milliseconds kIntentTimeout{200};
+  // Only a write(2) that fails after its intent (a fault copying the user's
+  // buffer) never sends its WRITE; everything else may be slow under load.
+  static constexpr std::chrono::milliseconds kIntentTimeout{2000};
 
  private:
   std::shared_ptr<File> Get(uint64_t gfid);
