@@ -40,6 +40,7 @@
 #include "lease/election.h"
 #include "lease/manager_service.h"
 #include "util/log.h"
+#include "util/signal_waiter.h"
 
 namespace {
 
@@ -56,34 +57,7 @@ constexpr uint64_t kMaxEpoch = (uint64_t{1} << 24) - 1;
 constexpr int64_t kWallClockBase = 1735689600;  // 2025-01-01T00:00:00Z
 constexpr int64_t kWallClockSlot = 8;           // seconds per wall-clock epoch
 
-// Waits for SIGTERM/SIGINT (stop) and SIGUSR1 (dump stats) in a plain
-// thread: sigwait needs no async-signal-safe dance.
-class SignalWaiter {
- public:
-  SignalWaiter() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGUSR1);
-    // Blocked before any other thread exists, so all of them inherit it.
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  int Wait() {
-    int sig = 0;
-    sigwait(&set_, &sig);
-    return sig;
-  }
-  // A signal, or 0 after `timeout`.
-  int WaitFor(std::chrono::milliseconds timeout) {
-    const timespec ts{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
-                      .tv_nsec = static_cast<long>(timeout.count() % 1000 * 1000000)};
-    const int sig = sigtimedwait(&set_, nullptr, &ts);
-    return sig < 0 ? 0 : sig;
-  }
-
- private:
-  sigset_t set_;
-};
+using dfuse::SignalWaiter;
 
 // Writes `text` to `path` via a temp file; with `durable`, fsyncs the file
 // and its directory so the content survives a crash.

@@ -15,34 +15,12 @@
 #include "storage/server.h"
 #include "util/gfid.h"
 #include "util/log.h"
+#include "util/signal_waiter.h"
 
 namespace {
 
 constexpr int kExitFailure = 1;  // the server could not start
 constexpr int kExitUsage = 2;    // bad flags
-
-// Waits for SIGTERM/SIGINT (stop) and SIGUSR1 (dump stats) in a plain
-// thread: sigwait needs no async-signal-safe dance.
-class SignalWaiter {
- public:
-  SignalWaiter() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGUSR1);
-    // Blocked before any other thread exists, so all of them inherit it.
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  // Returns the next signal received.
-  int Wait() {
-    int sig = 0;
-    sigwait(&set_, &sig);
-    return sig;
-  }
-
- private:
-  sigset_t set_;
-};
 
 bool WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
@@ -88,7 +66,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  SignalWaiter signals;
+  dfuse::SignalWaiter signals;
   std::string error;
   auto server = dfuse::storage::StorageServer::Start(opt, &error);
   if (!server) {
