@@ -238,6 +238,7 @@ void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   self->ObserveAttr(attr, /*own=*/false);
+  if (self->gate_ && S_ISREG(attr.mode())) self->gate_->WaitWritesDone(attr.gfid());
   self->ReplyEntry(req, parent, name, attr);
 }
 
@@ -267,6 +268,7 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     // from its cache: drop what an earlier revoke left there first, then
     // read size and mtime under the lease.
     self->gate_->WaitKernelClean(gfid);
+    self->gate_->WaitWritesDone(gfid);
     int err = self->gate_->Enter(gfid, LeaseMode::kRead, &access);
     if (err != 0) {
       fuse_reply_err(req, err);

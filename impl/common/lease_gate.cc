@@ -124,6 +124,12 @@ void LeaseGate::EndWrite(uint64_t gfid) {
   if (f->intents > 0 && --f->intents == 0) cv_.notify_all();
 }
 
+void LeaseGate::WaitWritesDone(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait_for(l, kIntentTimeout, [&] { return f->intents == 0 || stopping_; });
+}
+
 void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   revokes_->Add();
   std::shared_ptr<File> f = Get(gfid);

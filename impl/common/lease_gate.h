@@ -101,6 +101,13 @@ class LeaseGate {
   int BeginWrite(uint64_t gfid);
   // A WRITE request for gfid is done.
   void EndWrite(uint64_t gfid);
+  // Waits (up to kIntentTimeout) until no write(2) to gfid is in flight on
+  // this node. Attributes sent to the kernel can make it drop the file's
+  // pages (auto_inval_data on an mtime change); during a write(2) that
+  // could drop the page holding its data before the WRITE request arrives,
+  // and a read could refill it with older data. So replies that carry a
+  // regular file's attributes wait for local writes first.
+  void WaitWritesDone(uint64_t gfid);
 
   // Only a write(2) that fails after its intent (a fault copying the user's
   // buffer) never sends its WRITE; everything else may be slow under load.
