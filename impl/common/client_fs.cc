@@ -90,9 +90,10 @@ ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient*
   }
 }
 
-void ClientFs::InvalidateKernel(uint64_t gfid) {
+void ClientFs::InvalidateKernel(uint64_t gfid, bool pages) {
   if (se_ == nullptr) return;
-  int err = fuse_lowlevel_notify_inval_inode(se_, Ino(gfid), 0, 0);
+  // A negative offset invalidates the attributes only.
+  int err = fuse_lowlevel_notify_inval_inode(se_, Ino(gfid), pages ? 0 : -1, 0);
   if (err != 0 && err != -ENOENT) spdlog::warn("invalidating {:#x}: {}", gfid, err);
 }
 

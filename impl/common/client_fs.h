@@ -56,9 +56,9 @@ class ClientFs {
     dir_aliases_.Start(se);
   }
 
-  // Drops the kernel's cached pages and attributes of a file (from a thread
-  // that serves no FUSE request).
-  void InvalidateKernel(uint64_t gfid);
+  // Drops the kernel's cached attributes of a file and, with `pages`, its
+  // cached pages (from a thread that serves no FUSE request).
+  void InvalidateKernel(uint64_t gfid, bool pages);
 
  private:
   // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.

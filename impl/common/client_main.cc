@@ -338,7 +338,8 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   BufferCache cache(copts, &backend, &stats);
   if (leases) {
     gate = std::make_unique<LeaseGate>(
-        &cache, &storage, [&fs_ptr](uint64_t gfid) { fs_ptr->InvalidateKernel(gfid); }, &stats);
+        &cache, &storage,
+        [&fs_ptr](uint64_t gfid, bool pages) { fs_ptr->InvalidateKernel(gfid, pages); }, &stats);
     backend.set_gate(gate.get());
   }
   fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),

@@ -157,11 +157,16 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
     if (f->held > to) f->held = to;
     if (to != LeaseMode::kWrite) f->token = 0;
   }
-  std::lock_guard<std::mutex> l(mu_);
-  f->revoking = false;
-  f->pending++;
-  queue_.push_back(gfid);
-  cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    f->revoking = false;
+    f->pending++;
+    queue_.push_back(gfid);
+    cv_.notify_all();
+  }
+  // With the page invalidation pending, make the kernel ask for attributes
+  // (and so wait for it) before it serves the next read(2) from its cache.
+  invalidate_(gfid, /*pages=*/false);
 }
 
 void LeaseGate::ReleaseAll() {
@@ -187,7 +192,7 @@ void LeaseGate::InvalidatorLoop() {
     l.unlock();
     {
       ScopedLatency t(kernel_inval_latency_);
-      invalidate_(gfid);
+      invalidate_(gfid, /*pages=*/true);
     }
     l.lock();
     f->pending--;

@@ -13,9 +13,12 @@
 // It cannot be done before the ack: the kernel keeps a page locked while it
 // waits for a READ or WRITE request, and such a request may itself be
 // waiting for this lease, which would wait for the ack. Reads stay correct
-// without it because, with attribute timeout 0 and auto_inval_data, the
-// kernel sends a GETATTR before serving any read(2) from its cache, and
-// GETATTR first waits until the file's pending kernel invalidation is done.
+// without it because, with auto_inval_data, the kernel sends a GETATTR
+// before serving a read(2) from its cache whenever its attributes are not
+// valid, and GETATTR first waits until the file's pending kernel
+// invalidation is done. Attribute timeout 0 is not enough for that (the
+// kernel trusts them until the next jiffy), so before the ack the revoke
+// also drops the kernel's attributes, which needs no lock.
 // The invalidation itself waits only for requests that wait for the
 // manager, never for this node, so it always finishes.
 //
@@ -55,8 +58,9 @@ using lease::LeaseMode;
 
 class LeaseGate {
  public:
-  // Drops the kernel's cached pages and attributes of a file.
-  using KernelInvalidator = std::function<void(uint64_t gfid)>;
+  // Drops the kernel's cached attributes of a file, and with `pages` its
+  // cached pages too.
+  using KernelInvalidator = std::function<void(uint64_t gfid, bool pages)>;
 
   LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
             StatsRegistry* stats);
