@@ -337,6 +337,8 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   }
   proto::Attr attr;
   int err = self->storage_->SetAttr(sreq, &attr);
+  // truncate(2) announces itself like a write(2) (see lease_gate.h).
+  if (self->gate_ && (valid & proto::SETATTR_SIZE)) self->gate_->EndWrite(gfid);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -722,6 +724,7 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     freq.set_length(static_cast<uint64_t>(length));
     err = self->storage_->Fallocate(freq);
   }
+  if (self->gate_) self->gate_->EndWrite(gfid);  // announced like a write(2)
   if (err == 0) {
     self->cache_->Invalidate(gfid);
     proto::Attr attr;

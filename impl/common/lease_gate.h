@@ -103,7 +103,9 @@ class LeaseGate {
   // A write(2) to gfid is starting (see above). Returns 0 or an errno.
   // No-op for a file not open for writing here.
   int BeginWrite(uint64_t gfid);
-  // A WRITE request for gfid is done.
+  // A WRITE request for gfid is done. truncate(2) and fallocate(2) announce
+  // themselves the same way (file_remove_privs), so a size-changing SETATTR
+  // and a FALLOCATE end an intent too.
   void EndWrite(uint64_t gfid);
   // Waits (up to kIntentTimeout) until no write(2) to gfid is in flight on
   // this node. Attributes sent to the kernel can make it drop the file's
