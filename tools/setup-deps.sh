@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package the project needs. Idempotent: packages
 # already present are not reinstalled, and apt is only asked when something
-# is missing. Usage: tools/setup-deps.sh [build|test|vm|all]
+# is missing. Usage: tools/setup-deps.sh [build|test|kernel|all] [EXTRA_PACKAGE...]
+# (kernel: what dfuse.ko and its qemu testbed need; kernel/build.sh adds the
+# headers of the current Debian kernel ABI as an extra package.)
 set -euo pipefail
 
 build_pkgs=(cmake g++ make ninja-build pkg-config git
@@ -9,12 +11,17 @@ build_pkgs=(cmake g++ make ninja-build pkg-config git
   libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev)
 test_pkgs=(python3 python3-pytest fio iproute2 attr procps psmisc util-linux
   etcd-server etcd-client)
+kernel_pkgs=(linux-headers-amd64 linux-source-6.1 qemu-system-x86 busybox-static cpio
+  xz-utils kmod bc gcc make patch perl)
 
 case "${1:-test}" in
   build) want=("${build_pkgs[@]}") ;;
-  test|all) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  kernel) want=("${kernel_pkgs[@]}") ;;
+  all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${kernel_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|kernel|all] [EXTRA_PACKAGE...]" >&2; exit 2 ;;
 esac
+want+=("${@:2}")
 
 missing=()
 for p in "${want[@]}"; do

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * DFUSE additions to the FUSE protocol: kernel-level leases.
+ *
+ * Shared by dfuse.ko and the dfuse client daemon, which speaks these
+ * messages in its own request loop next to stock libfuse3.
+ *
+ * DFUSE_LEASE (request, kernel -> daemon): the kernel needs at least
+ * @mode on the inode's byte range [@start, @end] before it serves or
+ * changes cached state.  The daemon answers once the lease manager has
+ * granted it, with the mode it grants (at least the one asked for), or an
+ * error.  The kernel drops a grant that raced a release notify and asks
+ * again.
+ *
+ * DFUSE_NOTIFY_RELEASE (notify, daemon -> kernel): the inode's lease drops
+ * to @mode.  The write(2) of the notify returns when the kernel has stopped
+ * new I/O, drained I/O in flight, written back dirty pages and times, and
+ * dropped what the new mode no longer covers (pages when dropping to
+ * NONE, cached attributes always).  It returns -ENOENT for an inode the
+ * kernel does not know, which holds nothing.  Because write-back goes
+ * through the daemon, the notify must come from a thread that is not
+ * serving FUSE requests.
+ *
+ * Leases are enabled per mount with the "leases" mount option and need the
+ * writeback cache.  The first version always asks for the whole file.
+ */
+#ifndef _DFUSE_PROTO_H
+#define _DFUSE_PROTO_H
+
+#include <linux/types.h>
+
+#define DFUSE_LEASE		4196	/* opcode, above CUSE_INIT (4096) */
+#define DFUSE_NOTIFY_RELEASE	100		/* notify code */
+
+enum dfuse_lease_mode {
+	DFUSE_LEASE_NONE = 0,
+	DFUSE_LEASE_READ = 1,
+	DFUSE_LEASE_WRITE = 2,
+};
+
+#define DFUSE_LEASE_NOINTR	0x1	/* the kernel cannot back out: ignore interrupts */
+
+struct dfuse_lease_in {
+	__u32	mode;
+	__u32	flags;
+	__u64	start;
+	__u64	end;
+};
+
+struct dfuse_lease_out {
+	__u32	mode;
+	__u32	padding;
+};
+
+struct dfuse_notify_release_out {
+	__u64	nodeid;
+	__u32	mode;
+	__u32	padding;
+	__u64	start;
+	__u64	end;
+};
+
+#endif /* _DFUSE_PROTO_H */

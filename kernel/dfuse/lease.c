@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * DFUSE kernel-level leases: strongly consistent write-back caching for
+ * distributed FUSE file systems.  See lease.h for the rules and
+ * dfuse_proto.h for the protocol.
+ */
+
+#include "fuse_i.h"
+
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/sched/signal.h>
+#include <linux/writeback.h>
+
+enum dfuse_enter_how {
+	DFUSE_ENTER_WAIT,	/* top of a system call: wait out any release */
+	DFUSE_ENTER_NESTED,	/* may join a release that is still draining */
+	DFUSE_ENTER_TRY,	/* neither sleep nor ask the daemon */
+};
+
+static struct dfuse_lease *lease_of(struct inode *inode)
+{
+	return &get_fuse_inode(inode)->lease;
+}
+
+static bool dfuse_leased(struct inode *inode)
+{
+	struct fuse_conn *fc = get_fuse_conn(inode);
+
+	return fc->dfuse_leases && fc->writeback_cache &&
+	       S_ISREG(inode->i_mode);
+}
+
+void dfuse_lease_init(struct dfuse_lease *lease)
+{
+	spin_lock_init(&lease->lock);
+	init_waitqueue_head(&lease->waitq);
+	lease->gen = 0;
+	lease->mode = DFUSE_LEASE_NONE;
+	lease->users = 0;
+	lease->releasing = false;
+	lease->attr_stale = false;
+}
+
+/*
+ * Whether an entry must wait for the running release.  A nested entry may
+ * come from a page fault of a task that already entered (read(2) into a
+ * mapping of the same file) or run under i_rwsem that an entered task waits
+ * for, so it joins while the release still waits for users; it only waits
+ * once the release is past that point, which never blocks on either.
+ */
+static bool dfuse_must_wait(struct dfuse_lease *l, enum dfuse_enter_how how)
+{
+	if (!READ_ONCE(l->releasing))
+		return false;
+	return how != DFUSE_ENTER_NESTED || READ_ONCE(l->users) == 0;
+}
+
+static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
+			      enum dfuse_enter_how how, unsigned int *granted)
+{
+	struct fuse_mount *fm = get_fuse_mount(inode);
+	struct dfuse_lease_in inarg = {
+		.mode = mode,
+		.flags = how == DFUSE_ENTER_NESTED ? DFUSE_LEASE_NOINTR : 0,
+		.start = 0,
+		.end = U64_MAX,
+	};
+	struct dfuse_lease_out outarg = {};
+	struct fuse_args args = {};
+	int err;
+
+	args.opcode = DFUSE_LEASE;
+	args.nodeid = get_node_id(inode);
+	args.in_numargs = 1;
+	args.in_args[0].size = sizeof(inarg);
+	args.in_args[0].value = &inarg;
+	args.out_numargs = 1;
+	args.out_args[0].size = sizeof(outarg);
+	args.out_args[0].value = &outarg;
+	err = fuse_simple_request(fm, &args);
+	if (err == -EINTR && signal_pending(current))
+		return -ERESTARTSYS;
+	if (err && err != -EINTR && err != -ENOMEM) {
+		pr_warn_ratelimited("dfuse: lease request for inode %llu failed: %d\n",
+				    get_node_id(inode), err);
+		return -EIO;
+	}
+	if (err)
+		return err;
+	if (outarg.mode < mode || outarg.mode > DFUSE_LEASE_WRITE)
+		return -EIO;
+	*granted = outarg.mode;
+	return 0;
+}
+
+/*
+ * After a grant that followed NONE, the cached size and times are older
+ * than the lease: fetch them before anything trusts them.
+ */
+static int dfuse_lease_refresh_attrs(struct inode *inode)
+{
+	struct dfuse_lease *l = lease_of(inode);
+	int err;
+
+	fuse_invalidate_attr(inode);
+	err = fuse_update_attributes(inode, NULL, STATX_BASIC_STATS);
+	if (!err) {
+		spin_lock(&l->lock);
+		l->attr_stale = false;
+		spin_unlock(&l->lock);
+	}
+	return err;
+}
+
+static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
+			       enum dfuse_enter_how how)
+{
+	struct dfuse_lease *l = lease_of(inode);
+	unsigned int granted;
+	bool stale;
+	u64 gen;
+	int err;
+
+	if (!dfuse_leased(inode))
+		return 0;
+	for (;;) {
+		spin_lock(&l->lock);
+		if (dfuse_must_wait(l, how)) {
+			spin_unlock(&l->lock);
+			if (how == DFUSE_ENTER_TRY)
+				return -EAGAIN;
+			if (how == DFUSE_ENTER_NESTED)
+				wait_event(l->waitq, !dfuse_must_wait(l, how));
+			else if (wait_event_killable(l->waitq,
+						     !dfuse_must_wait(l, how)))
+				return -EINTR;
+			continue;
+		}
+		if (l->mode >= mode) {
+			stale = l->attr_stale;
+			if (stale && how == DFUSE_ENTER_TRY) {
+				spin_unlock(&l->lock);
+				return -EAGAIN;
+			}
+			l->users++;
+			spin_unlock(&l->lock);
+			if (stale) {
+				err = dfuse_lease_refresh_attrs(inode);
+				if (err) {
+					dfuse_lease_exit(inode);
+					return err;
+				}
+			}
+			return 0;
+		}
+		gen = l->gen;
+		spin_unlock(&l->lock);
+		if (how == DFUSE_ENTER_TRY)
+			return -EAGAIN;
+
+		err = dfuse_lease_upcall(inode, mode, how, &granted);
+		if (err)
+			return err;
+
+		/*
+		 * A release processed since the upcall was sent may have taken
+		 * this very grant away: drop it and ask again.
+		 */
+		spin_lock(&l->lock);
+		if (l->gen == gen && !l->releasing && granted > l->mode) {
+			if (l->mode == DFUSE_LEASE_NONE)
+				l->attr_stale = true;
+			l->mode = granted;
+		}
+		spin_unlock(&l->lock);
+	}
+}
+
+int dfuse_lease_enter(struct inode *inode, unsigned int mode)
+{
+	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_WAIT);
+}
+
+int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode)
+{
+	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_NESTED);
+}
+
+void dfuse_lease_exit(struct inode *inode)
+{
+	struct dfuse_lease *l;
+	bool wake;
+
+	if (!dfuse_leased(inode))
+		return;
+	l = lease_of(inode);
+	spin_lock(&l->lock);
+	if (WARN_ON_ONCE(!l->users)) {
+		spin_unlock(&l->lock);
+		return;
+	}
+	wake = --l->users == 0 && l->releasing;
+	spin_unlock(&l->lock);
+	if (wake)
+		wake_up_all(&l->waitq);
+}
+
+/*
+ * Holding one lease while asking for another could deadlock across nodes
+ * (two copies in opposite directions), so @src is only taken without
+ * waiting; when that fails, its lease is fetched with nothing held.
+ */
+int dfuse_lease_enter_copy(struct inode *src, struct inode *dst)
+{
+	int err;
+
+	if (src == dst)
+		return dfuse_lease_enter(dst, DFUSE_LEASE_WRITE);
+	for (;;) {
+		err = dfuse_lease_enter(dst, DFUSE_LEASE_WRITE);
+		if (err)
+			return err;
+		if (!__dfuse_lease_enter(src, DFUSE_LEASE_READ, DFUSE_ENTER_TRY))
+			return 0;
+		dfuse_lease_exit(dst);
+
+		err = dfuse_lease_enter(src, DFUSE_LEASE_READ);
+		if (err)
+			return err;
+		dfuse_lease_exit(src);
+	}
+}
+
+void dfuse_lease_exit_copy(struct inode *src, struct inode *dst)
+{
+	if (src != dst)
+		dfuse_lease_exit(src);
+	dfuse_lease_exit(dst);
+}
+
+vm_fault_t dfuse_lease_fault(struct vm_fault *vmf)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	vm_fault_t ret;
+	int err;
+
+	err = dfuse_lease_enter_nested(inode, DFUSE_LEASE_READ);
+	if (err)
+		return vmf_error(err);
+	ret = filemap_fault(vmf);
+	dfuse_lease_exit(inode);
+	return ret;
+}
+
+/* Fault-around maps cached pages only while a lease is at hand. */
+vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
+				 pgoff_t end_pgoff)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	vm_fault_t ret;
+
+	if (__dfuse_lease_enter(inode, DFUSE_LEASE_READ, DFUSE_ENTER_TRY))
+		return 0;
+	ret = filemap_map_pages(vmf, start_pgoff, end_pgoff);
+	dfuse_lease_exit(inode);
+	return ret;
+}
+
+bool dfuse_lease_owns_attrs(struct inode *inode)
+{
+	struct dfuse_lease *l;
+
+	if (!dfuse_leased(inode))
+		return true;
+	l = lease_of(inode);
+	return READ_ONCE(l->mode) == DFUSE_LEASE_WRITE &&
+	       !READ_ONCE(l->attr_stale);
+}
+
+bool dfuse_lease_may_cache(struct inode *inode)
+{
+	return !dfuse_leased(inode) ||
+	       READ_ONCE(lease_of(inode)->mode) != DFUSE_LEASE_NONE;
+}
+
+static bool dfuse_writes_done(struct fuse_inode *fi)
+{
+	bool done;
+
+	spin_lock(&fi->lock);
+	done = list_empty(&fi->queued_writes) &&
+	       (fi->writectr == 0 || fi->writectr == FUSE_NOWRITE);
+	spin_unlock(&fi->lock);
+	return done;
+}
+
+/*
+ * Write back dirty pages and times without i_rwsem (see lease.h).  With
+ * temporary pages, page writeback ends before the WRITE request does, so
+ * wait for the requests themselves: the daemon must have the data.
+ */
+static int dfuse_write_back(struct inode *inode)
+{
+	struct fuse_inode *fi = get_fuse_inode(inode);
+	int err;
+
+	err = write_inode_now(inode, 1);
+	wait_event(fi->page_waitq, dfuse_writes_done(fi));
+	return err ?: filemap_check_errors(inode->i_mapping);
+}
+
+static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
+{
+	struct dfuse_lease *l = lease_of(inode);
+	unsigned int from;
+	int err = 0;
+	int ret;
+
+	spin_lock(&l->lock);
+	while (l->releasing) {
+		spin_unlock(&l->lock);
+		wait_event(l->waitq, !READ_ONCE(l->releasing));
+		spin_lock(&l->lock);
+	}
+	/* From here on grants in flight are stale and new I/O waits. */
+	l->releasing = true;
+	l->gen++;
+	while (l->users) {
+		spin_unlock(&l->lock);
+		wait_event(l->waitq, !READ_ONCE(l->users));
+		spin_lock(&l->lock);
+	}
+	from = l->mode;
+	spin_unlock(&l->lock);
+
+	if (from == DFUSE_LEASE_WRITE && to != DFUSE_LEASE_WRITE)
+		err = dfuse_write_back(inode);
+	if (to == DFUSE_LEASE_NONE) {
+		ret = invalidate_inode_pages2(inode->i_mapping);
+		if (ret)
+			pr_warn("dfuse: inode %llu: pages busy on release: %d\n",
+				get_node_id(inode), ret);
+		err = err ?: ret;
+	}
+	fuse_invalidate_attr(inode);
+
+	spin_lock(&l->lock);
+	if (l->mode > to)
+		l->mode = to;
+	l->releasing = false;
+	spin_unlock(&l->lock);
+	wake_up_all(&l->waitq);
+	return err;
+}
+
+int dfuse_lease_release(struct fuse_conn *fc,
+			const struct dfuse_notify_release_out *arg)
+{
+	struct inode *inode;
+	int err = 0;
+
+	if (arg->mode > DFUSE_LEASE_WRITE || arg->padding)
+		return -EINVAL;
+
+	down_read(&fc->killsb);
+	inode = fuse_ilookup(fc, arg->nodeid, NULL);
+	if (inode) {
+		if (dfuse_leased(inode))
+			err = dfuse_lease_do_release(inode, arg->mode);
+		iput(inode);
+	} else {
+		err = -ENOENT;
+	}
+	up_read(&fc->killsb);
+	return err;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * DFUSE kernel-level leases: the per-inode state and the hooks the FUSE
+ * code calls on every path that serves or changes cached state.
+ *
+ * A leased inode (a regular file on a mount with leases and the writeback
+ * cache) may only use its page cache and cached attributes under a lease
+ * from the daemon: READ to serve them, WRITE to change them.  I/O "enters"
+ * the lease for its whole duration; a release notify stops new entries,
+ * waits for the entered ones to leave, writes back and drops what the new
+ * mode no longer covers, and only then lowers the mode.
+ *
+ * Lock order: lease, then i_rwsem.  Entry points that run with i_rwsem
+ * already held by the VFS (setattr) or that take it for a read-only lease
+ * (llseek) use dfuse_lease_enter_nested(), which never waits for a release
+ * that is still draining, and a release never takes i_rwsem.  No lease
+ * state is held across the acquire upcall.
+ */
+#ifndef _FS_DFUSE_LEASE_H
+#define _FS_DFUSE_LEASE_H
+
+#include <linux/mm_types.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/wait.h>
+
+#include "dfuse_proto.h"
+
+struct fuse_conn;
+struct inode;
+
+struct dfuse_lease {
+	spinlock_t lock;		/* protects the fields below */
+	wait_queue_head_t waitq;	/* users left, release done */
+	u64 gen;			/* bumped by every release */
+	unsigned int mode;		/* enum dfuse_lease_mode */
+	unsigned int users;		/* I/O entered and not yet left */
+	bool releasing;			/* a release is running */
+	bool attr_stale;		/* attributes predate the lease */
+};
+
+void dfuse_lease_init(struct dfuse_lease *lease);
+
+/*
+ * Enter the inode's lease in at least @mode for one operation, asking the
+ * daemon for it when needed.  Returns 0 (leave with dfuse_lease_exit()) or
+ * a negative errno.  A no-op for inodes without leases.
+ */
+int dfuse_lease_enter(struct inode *inode, unsigned int mode);
+/* The same for callers that may hold i_rwsem or be a page fault. */
+int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode);
+void dfuse_lease_exit(struct inode *inode);
+
+/* READ on @src and WRITE on @dst together, without deadlocking. */
+int dfuse_lease_enter_copy(struct inode *src, struct inode *dst);
+void dfuse_lease_exit_copy(struct inode *src, struct inode *dst);
+
+/* mmap: the page fault and fault-around hooks. */
+vm_fault_t dfuse_lease_fault(struct vm_fault *vmf);
+vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
+				 pgoff_t end_pgoff);
+
+/* Whether the kernel's size and times win over the daemon's (WRITE). */
+bool dfuse_lease_owns_attrs(struct inode *inode);
+/* Whether pages may be read into the page cache now (readahead). */
+bool dfuse_lease_may_cache(struct inode *inode);
+
+/* DFUSE_NOTIFY_RELEASE. */
+int dfuse_lease_release(struct fuse_conn *fc,
+			const struct dfuse_notify_release_out *arg);
+
+#endif /* _FS_DFUSE_LEASE_H */
