@@ -62,7 +62,7 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
                                      int64_t* mtime_ns) {
   proto::WriteRequest req;
   req.set_gfid(gfid);
-  if (gate_) req.set_fencing_token(gate_->WriteToken(gfid));
+  if (token_) req.set_fencing_token(token_(gfid));
   for (Chunk& c : chunks) {
     proto::WriteChunk* pc = req.add_chunks();
     pc->set_offset(c.offset);
@@ -135,6 +135,11 @@ void ClientFs::FillStat(const proto::Attr& attr, struct stat* st) {
   st->st_ctim = ToTimespec(attr.ctime_ns());
 }
 
+double ClientFs::AttrTimeout(const proto::Attr& attr) const {
+  if (S_ISREG(attr.mode()) && policy_.leased_attr_timeout >= 0) return policy_.leased_attr_timeout;
+  return policy_.attr_timeout;
+}
+
 void ClientFs::ObserveAttr(const proto::Attr& attr, bool own) {
   if (S_ISREG(attr.mode())) cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
 }
@@ -144,7 +149,7 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
   e->ino = Ino(attr.gfid());
   e->generation = attr.generation();
   FillStat(attr, &e->attr);
-  e->attr_timeout = policy_.attr_timeout;
+  e->attr_timeout = AttrTimeout(attr);
   e->entry_timeout = policy_.entry_timeout;
 }
 
@@ -173,7 +178,7 @@ void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& 
 void ClientFs::ReplyAttr(fuse_req_t req, const proto::Attr& attr) {
   struct stat st;
   FillStat(attr, &st);
-  fuse_reply_attr(req, &st, policy_.attr_timeout);
+  fuse_reply_attr(req, &st, AttrTimeout(attr));
 }
 
 void ClientFs::ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,

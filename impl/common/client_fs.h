@@ -7,6 +7,7 @@
 #include <fuse_lowlevel.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,8 +26,8 @@ namespace dfuse {
 class StorageCacheBackend : public CacheBackend {
  public:
   explicit StorageCacheBackend(StorageClient* storage) : storage_(storage) {}
-  // With leases, the gate supplies the fencing token of every write.
-  void set_gate(LeaseGate* gate) { gate_ = gate; }
+  // With leases, the fencing token of every write of a file.
+  void set_token_source(std::function<uint64_t(uint64_t gfid)> token) { token_ = std::move(token); }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
@@ -34,7 +35,7 @@ class StorageCacheBackend : public CacheBackend {
 
  private:
   StorageClient* storage_;
-  LeaseGate* gate_ = nullptr;
+  std::function<uint64_t(uint64_t gfid)> token_;
 };
 
 class ClientFs {
@@ -76,6 +77,7 @@ class ClientFs {
   void ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
                   const proto::Attr& attr);
   void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
+  double AttrTimeout(const proto::Attr& attr) const;
   void ObserveAttr(const proto::Attr& attr, bool own);
   // A create/mknod/mkdir/symlink request for `name` in `parent`, owned by
   // the caller.

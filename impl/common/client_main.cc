@@ -21,6 +21,8 @@
 
 #include "impl/common/buffer_cache.h"
 #include "impl/common/client_fs.h"
+#include "impl/common/device_mount.h"
+#include "impl/common/request_loop.h"
 #include "impl/common/storage_client.h"
 #include "util/log.h"
 #include "util/stats.h"
@@ -47,6 +49,7 @@ struct Settings {
   unsigned max_threads = 16;
   double shutdown_timeout = 15;
   std::string lease_manager;
+  std::string fuse_device = "/dev/fuse";
 };
 
 // Mount options that only mean something to mount(8) or fstab.
@@ -244,10 +247,21 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
       ->check(CLI::PositiveNumber);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
-  if (policy.userspace_leases) {
+  const bool extended = static_cast<bool>(spec.make_extension);
+  if (extended) {
+    s.fuse_device = spec.device;
     app.add_option("--lease-manager", s.lease_manager,
-                   "lease manager address(es), host:port[,host:port...]: strong consistency "
-                   "through userspace leases (without it: close-to-open)");
+                   "lease manager address(es), host:port[,host:port...]")
+        ->required();
+  } else {
+    if (policy.userspace_leases) {
+      app.add_option("--lease-manager", s.lease_manager,
+                     "lease manager address(es), host:port[,host:port...]: strong consistency "
+                     "through userspace leases (without it: close-to-open)");
+    }
+    app.add_option("--fuse-device", s.fuse_device,
+                   "FUSE device to mount: /dev/fuse (stock driver, the default) or /dev/dfuse "
+                   "(dfuse.ko, so every mode can be compared on one driver)");
   }
   if (spec.add_options) spec.add_options(&app, &policy);
   app.footer(
@@ -278,6 +292,21 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   if (!S_ISDIR(st.st_mode)) return fail("mountpoint " + s.mountpoint + " is not a directory");
   char real[PATH_MAX];
   if (realpath(s.mountpoint.c_str(), real)) s.mountpoint = real;
+
+  // The device must exist before anything forks or connects.
+  const bool own_mount = s.fuse_device != "/dev/fuse";
+  const std::string fstype =
+      extended ? spec.fstype : s.fuse_device == "/dev/dfuse" ? "dfuse" : "fuse";
+  if (own_mount && (access(s.fuse_device.c_str(), R_OK | W_OK) != 0 ||
+                    !KernelHasFilesystem(fstype))) {
+    std::string msg = s.fuse_device + " is not available (" +
+                      (access(s.fuse_device.c_str(), F_OK) != 0 ? "missing"
+                                                                 : std::strerror(errno)) +
+                      ", file system type " + fstype +
+                      (KernelHasFilesystem(fstype) ? " registered)" : " not registered)");
+    if (!spec.missing_module_hint.empty()) msg += ": " + spec.missing_module_hint;
+    return fail(msg);
+  }
 
   Daemonizer daemon;
   if (s.background) {
@@ -316,7 +345,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     return fail_daemon(error);
   }
 
-  const bool leases = !s.lease_manager.empty();
+  const bool leases = !extended && !s.lease_manager.empty();
   if (leases) {
     // Leases keep caches coherent: the kernel may keep pages across opens,
     // and it asks for attributes before every read it would serve from them
@@ -340,7 +369,21 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     gate = std::make_unique<LeaseGate>(
         &cache, &storage,
         [&fs_ptr](uint64_t gfid, bool pages) { fs_ptr->InvalidateKernel(gfid, pages); }, &stats);
-    backend.set_gate(gate.get());
+    backend.set_token_source([g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); });
+  }
+  std::unique_ptr<KernelExtension> extension;
+  if (extended) {
+    KernelExtensionContext ctx;
+    ctx.cache = &cache;
+    ctx.storage = &storage;
+    ctx.stats = &stats;
+    ctx.lease_manager = s.lease_manager;
+    ctx.node_name = s.node_name.empty() ? s.mountpoint : s.node_name;
+    ctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+    extension = spec.make_extension(ctx);
+    if (extension->Start(&error) != 0) return fail_daemon(error);
+    backend.set_token_source(
+        [e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); });
   }
   fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),
                                       &stats);
@@ -368,11 +411,30 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   fuse_args fuse_argv = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
   fuse_session* se = fuse_session_new(&fuse_argv, &ClientFs::Ops(), sizeof(fuse_lowlevel_ops), &fs);
   if (se == nullptr) return fail_daemon("bad FUSE options: " + opts);
-  if (fuse_session_mount(se, s.mountpoint.c_str()) != 0) {
+  std::string mount_target = s.mountpoint;
+  if (own_mount) {
+    DeviceMount dm;
+    dm.device = s.fuse_device;
+    dm.fstype = fstype;
+    dm.mountpoint = s.mountpoint;
+    dm.options = Split(opts, ',');
+    if (extension) {
+      for (const std::string& o : extension->MountOptions()) dm.options.push_back(o);
+    }
+    const int fd = MountFuseDevice(dm, &error);
+    if (fd < 0) {
+      fuse_session_destroy(se);
+      return fail_daemon(error);
+    }
+    mount_target = "/dev/fd/" + std::to_string(fd);
+  }
+  if (fuse_session_mount(se, mount_target.c_str()) != 0) {
     fuse_session_destroy(se);
+    if (own_mount) umount2(s.mountpoint.c_str(), MNT_DETACH);
     return fail_daemon("cannot mount on " + s.mountpoint);
   }
   fs.Start(se);
+  if (extension) extension->Attach(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
                s.mountpoint, policy.mode, cache_bytes >> 20, root.shard_id());
   if (daemon.active()) {
@@ -443,7 +505,15 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   });
 
   int ret;
-  if (s.single_thread) {
+  if (own_mount) {
+    // Our own loop: it sees every raw request (the extension's opcodes)
+    // and serves a device libfuse did not open.
+    RequestInterceptor intercept = [&extension](const fuse_in_header& h, const char* arg,
+                                                size_t size) {
+      return extension && extension->Intercept(h, arg, size);
+    };
+    ret = RunRequestLoop(se, s.single_thread ? 1 : s.max_threads, intercept);
+  } else if (s.single_thread) {
     ret = fuse_session_loop(se);
   } else {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
@@ -461,6 +531,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     gate->ReleaseAll();
     agent->Shutdown();
   }
+  if (extension) extension->Shutdown();
   dump_stats();
   fuse_session_destroy(se);
   spdlog::info("unmounted {}", s.mountpoint);

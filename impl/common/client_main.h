@@ -4,10 +4,12 @@
 #define DFUSE_IMPL_COMMON_CLIENT_MAIN_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "impl/common/kernel_extension.h"
 #include "impl/common/policy.h"
 
 namespace dfuse {
@@ -17,6 +19,13 @@ struct ClientModeSpec {
   std::string summary;  // one paragraph for --help
   // Registers the mode's own flags, which adjust `policy` when parsed.
   std::function<void(CLI::App* app, CachePolicy* policy)> add_options;
+  // Modes that extend the kernel protocol: the device and file system type
+  // they mount (the daemon mounts it itself) and the extension that serves
+  // the additions. Such a mode requires --lease-manager.
+  std::string device;
+  std::string fstype;
+  std::string missing_module_hint;  // shown when the device is missing
+  std::function<std::unique_ptr<KernelExtension>(const KernelExtensionContext&)> make_extension;
 };
 
 // Runs a client daemon. Usage:

@@ -24,6 +24,9 @@ struct CachePolicy {
   bool userspace_leases = false;
   // Kernel attribute, entry and negative-entry cache lifetimes, seconds.
   double attr_timeout = 0;
+  // Regular files' attribute lifetime when kernel leases cover them (the
+  // kernel drops them on every revoke); negative: attr_timeout.
+  double leased_attr_timeout = -1;
   double entry_timeout = 0;
   double negative_timeout = 0;
 };

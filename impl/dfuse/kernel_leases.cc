@@ -1,0 +1,233 @@
+#include "impl/dfuse/kernel_leases.h"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "kernel/dfuse/dfuse_proto.h"
+
+namespace dfuse {
+
+using lease::LeaseMode;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool ToMode(uint32_t kernel_mode, LeaseMode* mode) {
+  switch (kernel_mode) {
+    case DFUSE_LEASE_READ:
+      *mode = LeaseMode::kRead;
+      return true;
+    case DFUSE_LEASE_WRITE:
+      *mode = LeaseMode::kWrite;
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+KernelLeases::KernelLeases(const KernelExtensionContext& ctx)
+    : ctx_(ctx),
+      upcalls_(ctx.stats->GetCounter("kernel_leases.upcalls")),
+      interrupted_(ctx.stats->GetCounter("kernel_leases.interrupted")),
+      releases_(ctx.stats->GetCounter("kernel_leases.releases")),
+      release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
+      durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
+      upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
+      kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")) {}
+
+KernelLeases::~KernelLeases() { Shutdown(); }
+
+int KernelLeases::Start(std::string* error) {
+  lease::LeaseAgentOptions opts;
+  opts.manager = ctx_.lease_manager;
+  opts.name = ctx_.node_name;
+  opts.emulated_rtt = ctx_.emulated_rtt;
+  agent_ = std::make_unique<lease::LeaseAgent>(
+      opts, [this](uint64_t gfid, LeaseMode to) { Release(gfid, to); }, ctx_.stats);
+  return agent_->Start(std::chrono::milliseconds(5000), error);
+}
+
+void KernelLeases::Attach(fuse_session* se) {
+  std::lock_guard<std::mutex> l(mu_);
+  fd_ = fuse_session_fd(se);
+}
+
+bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size_t size) {
+  if (header.opcode == DFUSE_LEASE) {
+    dfuse_lease_in in{};
+    LeaseMode mode = LeaseMode::kNone;
+    if (size < sizeof(in)) {
+      Answer(header.unique, EINVAL, 0);
+      return true;
+    }
+    std::memcpy(&in, arg, sizeof(in));
+    std::lock_guard<std::mutex> l(mu_);
+    pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
+    if (!ToMode(in.mode, &mode)) {
+      mu_.unlock();
+      Answer(header.unique, EINVAL, 0);
+      mu_.lock();
+      return true;
+    }
+    upcalls_->Add();
+    queue_.push_back(Upcall{header.unique, header.nodeid, mode});
+    if (idle_ == 0 && workers_.size() < kMaxWorkers) {
+      workers_.emplace_back([this] { WorkerLoop(); });
+    } else {
+      cv_.notify_one();
+    }
+    return true;
+  }
+  if (header.opcode == FUSE_INTERRUPT && size >= sizeof(fuse_interrupt_in)) {
+    fuse_interrupt_in in{};
+    std::memcpy(&in, arg, sizeof(in));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(in.unique);
+      if (it == pending_.end()) return false;  // a request libfuse serves
+      // A page fault cannot back out: its acquire just completes.
+      if (!it->second.interruptible) return true;
+    }
+    interrupted_->Add();
+    Answer(in.unique, EINTR, 0);
+    return true;
+  }
+  return false;
+}
+
+void KernelLeases::WorkerLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    idle_++;
+    cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+    idle_--;
+    if (stopping_) return;
+    Upcall u = queue_.front();
+    queue_.pop_front();
+    l.unlock();
+    Serve(u);
+    l.lock();
+  }
+}
+
+void KernelLeases::Serve(const Upcall& u) {
+  const auto start = Clock::now();
+  uint64_t token = 0;
+  const int err = agent_->Acquire(u.gfid, u.mode, &token);
+  if (err == 0) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (u.mode == LeaseMode::kWrite) tokens_[u.gfid] = token;
+    granted_.insert(u.gfid);
+  } else {
+    spdlog::warn("lease {} on {:#x} failed: errno {}",
+                 u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
+  }
+  upcall_latency_->Record(Clock::now() - start);
+  Answer(u.unique, err, u.mode == LeaseMode::kWrite ? DFUSE_LEASE_WRITE : DFUSE_LEASE_READ);
+}
+
+void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (pending_.erase(unique) == 0) return;  // answered already (interrupted)
+  }
+  fuse_out_header out{};
+  out.unique = unique;
+  out.error = -error;
+  dfuse_lease_out arg{};
+  arg.mode = mode;
+  if (error != 0) {
+    out.len = sizeof(out);
+    Write(&out, sizeof(out), nullptr, 0);
+  } else {
+    out.len = sizeof(out) + sizeof(arg);
+    Write(&out, sizeof(out), &arg, sizeof(arg));
+  }
+}
+
+void KernelLeases::Write(const void* a, size_t alen, const void* b, size_t blen) {
+  iovec iov[2] = {{const_cast<void*>(a), alen}, {const_cast<void*>(b), blen}};
+  if (writev(fd_, iov, blen ? 2 : 1) < 0 && errno != ENOENT && errno != ENODEV) {
+    spdlog::error("answering a lease request: {}", std::strerror(errno));
+  }
+}
+
+uint64_t KernelLeases::WriteToken(uint64_t gfid) {
+  uint64_t token = 0;
+  if (agent_ && agent_->Holds(gfid, LeaseMode::kWrite, &token)) return token;
+  // During a revoke the agent has let go already, but the flush that
+  // completes it still writes under the lease being revoked.
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = tokens_.find(gfid);
+  return it == tokens_.end() ? 0 : it->second;
+}
+
+void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
+  releases_->Add();
+  int fd;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    fd = fd_;
+  }
+  if (fd >= 0) {
+    fuse_out_header out{};
+    dfuse_notify_release_out arg{};
+    out.len = sizeof(out) + sizeof(arg);
+    out.error = DFUSE_NOTIFY_RELEASE;
+    arg.nodeid = gfid;  // nodeid == GFID for every regular file
+    arg.mode = static_cast<uint32_t>(to);
+    arg.end = UINT64_MAX;
+    iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+    const auto start = Clock::now();
+    // Blocks while the kernel writes back through this daemon's loop.
+    if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
+      release_errors_->Add();
+      spdlog::error("kernel release of {:#x}: {}", gfid, std::strerror(errno));
+    }
+    kernel_release_latency_->Record(Clock::now() - start);
+  }
+  // The ack promises the data is on stable storage, not merely sent.
+  uint64_t flushed = 0;
+  int err = ctx_.cache->Flush(gfid, &flushed);
+  if (err == 0 && flushed > 0) {
+    durable_flushes_->Add();
+    err = ctx_.storage->Fsync(gfid, /*datasync=*/false);
+  }
+  if (err != 0) spdlog::error("revoke of {:#x}: write-back failed: errno {}", gfid, err);
+  if (to == LeaseMode::kNone) ctx_.cache->Invalidate(gfid);
+  if (to != LeaseMode::kWrite) {
+    std::lock_guard<std::mutex> l(mu_);
+    tokens_.erase(gfid);
+  }
+}
+
+void KernelLeases::Shutdown() {
+  std::vector<std::thread> workers;
+  std::unordered_set<uint64_t> granted;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    workers.swap(workers_);
+    granted.swap(granted_);
+  }
+  cv_.notify_all();
+  if (agent_) {
+    // Everything is written back: give the leases back rather than make
+    // other nodes wait out their term.
+    for (uint64_t gfid : granted) agent_->Release(gfid);
+    agent_->Shutdown();  // ends Acquire calls still waiting
+  }
+  for (std::thread& t : workers) t.join();
+}
+
+}  // namespace dfuse

@@ -1,0 +1,95 @@
+// The daemon's side of dfuse.ko's kernel-level leases (ARCHITECTURE.md
+// sections 5-7; protocol in kernel/dfuse/dfuse_proto.h).
+//
+// Acquire: the kernel asks (DFUSE_LEASE) before it serves or changes cached
+// state; the request is taken out of the FUSE request loop and answered
+// from a lease worker once the lease manager has granted the mode, so a
+// slow grant never holds a loop thread that the kernel's write-back needs.
+//
+// Revoke: the agent's revoke thread sends DFUSE_NOTIFY_RELEASE, which
+// returns once the kernel has drained its I/O, written its dirty pages and
+// times back through this daemon and dropped what the new mode no longer
+// covers; then the buffer cache is flushed and fsynced to storage (a
+// revoke ack promises durability), dropped when the lease is gone, and the
+// agent acks. The kernel drops a grant that raced the notify and asks
+// again; the agent never answers an acquire with a lease whose revoke is
+// still being handled.
+#ifndef DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
+#define DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "impl/common/kernel_extension.h"
+#include "lease/agent.h"
+
+namespace dfuse {
+
+class KernelLeases : public KernelExtension {
+ public:
+  explicit KernelLeases(const KernelExtensionContext& ctx);
+  ~KernelLeases() override;
+  KernelLeases(const KernelLeases&) = delete;
+  KernelLeases& operator=(const KernelLeases&) = delete;
+
+  std::vector<std::string> MountOptions() const override { return {"leases"}; }
+  int Start(std::string* error) override;
+  void Attach(fuse_session* se) override;
+  bool Intercept(const fuse_in_header& header, const char* arg, size_t size) override;
+  uint64_t WriteToken(uint64_t gfid) override;
+  void Shutdown() override;
+
+  // Lease workers block on the manager; there are never more than this.
+  static constexpr size_t kMaxWorkers = 256;
+
+ private:
+  struct Upcall {
+    uint64_t unique;
+    uint64_t gfid;
+    lease::LeaseMode mode;
+  };
+  struct Pending {
+    bool interruptible;
+  };
+
+  void WorkerLoop();
+  void Serve(const Upcall& u);
+  // Answers an upcall unless it was answered already (interrupted).
+  void Answer(uint64_t unique, int error, uint32_t mode);
+  void Write(const void* a, size_t alen, const void* b, size_t blen);
+  // The agent's revoke handler.
+  void Release(uint64_t gfid, lease::LeaseMode to);
+
+  const KernelExtensionContext ctx_;
+  std::unique_ptr<lease::LeaseAgent> agent_;
+  int fd_ = -1;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Upcall> queue_;
+  std::unordered_map<uint64_t, Pending> pending_;  // by request unique
+  std::unordered_map<uint64_t, uint64_t> tokens_;  // WRITE leases' fencing tokens
+  std::unordered_set<uint64_t> granted_;           // files ever granted, for Shutdown
+  std::vector<std::thread> workers_;
+  size_t idle_ = 0;
+  bool stopping_ = false;
+
+  Counter* upcalls_;
+  Counter* interrupted_;
+  Counter* releases_;
+  Counter* release_errors_;
+  Counter* durable_flushes_;
+  Latency* upcall_latency_;
+  Latency* kernel_release_latency_;
+};
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_

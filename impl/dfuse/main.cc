@@ -1,0 +1,31 @@
+// dfuse-dfuse: write-back kernel page cache with strong consistency. The
+// kernel keeps dirty pages and attributes under kernel-level leases that
+// dfuse.ko asks this daemon for, and gives them up (writing back first)
+// when the lease manager revokes them (impl/dfuse/kernel_leases.h).
+#include <memory>
+
+#include "impl/common/client_main.h"
+#include "impl/dfuse/kernel_leases.h"
+
+int main(int argc, char** argv) {
+  dfuse::ClientModeSpec spec;
+  spec.policy.mode = "dfuse";
+  spec.policy.writeback_cache = true;
+  spec.policy.keep_cache = true;      // pages stay valid until a revoke drops them
+  spec.policy.auto_inval_data = false;
+  spec.policy.revalidate_on_open = false;
+  spec.policy.attr_timeout = 0;       // directories and links: not leased
+  spec.policy.leased_attr_timeout = 3600;
+  spec.device = "/dev/dfuse";
+  spec.fstype = "dfuse";
+  spec.missing_module_hint =
+      "load dfuse.ko first: build it with `make kernel` (Debian 12, kernel 6.1) and "
+      "`insmod build/kernel/dfuse.ko`, or run inside the VM testbed: tools/dfuse-vm -- COMMAND";
+  spec.summary =
+      "DFUSE client, dfuse mode: write-back kernel page cache with strong consistency through "
+      "kernel-level leases (needs dfuse.ko and a lease manager).";
+  spec.make_extension = [](const dfuse::KernelExtensionContext& ctx) {
+    return std::make_unique<dfuse::KernelLeases>(ctx);
+  };
+  return dfuse::RunClientDaemon(argc, argv, spec);
+}
