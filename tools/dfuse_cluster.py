@@ -62,12 +62,15 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-MODES = ("writethrough", "weakwriteback")
+MODES = ("dfuse", "writethrough", "weakwriteback")
 # Client modes whose daemons take leases from the lease manager.
 LEASE_MODES = {"writethrough", "dfuse"}
 LEASE_MANAGER = "dfuse-lease-manager"
 NET_MODES = ("auto", "netns", "inprocess", "none")
-FSTYPE_PREFIX = "fuse.dfuse-"
+FSTYPE_PREFIXES = ("fuse.dfuse-", "dfuse.dfuse-")  # stock FUSE, dfuse.ko
+# The FUSE device modes without kernel leases mount: /dev/fuse, or /dev/dfuse
+# (dfuse.ko) to compare every mode on one driver, as the VM testbed does.
+FUSE_DEVICE = os.environ.get("DFUSE_FUSE_DEVICE", "/dev/fuse")
 DAEMON_NAMES = ("dfuse-storage", "dfuse-writethrough", "dfuse-weakwriteback", "dfuse-dfuse")
 # Swept by ``down --all`` only when started by this tool (see tool_started).
 SERVICE_NAMES = (LEASE_MANAGER, "etcd")
@@ -176,8 +179,8 @@ def mount_fstype(path: str | os.PathLike) -> Optional[str]:
 
 
 def dfuse_mounts() -> list[str]:
-    """Mountpoints of every ``fuse.dfuse-*`` mount on the machine."""
-    return [mp for mp, t in list_mounts() if t.startswith(FSTYPE_PREFIX)]
+    """Mountpoints of every ``fuse.dfuse-*`` or ``dfuse.dfuse-*`` mount on the machine."""
+    return [mp for mp, t in list_mounts() if t.startswith(FSTYPE_PREFIXES)]
 
 
 def mount_device(path: str | os.PathLike) -> Optional[tuple[int, int]]:
@@ -193,23 +196,27 @@ def mount_device(path: str | os.PathLike) -> Optional[tuple[int, int]]:
     return found
 
 
-FUSECTL = Path("/sys/fs/fuse/connections")
+FUSECTLS = (("fusectl", Path("/sys/fs/fuse/connections")),
+            ("dfusectl", Path("/sys/fs/dfuse/connections")))
 
 
 def abort_fuse_connection(conn: int) -> bool:
-    """Abort FUSE connection ``conn`` through fusectl (mounted if needed).
+    """Abort FUSE connection ``conn`` through fusectl (or dfuse.ko's dfusectl).
 
     Last resort for a daemon that cannot exit: every request waiting on the
     connection fails with ENOTCONN, which frees stuck threads and processes.
     """
-    if not any(t == "fusectl" for _, t in list_mounts()):
-        _run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)])
-    ctl = FUSECTL / str(conn) / "abort"
-    try:
-        ctl.write_text("1")
-        return True
-    except OSError:
-        return False
+    for fstype, ctl_dir in FUSECTLS:
+        if not ctl_dir.parent.exists():
+            continue
+        if not any(t == fstype for _, t in list_mounts()):
+            _run(["mount", "-t", fstype, fstype, str(ctl_dir)])
+        try:
+            (ctl_dir / str(conn) / "abort").write_text("1")
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def _run(cmd: Sequence[str], timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
@@ -953,6 +960,8 @@ class Cluster:
             args += ["--emulated-rtt-us", str(self.rtt_us)]
         if self.lease_managers and self.mode in LEASE_MODES and self._client_takes_lease_flag():
             args += ["--lease-manager", ",".join(self.lease_manager_addresses)]
+        if self.mode != "dfuse" and FUSE_DEVICE != "/dev/fuse":
+            args += ["--fuse-device", FUSE_DEVICE]
         binary = str(binary_path(self.build_dir, self.mode))
         return self._nsenter(c.get("netns")) + [binary] + args + self.client_args + [addr, c["mountpoint"]]
 
@@ -988,12 +997,12 @@ class Cluster:
     def wait_client_ready(self, i: int) -> None:
         """Wait until node ``i``'s mount shows in mountinfo, or fail with its log."""
         c = self.clients[i]
-        want = f"fuse.dfuse-{self.mode}"
+        want = {prefix + self.mode for prefix in FSTYPE_PREFIXES}
         proc = self._popen.get(c["pid"])
         deadline = time.monotonic() + self.ready_timeout
         while True:
             fstype = mount_fstype(c["mountpoint"])
-            if fstype == want:
+            if fstype in want:
                 dev = mount_device(c["mountpoint"])
                 c["fuse_conn"] = dev[1] if dev else None
                 self.save()
