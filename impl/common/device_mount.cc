@@ -47,28 +47,33 @@ bool KernelHasFilesystem(const std::string& fstype) {
   return false;
 }
 
-int MountFuseDevice(const DeviceMount& m, std::string* error) {
-  std::string source = m.fstype;
-  std::string type = m.fstype;
-  unsigned long flags = MS_NOSUID | MS_NODEV;
-  std::string data;
+bool TranslateMountOptions(const DeviceMount& m, MountRequest* out, std::string* error) {
+  out->source = m.fstype;
+  out->type = m.fstype;
+  out->flags = MS_NOSUID | MS_NODEV;
+  out->data.clear();
   for (const std::string& opt : m.options) {
     const std::string key = opt.substr(0, opt.find('='));
     const std::string value = opt.size() > key.size() ? opt.substr(key.size() + 1) : "";
     if (key == "fsname") {
-      source = value;
+      out->source = value;
     } else if (key == "subtype") {
-      type = m.fstype + "." + value;
+      out->type = m.fstype + "." + value;
     } else if (MountFlags().count(key)) {
-      flags |= MountFlags().at(key);
+      out->flags |= MountFlags().at(key);
     } else if (IsKernelOption(key)) {
-      data += "," + opt;
+      out->data += (out->data.empty() ? "" : ",") + opt;
     } else if (!IsIgnored(key)) {
       *error = "mount option '" + opt + "' is not supported with " + m.device;
-      return -1;
+      return false;
     }
   }
+  return true;
+}
 
+int MountFuseDevice(const DeviceMount& m, std::string* error) {
+  MountRequest req;
+  if (!TranslateMountOptions(m, &req, error)) return -1;
   const int fd = open(m.device.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     *error = "cannot open " + m.device + ": " + std::strerror(errno);
@@ -82,10 +87,12 @@ int MountFuseDevice(const DeviceMount& m, std::string* error) {
   }
   char rootmode[16];
   std::snprintf(rootmode, sizeof(rootmode), "%o", st.st_mode & S_IFMT);
-  data = "fd=" + std::to_string(fd) + ",rootmode=" + rootmode + ",user_id=" +
-         std::to_string(getuid()) + ",group_id=" + std::to_string(getgid()) + data;
-  if (mount(source.c_str(), m.mountpoint.c_str(), type.c_str(), flags, data.c_str()) != 0) {
-    *error = "mounting " + m.device + " (type " + type + ") on " + m.mountpoint + ": " +
+  std::string data = "fd=" + std::to_string(fd) + ",rootmode=" + rootmode + ",user_id=" +
+                     std::to_string(getuid()) + ",group_id=" + std::to_string(getgid());
+  if (!req.data.empty()) data += "," + req.data;
+  if (mount(req.source.c_str(), m.mountpoint.c_str(), req.type.c_str(), req.flags,
+            data.c_str()) != 0) {
+    *error = "mounting " + m.device + " (type " + req.type + ") on " + m.mountpoint + ": " +
              std::strerror(errno);
     close(fd);
     return -1;

@@ -22,6 +22,18 @@ struct DeviceMount {
   std::vector<std::string> options;
 };
 
+// What mount(2) gets for a DeviceMount, apart from the fd= and ids.
+struct MountRequest {
+  std::string source;
+  std::string type;
+  unsigned long flags = 0;
+  std::string data;  // the kernel options, comma-separated (without fd=...)
+};
+
+// Translates m's options; false with a one-line *error for one the device
+// does not support.
+bool TranslateMountOptions(const DeviceMount& m, MountRequest* out, std::string* error);
+
 // Returns the descriptor of the mounted device (pass "/dev/fd/<fd>" to
 // fuse_session_mount), or -1 with a one-line *error.
 int MountFuseDevice(const DeviceMount& m, std::string* error);

@@ -56,9 +56,11 @@ int KernelLeases::Start(std::string* error) {
   return agent_->Start(std::chrono::milliseconds(5000), error);
 }
 
-void KernelLeases::Attach(fuse_session* se) {
+void KernelLeases::Attach(fuse_session* se) { AttachFd(fuse_session_fd(se)); }
+
+void KernelLeases::AttachFd(int fd) {
   std::lock_guard<std::mutex> l(mu_);
-  fd_ = fuse_session_fd(se);
+  fd_ = fd;
 }
 
 bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size_t size) {
@@ -155,8 +157,13 @@ void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
 }
 
 void KernelLeases::Write(const void* a, size_t alen, const void* b, size_t blen) {
+  int fd;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    fd = fd_;
+  }
   iovec iov[2] = {{const_cast<void*>(a), alen}, {const_cast<void*>(b), blen}};
-  if (writev(fd_, iov, blen ? 2 : 1) < 0 && errno != ENOENT && errno != ENODEV) {
+  if (writev(fd, iov, blen ? 2 : 1) < 0 && errno != ENOENT && errno != ENODEV) {
     spdlog::error("answering a lease request: {}", std::strerror(errno));
   }
 }

@@ -42,6 +42,8 @@ class KernelLeases : public KernelExtension {
   std::vector<std::string> MountOptions() const override { return {"leases"}; }
   int Start(std::string* error) override;
   void Attach(fuse_session* se) override;
+  // The same with the device descriptor itself (tests use a socket).
+  void AttachFd(int fd);
   bool Intercept(const fuse_in_header& header, const char* arg, size_t size) override;
   uint64_t WriteToken(uint64_t gfid) override;
   void Shutdown() override;

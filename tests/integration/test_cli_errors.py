@@ -180,3 +180,24 @@ def test_client_malformed_storage_address(client_bin, workdir):
     r = run([client_bin, "no-port-here", mnt])
     assert_clear_error(r, "no-port-here")
     assert dc.mount_fstype(mnt) is None
+
+
+def test_dfuse_refuses_to_start_without_its_module(workdir):
+    """Without dfuse.ko the dfuse daemon says so, and how to get it."""
+    if os.path.exists("/dev/dfuse"):
+        pytest.skip("dfuse.ko is loaded here")
+    binary = require_binaries("dfuse")["dfuse"]
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    r = run([binary, "--lease-manager", "127.0.0.1:1", "127.0.0.1:1", mnt])
+    assert_clear_error(r, "/dev/dfuse")
+    assert "dfuse.ko" in r.stderr and "make kernel" in r.stderr and "dfuse-vm" in r.stderr
+    assert dc.mount_fstype(mnt) is None
+
+
+def test_other_modes_name_a_missing_fuse_device(workdir):
+    binary = require_binaries("writethrough")["writethrough"]
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    r = run([binary, "--fuse-device", "/nonexistent/dev", "127.0.0.1:1", mnt])
+    assert_clear_error(r, "/nonexistent/dev")

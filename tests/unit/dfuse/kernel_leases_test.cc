@@ -1,0 +1,231 @@
+// The daemon's side of dfuse.ko's lease protocol, with a socket standing in
+// for /dev/dfuse and a real lease manager on loopback: upcalls are taken
+// out of the request stream and answered with the granted mode, revokes
+// become release notifies, interrupts end interruptible upcalls only.
+#include "impl/dfuse/kernel_leases.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "kernel/dfuse/dfuse_proto.h"
+#include "lease/manager_service.h"
+
+namespace dfuse {
+namespace {
+
+using lease::LeaseMode;
+using std::chrono::milliseconds;
+
+constexpr uint64_t kFile = (uint64_t{1} << 48) | 42;
+
+// An empty buffer cache: revokes have nothing to flush, so storage is never
+// called.
+class NoBackend : public CacheBackend {
+ public:
+  int ReadExtents(uint64_t, const std::vector<Extent>&, std::vector<std::string>*,
+                  uint64_t*) override {
+    return EIO;
+  }
+  int WriteChunks(uint64_t, std::vector<Chunk>, uint64_t*, int64_t*) override { return EIO; }
+};
+
+struct Message {
+  fuse_out_header header{};
+  std::string body;
+};
+
+class KernelLeasesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lease::ManagerOptions o;
+    o.epoch = 1;
+    o.term_ms = 2000;
+    std::string error;
+    manager_ = lease::ManagerServer::Start(o, &error);
+    ASSERT_NE(manager_, nullptr) << error;
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds_), 0);
+    cache_ = std::make_unique<BufferCache>(BufferCacheOptions{}, &backend_, &stats_);
+    storage_ = std::make_unique<StorageClient>(StorageClientOptions{"127.0.0.1:1"}, &stats_);
+    KernelExtensionContext ctx;
+    ctx.cache = cache_.get();
+    ctx.storage = storage_.get();
+    ctx.stats = &stats_;
+    ctx.lease_manager = Address();
+    ctx.node_name = "kernel-node";
+    leases_ = std::make_unique<KernelLeases>(ctx);
+    ASSERT_EQ(leases_->Start(&error), 0) << error;
+    leases_->AttachFd(fds_[0]);
+  }
+
+  void TearDown() override {
+    leases_.reset();
+    if (other_) other_->Shutdown();
+    close(fds_[0]);
+    close(fds_[1]);
+  }
+
+  std::string Address() const { return "127.0.0.1:" + std::to_string(manager_->port()); }
+
+  // What the kernel would send: a DFUSE_LEASE request.
+  bool Upcall(uint64_t unique, uint32_t mode, uint32_t flags = 0) {
+    fuse_in_header h{};
+    h.opcode = DFUSE_LEASE;
+    h.unique = unique;
+    h.nodeid = kFile;
+    dfuse_lease_in in{};
+    in.mode = mode;
+    in.flags = flags;
+    in.end = UINT64_MAX;
+    return leases_->Intercept(h, reinterpret_cast<const char*>(&in), sizeof(in));
+  }
+
+  bool Interrupt(uint64_t unique) {
+    fuse_in_header h{};
+    h.opcode = FUSE_INTERRUPT;
+    h.unique = 1000 + unique;
+    fuse_interrupt_in in{};
+    in.unique = unique;
+    return leases_->Intercept(h, reinterpret_cast<const char*>(&in), sizeof(in));
+  }
+
+  // The next message the daemon wrote to the "device", if one comes in time.
+  bool Next(Message* m, milliseconds timeout = milliseconds(5000)) {
+    pollfd p{fds_[1], POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+    char buf[256];
+    const ssize_t n = read(fds_[1], buf, sizeof(buf));
+    if (n < static_cast<ssize_t>(sizeof(fuse_out_header))) return false;
+    std::memcpy(&m->header, buf, sizeof(m->header));
+    m->body.assign(buf + sizeof(m->header), n - sizeof(m->header));
+    EXPECT_EQ(m->header.len, static_cast<uint32_t>(n));
+    return true;
+  }
+
+  static uint32_t GrantedMode(const Message& m) {
+    dfuse_lease_out out{};
+    EXPECT_EQ(m.body.size(), sizeof(out));
+    std::memcpy(&out, m.body.data(), std::min(m.body.size(), sizeof(out)));
+    return out.mode;
+  }
+
+  // Another node's agent, whose revoke handler can be held up.
+  void StartOtherNode() {
+    lease::LeaseAgentOptions o;
+    o.manager = Address();
+    o.name = "other-node";
+    other_ = std::make_unique<lease::LeaseAgent>(
+        o,
+        [this](uint64_t, LeaseMode) {
+          while (hold_other_.load()) std::this_thread::sleep_for(milliseconds(5));
+        },
+        &stats_);
+    std::string error;
+    ASSERT_EQ(other_->Start(milliseconds(5000), &error), 0) << error;
+  }
+
+  StatsRegistry stats_;
+  NoBackend backend_;
+  std::unique_ptr<lease::ManagerServer> manager_;
+  std::unique_ptr<BufferCache> cache_;
+  std::unique_ptr<StorageClient> storage_;
+  std::unique_ptr<KernelLeases> leases_;
+  std::unique_ptr<lease::LeaseAgent> other_;
+  std::atomic<bool> hold_other_{false};
+  int fds_[2] = {-1, -1};
+};
+
+TEST_F(KernelLeasesTest, UpcallIsAnsweredWithTheGrantedMode) {
+  ASSERT_TRUE(Upcall(7, DFUSE_LEASE_WRITE));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 7u);
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_WRITE));
+  EXPECT_NE(leases_->WriteToken(kFile), 0u) << "writes under a WRITE lease carry its token";
+
+  ASSERT_TRUE(Upcall(8, DFUSE_LEASE_READ));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 8u);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+}
+
+TEST_F(KernelLeasesTest, OtherRequestsGoToLibfuse) {
+  fuse_in_header h{};
+  h.opcode = FUSE_READ;
+  h.unique = 3;
+  char arg[64] = {};
+  EXPECT_FALSE(leases_->Intercept(h, arg, sizeof(arg)));
+  EXPECT_FALSE(Interrupt(12345)) << "an interrupt of a request libfuse serves is libfuse's";
+}
+
+TEST_F(KernelLeasesTest, BadModeIsRefused) {
+  ASSERT_TRUE(Upcall(9, 77));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 9u);
+  EXPECT_EQ(m.header.error, -EINVAL);
+}
+
+TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted) {
+  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_WRITE));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.error, 0);
+
+  StartOtherNode();
+  auto other = std::async(std::launch::async, [this] {
+    uint64_t token = 0;
+    return other_->Acquire(kFile, LeaseMode::kWrite, &token);
+  });
+  ASSERT_TRUE(Next(&m)) << "no release notify";
+  EXPECT_EQ(m.header.unique, 0u);
+  EXPECT_EQ(m.header.error, DFUSE_NOTIFY_RELEASE);
+  dfuse_notify_release_out n{};
+  ASSERT_EQ(m.body.size(), sizeof(n));
+  std::memcpy(&n, m.body.data(), sizeof(n));
+  EXPECT_EQ(n.nodeid, kFile);
+  EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
+  EXPECT_EQ(n.end, UINT64_MAX);
+  EXPECT_EQ(other.get(), 0);
+}
+
+TEST_F(KernelLeasesTest, InterruptEndsAWaitingUpcallButNotAPageFaults) {
+  StartOtherNode();
+  uint64_t token = 0;
+  ASSERT_EQ(other_->Acquire(kFile, LeaseMode::kWrite, &token), 0);
+  hold_other_ = true;  // the other node's revoke stalls: our upcalls wait
+
+  ASSERT_TRUE(Upcall(21, DFUSE_LEASE_READ));
+  ASSERT_TRUE(Upcall(22, DFUSE_LEASE_READ, DFUSE_LEASE_NOINTR));
+  Message m;
+  EXPECT_FALSE(Next(&m, milliseconds(300))) << "answered while the other node holds WRITE";
+
+  ASSERT_TRUE(Interrupt(21));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 21u);
+  EXPECT_EQ(m.header.error, -EINTR);
+
+  ASSERT_TRUE(Interrupt(22)) << "the fault's interrupt is swallowed, not passed to libfuse";
+  EXPECT_FALSE(Next(&m, milliseconds(300)));
+
+  hold_other_ = false;
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 22u);
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_FALSE(Next(&m, milliseconds(300))) << "the interrupted upcall was answered twice";
+}
+
+}  // namespace
+}  // namespace dfuse
