@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The VM test suite (runs in the guest, started by tools/dfuse-vm from the
 # repository root): dfuse.ko's kernel-lease tests, the consistency checker
-# and the multi-node integration tests for all three modes, every mode on
+# and the multi-node, differential and crash-durability integration tests for
+# all three modes, every mode on
 # dfuse.ko. Operation counts are scaled down: software emulation is 5-30x
 # slower than the host. Ends with pytest's own summary.
 #   tests/vm/guest-suite.sh [PYTEST_ARGS...]   (default: the whole suite)
@@ -16,6 +17,7 @@ export DFUSE_REVOKE_LOAD_SECONDS=${DFUSE_REVOKE_LOAD_SECONDS:-60}
 export DFUSE_DIFF_OPS=${DFUSE_DIFF_OPS:-1500}
 export PYTHONDONTWRITEBYTECODE=1
 if [ $# -eq 0 ]; then
-	set -- tests/integration/test_kernel_leases.py tests/integration/test_multinode.py
+	set -- tests/integration/test_kernel_leases.py tests/integration/test_multinode.py \
+		tests/integration/test_differential.py tests/integration/test_durability.py
 fi
 exec /usr/bin/python3 -m pytest -v -rs -p no:cacheprovider "$@"
