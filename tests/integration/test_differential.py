@@ -16,7 +16,7 @@ import time
 import pytest
 
 import fsops
-from conftest import DIFF_SEEDS, MODES
+from conftest import DIFF_SEEDS, MODES, STRONG_MODES
 
 
 SEEDS = DIFF_SEEDS
@@ -60,13 +60,14 @@ def test_differential(mode, seed, make_cluster, tmpfs_dir):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_differential_across_nodes_writethrough(seed, make_cluster, tmpfs_dir):
-    """writethrough is close-to-open with zero timeouts: a stream whose ops each
-    open and close what they use may hop between 3 nodes at random and must
-    still match tmpfs op by op."""
-    c = make_cluster("writethrough", nodes=3)
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_differential_across_nodes(mode, seed, make_cluster, tmpfs_dir):
+    """The strong modes (zero entry timeouts, leases for file data and
+    attributes): a stream whose ops each open and close what they use may hop
+    between 3 nodes at random and must still match tmpfs op by op."""
+    c = make_cluster(mode, nodes=3)
     mounts = [str(c.mount(i)) for i in range(3)]
     n = N_OPS // 2
     print(f"differential across nodes: seed={seed} ops={n} (DFUSE_DIFF_SEEDS={seed} to repeat)")
-    ok = fsops.differential(str(tmpfs_dir), mounts, seed, n, names=("tmpfs", "writethrough"), fd_ops=False)
+    ok = fsops.differential(str(tmpfs_dir), mounts, seed, n, names=("tmpfs", mode), fd_ops=False)
     assert ok > n // 10, f"only {ok} of {n} operations succeeded"
