@@ -68,16 +68,20 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     dfuse_lease_in in{};
     LeaseMode mode = LeaseMode::kNone;
     if (size < sizeof(in)) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        pending_[header.unique] = Pending{false};
+      }
       Answer(header.unique, EINVAL, 0);
       return true;
     }
     std::memcpy(&in, arg, sizeof(in));
-    std::lock_guard<std::mutex> l(mu_);
+    const bool valid = ToMode(in.mode, &mode);
+    std::unique_lock<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
-    if (!ToMode(in.mode, &mode)) {
-      mu_.unlock();
+    if (!valid) {
+      l.unlock();
       Answer(header.unique, EINVAL, 0);
-      mu_.lock();
       return true;
     }
     upcalls_->Add();
