@@ -297,15 +297,17 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   const bool own_mount = s.fuse_device != "/dev/fuse";
   const std::string fstype =
       extended ? spec.fstype : s.fuse_device == "/dev/dfuse" ? "dfuse" : "fuse";
-  if (own_mount && (access(s.fuse_device.c_str(), R_OK | W_OK) != 0 ||
-                    !KernelHasFilesystem(fstype))) {
-    std::string msg = s.fuse_device + " is not available (" +
-                      (access(s.fuse_device.c_str(), F_OK) != 0 ? "missing"
-                                                                 : std::strerror(errno)) +
-                      ", file system type " + fstype +
-                      (KernelHasFilesystem(fstype) ? " registered)" : " not registered)");
-    if (!spec.missing_module_hint.empty()) msg += ": " + spec.missing_module_hint;
-    return fail(msg);
+  if (own_mount) {
+    const bool usable = access(s.fuse_device.c_str(), R_OK | W_OK) == 0;
+    const std::string why = usable ? "" : errno == ENOENT ? "missing" : std::strerror(errno);
+    const bool registered = KernelHasFilesystem(fstype);
+    if (!usable || !registered) {
+      std::string msg = s.fuse_device + " is not available (" + (usable ? "present" : why) +
+                        ", file system type " + fstype +
+                        (registered ? " registered)" : " not registered)");
+      if (!spec.missing_module_hint.empty()) msg += ": " + spec.missing_module_hint;
+      return fail(msg);
+    }
   }
 
   Daemonizer daemon;

@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "impl/common/revoke.h"
+
 namespace dfuse {
 
 struct LeaseGate::File {
@@ -144,16 +146,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   }
   {
     std::unique_lock<std::shared_mutex> lock(f->io_mu);
-    // The ack promises the data is on stable storage, not merely sent.
-    uint64_t flushed = 0;
-    int err = cache_->Flush(gfid, &flushed);
-    if (err == 0 && flushed > 0) {
-      durable_flushes_->Add();
-      err = storage_->Fsync(gfid, /*datasync=*/false);
-    }
-    if (err != 0) spdlog::error("revoke of {:#x}: write-back failed: errno {}", gfid, err);
-    // Downgrading to READ keeps the (now clean) data; losing the lease drops it.
-    if (to == LeaseMode::kNone) cache_->Invalidate(gfid);
+    WriteBackForRevoke(cache_, storage_, gfid, to, durable_flushes_);
     if (f->held > to) f->held = to;
     if (to != LeaseMode::kWrite) f->token = 0;
   }

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "impl/common/revoke.h"
 #include "kernel/dfuse/dfuse_proto.h"
 
 namespace dfuse {
@@ -68,22 +69,16 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     dfuse_lease_in in{};
     LeaseMode mode = LeaseMode::kNone;
     if (size < sizeof(in)) {
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        pending_[header.unique] = Pending{false};
-      }
-      Answer(header.unique, EINVAL, 0);
+      Reply(header.unique, EINVAL, 0);
       return true;
     }
     std::memcpy(&in, arg, sizeof(in));
-    const bool valid = ToMode(in.mode, &mode);
-    std::unique_lock<std::mutex> l(mu_);
-    pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
-    if (!valid) {
-      l.unlock();
-      Answer(header.unique, EINVAL, 0);
+    if (!ToMode(in.mode, &mode)) {
+      Reply(header.unique, EINVAL, 0);
       return true;
     }
+    std::lock_guard<std::mutex> l(mu_);
+    pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
     queue_.push_back(Upcall{header.unique, header.nodeid, mode});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
@@ -146,28 +141,23 @@ void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
     std::lock_guard<std::mutex> l(mu_);
     if (pending_.erase(unique) == 0) return;  // answered already (interrupted)
   }
+  Reply(unique, error, mode);
+}
+
+void KernelLeases::Reply(uint64_t unique, int error, uint32_t mode) {
   fuse_out_header out{};
   out.unique = unique;
   out.error = -error;
   dfuse_lease_out arg{};
   arg.mode = mode;
-  if (error != 0) {
-    out.len = sizeof(out);
-    Write(&out, sizeof(out), nullptr, 0);
-  } else {
-    out.len = sizeof(out) + sizeof(arg);
-    Write(&out, sizeof(out), &arg, sizeof(arg));
-  }
-}
-
-void KernelLeases::Write(const void* a, size_t alen, const void* b, size_t blen) {
+  out.len = sizeof(out) + (error != 0 ? 0 : sizeof(arg));  // an error carries no payload
   int fd;
   {
     std::lock_guard<std::mutex> l(mu_);
     fd = fd_;
   }
-  iovec iov[2] = {{const_cast<void*>(a), alen}, {const_cast<void*>(b), blen}};
-  if (writev(fd, iov, blen ? 2 : 1) < 0 && errno != ENOENT && errno != ENODEV) {
+  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+  if (writev(fd, iov, error != 0 ? 1 : 2) < 0 && errno != ENOENT && errno != ENODEV) {
     spdlog::error("answering a lease request: {}", std::strerror(errno));
   }
 }
@@ -206,15 +196,7 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
     }
     kernel_release_latency_->Record(Clock::now() - start);
   }
-  // The ack promises the data is on stable storage, not merely sent.
-  uint64_t flushed = 0;
-  int err = ctx_.cache->Flush(gfid, &flushed);
-  if (err == 0 && flushed > 0) {
-    durable_flushes_->Add();
-    err = ctx_.storage->Fsync(gfid, /*datasync=*/false);
-  }
-  if (err != 0) spdlog::error("revoke of {:#x}: write-back failed: errno {}", gfid, err);
-  if (to == LeaseMode::kNone) ctx_.cache->Invalidate(gfid);
+  WriteBackForRevoke(ctx_.cache, ctx_.storage, gfid, to, durable_flushes_);
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);
     tokens_.erase(gfid);

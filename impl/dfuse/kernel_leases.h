@@ -63,9 +63,10 @@ class KernelLeases : public KernelExtension {
 
   void WorkerLoop();
   void Serve(const Upcall& u);
-  // Answers an upcall unless it was answered already (interrupted).
+  // Answers a pending upcall unless it was answered already (interrupted).
   void Answer(uint64_t unique, int error, uint32_t mode);
-  void Write(const void* a, size_t alen, const void* b, size_t blen);
+  // Writes the reply to the device.
+  void Reply(uint64_t unique, int error, uint32_t mode);
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to);
 

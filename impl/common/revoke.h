@@ -1,0 +1,26 @@
+// What every mode's revoke handler does with the userspace buffer cache
+// before the ack (ARCHITECTURE.md section 5): shared by writethrough's
+// LeaseGate and dfuse's KernelLeases.
+#ifndef DFUSE_IMPL_COMMON_REVOKE_H_
+#define DFUSE_IMPL_COMMON_REVOKE_H_
+
+#include <cstdint>
+
+#include "impl/common/buffer_cache.h"
+#include "impl/common/storage_client.h"
+#include "lease/agent.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+// Makes gfid's dirty data durable on storage (flushed, then fsynced when
+// there was any: the ack promises stable storage, not merely sent data;
+// `durable_flushes` counts those) and, when the lease drops to NONE, drops
+// the cached copy (a downgrade to READ keeps the now clean data). Returns 0
+// or the errno of the failed write-back, which is also logged.
+int WriteBackForRevoke(BufferCache* cache, StorageClient* storage, uint64_t gfid,
+                       lease::LeaseMode to, Counter* durable_flushes);
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_REVOKE_H_
