@@ -1179,8 +1179,9 @@ class Cluster:
 # machine-wide sweep
 
 
-def dfuse_pids() -> list[tuple[int, str]]:
-    """(pid, name) of every running DFUSE daemon on the machine."""
+def pids_named(names: Iterable[str]) -> list[tuple[int, str]]:
+    """(pid, name) of every running process whose program is one of ``names``."""
+    names = set(names)
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -1190,9 +1191,14 @@ def dfuse_pids() -> list[tuple[int, str]]:
         if not cmd or not pid_alive(pid):
             continue
         base = os.path.basename(cmd[0])
-        if base in DAEMON_NAMES:
+        if base in names:
             out.append((pid, base))
     return out
+
+
+def dfuse_pids() -> list[tuple[int, str]]:
+    """(pid, name) of every running DFUSE daemon on the machine."""
+    return pids_named(DAEMON_NAMES)
 
 
 def tool_started(cmd: Sequence[str]) -> bool:
@@ -1210,15 +1216,7 @@ def tool_started(cmd: Sequence[str]) -> bool:
 
 def service_pids() -> list[tuple[int, str]]:
     """(pid, name) of every running lease manager and etcd (started by anyone)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        cmd = pid_cmdline(pid)
-        if cmd and os.path.basename(cmd[0]) in SERVICE_NAMES and pid_alive(pid):
-            out.append((pid, os.path.basename(cmd[0])))
-    return out
+    return pids_named(SERVICE_NAMES)
 
 
 def sweep_all(progress: Callable[[str], None] = lambda m: None) -> int:

@@ -72,6 +72,14 @@ def require_binaries(*names: str) -> dict:
     return paths
 
 
+def checker_path() -> Path:
+    """dfuse-checker (workloads/consistency); skip the test if it is not built."""
+    path = build_dir() / "workloads" / "consistency" / "dfuse-checker"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.skip(f"dfuse-checker not built: {path}")
+    return path
+
+
 def require_fuse() -> None:
     if os.geteuid() != 0:
         pytest.skip("integration tests need root (FUSE mounts, namespaces)")

@@ -8,12 +8,11 @@ fails must not leave a mount behind.
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import dfuse_cluster as dc
-from conftest import MODES, build_dir, require_binaries, require_fuse
+from conftest import MODES, require_binaries, require_fuse
 
 TIMEOUT = 30
 CLIENTS = MODES

@@ -19,18 +19,10 @@ import json
 import os
 import subprocess
 
-import pytest
 
-from conftest import build_dir
+from conftest import checker_path
 
 OPS = int(os.environ.get("DFUSE_CONSISTENCY_OPS", "20000"))
-
-
-def checker_path():
-    path = build_dir() / "workloads" / "consistency" / "dfuse-checker"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.skip(f"dfuse-checker not built: {path}")
-    return path
 
 
 def run_checker(args, timeout=150):

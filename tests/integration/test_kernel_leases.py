@@ -26,11 +26,10 @@ import mmap
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import MODES, STRONG_MODES, build_dir, require_dfuse_module
+from conftest import MODES, STRONG_MODES, checker_path, require_dfuse_module
 
 LOAD_SECONDS = float(os.environ.get("DFUSE_REVOKE_LOAD_SECONDS", "60"))
 CHECK_OPS = int(os.environ.get("DFUSE_VM_CHECK_OPS", "20000"))
@@ -198,13 +197,6 @@ def test_rename_over_a_file_open_on_b(make_cluster, mode):
         os.close(bfd)
 
 
-def checker():
-    path = build_dir() / "workloads" / "consistency" / "dfuse-checker"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.skip(f"dfuse-checker not built: {path}")
-    return path
-
-
 # writethrough's checker runs are on the host (test_leases.py, 100,000 operations on
 # the 6.18 stock driver). On 6.1 in the VM one run in three showed one stale read
 # (a node reading its own older value 0.5 ms after another node's write returned):
@@ -213,7 +205,7 @@ def checker():
 def test_checker_across_nodes(make_cluster, workdir, mode):
     c = make_cluster(mode, nodes=2)
     report = workdir / "report.json"
-    args = [str(checker()), "run", "--procs", "2", "--ops", str(CHECK_OPS), "--files", "2",
+    args = [str(checker_path()), "run", "--procs", "2", "--ops", str(CHECK_OPS), "--files", "2",
             "--blocks", "8", "--duration-limit", "900", "--report", str(report),
             "--no-progress", "--mount", str(c.mount(0)), "--mount", str(c.mount(1))]
     r = subprocess.run(args, capture_output=True, text=True, timeout=1200)

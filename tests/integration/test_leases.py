@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_dir
+from conftest import checker_path
 
 HERE = Path(__file__).resolve().parent
 TERM_MS = 1500
@@ -44,13 +44,6 @@ def leased_cluster(make_cluster, nodes, **kw):
     return c
 
 
-def checker():
-    path = build_dir() / "workloads" / "consistency" / "dfuse-checker"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.skip(f"dfuse-checker not built: {path}")
-    return path
-
-
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,7 +54,7 @@ def wait_for(predicate, timeout, what):
 
 
 def test_three_nodes_sharing_every_block_are_linearizable(make_cluster, workdir):
-    path = checker()
+    path = checker_path()
     c = leased_cluster(make_cluster, nodes=3)
     report = workdir / "report.json"
     args = [str(path), "run", "--procs", "3", "--ops", str(OPS), "--files", "2", "--blocks", "8",
@@ -136,7 +129,7 @@ def test_manager_failover_during_a_checker_run(make_cluster, workdir):
     for tool in ("etcd", "etcdctl"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (tools/setup-deps.sh installs etcd-server/etcd-client)")
-    path = checker()
+    path = checker_path()
     # The term must outlast etcd's TTL plus the clients' search for the new
     # leader, or clients drop their leases before they can reclaim them
     # (see test_lease_failover.py).
