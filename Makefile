@@ -39,7 +39,7 @@ bench: setup build
 # 4 KiB random writes, 4 nodes, all three modes on dfuse.ko in the VM.
 bench-vm: setup build kernel
 	tools/dfuse-vm -- env DFUSE_FUSE_DEVICE=/dev/dfuse tools/bench-fio --out results --run vm-randwrite --modes dfuse,writethrough,weakwriteback \
-	  --nodes 4 --jobs randwrite --size 16M --runtime 20 --net inprocess
+	  --nodes 4 --jobs randwrite --size 16M --runtime 15 --net inprocess
 
 clean:
 	rm -rf $(BUILD)
