@@ -101,11 +101,16 @@ def find_build_dir(explicit: Optional[str | os.PathLike] = None) -> Path:
 
 
 def binary_path(build_dir: Path, name: str) -> Path:
-    """Path of daemon ``name`` ("storage" or a client mode) under ``build_dir``."""
+    """Path of binary ``name`` (a daemon: "storage", "lease-manager" or a
+    client mode; or a workload tool: "checker", "personality") under ``build_dir``."""
     if name == "storage":
         return build_dir / "storage" / "dfuse-storage"
     if name == "lease-manager":
         return build_dir / "lease" / LEASE_MANAGER
+    if name == "checker":
+        return build_dir / "workloads" / "consistency" / "dfuse-checker"
+    if name == "personality":
+        return build_dir / "workloads" / "personalities" / "dfuse-personality"
     if name in MODES:
         return build_dir / "impl" / name / f"dfuse-{name}"
     raise ValueError(f"unknown daemon {name!r}")

@@ -63,9 +63,9 @@ size_t CreateFileset(const Personality& p, const RunOptions& o);
 
 // Runs the personality's loop on o.threads threads for o.seconds and returns
 // the summary: ops and bytes by flowop, throughput (MB/s, 10^6), mean latency
-// (ms per op), and races with other nodes sharing the fileset (a file another
-// node created or deleted first), which are counted, not failed. Any other
-// I/O error throws.
+// (ms per op), and races (a file another thread, or another node sharing the
+// fileset, created or deleted first), which are counted, not failed. Any
+// other I/O error throws.
 nlohmann::json RunWorkload(const Personality& p, const RunOptions& o);
 
 }  // namespace dfuse::personality
