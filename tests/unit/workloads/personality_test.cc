@@ -85,7 +85,9 @@ TEST_F(PersonalityTest, RunsEveryPersonality) {
     EXPECT_GT(r["read_bytes"].get<uint64_t>(), 0u);
     EXPECT_GT(r["write_bytes"].get<uint64_t>(), 0u);
     // Alone on the fileset, only its own threads' deletes can race a read.
-    if (name != "fileserver") EXPECT_EQ(r["races"].get<uint64_t>(), 0u);
+    if (name != "fileserver") {
+      EXPECT_EQ(r["races"].get<uint64_t>(), 0u);
+    }
     uint64_t ops = 0;
     for (const auto& [op, s] : r["flowops"].items()) ops += s["count"].get<uint64_t>();
     EXPECT_EQ(ops, r["ops"].get<uint64_t>());
