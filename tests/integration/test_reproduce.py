@@ -1,0 +1,140 @@
+"""tools/dfuse-reproduce on real local clusters, with the `smoke` profile of
+workloads/matrix.toml (seconds per point), then plots/draw.py on its output.
+
+Every mode this machine runs takes part (dfuse only with dfuse.ko, in the VM).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import MODES, REPO, build_dir, require_binaries, require_fuse
+
+RUNNER = REPO / "tools" / "dfuse-reproduce"
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def reproduce(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    r = subprocess.run([PYTHON, str(RUNNER), "--build-dir", str(build_dir()), "--net", "none",
+                        *args], capture_output=True, text=True, timeout=timeout)
+    print(r.stdout[-4000:], r.stderr[-4000:])
+    return r
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_dry_run_prints_the_plan():
+    r = reproduce("--profile", "quick", "--dry-run", "--modes", "writethrough,weakwriteback")
+    assert r.returncode == 0
+    # quick: Fig. 6 (10) + Fig. 7 (4 new) + Fig. 8 (2 new) + Fig. 9 (6) + checker (1)
+    assert "23 points x 2 modes" in r.stdout
+    assert "fio-random-r50-c50-n8" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--figures", "fig10"], "unknown figure 'fig10'"),
+    (["--modes", "nfs"], "unknown mode 'nfs'"),
+])
+def test_bad_arguments_are_refused(args, message):
+    r = reproduce(*args, "--dry-run")
+    assert r.returncode == 2
+    assert message in r.stderr
+
+
+def test_dfuse_without_the_module_is_refused():
+    if os.path.exists("/dev/dfuse"):
+        pytest.skip("dfuse.ko is loaded here")
+    r = reproduce("--modes", "dfuse,writethrough", "--dry-run")
+    assert r.returncode == 2
+    assert "dfuse.ko" in r.stderr and "VM" in r.stderr
+
+
+def test_smoke_run_writes_every_output_and_the_figures(tmp_path: Path):
+    require_fuse()
+    require_binaries("storage", *MODES)
+    r = reproduce("--profile", "smoke", "--modes", ",".join(MODES), "--out", str(tmp_path),
+                  "--run", "smoke")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "smoke"
+    assert "~" in r.stdout and "left" in r.stdout  # progress with time left
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["modes"] == list(MODES) and manifest["profile"] == "smoke"
+    for key in ("commit", "kernel", "date", "rtt_us", "network_emulation", "fio"):
+        assert manifest.get(key) not in (None, ""), key
+
+    n = len(MODES)
+    fig6 = rows(run / "fig6.csv")
+    assert len(fig6) == 10 * n
+    assert {(r["pattern"], int(r["read_pct"])) for r in fig6} == {
+        (p, x) for p in ("random", "sequential") for x in (0, 25, 50, 75, 100)}
+    assert all(float(r["throughput_mib_s"]) > 0 and float(r["lat_mean_ms"]) > 0 for r in fig6)
+    fig7 = rows(run / "fig7.csv")
+    assert sorted({int(r["contention_pct"]) for r in fig7}) == [0, 25, 50, 75, 100]
+    # Fig. 7's 0 % point is Fig. 6's random 50:50 run, measured once.
+    for m in MODES:
+        a = [r for r in fig6 if r["mode"] == m and r["pattern"] == "random" and r["read_pct"] == "50"]
+        b = [r for r in fig7 if r["mode"] == m and r["contention_pct"] == "0"]
+        assert a[0]["throughput_mb_s"] == b[0]["throughput_mb_s"]
+    assert sorted({int(r["nodes"]) for r in rows(run / "fig8.csv")}) == [2, 3]
+    fig9 = rows(run / "fig9.csv")
+    assert len(fig9) == 6 * n and all(float(r["throughput_mb_s"]) > 0 for r in fig9)
+    checks = rows(run / "consistency.csv")
+    assert len(checks) == n
+    for r in checks:
+        if r["mode"] != "weakwriteback":
+            assert r["non_linearizable"] == "0", r
+    lat = rows(run / "lease_latency.csv")
+    lease_modes = {r["mode"] for r in lat if r["metric"] == "lease.acquire"}
+    assert lease_modes == {m for m in MODES if m != "weakwriteback"}
+
+    raw = run / "raw" / "writethrough"
+    fio_json = json.loads((raw / "fio-random-r50-c0-n2-node1.json").read_text())
+    options = fio_json["global options"]
+    assert options["rwmixread"] == "50"
+    assert "/node1/f0:" in options["filename"] and "shared" not in options["filename"]
+    assert (raw / "fileserver-c100-n2-node0.json").exists()
+    assert (raw / "checker-0-n2.report.json").exists()
+
+    d = subprocess.run([PYTHON, str(REPO / "plots" / "draw.py"), str(run)],
+                       capture_output=True, text=True)
+    assert d.returncode == 0, d.stderr
+    for name in ("fig6", "fig7", "fig8", "fig9", "consistency", "lease_latency"):
+        for ext in ("png", "pdf"):
+            assert (run / "figures" / f"{name}.{ext}").stat().st_size > 0
+
+
+def test_a_failing_point_stops_the_run_and_says_why(tmp_path: Path):
+    require_fuse()
+    require_binaries("storage", "weakwriteback")
+    matrix = tmp_path / "matrix.toml"
+    text = (REPO / "workloads" / "matrix.toml").read_text()
+    # A fio job file that does not exist: fio fails on every node.
+    matrix.write_text(text.replace('patterns = ["random", "sequential"]',
+                                   'patterns = ["random", "nosuchpattern"]'))
+    args = ["--profile", "smoke", "--modes", "weakwriteback", "--figures", "fig6",
+            "--matrix", str(matrix), "--out", str(tmp_path)]
+    r = reproduce(*args, "--run", "stop")
+    assert r.returncode == 1
+    manifest = json.loads((tmp_path / "stop" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert "nosuchpattern" in manifest["error"]
+
+    r = reproduce(*args, "--run", "go-on", "--keep-going")
+    assert r.returncode == 1
+    manifest = json.loads((tmp_path / "go-on" / "manifest.json").read_text())
+    assert manifest["status"].startswith("complete with 5 failed runs")
+    assert len(rows(tmp_path / "go-on" / "failures.csv")) == 5
+    assert len(rows(tmp_path / "go-on" / "fig6.csv")) == 5  # the random points

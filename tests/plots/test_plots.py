@@ -1,0 +1,162 @@
+"""The figure scripts (plots/) on small synthetic results.
+
+The CSV columns come from the runner itself (tools/dfuse-reproduce), so a
+change on either side that breaks the other fails here.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plots"))
+sys.path.insert(0, str(REPO / "tools"))
+
+import draw  # noqa: E402
+import paper  # noqa: E402
+
+
+def load_runner():
+    loader = importlib.machinery.SourceFileLoader("dfuse_reproduce", str(REPO / "tools" / "dfuse-reproduce"))
+    spec = importlib.util.spec_from_loader("dfuse_reproduce", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+runner = load_runner()
+MODES = ("dfuse", "writethrough", "weakwriteback")
+SPEED = {"dfuse": 1.6, "writethrough": 1.0, "weakwriteback": 1.8}
+
+
+def write(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def fio_row(fig, mode, pattern, read_pct, contention, nodes):
+    mb = 50.0 * SPEED[mode] * nodes / 4 * (1 - contention / 200)
+    return {"figure": fig, "mode": mode, "pattern": pattern, "read_pct": read_pct,
+            "contention_pct": contention, "nodes": nodes, "threads_per_node": 4,
+            "throughput_mib_s": mb / 1.048576, "throughput_mb_s": mb,
+            "lat_mean_ms": 1.0 / SPEED[mode], "ops": 1000}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A complete synthetic run of every figure, all three modes."""
+    d = tmp_path / "synthetic"
+    d.mkdir()
+    write(d / "fig6.csv", runner.FIO_FIELDS,
+          [fio_row("fig6", m, p, r, 0, 4) for m in MODES for p in ("random", "sequential")
+           for r in paper.READ_PCT])
+    write(d / "fig7.csv", runner.FIO_FIELDS,
+          [fio_row("fig7", m, "random", 50, c, 4) for m in MODES for c in paper.CONTENTION_PCT])
+    write(d / "fig8.csv", runner.FIO_FIELDS,
+          [fio_row("fig8", m, "random", 50, 50, n) for m in MODES for n in (2, 4, 8)])
+    write(d / "fig9.csv", runner.PERSONALITY_FIELDS,
+          [{"figure": "fig9", "mode": m, "personality": p, "contention_pct": c, "nodes": 4,
+            "threads_per_node": 4, "throughput_mb_s": 100 * SPEED[m], "lat_mean_ms": 10 / SPEED[m],
+            "ops": 500, "races": 3 if c else 0}
+           for m in MODES for p in ("fileserver", "webserver", "netsfs") for c in (0, 100)])
+    write(d / "consistency.csv", runner.CHECKER_FIELDS,
+          [{"figure": "consistency", "mode": m, "run": i, "nodes": 2, "operations": 4000,
+            "registers": 16, "violations": 9 if m == "weakwriteback" else 0,
+            "non_linearizable": 9 if m == "weakwriteback" else 0, "torn_reads": 0,
+            "unknown": 0, "seed": 7} for m in MODES for i in range(2)])
+    write(d / "lease_latency.csv", runner.LATENCY_FIELDS,
+          [{"mode": m, "point": "fio-random-r50-c50-n4", "figure": "fig7+fig8",
+            "contention_pct": 50, "metric": metric, "le_us": 1 << b, "count": 10 + b}
+           for m in ("dfuse", "writethrough") for metric in runner.LEASE_METRICS
+           if m == "dfuse" or not metric.startswith("kernel") for b in range(6, 14)])
+    (d / "manifest.json").write_text(json.dumps({"run": "synthetic", "figures": list(draw.FIGURES)}))
+    return d
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_figure_is_drawn_as_png_and_pdf(run: Path):
+    written, errors = draw.draw_run(run)
+    assert errors == []
+    names = sorted(p.name for p in written)
+    assert names == sorted(f"{f}.{ext}" for f in draw.FIGURES for ext in ("png", "pdf"))
+    for p in written:
+        assert p.stat().st_size > 5000, p
+        if p.suffix == ".png":
+            assert is_png(p)
+        else:
+            assert p.read_bytes()[:5] == b"%PDF-"
+
+
+def test_each_script_runs_on_its_own(run: Path, tmp_path: Path):
+    for name in draw.FIGURES:
+        out = tmp_path / f"out-{name}"
+        r = subprocess.run([sys.executable, str(REPO / "plots" / f"{name}.py"), str(run),
+                            "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert is_png(out / f"{name}.png")
+
+
+def test_a_figure_the_run_lacks_is_skipped(run: Path):
+    (run / "fig8.csv").unlink()
+    r = subprocess.run([sys.executable, str(REPO / "plots" / "draw.py"), str(run)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "fig8 skipped" in r.stdout
+    assert not (run / "figures" / "fig8.png").exists()
+    assert (run / "figures" / "fig9.png").exists()
+
+
+def test_a_broken_figure_fails(run: Path):
+    # A column the figure needs is gone: the script must fail, loudly.
+    rows = list(csv.DictReader(open(run / "fig7.csv")))
+    fields = [f for f in runner.FIO_FIELDS if f != "throughput_mb_s"]
+    write(run / "fig7.csv", fields, [{k: r[k] for k in fields} for r in rows])
+    r = subprocess.run([sys.executable, str(REPO / "plots" / "draw.py"), str(run)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "fig7 failed" in r.stderr
+    assert (run / "figures" / "fig6.png").exists()  # the others are still drawn
+
+
+def test_all_draws_only_reproduce_runs(run: Path, tmp_path: Path):
+    other = run.parent / "fio-bench"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"run": "fio-bench"}))
+    assert draw.reproduce_runs(run.parent) == [run]
+
+
+def test_the_ratio_panels_show_the_measured_ratio(run: Path):
+    # The synthetic dfuse is 1.6x writethrough everywhere; the drawn line says so.
+    import matplotlib.pyplot as plt
+    import fig7
+    captured = {}
+    real_save = fig7.common.save
+
+    def grab(fig, out, name):
+        captured["fig"] = fig
+        return real_save(fig, out, name)
+
+    fig7.common.save = grab
+    try:
+        fig7.draw(run, run / "figures")
+    finally:
+        fig7.common.save = real_save
+    right = captured["fig"].axes[1]
+    lines = {ln.get_label(): ln.get_ydata() for ln in right.get_lines()}
+    assert list(lines["dfuse / writethrough"]) == pytest.approx([1.6] * 5)
+    assert list(lines["paper: DFUSE / WT+OCC"]) == pytest.approx(
+        [d / w for d, w in zip(paper.FIG7["dfuse"], paper.FIG7["writethrough"])])
+    plt.close("all")
