@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draw every figure of a results run (tools/dfuse-reproduce output) into
-RUN/figures/, PNG and PDF. A figure whose CSV the run does not have is
-skipped with a note; a figure script that fails makes the exit status 1.
+RUN/figures/, PNG and PDF, and write RUN/summary.md (the ratios next to the
+paper's). A figure whose CSV the run does not have is skipped with a note; a
+figure script that fails makes the exit status 1.
 
     plots/draw.py results/<run>          one run
     plots/draw.py --all results          every run that has a manifest from dfuse-reproduce
@@ -23,6 +24,7 @@ import fig7  # noqa: E402
 import fig8  # noqa: E402
 import fig9  # noqa: E402
 import lease_latency  # noqa: E402
+import summary  # noqa: E402
 
 FIGURES = {"fig6": fig6, "fig7": fig7, "fig8": fig8, "fig9": fig9,
            "consistency": consistency, "lease_latency": lease_latency}
@@ -38,6 +40,11 @@ def draw_run(run: Path, out: Path | None = None) -> tuple[list[Path], list[str]]
             print(f"{run.name}: {name} skipped ({e})")
         except Exception:  # a broken figure must not hide the others
             errors.append(f"{run.name}: {name} failed:\n{traceback.format_exc()}")
+    try:
+        (run / "summary.md").write_text(summary.summarize(run))
+        written.append(run / "summary.md")
+    except Exception:
+        errors.append(f"{run.name}: summary.md failed:\n{traceback.format_exc()}")
     return written, errors
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import draw  # noqa: E402
 import paper  # noqa: E402
+import summary  # noqa: E402
 
 
 def load_runner():
@@ -91,8 +92,11 @@ def test_every_figure_is_drawn_as_png_and_pdf(run: Path):
     written, errors = draw.draw_run(run)
     assert errors == []
     names = sorted(p.name for p in written)
-    assert names == sorted(f"{f}.{ext}" for f in draw.FIGURES for ext in ("png", "pdf"))
+    assert names == sorted([f"{f}.{ext}" for f in draw.FIGURES for ext in ("png", "pdf")]
+                           + ["summary.md"])
     for p in written:
+        if p.suffix == ".md":
+            continue
         assert p.stat().st_size > 5000, p
         if p.suffix == ".png":
             assert is_png(p)
@@ -160,3 +164,14 @@ def test_the_ratio_panels_show_the_measured_ratio(run: Path):
     assert list(lines["paper: DFUSE / WT+OCC"]) == pytest.approx(
         [d / w for d, w in zip(paper.FIG7["dfuse"], paper.FIG7["writethrough"])])
     plt.close("all")
+
+
+def test_summary_states_the_measured_ratios_next_to_the_papers(run: Path):
+    text = summary.summarize(run)
+    headline = text[text.index("## Headline"):text.index("## Fig. 6")]
+    # Synthetic dfuse: 1.6x writethrough's throughput, 1/1.6 of its latency;
+    # 1.6 / 1.8 of weakwriteback's throughput.
+    assert "| throughput | 1.60x (+60.0%) | 1.68x (+68.0%) | 0.89x (-11.1%) |" in headline
+    assert "| mean latency | 0.62x (-37.5%) | 0.60x (-40.4%) |" in headline
+    assert "| 16 |" not in text  # Fig. 8 lists only the node counts measured
+    assert "| weakwriteback | 8000 | 18 of 32 |" in text

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""The ratios of a results run next to the paper's, as Markdown (RUN/summary.md).
+
+Ratios compare modes measured side by side in the one run: dfuse / writethrough
+against the paper's DFUSE / WT+OCC, and dfuse / weakwriteback against the weak
+upper bound the paper does not measure. A figure the run lacks is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import paper  # noqa: E402
+
+
+def pct(r: float) -> str:
+    if r != r:  # NaN: a mode is missing
+        return "n/a"
+    return f"{r:.2f}x ({(r - 1) * 100:+.1f}%)"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(r) + " |" for r in rows] + [""])
+
+
+def ratios(rows: list[dict], field: str, **match) -> tuple[float, float]:
+    d = common.value(rows, field, mode="dfuse", **match)
+    return (common.ratio(d, common.value(rows, field, mode="writethrough", **match)),
+            common.ratio(d, common.value(rows, field, mode="weakwriteback", **match)))
+
+
+HEADER = ["dfuse / writethrough", "paper DFUSE / WT+OCC", "dfuse / weakwriteback"]
+
+
+def fig6(run: Path) -> list[str]:
+    rows = common.read_rows(run, "fig6")
+    out = ["## Headline (Fig. 6a and 6c: random, 0:100)", ""]
+    t, tw = ratios(rows, "throughput_mib_s", pattern="random", read_pct=0)
+    lat, lw = ratios(rows, "lat_mean_ms", pattern="random", read_pct=0)
+    out += table(["metric"] + HEADER, [
+        ["throughput", pct(t), pct(1 + paper.HEADLINE_THROUGHPUT), pct(tw)],
+        ["mean latency", pct(lat), pct(1 + paper.HEADLINE_LATENCY), pct(lw)]])
+    out += ["## Fig. 6: fio, no contention", ""]
+    body = []
+    for pattern in ("random", "sequential"):
+        for metric, field in (("throughput", "throughput_mib_s"), ("latency", "lat_mean_ms")):
+            ref = paper.FIG6[(pattern, metric)]
+            for i, r in enumerate(paper.READ_PCT):
+                a, b = ratios(rows, field, pattern=pattern, read_pct=r)
+                body.append([pattern, metric, f"{r}:{100 - r}", pct(a),
+                             pct(ref["dfuse"][i] / ref["writethrough"][i]), pct(b)])
+    return out + table(["pattern", "metric", "R:W"] + HEADER, body)
+
+
+def fig7(run: Path) -> list[str]:
+    rows = common.read_rows(run, "fig7")
+    body = []
+    for i, c in enumerate(paper.CONTENTION_PCT):
+        a, b = ratios(rows, "throughput_mb_s", contention_pct=c)
+        body.append([f"{c}%", pct(a), pct(paper.FIG7["dfuse"][i] / paper.FIG7["writethrough"][i]),
+                     pct(b)])
+    return ["## Fig. 7: contention (throughput)", ""] + table(["contention"] + HEADER, body)
+
+
+def fig8(run: Path) -> list[str]:
+    rows = common.read_rows(run, "fig8")
+    body = []
+    for n in sorted({r["nodes"] for r in rows}):
+        a, b = ratios(rows, "throughput_mb_s", nodes=n)
+        ref = (pct(paper.FIG8["dfuse"][paper.NODES.index(n)] /
+                   paper.FIG8["writethrough"][paper.NODES.index(n)]) if n in paper.NODES else "—")
+        body.append([str(n), pct(a), ref, pct(b)])
+    return ["## Fig. 8: nodes at 50 % contention (throughput)", ""] + table(["nodes"] + HEADER, body)
+
+
+def fig9(run: Path) -> list[str]:
+    rows = common.read_rows(run, "fig9")
+    body = []
+    for p in ("fileserver", "webserver", "netsfs"):
+        for c in (0, 100):
+            for k, (metric, field) in enumerate((("throughput", "throughput_mb_s"),
+                                                 ("latency", "lat_mean_ms"))):
+                a, b = ratios(rows, field, personality=p, contention_pct=c)
+                ref = paper.FIG9[(p, c)]
+                body.append([p, f"{c}%", metric, pct(a),
+                             pct(ref["dfuse"][k] / ref["writethrough"][k]), pct(b)])
+    return (["## Fig. 9: personalities", ""]
+            + table(["personality", "contention", "metric"] + HEADER, body))
+
+
+def consistency(run: Path) -> list[str]:
+    rows = common.read_rows(run, "consistency")
+    body = []
+    for m in common.modes_in(rows):
+        mine = [r for r in rows if r["mode"] == m]
+        body.append([m, str(sum(r["operations"] for r in mine)),
+                     f"{sum(r['non_linearizable'] for r in mine)} of "
+                     f"{sum(r['registers'] for r in mine)}"])
+    return (["## Consistency (dfuse-checker)", ""]
+            + table(["mode", "operations", "non-linearizable registers"], body))
+
+
+SECTIONS = (fig6, fig7, fig8, fig9, consistency)
+
+
+def summarize(run: Path) -> str:
+    lines = [f"# Results `{run.name}`: ratios next to the paper's", "",
+             "Ratios of modes measured side by side in this run; one machine's absolute "
+             "numbers are noise.", ""]
+    for section in SECTIONS:
+        try:
+            lines += section(run)
+        except common.MissingData:
+            continue
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("run", help="a results run directory")
+    p.add_argument("--stdout", action="store_true", help="print instead of writing RUN/summary.md")
+    args = p.parse_args()
+    text = summarize(Path(args.run))
+    if args.stdout:
+        print(text)
+    else:
+        (Path(args.run) / "summary.md").write_text(text)
+        print(Path(args.run) / "summary.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
