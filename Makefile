@@ -2,6 +2,8 @@
 # daemons and dfuse.ko and runs every test (unit, integration on real mounts,
 # and the VM suite with dfuse.ko); `make bench` runs the recorded benchmarks.
 BUILD ?= build
+# Debian's interpreter: python3-matplotlib is installed for it.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
@@ -55,12 +57,12 @@ else
 reproduce: setup build kernel
 	tools/dfuse-vm --memory $(VM_MEMORY) --timeout 5400 -- env DFUSE_FUSE_DEVICE=/dev/dfuse \
 	  tools/dfuse-reproduce --profile $(PROFILE) --net inprocess --out results --run $(REPRODUCE_RUN)
-	plots/draw.py results/$(REPRODUCE_RUN)
+	$(PYTHON) plots/draw.py results/$(REPRODUCE_RUN)
 endif
 
 # Redraw every figure from results/ (RUN=<name> for one run).
 plots:
-	plots/draw.py $(if $(RUN),results/$(RUN),--all results)
+	$(PYTHON) plots/draw.py $(if $(RUN),results/$(RUN),--all results)
 
 clean:
 	rm -rf $(BUILD)

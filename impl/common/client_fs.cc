@@ -84,7 +84,8 @@ ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient*
       cache_(cache),
       gate_(gate),
       stats_(stats),
-      dir_aliases_(stats) {
+      dir_aliases_(stats),
+      leased_getattrs_(stats->GetCounter("lease.cached_getattrs")) {
   for (std::string_view op : kOpNames) {
     op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
   }
@@ -141,7 +142,9 @@ double ClientFs::AttrTimeout(const proto::Attr& attr) const {
 }
 
 void ClientFs::ObserveAttr(const proto::Attr& attr, bool own) {
-  if (S_ISREG(attr.mode())) cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
+  if (!S_ISREG(attr.mode())) return;
+  cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
+  if (gate_ && own) leased_attrs_.Forget(attr.gfid());  // this node changed them
 }
 
 void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
@@ -163,6 +166,7 @@ void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
   const uint64_t gfid = Gfid(ino);
   if (!inodes_.Unref(gfid, n)) return;
   cache_->Forget(gfid);
+  leased_attrs_.Drop(gfid);
   dir_aliases_.Forget(ino);
 }
 
@@ -269,10 +273,12 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   self->Count("getattr");
   const uint64_t gfid = self->Gfid(ino);
   LeaseGate::Access access;
-  if (self->gate_ && self->inodes_.IsRegular(gfid)) {
+  const bool leased = self->gate_ && self->inodes_.IsRegular(gfid);
+  proto::Attr attr;
+  if (leased) {
     // The kernel asks for attributes before every read(2) it could serve
     // from its cache: drop what an earlier revoke left there first, then
-    // read size and mtime under the lease.
+    // read size and mtime under the lease, from storage once per epoch.
     self->gate_->WaitKernelClean(gfid);
     self->gate_->WaitWritesDone(gfid);
     int err = self->gate_->Enter(gfid, LeaseMode::kRead, &access);
@@ -280,14 +286,23 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
       fuse_reply_err(req, err);
       return;
     }
+    if (self->leased_attrs_.Get(gfid, access.epoch(), &attr)) {
+      self->leased_getattrs_->Add();
+      self->ReplyAttr(req, attr);
+      return;
+    }
   }
-  proto::Attr attr;
+  const uint64_t writes = leased ? self->leased_attrs_.Writes(gfid) : 0;
   int err = self->storage_->GetAttr(gfid, &attr);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   self->ObserveAttr(attr, /*own=*/false);
+  // Only a size that already counts this node's buffered bytes is cached.
+  if (leased && self->cache_->LocalSize(gfid, attr.size()) == attr.size()) {
+    self->leased_attrs_.Put(gfid, access.epoch(), attr, writes);
+  }
   self->ReplyAttr(req, attr);
 }
 
@@ -329,13 +344,18 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   }
   sreq.set_valid(valid);
   LeaseGate::Access access;
-  if (valid & proto::SETATTR_SIZE) {
+  // All of a regular file's attributes are leased: changing any of them
+  // revokes the other nodes' leases, and with them their cached copies
+  // (leased_attrs.h).
+  if ((valid & proto::SETATTR_SIZE) || self->inodes_.IsRegular(gfid)) {
     int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
     }
     if (self->gate_) sreq.set_fencing_token(self->gate_->WriteToken(gfid));
+  }
+  if (valid & proto::SETATTR_SIZE) {
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.
     self->cache_->Truncate(gfid, sreq.size());
@@ -405,7 +425,9 @@ void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
   self->Count("unlink");
-  fuse_reply_err(req, self->storage_->Unlink(self->Gfid(parent), name));
+  const int err = self->storage_->Unlink(self->Gfid(parent), name);
+  if (self->gate_) self->leased_attrs_.ForgetAll();  // a link count dropped
+  fuse_reply_err(req, err);
 }
 
 void ClientFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -422,8 +444,10 @@ void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_
     fuse_reply_err(req, EINVAL);
     return;
   }
-  fuse_reply_err(req, self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent),
-                                             newname, flags));
+  const int err =
+      self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent), newname, flags);
+  if (self->gate_) self->leased_attrs_.ForgetAll();  // a replaced file lost a link
+  fuse_reply_err(req, err);
 }
 
 void ClientFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -499,6 +523,9 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
   LeaseGate::Access access;
   int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
   if (err == 0) err = self->cache_->Write(gfid, static_cast<uint64_t>(off), buf, size);
+  // Once written back the bytes count in storage's size, not the cache's:
+  // the cached attributes must already include them.
+  if (err == 0 && self->gate_) self->leased_attrs_.Grow(gfid, static_cast<uint64_t>(off) + size);
   if (self->gate_) self->gate_->EndWrite(gfid);
   if (err != 0) {
     fuse_reply_err(req, err);

@@ -16,6 +16,7 @@
 #include "impl/common/dir_aliases.h"
 #include "impl/common/inode_table.h"
 #include "impl/common/lease_gate.h"
+#include "impl/common/leased_attrs.h"
 #include "impl/common/policy.h"
 #include "impl/common/storage_client.h"
 #include "util/stats.h"
@@ -140,8 +141,10 @@ class ClientFs {
   StatsRegistry* const stats_;
   fuse_session* se_ = nullptr;
   InodeTable inodes_;
+  LeasedAttrs leased_attrs_;  // used only with a gate
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction
+  Counter* const leased_getattrs_;  // GETATTRs answered from leased_attrs_
 };
 
 }  // namespace dfuse

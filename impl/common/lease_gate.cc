@@ -11,6 +11,7 @@ namespace dfuse {
 struct LeaseGate::File {
   std::shared_mutex io_mu;  // shared: requests; exclusive: revocation
   LeaseMode held = LeaseMode::kNone;  // guarded by io_mu
+  uint64_t epoch = 0;                 // guarded by io_mu; see Access::epoch
   // Written under io_mu; read without it, by write-back that may run inside
   // a revoke (which holds io_mu exclusively).
   std::atomic<uint64_t> token{0};
@@ -47,9 +48,14 @@ LeaseGate::~LeaseGate() {
 std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
   std::lock_guard<std::mutex> l(mu_);
   auto& f = files_[gfid];
-  if (!f) f = std::make_shared<File>();
+  if (!f) {
+    f = std::make_shared<File>();
+    f->epoch = ++last_epoch_;
+  }
   return f;
 }
+
+uint64_t LeaseGate::Access::epoch() const { return file_ ? file_->epoch : 0; }
 
 int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   std::shared_ptr<File> f = Get(gfid);
@@ -147,6 +153,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   {
     std::unique_lock<std::shared_mutex> lock(f->io_mu);
     WriteBackForRevoke(cache_, storage_, gfid, to, durable_flushes_);
+    f->epoch = ++last_epoch_;
     if (f->held > to) f->held = to;
     if (to != LeaseMode::kWrite) f->token = 0;
   }

@@ -36,6 +36,7 @@
 #ifndef DFUSE_IMPL_COMMON_LEASE_GATE_H_
 #define DFUSE_IMPL_COMMON_LEASE_GATE_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -77,6 +78,9 @@ class LeaseGate {
   class Access {
    public:
     Access() = default;
+    // The file's lease epoch: it changes at every revoke, so two Accesses
+    // with the same epoch saw the lease held without a break in between.
+    uint64_t epoch() const;
 
    private:
     friend class LeaseGate;
@@ -128,6 +132,7 @@ class LeaseGate {
   const KernelInvalidator invalidate_;
   lease::LeaseAgent* agent_ = nullptr;
 
+  std::atomic<uint64_t> last_epoch_{0};
   std::mutex mu_;  // guards files_, queue_, stopping_ and every File::pending
   std::condition_variable cv_;
   std::unordered_map<uint64_t, std::shared_ptr<File>> files_;

@@ -59,6 +59,17 @@ void WriteAll(int fd, const std::string& path, const std::vector<char>& buf, uin
   }
 }
 
+// WriteAll, then close(2); the descriptor is closed on every path.
+void WriteAndClose(int fd, const std::string& path, const std::vector<char>& buf, uint64_t size) {
+  try {
+    WriteAll(fd, path, buf, size);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  if (close(fd) != 0) throw IoError("close", path);
+}
+
 struct ThreadStats {
   std::array<uint64_t, kFlowops> count{}, ns{}, bytes{};
   uint64_t races = 0;
@@ -131,13 +142,7 @@ class Worker {
       view_->Return(*i, true);
       return std::nullopt;
     }
-    try {
-      WriteAll(fd, path, buf_, o_.file_size);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-    if (close(fd) != 0) throw IoError("close", path);
+    WriteAndClose(fd, path, buf_, o_.file_size);
     view_->Return(*i, true);
     return o_.file_size;
   }
@@ -180,13 +185,7 @@ class Worker {
       if (errno == ENOENT) return std::nullopt;
       throw IoError("open", path);
     }
-    try {
-      WriteAll(fd, path, buf_, size);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-    if (close(fd) != 0) throw IoError("close", path);
+    WriteAndClose(fd, path, buf_, size);
     return size;
   }
 
@@ -278,13 +277,7 @@ size_t CreateFileset(const Personality& p, const RunOptions& o) {
     const std::string path = layout.FilePath(i);
     const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw IoError("create", path);
-    try {
-      WriteAll(fd, path, buf, o.file_size);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-    if (close(fd) != 0) throw IoError("close", path);
+    WriteAndClose(fd, path, buf, o.file_size);
     made++;
   }
   const std::string log = o.dir + "/" + o.log_name;
