@@ -69,6 +69,20 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+def relative_to_writethrough(measured: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Every other mode's series divided point by point by writethrough's."""
+    base = measured.get("writethrough")
+    if base is None:
+        return {}
+    return {m: [ratio(a, b) for a, b in zip(ys, base)]
+            for m, ys in measured.items() if m != "writethrough"}
+
+
+def paper_ratio(ref: dict[str, list[float]]) -> list[float]:
+    """The paper's DFUSE / WT+OCC, point by point."""
+    return [d / w for d, w in zip(ref["dfuse"], ref["writethrough"])]
+
+
 def save(fig, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]

@@ -30,11 +30,8 @@ def draw(run: Path, out: Path) -> list[Path]:
         top, bottom = axes[0][col], axes[1][col]
         common.bars(top, labels, measured, unit)
         top.set_title(f"{pattern} {metric}")
-        rel = {m: [common.ratio(a, b) for a, b in zip(measured[m], measured["writethrough"])]
-               for m in modes if m != "writethrough" and "writethrough" in measured}
-        ref = paper.FIG6[(pattern, metric)]
-        common.ratio_panel(bottom, labels, rel,
-                           [d / w for d, w in zip(ref["dfuse"], ref["writethrough"])],
+        common.ratio_panel(bottom, labels, common.relative_to_writethrough(measured),
+                           common.paper_ratio(paper.FIG6[(pattern, metric)]),
                            f"{metric} / writethrough")
         bottom.set_xlabel("read:write")
     axes[0][0].legend(loc="upper left", fontsize=8)

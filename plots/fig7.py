@@ -25,10 +25,8 @@ def draw(run: Path, out: Path) -> list[Path]:
     left.set_title("throughput")
     left.set_xlabel("contention")
     left.legend(fontsize=8)
-    rel = {m: [common.ratio(a, b) for a, b in zip(measured[m], measured["writethrough"])]
-           for m in modes if m != "writethrough" and "writethrough" in measured}
-    common.ratio_panel(right, [f"{c}%" for c in xs], rel,
-                       [d / w for d, w in zip(paper.FIG7["dfuse"], paper.FIG7["writethrough"])],
+    common.ratio_panel(right, [f"{c}%" for c in xs], common.relative_to_writethrough(measured),
+                       common.paper_ratio(paper.FIG7),
                        "throughput / writethrough")
     right.set_title("relative to writethrough")
     right.set_xlabel("contention")

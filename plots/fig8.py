@@ -29,12 +29,9 @@ def draw(run: Path, out: Path) -> list[Path]:
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     left.set_title("throughput")
-    for m in modes:
-        if m == "writethrough" or "writethrough" not in measured:
-            continue
-        right.plot(nodes, [common.ratio(a, b) for a, b in zip(measured[m], measured["writethrough"])],
-                   marker="o", color=common.COLORS[m], label=f"{m} / writethrough")
-    right.plot(paper.NODES, [d / w for d, w in zip(paper.FIG8["dfuse"], paper.FIG8["writethrough"])],
+    for m, ys in common.relative_to_writethrough(measured).items():
+        right.plot(nodes, ys, marker="o", color=common.COLORS[m], label=f"{m} / writethrough")
+    right.plot(paper.NODES, common.paper_ratio(paper.FIG8),
                label="paper: DFUSE / WT+OCC", **common.PAPER_STYLE)
     common.ratio_axis(right, "throughput / writethrough")
     right.set_xlabel("client nodes")

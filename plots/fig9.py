@@ -30,8 +30,7 @@ def draw(run: Path, out: Path) -> list[Path]:
                         for p, c in cases] for m in modes}
         common.bars(axes[0][col], labels, measured, unit)
         axes[0][col].set_title("throughput" if k == 0 else "latency")
-        rel = {m: [common.ratio(a, b) for a, b in zip(measured[m], measured["writethrough"])]
-               for m in modes if m != "writethrough" and "writethrough" in measured}
+        rel = common.relative_to_writethrough(measured)
         ref = [paper.FIG9[case]["dfuse"][k] / paper.FIG9[case]["writethrough"][k] for case in cases]
         common.ratio_panel(axes[1][col], labels, rel, ref,
                            ("throughput" if k == 0 else "latency") + " / writethrough")
