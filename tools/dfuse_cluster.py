@@ -71,6 +71,7 @@ FSTYPE_PREFIXES = ("fuse.dfuse-", "dfuse.dfuse-")  # stock FUSE, dfuse.ko
 # The FUSE device modes without kernel leases mount: /dev/fuse, or /dev/dfuse
 # (dfuse.ko) to compare every mode on one driver, as the VM testbed does.
 FUSE_DEVICE = os.environ.get("DFUSE_FUSE_DEVICE", "/dev/fuse")
+DFUSE_DEVICE = "/dev/dfuse"  # dfuse.ko's device: the dfuse mode needs it
 DAEMON_NAMES = ("dfuse-storage", "dfuse-writethrough", "dfuse-weakwriteback", "dfuse-dfuse")
 # Swept by ``down --all`` only when started by this tool (see tool_started).
 SERVICE_NAMES = (LEASE_MANAGER, "etcd")
@@ -98,6 +99,16 @@ def find_build_dir(explicit: Optional[str | os.PathLike] = None) -> Path:
     if env:
         return Path(env).resolve()
     return REPO_ROOT / "build"
+
+
+def available_modes() -> list[str]:
+    """The modes this machine runs: dfuse only where dfuse.ko is loaded."""
+    return [m for m in MODES if m != "dfuse" or os.path.exists(DFUSE_DEVICE)]
+
+
+def fuse_device(mode: str) -> str:
+    """The device a client of ``mode`` mounts."""
+    return DFUSE_DEVICE if mode == "dfuse" else FUSE_DEVICE
 
 
 def binary_path(build_dir: Path, name: str) -> Path:

@@ -34,7 +34,7 @@ def _modes() -> tuple:
     env = os.environ.get("DFUSE_TEST_MODES")
     if env:
         return tuple(m for m in env.split(",") if m)
-    return tuple(m for m in dc.MODES if m != "dfuse" or os.path.exists("/dev/dfuse"))
+    return tuple(dc.available_modes())
 
 
 MODES = _modes()
@@ -42,7 +42,7 @@ STRONG_MODES = tuple(m for m in MODES if m in dc.LEASE_MODES)
 
 
 def require_dfuse_module() -> None:
-    if not os.path.exists("/dev/dfuse"):
+    if not os.path.exists(dc.DFUSE_DEVICE):
         pytest.skip("dfuse.ko is not loaded (/dev/dfuse missing): run in the VM testbed")
 
 
