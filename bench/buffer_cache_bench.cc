@@ -45,19 +45,29 @@ BufferCacheOptions Options() {
   return o;
 }
 
-// One cached 4 KiB write at a random page of a 64 MiB file.
-void BM_RandomWrite4K(benchmark::State& state) {
+// A cache over a NullBackend, and a page of data to write.
+struct Bench {
+  // Writes pages [0, n) of kFile (dirty until flushed).
+  void WritePages(uint64_t n) {
+    for (uint64_t p = 0; p < n; p++) cache.Write(kFile, p * 4096, block.data(), block.size());
+  }
+
   StatsRegistry stats;
   NullBackend backend;
-  BufferCache cache(Options(), &backend, &stats);
+  BufferCache cache{Options(), &backend, &stats};
+  const std::string block = std::string(4096, 'x');
+};
+
+// One cached 4 KiB write at a random page of a 64 MiB file.
+void BM_RandomWrite4K(benchmark::State& state) {
+  Bench b;
   std::mt19937_64 rng(1);
-  const std::string block(4096, 'x');
   for (auto _ : state) {
     const uint64_t page = rng() % (NullBackend::kFileSize / 4096);
-    benchmark::DoNotOptimize(cache.Write(kFile, page * 4096, block.data(), block.size()));
-    if (cache.dirty_bytes() > (64ull << 20)) {
+    benchmark::DoNotOptimize(b.cache.Write(kFile, page * 4096, b.block.data(), b.block.size()));
+    if (b.cache.dirty_bytes() > (64ull << 20)) {
       state.PauseTiming();
-      cache.Flush(kFile);
+      b.cache.Flush(kFile);
       state.ResumeTiming();
     }
   }
@@ -67,18 +77,15 @@ BENCHMARK(BM_RandomWrite4K);
 
 // A 4 KiB read served from the cache.
 void BM_ReadHit4K(benchmark::State& state) {
-  StatsRegistry stats;
-  NullBackend backend;
-  BufferCache cache(Options(), &backend, &stats);
-  const std::string block(4096, 'x');
+  Bench b;
   const uint64_t pages = 4096;  // 16 MiB, all cached
-  for (uint64_t p = 0; p < pages; p++) cache.Write(kFile, p * 4096, block.data(), block.size());
-  cache.Flush(kFile);
+  b.WritePages(pages);
+  b.cache.Flush(kFile);
   std::mt19937_64 rng(2);
   std::string out;
   for (auto _ : state) {
     out.clear();
-    benchmark::DoNotOptimize(cache.Read(kFile, (rng() % pages) * 4096, 4096, &out));
+    benchmark::DoNotOptimize(b.cache.Read(kFile, (rng() % pages) * 4096, 4096, &out));
   }
   state.SetBytesProcessed(state.iterations() * 4096);
 }
@@ -86,20 +93,17 @@ BENCHMARK(BM_ReadHit4K);
 
 // Flushing N contiguous dirty pages: one batched backend call.
 void BM_FlushContiguous(benchmark::State& state) {
-  StatsRegistry stats;
-  NullBackend backend;
-  BufferCache cache(Options(), &backend, &stats);
-  const std::string block(4096, 'x');
-  const int64_t pages = state.range(0);
+  Bench b;
+  const auto pages = static_cast<uint64_t>(state.range(0));
   for (auto _ : state) {
     state.PauseTiming();
-    for (int64_t p = 0; p < pages; p++) cache.Write(kFile, p * 4096, block.data(), block.size());
+    b.WritePages(pages);
     state.ResumeTiming();
-    benchmark::DoNotOptimize(cache.Flush(kFile));
+    benchmark::DoNotOptimize(b.cache.Flush(kFile));
   }
   state.counters["backend_calls_per_flush"] =
-      static_cast<double>(backend.calls) / static_cast<double>(state.iterations());
-  state.SetBytesProcessed(state.iterations() * pages * 4096);
+      static_cast<double>(b.backend.calls) / static_cast<double>(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(pages) * 4096);
 }
 BENCHMARK(BM_FlushContiguous)->Arg(16)->Arg(256);
 
