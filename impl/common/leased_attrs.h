@@ -46,8 +46,7 @@ class LeasedAttrs {
   // How many writes this node has made to gfid; read before asking storage.
   uint64_t Writes(uint64_t gfid) const {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = writes_.find(gfid);
-    return it == writes_.end() ? 0 : it->second;
+    return WritesLocked(gfid);
   }
 
   // Caches `attr`, fetched from storage after Writes() returned
@@ -55,8 +54,7 @@ class LeasedAttrs {
   // from attr.size() and may reach storage unseen).
   void Put(uint64_t gfid, uint64_t epoch, const proto::Attr& attr, uint64_t writes_before) {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = writes_.find(gfid);
-    if ((it == writes_.end() ? 0 : it->second) != writes_before) return;
+    if (WritesLocked(gfid) != writes_before) return;
     entries_[gfid] = Entry{epoch, generation_, attr};
   }
 
@@ -87,6 +85,11 @@ class LeasedAttrs {
   }
 
  private:
+  uint64_t WritesLocked(uint64_t gfid) const {
+    auto it = writes_.find(gfid);
+    return it == writes_.end() ? 0 : it->second;
+  }
+
   struct Entry {
     uint64_t epoch;
     uint64_t generation;
