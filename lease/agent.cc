@@ -283,7 +283,7 @@ void LeaseAgent::SendAcquire(const Request& req) {
 void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent) {
   term_ = milliseconds(welcome.term_ms());
   margin_ = std::min(options_.drift_margin, term_ / 4);
-  valid_until_ = hello_sent + term_ - margin_;
+  SetValidUntil(hello_sent + term_ - margin_);
   if (!welcome.resumed()) {
     // A new session holds only what it reclaimed.
     const std::unordered_set<uint64_t> kept(welcome.reclaimed().begin(), welcome.reclaimed().end());
@@ -304,6 +304,11 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   }
   spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", addresses_[current_],
                welcome.epoch(), welcome.resumed() ? "resumed" : "opened", welcome.reclaimed_size());
+}
+
+void LeaseAgent::SetValidUntil(Clock::time_point t) {
+  valid_until_ = t;
+  trusted_until_.store(t.time_since_epoch().count(), std::memory_order_release);
 }
 
 void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
@@ -351,7 +356,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       const uint64_t seq = msg.heartbeat_ack().seq();
       while (!heartbeats_.empty() && heartbeats_.front().first < seq) heartbeats_.pop_front();
       if (!heartbeats_.empty() && heartbeats_.front().first == seq) {
-        valid_until_ = std::max(valid_until_, heartbeats_.front().second + term_ - margin_);
+        SetValidUntil(std::max(valid_until_, heartbeats_.front().second + term_ - margin_));
         heartbeats_.pop_front();
       }
       return;

@@ -25,6 +25,7 @@
 #ifndef DFUSE_LEASE_AGENT_H_
 #define DFUSE_LEASE_AGENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -98,6 +99,16 @@ class LeaseAgent {
   // True if at least `mode` is held on gfid and its term (minus the drift
   // margin) has not run out since the last acknowledged renewal. No RPC.
   bool Holds(uint64_t gfid, LeaseMode mode, uint64_t* token = nullptr);
+
+  // True while the leases' term (minus the drift margin) has not run out
+  // since the last acknowledged renewal. Lock-free: callers that cache
+  // what a lease lets them keep check it on every use, because when the
+  // term runs out the manager may regrant before this agent's timer has
+  // dropped anything.
+  bool Trusted() const {
+    return Clock::now().time_since_epoch().count() <
+           trusted_until_.load(std::memory_order_acquire);
+  }
 
   // Gives up the lease on gfid (e.g. on forget). The caller has already
   // made its data durable. Asynchronous.
@@ -216,6 +227,9 @@ class LeaseAgent {
   std::chrono::milliseconds term_{0};  // from the Welcome
   std::chrono::milliseconds margin_{0};
   Clock::time_point valid_until_;  // leases are trusted until then
+  // valid_until_, for Trusted() (written under mu_).
+  std::atomic<Clock::rep> trusted_until_{0};
+  void SetValidUntil(Clock::time_point t);
   Clock::time_point next_heartbeat_;
   uint64_t heartbeat_seq_ = 0;
   std::deque<std::pair<uint64_t, Clock::time_point>> heartbeats_;  // unacked: (seq, sent)

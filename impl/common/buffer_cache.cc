@@ -1,5 +1,7 @@
 #include "impl/common/buffer_cache.h"
 
+#include <utility>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -37,6 +39,10 @@ struct BufferCache::FileState {
   uint64_t next_read = 0;  // sequential-read detection
   uint64_t readahead = 0;
   bool forgotten = false;
+  // Dirty data of the file was lost (refused by storage, or given up by a
+  // revoke that could not write it back): reported once, by the next
+  // TakeWriteError.
+  int write_error = 0;
   std::mutex flush_mu;  // serializes write-back of this file; taken before mu_
 };
 
@@ -328,6 +334,34 @@ int BufferCache::Flush(uint64_t gfid, uint64_t* bytes_written) {
   return f ? FlushFile(f, bytes_written) : 0;
 }
 
+void BufferCache::DiscardDirty(uint64_t gfid) {
+  FilePtr f;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    f = GetFile(gfid, false);
+  }
+  if (!f) return;
+  std::lock_guard<std::mutex> flush_lock(f->flush_mu);  // not while a flush sends it
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<uint64_t> dirty;
+  for (const auto& [index, p] : f->pages) {
+    if (!p->dirty.empty()) dirty.push_back(index);
+  }
+  for (uint64_t index : dirty) {
+    discarded_dirty_->Add();
+    DropPage(f.get(), index);
+  }
+  RecomputeDirtyEnd(f.get());
+  if (!dirty.empty()) f->write_error = EIO;
+}
+
+int BufferCache::TakeWriteError(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  FilePtr f = GetFile(gfid, false);
+  if (!f) return 0;
+  return std::exchange(f->write_error, 0);
+}
+
 int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
   std::lock_guard<std::mutex> flush_lock(f->flush_mu);
   const uint64_t gfid = f->gfid;
@@ -381,6 +415,7 @@ int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
         DropPage(f.get(), index);
       }
       RecomputeDirtyEnd(f.get());
+      f->write_error = EIO;
       return EIO;
     }
     if (err != 0) return err;

@@ -85,6 +85,12 @@ class BufferCache {
   // *bytes_written (optional) says how many that was.
   int Flush(uint64_t gfid, uint64_t* bytes_written = nullptr);
   int FlushAll();
+  // Gives up the file's dirty data (its write-back failed for good): drops
+  // it and latches EIO for TakeWriteError.
+  void DiscardDirty(uint64_t gfid);
+  // The error of dirty data of gfid that was lost since the last call (0 if
+  // none), as the kernel's errseq does for fsync: reported once.
+  int TakeWriteError(uint64_t gfid);
   // Drops clean data of the file (dirty bytes stay).
   void Invalidate(uint64_t gfid);
   // The file is now `size` bytes long: drops data beyond it.

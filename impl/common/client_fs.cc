@@ -167,6 +167,7 @@ void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
   if (!inodes_.Unref(gfid, n)) return;
   cache_->Forget(gfid);
   leased_attrs_.Drop(gfid);
+  if (gate_) gate_->Forget(gfid);
   dir_aliases_.Forget(ino);
 }
 
@@ -279,9 +280,7 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     // The kernel asks for attributes before every read(2) it could serve
     // from its cache: drop what an earlier revoke left there first, then
     // read size and mtime under the lease, from storage once per epoch.
-    self->gate_->WaitKernelClean(gfid);
-    self->gate_->WaitWritesDone(gfid);
-    int err = self->gate_->Enter(gfid, LeaseMode::kRead, &access);
+    int err = self->gate_->EnterForAttributes(gfid, &access);
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
@@ -537,8 +536,12 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
 void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("flush");
-  // close(): write back so that the next open on any node sees the data.
-  fuse_reply_err(req, self->policy_.flush_on_close ? self->cache_->Flush(self->Gfid(ino)) : 0);
+  // close(): write back so that the next open on any node sees the data,
+  // and report data lost since (a failed revoke write-back, a fenced write).
+  const uint64_t gfid = self->Gfid(ino);
+  const int err = self->policy_.flush_on_close ? self->cache_->Flush(gfid) : 0;
+  const int lost = self->cache_->TakeWriteError(gfid);
+  fuse_reply_err(req, err != 0 ? err : lost);
 }
 
 void ClientFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -556,7 +559,8 @@ void ClientFs::Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_inf
   const uint64_t gfid = self->Gfid(ino);
   int err = self->cache_->Flush(gfid);
   if (err == 0) err = self->storage_->Fsync(gfid, datasync != 0);
-  fuse_reply_err(req, err);
+  const int lost = self->cache_->TakeWriteError(gfid);
+  fuse_reply_err(req, err != 0 ? err : lost);
 }
 
 void ClientFs::OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -48,6 +48,7 @@ struct Settings {
   uint64_t writeback_delay_ms = 1000;
   unsigned max_threads = 16;
   double shutdown_timeout = 15;
+  double storage_timeout = 60;
   std::string lease_manager;
   std::string fuse_device = "/dev/fuse";
 };
@@ -245,6 +246,10 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   app.add_option("--shutdown-timeout", s.shutdown_timeout,
                  "seconds SIGTERM may spend writing back before the daemon exits anyway")
       ->check(CLI::PositiveNumber);
+  app.add_option("--storage-timeout", s.storage_timeout,
+                 "seconds a call waits for an unreachable storage service before it fails "
+                 "with EIO (a revoke then discards the data it could not write back)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
   const bool extended = static_cast<bool>(spec.make_extension);
@@ -340,6 +345,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   StorageClientOptions sopts;
   sopts.address = s.storage;
   sopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+  sopts.unavailable_timeout = std::chrono::milliseconds(static_cast<int64_t>(s.storage_timeout * 1000));
   StorageClient storage(sopts, &stats);
   proto::RootReply root;
   std::string error;
@@ -529,9 +535,13 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   fuse_session_unmount(se);
   int err = cache.FlushAll();
   if (err) spdlog::error("final write-back failed: errno {}", err);
+  // Stop in dependency order: the agent's revoke thread calls into the
+  // gate, and the gate's thread and the extension send notifications on
+  // the session, so both stop before it is destroyed.
   if (agent) {
     gate->ReleaseAll();
     agent->Shutdown();
+    gate->Stop();
   }
   if (extension) extension->Shutdown();
   dump_stats();

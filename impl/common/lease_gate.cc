@@ -20,6 +20,7 @@ struct LeaseGate::File {
   int writers = 0;  // opens with write access on this node
   int intents = 0;  // write(2)s between BeginWrite and EndWrite
   bool revoking = false;
+  bool forgotten = false;  // the kernel forgot the inode; any later use clears it
 };
 
 LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
@@ -36,13 +37,15 @@ LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidat
   invalidator_ = std::thread([this] { InvalidatorLoop(); });
 }
 
-LeaseGate::~LeaseGate() {
+LeaseGate::~LeaseGate() { Stop(); }
+
+void LeaseGate::Stop() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  invalidator_.join();
+  if (invalidator_.joinable()) invalidator_.join();
 }
 
 std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
@@ -52,6 +55,7 @@ std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
     f = std::make_shared<File>();
     f->epoch = ++last_epoch_;
   }
+  f->forgotten = false;
   return f;
 }
 
@@ -61,7 +65,9 @@ int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   std::shared_ptr<File> f = Get(gfid);
   for (;;) {
     std::shared_lock<std::shared_mutex> lock(f->io_mu);
-    if (f->held >= mode) {
+    // Past the term the manager may already have given the lease to
+    // someone else, before the agent's timer drops it here.
+    if (f->held >= mode && agent_->Trusted()) {
       access->file_ = std::move(f);
       access->lock_ = std::move(lock);
       return 0;
@@ -82,6 +88,25 @@ int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   }
 }
 
+int LeaseGate::EnterForAttributes(uint64_t gfid, Access* access) {
+  for (;;) {
+    WaitKernelClean(gfid);
+    WaitWritesDone(gfid);
+    int err = Enter(gfid, LeaseMode::kRead, access);
+    if (err != 0) return err;
+    // A revoke that ran while Enter waited for the lease may have left an
+    // invalidation behind: the kernel would serve the read this GETATTR
+    // precedes from pages older than the lease. Revokes queue their
+    // invalidation before they let go of the I/O lock, so while *access
+    // holds it no new one can appear.
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (access->file_->pending == 0) return 0;
+    }
+    *access = Access();  // let go of the lease before waiting
+  }
+}
+
 void LeaseGate::WaitKernelClean(uint64_t gfid) {
   std::unique_lock<std::mutex> l(mu_);
   auto it = files_.find(gfid);
@@ -90,7 +115,13 @@ void LeaseGate::WaitKernelClean(uint64_t gfid) {
   cv_.wait(l, [&] { return f->pending == 0 || stopping_; });
 }
 
-uint64_t LeaseGate::WriteToken(uint64_t gfid) { return Get(gfid)->token.load(); }
+uint64_t LeaseGate::WriteToken(uint64_t gfid) {
+  // Write-back of a forgotten file asks too: neither create state for it
+  // nor count it as a use.
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  return it == files_.end() ? 0 : it->second->token.load();
+}
 
 void LeaseGate::OpenedForWrite(uint64_t gfid) {
   std::shared_ptr<File> f = Get(gfid);
@@ -156,12 +187,11 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
     f->epoch = ++last_epoch_;
     if (f->held > to) f->held = to;
     if (to != LeaseMode::kWrite) f->token = 0;
-  }
-  {
+    // Queued before the I/O lock is let go (see EnterForAttributes).
     std::lock_guard<std::mutex> l(mu_);
     f->revoking = false;
     f->pending++;
-    queue_.push_back(gfid);
+    queue_.push_back({Job::kInvalidate, gfid});
     cv_.notify_all();
   }
   // With the page invalidation pending, make the kernel ask for attributes
@@ -181,21 +211,66 @@ void LeaseGate::ReleaseAll() {
   }
 }
 
+void LeaseGate::Forget(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return;
+  it->second->forgotten = true;
+  queue_.push_back({Job::kForget, gfid});
+  cv_.notify_all();
+}
+
+void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
+  {
+    // The kernel has no inode left to cache anything in: write back what
+    // this node still has and give the lease back, as a revoke would.
+    std::unique_lock<std::shared_mutex> lock(f->io_mu);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!f->forgotten) return;  // looked up and used again meanwhile
+    }
+    if (f->held != LeaseMode::kNone) {
+      WriteBackForRevoke(cache_, storage_, gfid, LeaseMode::kNone, durable_flushes_);
+      agent_->Release(gfid);
+      f->held = LeaseMode::kNone;
+      f->token = 0;
+      f->epoch = ++last_epoch_;
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  // Only an entry nobody else holds may go: a second File for the same
+  // file would split its lock.
+  if (it != files_.end() && it->second == f && f->forgotten && f->pending == 0 &&
+      f->writers == 0 && f->intents == 0 && !f->revoking && f.use_count() == 2) {
+    files_.erase(it);
+  }
+}
+
+size_t LeaseGate::tracked_files() {
+  std::lock_guard<std::mutex> l(mu_);
+  return files_.size();
+}
+
 void LeaseGate::InvalidatorLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
     cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
-    const uint64_t gfid = queue_.front();
+    const Job job = queue_.front();
     queue_.pop_front();
-    std::shared_ptr<File> f = files_[gfid];
+    auto it = files_.find(job.gfid);
+    if (it == files_.end()) continue;
+    std::shared_ptr<File> f = it->second;
     l.unlock();
-    {
+    if (job.kind == Job::kForget) {
+      Reap(job.gfid, f);
+    } else {
       ScopedLatency t(kernel_inval_latency_);
-      invalidate_(gfid, /*pages=*/true);
+      invalidate_(job.gfid, /*pages=*/true);
     }
     l.lock();
-    f->pending--;
+    if (job.kind == Job::kInvalidate) f->pending--;
     cv_.notify_all();
   }
 }

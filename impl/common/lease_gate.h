@@ -91,6 +91,10 @@ class LeaseGate {
   // Blocks until this node holds at least `mode` on gfid; *access keeps it
   // held until destroyed. Returns 0 or the agent's errno.
   int Enter(uint64_t gfid, LeaseMode mode, Access* access);
+  // Enter(kRead) for a GETATTR, which the kernel sends before serving a
+  // read(2) from its cache: returns holding the lease once local writes are
+  // done and the kernel's cache holds nothing from before the last revoke.
+  int EnterForAttributes(uint64_t gfid, Access* access);
   // Waits until the kernel's cache of gfid holds nothing from before the
   // last revoke. Call without holding an Access.
   void WaitKernelClean(uint64_t gfid);
@@ -100,6 +104,15 @@ class LeaseGate {
   void Revoke(uint64_t gfid, LeaseMode to);
   // Clean unmount: gives every lease back (the data is already written back).
   void ReleaseAll();
+  // The kernel forgot gfid's inode: in the background, write back, give the
+  // lease back and drop the file's state, unless it is used again first.
+  void Forget(uint64_t gfid);
+  // Files with state here (for tests of bounded memory).
+  size_t tracked_files();
+  // Stops the invalidation thread (which calls the KernelInvalidator): call
+  // after the agent's revoke thread has stopped and before the FUSE
+  // session goes away. Idempotent; the destructor calls it.
+  void Stop();
 
   // Open files with write access on this node (intents only count there).
   void OpenedForWrite(uint64_t gfid);
@@ -124,8 +137,15 @@ class LeaseGate {
   static constexpr std::chrono::milliseconds kIntentTimeout{2000};
 
  private:
+  // Work for the gate's own thread.
+  struct Job {
+    enum Kind { kInvalidate, kForget } kind;
+    uint64_t gfid;
+  };
+
   std::shared_ptr<File> Get(uint64_t gfid);
   void InvalidatorLoop();
+  void Reap(uint64_t gfid, const std::shared_ptr<File>& f);
 
   BufferCache* const cache_;
   StorageClient* const storage_;
@@ -136,7 +156,7 @@ class LeaseGate {
   std::mutex mu_;  // guards files_, queue_, stopping_ and every File::pending
   std::condition_variable cv_;
   std::unordered_map<uint64_t, std::shared_ptr<File>> files_;
-  std::deque<uint64_t> queue_;  // files whose kernel cache is to be invalidated
+  std::deque<Job> queue_;  // kernel invalidations and forgotten files, in order
   bool stopping_ = false;
   std::thread invalidator_;
 

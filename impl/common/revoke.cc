@@ -12,7 +12,18 @@ int WriteBackForRevoke(BufferCache* cache, StorageClient* storage, uint64_t gfid
     durable_flushes->Add();
     err = storage->Fsync(gfid, /*datasync=*/false);
   }
-  if (err != 0) spdlog::error("revoke of {:#x}: write-back failed: errno {}", gfid, err);
+  if (err != 0) {
+    // The storage client has already waited out its unavailable timeout.
+    // Keeping the data past the ack would let it reach storage after the
+    // next holder's writes (or be served to readers here without a
+    // lease), so it is given up now and the loss is reported to the
+    // application at its next fsync or close; the next holder's newer
+    // fencing token refuses anything of ours still on its way.
+    spdlog::error("revoke of {:#x}: write-back failed (errno {}): unwritten data discarded, "
+                  "reported at the next fsync/close",
+                  gfid, err);
+    cache->DiscardDirty(gfid);
+  }
   if (to == lease::LeaseMode::kNone) cache->Invalidate(gfid);
   return err;
 }

@@ -16,8 +16,11 @@ namespace dfuse {
 // Makes gfid's dirty data durable on storage (flushed, then fsynced when
 // there was any: the ack promises stable storage, not merely sent data;
 // `durable_flushes` counts those) and, when the lease drops to NONE, drops
-// the cached copy (a downgrade to READ keeps the now clean data). Returns 0
-// or the errno of the failed write-back, which is also logged.
+// the cached copy (a downgrade to READ keeps the now clean data). When the
+// write-back fails for good the dirty data is discarded and the error
+// latched for the application's next fsync/close (BufferCache::
+// TakeWriteError): after the ack this node holds nothing that could
+// overwrite the next holder's data. Returns 0 or the write-back's errno.
 int WriteBackForRevoke(BufferCache* cache, StorageClient* storage, uint64_t gfid,
                        lease::LeaseMode to, Counter* durable_flushes);
 
