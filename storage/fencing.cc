@@ -1,17 +1,66 @@
 #include "storage/fencing.h"
 
+#include <sys/xattr.h>
+
 #include <cerrno>
 
 namespace dfuse::storage {
+namespace {
 
-int FencingTable::Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock) {
-  if (token == 0) return 0;
+constexpr size_t kTokenBytes = 8;
+
+// Reads the file's stored highest token: 0 if it has none.
+int LoadToken(int fd, uint64_t* token) {
+  unsigned char buf[kTokenBytes];
+  const ssize_t n = ::fgetxattr(fd, kFencingXattr, buf, sizeof(buf));
+  if (n < 0) {
+    // ENOTSUP: a file system without trusted xattrs never stored one.
+    if (errno == ENODATA || errno == ENOTSUP) {
+      *token = 0;
+      return 0;
+    }
+    // ERANGE: longer than any value we write.
+    return errno == ERANGE ? EIO : errno;
+  }
+  if (static_cast<size_t>(n) != kTokenBytes) return EIO;
+  uint64_t t = 0;
+  for (size_t i = 0; i < kTokenBytes; i++) t |= uint64_t{buf[i]} << (8 * i);
+  *token = t;
+  return 0;
+}
+
+int StoreToken(int fd, uint64_t token) {
+  unsigned char buf[kTokenBytes];
+  for (size_t i = 0; i < kTokenBytes; i++) buf[i] = static_cast<unsigned char>(token >> (8 * i));
+  return ::fsetxattr(fd, kFencingXattr, buf, sizeof(buf), 0) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+int FencingTable::Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t token,
+                        std::unique_lock<std::mutex>* lock) {
   // GFIDs of one shard differ in their low bits (inode numbers).
   Stripe& s = stripes_[gfid % kStripes];
   std::unique_lock<std::mutex> l(s.mu);
-  uint64_t& highest = s.highest[gfid];
+  auto it = s.files.find(gfid);
+  if (it == s.files.end() || it->second.generation != generation) {
+    // First call on this file since the start (or on a new file that took
+    // the inode number of an old one): the attribute is the truth.
+    uint64_t stored = 0;
+    if (int err = LoadToken(fd, &stored); err != 0) return err;
+    // Dropping cached entries loses nothing: each is a copy of an attribute.
+    if (it == s.files.end() && s.files.size() >= kMaxFilesPerStripe) s.files.clear();
+    it = s.files.insert_or_assign(gfid, Known{generation, stored}).first;
+  }
+  uint64_t& highest = it->second.highest;
+  // Token 0 is below every token, so a leased file refuses it too.
   if (token < highest) return ESTALE;
-  highest = token;
+  if (token > highest) {
+    // Stored before the call is applied: once the call's change can be
+    // seen, no restart can let an older token in.
+    if (int err = StoreToken(fd, token); err != 0) return err;
+    highest = token;
+  }
   *lock = std::move(l);
   return 0;
 }

@@ -1,6 +1,27 @@
-// Fencing: the highest token seen per GFID. A writer whose lease was revoked
-// or expired holds an older token than the current holder, so its late
-// writes are refused instead of overwriting newer data.
+// Fencing: which data-changing calls (Write, SetAttr with a size, Fallocate)
+// a file accepts, judged by the fencing token each call carries.
+//
+// The rule, per file:
+//  * A token > 0 is admitted if it is at least the highest token the file
+//    has seen, and then becomes the highest; a lower one is refused with
+//    ESTALE. A writer whose lease was revoked or expired holds an older
+//    token than the current holder, so its late writes are refused instead
+//    of overwriting newer data.
+//  * Token 0 ("no lease") is admitted only while the file has never been
+//    changed under a token > 0. Once it has, the file is "leased" and token
+//    0 is refused with ESTALE as well: there is no way around fencing.
+//    Files no strongly consistent client ever wrote keep taking untokened
+//    calls, which is what weakwriteback, and writethrough without a lease
+//    manager, send.
+//
+// Persistence: a file's highest token lives with the file itself, in the
+// extended attribute kFencingXattr of the backing file (so hard links share
+// it and a restart of the service keeps it). It is written only when the
+// highest token grows, before the call that raised it is applied, and read
+// the first time the file is admitted after a start; the table in memory is
+// only a bounded cache of it. The attribute is as durable as the file's
+// metadata: an fsync of the file covers it. The xattr RPCs never show or
+// change it.
 #ifndef DFUSE_STORAGE_FENCING_H_
 #define DFUSE_STORAGE_FENCING_H_
 
@@ -11,22 +32,43 @@
 
 namespace dfuse::storage {
 
+// The backing file's attribute holding its highest token: 8 bytes, little
+// endian. In `trusted.` so that only the (root) service can touch it
+// locally.
+inline constexpr char kFencingXattr[] = "trusted.dfuse.fence";
+
 class FencingTable {
  public:
-  // Admits a data-changing call on `gfid` carrying `token`. Returns ESTALE
-  // if a higher token was seen before; otherwise records the token and
-  // returns 0 with `*lock` held: the caller keeps it until its change is
-  // done, so a call admitted under an old token cannot land after a call
-  // carrying a newer one. Token 0 ("no lease") is always admitted, unlocked.
-  int Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock);
+  // Admits a data-changing call on regular file `gfid` carrying `token`.
+  // `generation` tells the file apart from an earlier one that had the same
+  // inode number (hence GFID); `fd` is a descriptor of the file open for
+  // writing, used to read and write kFencingXattr.
+  //
+  // Returns 0 with `*lock` held: the caller keeps it until its change is
+  // done, so an admitted call cannot land after a later call that raised
+  // the token (or made the file leased). Returns ESTALE if the rule above
+  // refuses the call; EIO if the stored token is malformed; or the errno of
+  // reading or writing the attribute (e.g. ENOSPC, or ENOTSUP on a file
+  // system without trusted xattrs): a token that was not stored would fence
+  // nothing after a restart, so the call is refused rather than applied.
+  int Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t token,
+            std::unique_lock<std::mutex>* lock);
 
  private:
+  struct Known {
+    uint64_t generation;
+    uint64_t highest;  // 0: never changed under a token
+  };
   // Striped so that calls on different files rarely contend.
   struct Stripe {
     std::mutex mu;
-    std::unordered_map<uint64_t, uint64_t> highest;
+    std::unordered_map<uint64_t, Known> files;  // by GFID
   };
   static constexpr size_t kStripes = 64;
+  // Files cached per stripe. Past it the stripe's cache is dropped and
+  // refilled from the attributes: about 64 B per file, 64 MiB at most.
+  static constexpr size_t kMaxFilesPerStripe = 16384;
+
   std::array<Stripe, kStripes> stripes_;
 };
 

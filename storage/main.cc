@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -34,7 +36,7 @@ bool WritePortFile(const std::string& path, int port) {
 
 int main(int argc, char** argv) {
   dfuse::storage::StorageOptions opt;
-  std::string port_file, stats_file, log_level = "info";
+  std::string port_file, stats_file, log_level = "info", lost_replies;
   CLI::App app{"dfuse-storage: exports a local directory to DFUSE clients over gRPC"};
   app.add_option("--export", opt.export_dir, "Directory to export")->required();
   app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
@@ -54,12 +56,26 @@ int main(int argc, char** argv) {
                  "Dump stats JSON here every second, on SIGUSR1 and at exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
+  app.add_option("--inject-lost-replies", lost_replies,
+                 "TESTING ONLY: apply the next N calls of each RPC and then answer them "
+                 "UNAVAILABLE, as if the reply was lost (e.g. Mkdir:1,Rename:2)")
+      ->type_name("RPC:N[,RPC:N...]")
+      ->check([](const std::string& spec) {
+        std::vector<std::pair<std::string, uint32_t>> parsed;
+        std::string error;
+        return dfuse::storage::ParseLostReplies(spec, &parsed, &error) ? std::string() : error;
+      })
+      ->group("Testing");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
     std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", e.what());
     return kExitUsage;
+  }
+  if (!lost_replies.empty()) {
+    std::string error;  // checked while parsing
+    dfuse::storage::ParseLostReplies(lost_replies, &opt.lost_replies, &error);
   }
   if (!dfuse::InitLogging("storage", log_level)) {
     std::fprintf(stderr, "dfuse-storage: unknown --log-level %s (see --help)\n", log_level.c_str());
@@ -79,6 +95,7 @@ int main(int argc, char** argv) {
   }
   spdlog::info("serving export {} on {} (port {}), shard {}", opt.export_dir, opt.listen,
                server->port(), opt.shard_id);
+  if (!lost_replies.empty()) spdlog::warn("testing: losing replies of {}", lost_replies);
 
   auto dump = [&] {
     if (!stats_file.empty() && !server->stats()->DumpToFile(stats_file)) {

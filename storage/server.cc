@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -73,6 +74,34 @@ bool PrepareDirs(const StorageOptions& o, std::string* state_dir, std::string* e
 
 }  // namespace
 
+bool ParseLostReplies(const std::string& spec, std::vector<std::pair<std::string, uint32_t>>* out,
+                      std::string* error) {
+  out->clear();
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(pos, end - pos);
+    const size_t colon = item.find(':');
+    const std::string rpc = item.substr(0, colon);
+    const char* count = colon == std::string::npos ? item.data() + item.size() : &item[colon + 1];
+    const char* count_end = item.data() + item.size();
+    uint32_t n = 0;
+    const auto [parsed, ec] = std::from_chars(count, count_end, n);
+    if (colon == std::string::npos || ec != std::errc() || parsed != count_end || n == 0) {
+      *error = "'" + item + "' is not RPC:N with N a positive count";
+      return false;
+    }
+    if (!StorageService::IsRpcName(rpc)) {
+      *error = "unknown RPC '" + rpc + "' (names as in the Storage service, e.g. Mkdir)";
+      return false;
+    }
+    out->emplace_back(rpc, n);
+    pos = end + 1;
+  }
+  return true;
+}
+
 std::string DefaultStateDir(const std::string& export_dir) {
   const fs::path exp = Canonical(export_dir);
   return (exp.parent_path() / ("." + exp.filename().string() + ".dfuse-state")).string();
@@ -96,6 +125,12 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
                                 CacheCapacity(options.max_cached_files), error);
   if (!s->table_) return nullptr;
   s->service_ = std::make_unique<StorageService>(s->table_.get(), &s->stats_);
+  for (const auto& [rpc, count] : options.lost_replies) {
+    if (!s->service_->InjectLostReplies(rpc, count)) {
+      *error = "cannot lose replies of unknown RPC " + rpc;
+      return nullptr;
+    }
+  }
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
@@ -120,6 +155,10 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
     return nullptr;
   }
   return s;
+}
+
+bool StorageServer::InjectLostReplies(const std::string& rpc, uint32_t count) {
+  return service_->InjectLostReplies(rpc, count);
 }
 
 void StorageServer::Shutdown() {

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "util/stats.h"
 
@@ -25,7 +27,15 @@ struct StorageOptions {
   uint32_t shard_id = 1;               // 1..65535, the high bits of every GFID
   int threads = 0;                     // threads polling for calls; 0: gRPC's default
   size_t max_cached_files = 4096;      // LRU bound of the handle table
+  // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
+  std::vector<std::pair<std::string, uint32_t>> lost_replies;
 };
+
+// Parses "RPC:N[,RPC:N...]" (e.g. "Mkdir:1,Rename:2"; RPC as named in the
+// service definition, N > 0) into `out`. On failure returns false and sets
+// *error to a one-line reason.
+bool ParseLostReplies(const std::string& spec, std::vector<std::pair<std::string, uint32_t>>* out,
+                      std::string* error);
 
 // `<parent of export>/.<export name>.dfuse-state`: next to the export, never
 // inside it, so clients cannot see or change it.
@@ -45,6 +55,12 @@ class StorageServer {
 
   int port() const { return port_; }
   StatsRegistry* stats() { return &stats_; }
+
+  // Testing: the next `count` calls of `rpc` are applied and then answered
+  // with gRPC UNAVAILABLE instead of their reply, as if the reply was lost
+  // on the wire (see StorageService::InjectLostReplies). False if there is
+  // no such RPC.
+  bool InjectLostReplies(const std::string& rpc, uint32_t count);
 
   // Stops accepting calls, gives running ones up to a second to reply
   // (their work always completes), and makes the handle log durable.

@@ -7,8 +7,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <iterator>
 
 #include "storage/attr.h"
 #include "storage/names.h"
@@ -26,12 +28,70 @@ constexpr const char* kRpcNames[] = {
 StorageService::StorageService(HandleTable* table, StatsRegistry* stats)
     : table_(table),
       fenced_writes_(stats->GetCounter("fenced_writes")),
+      replayed_replies_(stats->GetCounter("replayed_replies")),
       bytes_read_(stats->GetCounter("bytes_read")),
       bytes_written_(stats->GetCounter("bytes_written")) {
   static_assert(std::size(kRpcNames) == kNumRpcs);
   for (int i = 0; i < kNumRpcs; i++) {
     latency_[i] = stats->GetLatency(std::string("rpc_") + kRpcNames[i]);
   }
+}
+
+bool StorageService::IsRpcName(const std::string& rpc) {
+  return std::find(std::begin(kRpcNames), std::end(kRpcNames), rpc) != std::end(kRpcNames);
+}
+
+bool StorageService::InjectLostReplies(const std::string& rpc, uint32_t count) {
+  const auto it = std::find(std::begin(kRpcNames), std::end(kRpcNames), rpc);
+  if (it == std::end(kRpcNames)) return false;
+  lost_replies_[it - std::begin(kRpcNames)].store(count);
+  return true;
+}
+
+grpc::Status StorageService::Done(Rpc rpc) {
+  std::atomic<uint32_t>& left = lost_replies_[rpc];
+  uint32_t n = left.load(std::memory_order_relaxed);
+  while (n > 0 && !left.compare_exchange_weak(n, n - 1)) {
+  }
+  if (n == 0) return grpc::Status::OK;
+  // gRPC sends no reply message with a status other than OK.
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "reply lost (injected fault)");
+}
+
+grpc::Status StorageService::Once(Rpc rpc, const proto::RequestId& id,
+                                  const google::protobuf::Message& req,
+                                  google::protobuf::Message* reply,
+                                  const std::function<void()>& execute) {
+  if (id.client_id() == 0) {
+    execute();
+    return Done(rpc);
+  }
+  // A retry resends the very request, which serializes to the same bytes;
+  // a different call under the same id almost surely does not.
+  const uint64_t fingerprint = std::hash<std::string>()(req.SerializeAsString());
+  std::string bytes;
+  const auto outcome = replies_.Run(
+      {id.client_id(), id.seq()}, rpc, fingerprint,
+      [&] {
+        execute();
+        return reply->SerializeAsString();
+      },
+      &bytes);
+  switch (outcome) {
+    case ReplyCache::Outcome::kExecuted:
+      return Done(rpc);
+    case ReplyCache::Outcome::kReplayed:
+      replayed_replies_->Add();
+      if (!reply->ParseFromString(bytes)) {
+        return grpc::Status(grpc::StatusCode::INTERNAL, "cached reply does not parse");
+      }
+      return grpc::Status::OK;
+    case ReplyCache::Outcome::kMismatch:
+      break;
+  }
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "request id " + std::to_string(id.client_id()) + ":" +
+                          std::to_string(id.seq()) + " was used by a different call");
 }
 
 int StorageService::ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node) {
@@ -63,9 +123,12 @@ int StorageService::Entry(const Node& parent, const std::string& name, proto::At
   return 0;
 }
 
-int StorageService::Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock) {
-  const int err = fencing_.Admit(gfid, token, lock);
-  if (err != 0) fenced_writes_->Add();
+int StorageService::Admit(Node* node, uint64_t token, int* fd, std::unique_lock<std::mutex>* lock) {
+  int data_fd;
+  if (int err = node->DataFd(true, &data_fd); err != 0) return err;
+  const int err = fencing_.Admit(node->gfid(), node->generation(), data_fd, token, lock);
+  if (err == ESTALE) fenced_writes_->Add();
+  if (err == 0) *fd = data_fd;
   return err;
 }
 
@@ -73,7 +136,7 @@ grpc::Status StorageService::GetRoot(Ctx*, const proto::RootRequest*, proto::Roo
   auto t = Time(kGetRoot);
   reply->set_shard_id(table_->shard_id());
   reply->set_err(Stat(*table_->root(), reply->mutable_attr()));
-  return grpc::Status::OK;
+  return Done(kGetRoot);
 }
 
 grpc::Status StorageService::Lookup(Ctx*, const proto::NameRequest* req, proto::EntryReply* reply) {
@@ -83,7 +146,7 @@ grpc::Status StorageService::Lookup(Ctx*, const proto::NameRequest* req, proto::
   if (err == 0) err = ValidateName(req->name());
   if (err == 0) err = Entry(*parent, req->name(), reply->mutable_attr());
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kLookup);
 }
 
 grpc::Status StorageService::GetAttr(Ctx*, const proto::GfidRequest* req, proto::AttrReply* reply) {
@@ -92,7 +155,7 @@ grpc::Status StorageService::GetAttr(Ctx*, const proto::GfidRequest* req, proto:
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = Stat(*node, reply->mutable_attr());
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kGetAttr);
 }
 
 // Applies the changes in the order that keeps each one: owner first (chown
@@ -105,11 +168,13 @@ grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
   const uint32_t valid = req->valid();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
+  int fd = -1;
   int err = table_->Resolve(req->gfid(), &node);
+  // Admitted before any change, so a refused call changes nothing.
   if (err == 0 && (valid & proto::SETATTR_SIZE)) {
-    err = Admit(req->gfid(), req->fencing_token(), &fence);
-    if (err == 0) err = ResolveData(req->gfid(), &node);
+    err = ResolveData(req->gfid(), &node);
     if (err == 0 && req->size() > static_cast<uint64_t>(INT64_MAX)) err = EINVAL;
+    if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
   }
   if (err == 0 && (valid & (proto::SETATTR_UID | proto::SETATTR_GID))) {
     const uid_t uid = (valid & proto::SETATTR_UID) ? req->uid() : static_cast<uid_t>(-1);
@@ -126,10 +191,9 @@ grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
       err = errno;
     }
   }
-  if (err == 0 && (valid & proto::SETATTR_SIZE)) {
-    int fd;
-    err = node->DataFd(true, &fd);
-    if (err == 0 && ::ftruncate(fd, static_cast<off_t>(req->size())) != 0) err = errno;
+  if (err == 0 && (valid & proto::SETATTR_SIZE) &&
+      ::ftruncate(fd, static_cast<off_t>(req->size())) != 0) {
+    err = errno;
   }
   const bool atime = valid & (proto::SETATTR_ATIME | proto::SETATTR_ATIME_NOW);
   const bool mtime = valid & (proto::SETATTR_MTIME | proto::SETATTR_MTIME_NOW);
@@ -152,7 +216,7 @@ grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
   }
   if (err == 0) err = Stat(*node, reply->mutable_attr());
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kSetAttr);
 }
 
 grpc::Status StorageService::Readlink(Ctx*, const proto::GfidRequest* req,
@@ -171,7 +235,7 @@ grpc::Status StorageService::Readlink(Ctx*, const proto::GfidRequest* req,
     }
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kReadlink);
 }
 
 grpc::Status StorageService::StatFs(Ctx*, const proto::GfidRequest* req,
@@ -193,7 +257,7 @@ grpc::Status StorageService::StatFs(Ctx*, const proto::GfidRequest* req,
     reply->set_namemax(sv.f_namemax);
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kStatFs);
 }
 
 }  // namespace dfuse::storage

@@ -7,15 +7,24 @@
 // open(O_NOFOLLOW) on anything else: EISDIR for a directory, ELOOP for a
 // symlink, EINVAL for FIFOs, sockets and devices, which the server never
 // opens (it would block or touch a device outside the export).
+//
+// Calls that are not idempotent (Create, Mknod, Mkdir, Symlink, Link,
+// Unlink, Rmdir, Rename) go through a ReplyCache when they carry a
+// RequestId, so that a client's retry after a lost reply gets the first
+// reply instead of applying the call twice.
 #ifndef DFUSE_STORAGE_SERVICE_H_
 #define DFUSE_STORAGE_SERVICE_H_
 
 #include <array>
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "proto/storage.grpc.pb.h"
 #include "storage/fencing.h"
 #include "storage/handle_table.h"
+#include "storage/reply_cache.h"
 #include "util/stats.h"
 
 namespace dfuse::storage {
@@ -50,6 +59,15 @@ class StorageService final : public proto::Storage::Service {
   grpc::Status ListXattr(Ctx*, const proto::XattrRequest*, proto::XattrReply*) override;
   grpc::Status RemoveXattr(Ctx*, const proto::XattrRequest*, proto::ErrReply*) override;
 
+  // Testing: the next `count` calls of `rpc` (its name in the service
+  // definition, e.g. "Mkdir") are applied and then answered with gRPC
+  // UNAVAILABLE instead of their reply, as if the reply was lost on the
+  // wire. A retry answered from the reply cache is not counted (its call was
+  // not applied again) and gets its reply. Replaces an earlier count for
+  // `rpc`; false if there is no such RPC.
+  bool InjectLostReplies(const std::string& rpc, uint32_t count);
+  static bool IsRpcName(const std::string& rpc);
+
  private:
   enum Rpc {
     kGetRoot,
@@ -79,6 +97,15 @@ class StorageService final : public proto::Storage::Service {
   };
   // Times one call into the `rpc_<name>` latency.
   ScopedLatency Time(Rpc rpc) { return ScopedLatency(latency_[rpc]); }
+  // The status a call of `rpc` that ran ends with: OK, unless its reply is
+  // to be lost (InjectLostReplies).
+  grpc::Status Done(Rpc rpc);
+  // Runs `execute`, which applies a call that is not idempotent and fills
+  // *reply, at most once per request id (see ReplyCache); a retry gets the
+  // first run's reply in *reply. Without an id (client_id 0) it just runs.
+  // An id reused for another call gets INVALID_ARGUMENT.
+  grpc::Status Once(Rpc rpc, const proto::RequestId& id, const google::protobuf::Message& req,
+                    google::protobuf::Message* reply, const std::function<void()>& execute);
 
   // Resolves a GFID that must name a directory (ENOTDIR otherwise).
   int ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node);
@@ -91,17 +118,24 @@ class StorageService final : public proto::Storage::Service {
   // Create, Mknod, Mkdir and Symlink (`rpc` says which): creates the name
   // in the parent, gives it its owner and fills the reply.
   int Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply);
+  // Unlink (flags 0) and Rmdir (AT_REMOVEDIR).
+  int Remove(const proto::NameRequest& req, int flags);
   // Gives a file the server just created as root its requester's owner
   // (with Linux's rule for directories with S_ISGID) and exactly the
   // requested mode; `st` gets its attributes afterwards.
   int Own(const Node& parent, const Node& node, const proto::MakeRequest& req, struct stat* st);
-  // Admits a data-changing call (see FencingTable), counting refusals.
-  int Admit(uint64_t gfid, uint64_t token, std::unique_lock<std::mutex>* lock);
+  // Admits a data-changing call on the regular file `node` (see
+  // FencingTable), counting refusals. Once admitted, *fd is the file's
+  // writable descriptor.
+  int Admit(Node* node, uint64_t token, int* fd, std::unique_lock<std::mutex>* lock);
 
   HandleTable* const table_;
   FencingTable fencing_;
+  ReplyCache replies_;
+  std::array<std::atomic<uint32_t>, kNumRpcs> lost_replies_{};  // InjectLostReplies
   std::array<Latency*, kNumRpcs> latency_;
   Counter* const fenced_writes_;
+  Counter* const replayed_replies_;
   Counter* const bytes_read_;
   Counter* const bytes_written_;
 };

@@ -88,16 +88,14 @@ grpc::Status StorageService::Read(Ctx*, const proto::ReadRequest* req, proto::Re
   if (err != 0) reply->clear_data();
   reply->set_file_size(size);
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kRead);
 }
 
 grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::WriteReply* reply) {
   auto t = Time(kWrite);
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
-  // Resolve first: tokens are only remembered for files that exist.
   int err = ResolveData(req->gfid(), &node);
-  if (err == 0) err = Admit(req->gfid(), req->fencing_token(), &fence);
   if (err == 0 && static_cast<size_t>(req->chunks_size()) > kMaxExtents) err = EINVAL;
   uint64_t total = 0;
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -106,8 +104,9 @@ grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::
     if (err == 0) err = CheckRange(c.offset(), c.data().size());
     total += c.data().size();
   }
+  // Admitted last: a malformed call never raises the file's token.
   int fd = -1;
-  if (err == 0) err = node->DataFd(true, &fd);
+  if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
   // Chunks land in order; on an error the earlier ones stay written, as
   // with a short write.
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -121,7 +120,7 @@ grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::
     reply->set_mtime_ns(mtime_ns);
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kWrite);
 }
 
 grpc::Status StorageService::Fsync(Ctx*, const proto::FsyncRequest* req, proto::ErrReply* reply) {
@@ -146,7 +145,7 @@ grpc::Status StorageService::Fsync(Ctx*, const proto::FsyncRequest* req, proto::
   if (err == 0) err = table_->Sync();
   if (err == 0 && (req->datasync() ? ::fdatasync(fd) : ::fsync(fd)) != 0) err = errno;
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kFsync);
 }
 
 grpc::Status StorageService::Fallocate(Ctx*, const proto::FallocateRequest* req,
@@ -154,18 +153,16 @@ grpc::Status StorageService::Fallocate(Ctx*, const proto::FallocateRequest* req,
   auto t = Time(kFallocate);
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
-  // Resolve first: tokens are only remembered for files that exist.
   int err = ResolveData(req->gfid(), &node);
-  if (err == 0) err = Admit(req->gfid(), req->fencing_token(), &fence);
   if (err == 0) err = CheckRange(req->offset(), req->length());
   int fd = -1;
-  if (err == 0) err = node->DataFd(true, &fd);
+  if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
   if (err == 0 && ::fallocate(fd, req->mode(), static_cast<off_t>(req->offset()),
                               static_cast<off_t>(req->length())) != 0) {
     err = errno;
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kFallocate);
 }
 
 }  // namespace dfuse::storage

@@ -109,85 +109,84 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
 
 grpc::Status StorageService::Create(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
   auto t = Time(kCreate);
-  reply->set_err(Make(kCreate, *req, reply));
-  return grpc::Status::OK;
+  return Once(kCreate, req->request_id(), *req, reply,
+              [&] { reply->set_err(Make(kCreate, *req, reply)); });
 }
 
 grpc::Status StorageService::Mknod(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
   auto t = Time(kMknod);
-  reply->set_err(Make(kMknod, *req, reply));
-  return grpc::Status::OK;
+  return Once(kMknod, req->request_id(), *req, reply,
+              [&] { reply->set_err(Make(kMknod, *req, reply)); });
 }
 
 grpc::Status StorageService::Mkdir(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
   auto t = Time(kMkdir);
-  reply->set_err(Make(kMkdir, *req, reply));
-  return grpc::Status::OK;
+  return Once(kMkdir, req->request_id(), *req, reply,
+              [&] { reply->set_err(Make(kMkdir, *req, reply)); });
 }
 
 grpc::Status StorageService::Symlink(Ctx*, const proto::MakeRequest* req,
                                      proto::EntryReply* reply) {
   auto t = Time(kSymlink);
-  reply->set_err(Make(kSymlink, *req, reply));
-  return grpc::Status::OK;
+  return Once(kSymlink, req->request_id(), *req, reply,
+              [&] { reply->set_err(Make(kSymlink, *req, reply)); });
 }
 
 grpc::Status StorageService::Link(Ctx*, const proto::LinkRequest* req, proto::EntryReply* reply) {
   auto t = Time(kLink);
-  std::shared_ptr<Node> node, parent;
-  int err = table_->Resolve(req->gfid(), &node);
-  if (err == 0) err = ResolveDir(req->new_parent(), &parent);
-  if (err == 0) err = ValidateName(req->new_name());
-  // AT_EMPTY_PATH links the inode itself (needs CAP_DAC_READ_SEARCH); the
-  // kernel refuses directories with EPERM, as link(2) does.
-  if (err == 0 && ::linkat(node->path_fd(), "", parent->path_fd(), req->new_name().c_str(),
-                           AT_EMPTY_PATH) != 0) {
-    err = errno;
-  }
-  if (err == 0) err = Entry(*parent, req->new_name(), reply->mutable_attr());
-  reply->set_err(err);
-  return grpc::Status::OK;
+  return Once(kLink, req->request_id(), *req, reply, [&] {
+    std::shared_ptr<Node> node, parent;
+    int err = table_->Resolve(req->gfid(), &node);
+    if (err == 0) err = ResolveDir(req->new_parent(), &parent);
+    if (err == 0) err = ValidateName(req->new_name());
+    // AT_EMPTY_PATH links the inode itself (needs CAP_DAC_READ_SEARCH); the
+    // kernel refuses directories with EPERM, as link(2) does.
+    if (err == 0 && ::linkat(node->path_fd(), "", parent->path_fd(), req->new_name().c_str(),
+                             AT_EMPTY_PATH) != 0) {
+      err = errno;
+    }
+    if (err == 0) err = Entry(*parent, req->new_name(), reply->mutable_attr());
+    reply->set_err(err);
+  });
+}
+
+int StorageService::Remove(const proto::NameRequest& req, int flags) {
+  std::shared_ptr<Node> parent;
+  int err = ResolveDir(req.parent(), &parent);
+  if (err == 0) err = ValidateName(req.name());
+  if (err == 0 && ::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) err = errno;
+  return err;
 }
 
 grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
   auto t = Time(kUnlink);
-  std::shared_ptr<Node> parent;
-  int err = ResolveDir(req->parent(), &parent);
-  if (err == 0) err = ValidateName(req->name());
-  if (err == 0 && ::unlinkat(parent->path_fd(), req->name().c_str(), 0) != 0) err = errno;
-  reply->set_err(err);
-  return grpc::Status::OK;
+  return Once(kUnlink, req->request_id(), *req, reply, [&] { reply->set_err(Remove(*req, 0)); });
 }
 
 grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
   auto t = Time(kRmdir);
-  std::shared_ptr<Node> parent;
-  int err = ResolveDir(req->parent(), &parent);
-  if (err == 0) err = ValidateName(req->name());
-  if (err == 0 && ::unlinkat(parent->path_fd(), req->name().c_str(), AT_REMOVEDIR) != 0) {
-    err = errno;
-  }
-  reply->set_err(err);
-  return grpc::Status::OK;
+  return Once(kRmdir, req->request_id(), *req, reply,
+              [&] { reply->set_err(Remove(*req, AT_REMOVEDIR)); });
 }
 
 grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req, proto::ErrReply* reply) {
   auto t = Time(kRename);
-  std::shared_ptr<Node> parent, new_parent;
-  int err = ResolveDir(req->parent(), &parent);
-  if (err == 0) err = ResolveDir(req->new_parent(), &new_parent);
-  if (err == 0) err = ValidateName(req->name());
-  if (err == 0) err = ValidateName(req->new_name());
-  // RENAME_WHITEOUT is for overlay file systems, not for clients.
-  if (err == 0 && (req->flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) {
-    err = EINVAL;
-  }
-  if (err == 0 && ::renameat2(parent->path_fd(), req->name().c_str(), new_parent->path_fd(),
-                              req->new_name().c_str(), req->flags()) != 0) {
-    err = errno;
-  }
-  reply->set_err(err);
-  return grpc::Status::OK;
+  return Once(kRename, req->request_id(), *req, reply, [&] {
+    std::shared_ptr<Node> parent, new_parent;
+    int err = ResolveDir(req->parent(), &parent);
+    if (err == 0) err = ResolveDir(req->new_parent(), &new_parent);
+    if (err == 0) err = ValidateName(req->name());
+    if (err == 0) err = ValidateName(req->new_name());
+    // RENAME_WHITEOUT is for overlay file systems, not for clients.
+    if (err == 0 && (req->flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) {
+      err = EINVAL;
+    }
+    if (err == 0 && ::renameat2(parent->path_fd(), req->name().c_str(), new_parent->path_fd(),
+                                req->new_name().c_str(), req->flags()) != 0) {
+      err = errno;
+    }
+    reply->set_err(err);
+  });
 }
 
 }  // namespace dfuse::storage

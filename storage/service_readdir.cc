@@ -40,7 +40,7 @@ grpc::Status StorageService::ReadDir(Ctx*, const proto::ReadDirRequest* req,
   if (err == 0 && ::lseek(fd.get(), static_cast<off_t>(req->offset()), SEEK_SET) < 0) err = errno;
   if (err != 0) {
     reply->set_err(err);
-    return grpc::Status::OK;
+    return Done(kReadDir);
   }
 
   const uint32_t max_entries = std::min(req->max_entries(), kMaxReadDirEntries);
@@ -87,13 +87,13 @@ grpc::Status StorageService::ReadDir(Ctx*, const proto::ReadDirRequest* req,
       }
       if (static_cast<uint32_t>(reply->entries_size()) == max_entries) {
         reply->set_err(0);
-        return grpc::Status::OK;
+        return Done(kReadDir);
       }
     }
   }
   if (err != 0) reply->clear_entries();
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kReadDir);
 }
 
 }  // namespace dfuse::storage

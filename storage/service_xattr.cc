@@ -4,13 +4,20 @@
 // /proc/self/fd/N of the node's O_PATH descriptor. That magic link names the
 // node's own inode (a symlink too) and is not resolved any further, so no
 // client-controlled path is ever walked.
+//
+// The fencing token's attribute (kFencingXattr) is the server's own: to
+// clients it does not exist. Getting or removing it says ENODATA, setting it
+// EPERM (what an unprivileged caller gets for a trusted.* name), and lists
+// leave it out.
 #include <sys/xattr.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <string>
+#include <string_view>
 
+#include "storage/fencing.h"
 #include "storage/service.h"
 
 namespace dfuse::storage {
@@ -24,6 +31,33 @@ int ValidateXattrName(const std::string& name) {
   return 0;
 }
 
+bool IsHidden(std::string_view name) { return name == kFencingXattr; }
+
+// The node's attribute names ("name\0" each), without hidden ones.
+int ListVisible(const std::string& path, std::string* names) {
+  // The list may grow between sizing and reading it: then size it again.
+  for (;;) {
+    const ssize_t size = ::listxattr(path.c_str(), nullptr, 0);
+    if (size < 0) return errno;
+    names->resize(static_cast<size_t>(size));
+    const ssize_t n = ::listxattr(path.c_str(), names->data(), names->size());
+    if (n < 0 && errno == ERANGE) continue;
+    if (n < 0) return errno;
+    names->resize(static_cast<size_t>(n));
+    break;
+  }
+  std::string visible;
+  for (size_t pos = 0; pos < names->size();) {
+    size_t end = names->find('\0', pos);
+    if (end == std::string::npos) end = names->size();
+    const std::string_view name(names->data() + pos, end - pos);
+    if (!IsHidden(name)) visible.append(name).push_back('\0');
+    pos = end + 1;
+  }
+  *names = std::move(visible);
+  return 0;
+}
+
 }  // namespace
 
 grpc::Status StorageService::SetXattr(Ctx*, const proto::XattrRequest* req,
@@ -34,12 +68,13 @@ grpc::Status StorageService::SetXattr(Ctx*, const proto::XattrRequest* req,
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && req->value().size() > XATTR_SIZE_MAX) err = E2BIG;
   if (err == 0 && (req->flags() & ~(XATTR_CREATE | XATTR_REPLACE)) != 0) err = EINVAL;
+  if (err == 0 && IsHidden(req->name())) err = EPERM;
   if (err == 0 && ::setxattr(node->proc_path().c_str(), req->name().c_str(), req->value().data(),
                              req->value().size(), req->flags()) != 0) {
     err = errno;
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kSetXattr);
 }
 
 grpc::Status StorageService::GetXattr(Ctx*, const proto::XattrRequest* req,
@@ -48,6 +83,7 @@ grpc::Status StorageService::GetXattr(Ctx*, const proto::XattrRequest* req,
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
+  if (err == 0 && IsHidden(req->name())) err = ENODATA;
   if (err == 0) {
     // No value is larger than XATTR_SIZE_MAX, so a larger buffer is useless.
     std::string value(std::min<uint32_t>(req->size(), XATTR_SIZE_MAX), '\0');
@@ -61,7 +97,7 @@ grpc::Status StorageService::GetXattr(Ctx*, const proto::XattrRequest* req,
     }
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kGetXattr);
 }
 
 grpc::Status StorageService::ListXattr(Ctx*, const proto::XattrRequest* req,
@@ -69,19 +105,17 @@ grpc::Status StorageService::ListXattr(Ctx*, const proto::XattrRequest* req,
   auto t = Time(kListXattr);
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
+  // Always read in full: the size a client is told must leave hidden names
+  // out as the list does.
+  std::string names;
+  if (err == 0) err = ListVisible(node->proc_path(), &names);
+  if (err == 0 && req->size() != 0 && names.size() > req->size()) err = ERANGE;
   if (err == 0) {
-    std::string names(std::min<uint32_t>(req->size(), XATTR_LIST_MAX), '\0');
-    const ssize_t n =
-        ::listxattr(node->proc_path().c_str(), req->size() ? names.data() : nullptr, names.size());
-    if (n < 0) {
-      err = errno;
-    } else {
-      reply->set_size(static_cast<uint32_t>(n));
-      if (req->size() != 0) reply->set_value(names.data(), static_cast<size_t>(n));
-    }
+    reply->set_size(static_cast<uint32_t>(names.size()));
+    if (req->size() != 0) reply->set_value(std::move(names));
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kListXattr);
 }
 
 grpc::Status StorageService::RemoveXattr(Ctx*, const proto::XattrRequest* req,
@@ -90,11 +124,12 @@ grpc::Status StorageService::RemoveXattr(Ctx*, const proto::XattrRequest* req,
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
+  if (err == 0 && IsHidden(req->name())) err = ENODATA;
   if (err == 0 && ::removexattr(node->proc_path().c_str(), req->name().c_str()) != 0) {
     err = errno;
   }
   reply->set_err(err);
-  return grpc::Status::OK;
+  return Done(kRemoveXattr);
 }
 
 }  // namespace dfuse::storage

@@ -33,7 +33,9 @@ LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidat
       slow_enters_(stats->GetCounter("lease.acquires")),
       intents_(stats->GetCounter("lease.write_intents")),
       stale_intents_(stats->GetCounter("lease.stale_write_intents")),
-      kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")) {
+      kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")),
+      files_created_(stats->GetCounter("lease.gate_files_created")),
+      files_reaped_(stats->GetCounter("lease.gate_files_reaped")) {
   invalidator_ = std::thread([this] { InvalidatorLoop(); });
 }
 
@@ -54,6 +56,7 @@ std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
   if (!f) {
     f = std::make_shared<File>();
     f->epoch = ++last_epoch_;
+    files_created_->Add();
   }
   f->forgotten = false;
   return f;
@@ -244,6 +247,7 @@ void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
   if (it != files_.end() && it->second == f && f->forgotten && f->pending == 0 &&
       f->writers == 0 && f->intents == 0 && !f->revoking && f.use_count() == 2) {
     files_.erase(it);
+    files_reaped_->Add();
   }
 }
 

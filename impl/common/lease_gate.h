@@ -166,6 +166,8 @@ class LeaseGate {
   Counter* intents_;
   Counter* stale_intents_;
   Latency* kernel_inval_latency_;
+  Counter* files_created_;  // entries made in files_ ...
+  Counter* files_reaped_;   // ... and dropped again after a forget
 };
 
 }  // namespace dfuse

@@ -1,6 +1,7 @@
 #include "impl/common/storage_client.h"
 
 #include <cerrno>
+#include <random>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -17,10 +18,23 @@ int ErrOf(const Rep& rep) {
   return rep.err();
 }
 
+// Random, so that a restarted client (or another one) never reuses the ids
+// of an earlier instance; never 0, which means "no id".
+uint64_t NewClientId() {
+  std::random_device rd;
+  for (;;) {
+    const uint64_t id = (uint64_t{rd()} << 32) ^ rd();
+    if (id != 0) return id;
+  }
+}
+
 }  // namespace
 
 StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry* stats)
-    : options_(options), stats_(stats), rpc_failures_(stats->GetCounter("rpc.transport_failures")) {
+    : options_(options),
+      client_id_(NewClientId()),
+      stats_(stats),
+      rpc_failures_(stats->GetCounter("rpc.transport_failures")) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -71,6 +85,13 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     spdlog::warn("storage {} interrupted ({}), retrying", name, st.error_message());
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
   }
+}
+
+proto::RequestId StorageClient::NewRequestId() {
+  proto::RequestId id;
+  id.set_client_id(client_id_);
+  id.set_seq(next_seq_.fetch_add(1, std::memory_order_relaxed));
+  return id;
 }
 
 void StorageClient::LimitWaitsTo(std::chrono::system_clock::time_point deadline) {
@@ -127,29 +148,37 @@ int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) 
 }
 
 int StorageClient::Create(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::MakeRequest once = req;
+  *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
-  int err = Call("Create", &proto::Storage::Stub::Create, req, &rep);
+  int err = Call("Create", &proto::Storage::Stub::Create, once, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
 
 int StorageClient::Mknod(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::MakeRequest once = req;
+  *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
-  int err = Call("Mknod", &proto::Storage::Stub::Mknod, req, &rep);
+  int err = Call("Mknod", &proto::Storage::Stub::Mknod, once, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
 
 int StorageClient::Mkdir(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::MakeRequest once = req;
+  *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
-  int err = Call("Mkdir", &proto::Storage::Stub::Mkdir, req, &rep);
+  int err = Call("Mkdir", &proto::Storage::Stub::Mkdir, once, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
 
 int StorageClient::Symlink(const proto::MakeRequest& req, proto::Attr* attr) {
+  proto::MakeRequest once = req;
+  *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
-  int err = Call("Symlink", &proto::Storage::Stub::Symlink, req, &rep);
+  int err = Call("Symlink", &proto::Storage::Stub::Symlink, once, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -160,6 +189,7 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   req.set_gfid(gfid);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
+  *req.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
   if (err == 0) *attr = rep.attr();
@@ -170,6 +200,7 @@ int StorageClient::Unlink(uint64_t parent, const std::string& name) {
   proto::NameRequest req;
   req.set_parent(parent);
   req.set_name(name);
+  *req.mutable_request_id() = NewRequestId();
   proto::ErrReply rep;
   return Call("Unlink", &proto::Storage::Stub::Unlink, req, &rep);
 }
@@ -178,6 +209,7 @@ int StorageClient::Rmdir(uint64_t parent, const std::string& name) {
   proto::NameRequest req;
   req.set_parent(parent);
   req.set_name(name);
+  *req.mutable_request_id() = NewRequestId();
   proto::ErrReply rep;
   return Call("Rmdir", &proto::Storage::Stub::Rmdir, req, &rep);
 }
@@ -190,6 +222,7 @@ int StorageClient::Rename(uint64_t parent, const std::string& name, uint64_t new
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
   req.set_flags(flags);
+  *req.mutable_request_id() = NewRequestId();
   proto::ErrReply rep;
   return Call("Rename", &proto::Storage::Stub::Rename, req, &rep);
 }

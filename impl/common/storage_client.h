@@ -1,5 +1,12 @@
 // Client side of the storage service: one gRPC channel, calls that return a
 // POSIX errno, and transparent waiting while the storage service restarts.
+//
+// A call whose connection broke is sent again. For the calls that are not
+// idempotent (Create, Mknod, Mkdir, Symlink, Link, Unlink, Rmdir, Rename)
+// every call carries a fresh RequestId, the same on each of its retries, so
+// the service answers a retry of a call it already applied with the first
+// reply (its reply cache) instead of EEXIST or ENOENT. That holds while the
+// service runs; a retry that reaches a restarted service is applied again.
 #ifndef DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 #define DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 
@@ -78,8 +85,12 @@ class StorageClient {
   // reply's errno or EIO.
   template <typename Req, typename Rep>
   int Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep);
+  // The id of a new call that is not idempotent; its retries reuse it.
+  proto::RequestId NewRequestId();
 
   StorageClientOptions options_;
+  const uint64_t client_id_;  // random, non-zero, one per instance
+  std::atomic<uint64_t> next_seq_{1};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::Storage::Stub> stub_;
   StatsRegistry* stats_;

@@ -119,7 +119,7 @@ TEST_F(StorageFencingTest, OlderTokensAreRejected) {
   EXPECT_EQ(Write(g, 0, "five", 5).err(), 0);
   EXPECT_EQ(Write(g, 0, "three", 3).err(), ESTALE);
   EXPECT_EQ(ReadString(g, 0, 10), "five");
-  EXPECT_EQ(Write(g, 0, "zero", 0).err(), 0);  // no lease: always accepted
+  EXPECT_EQ(Write(g, 0, "zero", 0).err(), ESTALE);  // no lease: not on a leased file
   EXPECT_EQ(Write(g, 0, "six!", 6).err(), 0);
   EXPECT_EQ(Write(g, 0, "5new", 5).err(), ESTALE);
   EXPECT_EQ(ReadString(g, 0, 10), "six!");
@@ -148,7 +148,7 @@ TEST_F(StorageFencingTest, OlderTokensAreRejected) {
   const auto other = Create(root_, "other");
   EXPECT_EQ(Write(other.attr().gfid(), 0, "x", 1).err(), 0);
 
-  EXPECT_EQ(server_->stats()->GetCounter("fenced_writes")->Get(), 4u);
+  EXPECT_EQ(server_->stats()->GetCounter("fenced_writes")->Get(), 5u);
 }
 
 TEST_F(StorageReadDirTest, PagingCoversEveryEntryOnce) {

@@ -1,0 +1,141 @@
+"""Strong consistency under faults (writethrough with userspace leases).
+
+* A revoke whose write-back fails (storage stopped while a node holds dirty
+  data under its WRITE lease and another node asks for the lease): the old
+  data never overwrites the new holder's, and the application that wrote it
+  gets EIO at its next fsync.
+* Files created, written and dropped from the kernel's caches (40,000 here,
+  DFUSE_FORGET_FILES for more) leave the daemon's memory bounded: per-file
+  lease state goes with the kernel's inode.
+* SIGTERM during heavy revocation traffic: the daemon writes back, unmounts
+  and exits 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import checker_path
+
+TERM_MS = 1500
+STORAGE_TIMEOUT_S = 2
+
+
+def leased_cluster(make_cluster, nodes, client_args=(), **kw):
+    return make_cluster("writethrough", nodes=nodes,
+                        lease_manager_args=["--term-ms", str(TERM_MS), "--reclaim-ms", "0"],
+                        client_args=["--writeback-delay-ms", "600000", *client_args], **kw)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def test_failed_revoke_write_back_never_overwrites_the_new_holder(make_cluster):
+    c = leased_cluster(make_cluster, nodes=2,
+                       client_args=["--storage-timeout", str(STORAGE_TIMEOUT_S)])
+    a, b = c.mount(0) / "f", c.mount(1) / "f"
+    fa = os.open(a, os.O_RDWR | os.O_CREAT, 0o644)
+    os.pwrite(fa, b"0" * 4096, 0)
+    os.fsync(fa)
+    fb = os.open(b, os.O_RDWR)  # looked up while storage answers
+    os.pwrite(fb, b"1" * 4096, 0)  # node 1 takes the WRITE lease ...
+    os.fsync(fb)
+    os.pwrite(fa, b"A" * 4096, 0)  # ... node 0 takes it back: dirty, unwritten
+    storage = c.storage["pid"]
+    os.kill(storage, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        os.pwrite(fb, b"B" * 4096, 0)  # revokes node 0, whose write-back fails
+        waited = time.monotonic() - t0
+    finally:
+        os.kill(storage, signal.SIGCONT)
+    assert waited >= STORAGE_TIMEOUT_S * 0.8, f"node 1 got the lease after {waited:.2f}s"
+    with pytest.raises(OSError) as e:
+        os.fsync(fa)  # the application learns that its data was lost
+    assert e.value.errno == errno.EIO
+    os.fsync(fa)  # reported once, as fsync(2) on a local file system does
+    os.fsync(fb)
+    os.close(fb)
+    os.close(fa)
+    assert (c.export_dir / "f").read_bytes() == b"B" * 4096
+    assert a.read_bytes() == b"B" * 4096
+    assert c.stats(0)["counters"].get("cache.discarded_dirty_pages", 0) >= 1
+
+
+def test_memory_stays_bounded_over_dropped_files(make_cluster):
+    total = int(os.environ.get("DFUSE_FORGET_FILES", "40000"))
+    batch = int(os.environ.get("DFUSE_FORGET_BATCH", "10000"))
+    c = leased_cluster(make_cluster, nodes=1)
+    pid = c.pid(0)
+    d = c.mount(0) / "many"
+    d.mkdir()
+    samples = []
+    for start in range(0, total, batch):
+        sub = d / f"b{start // batch}"
+        sub.mkdir()
+        for i in range(batch):
+            fd = os.open(sub / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, b"x")  # takes a WRITE lease
+            os.close(fd)
+        # The kernel forgets the inodes; the daemon must forget the files.
+        Path("/proc/sys/vm/drop_caches").write_text("2\n")
+        time.sleep(1)
+        samples.append(rss_kib(pid))
+        print(f"{start + batch} files: rss {samples[-1]} KiB", flush=True)
+    counters = c.stats(0)["counters"]
+    forgets = counters.get("fuse.forget", 0)
+    assert forgets >= total * 0.9, f"the kernel forgot only {forgets} inodes: the test proves nothing"
+    # Every file had lease state; what the kernel forgot is gone again.
+    kept = counters["lease.gate_files_created"] - counters["lease.gate_files_reaped"]
+    assert kept < batch // 10, f"{kept} of {total} files still have lease state"
+    # A leak of per-file state is hundreds of bytes a file; well below that
+    # is allocator noise (per-thread arenas keep what they freed).
+    # The first two batches warm the allocator up.
+    assert len(samples) >= 4, "too few batches to tell growth from warm-up"
+    growth = samples[-1] - max(samples[:2])
+    assert growth < (total - 2 * batch) * 300 // 1024, f"rss grew by {growth} KiB: {samples}"
+    assert sum(1 for _ in d.rglob("f*")) == total
+
+
+def test_sigterm_during_heavy_revocation_exits_cleanly(make_cluster, workdir):
+    c = leased_cluster(make_cluster, nodes=3)
+    args = [str(checker_path()), "run", "--procs", "3", "--ops", "1000000", "--files", "2",
+            "--blocks", "8", "--duration-limit", "60", "--report", str(workdir / "r.json"),
+            "--no-progress"]
+    for i in range(3):
+        args += ["--mount", str(c.mount(i))]
+    checker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(4)
+        revokes = c.stats(1)["counters"].get("lease.revokes_handled", 0)
+        assert revokes > 50, "no revocation traffic yet: the test proves nothing"
+        pid = c.pid(1)
+        proc = c._popen.get(pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline:
+            if proc is not None:
+                status = proc.poll()
+            else:
+                waited, raw = os.waitpid(pid, os.WNOHANG)
+                status = os.waitstatus_to_exitcode(raw) if waited else None
+            if status is not None:
+                break
+            time.sleep(0.1)
+        assert status == 0, f"daemon exit status {status} after SIGTERM under revocation traffic"
+        c.clients[1]["pid"] = None
+    finally:
+        checker.kill()
+        checker.wait()
