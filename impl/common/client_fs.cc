@@ -352,8 +352,10 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
       fuse_reply_err(req, err);
       return;
     }
-    if (self->gate_) sreq.set_fencing_token(self->gate_->WriteToken(gfid));
   }
+  // Taken after the lease: the token is the WRITE lease's (dfuse's kernel
+  // holds it while it sends a size change).
+  sreq.set_fencing_token(self->WriteToken(gfid));
   if (valid & proto::SETATTR_SIZE) {
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.
@@ -754,7 +756,7 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   if (err == 0) {
     proto::FallocateRequest freq;
     freq.set_gfid(gfid);
-    if (self->gate_) freq.set_fencing_token(self->gate_->WriteToken(gfid));
+    freq.set_fencing_token(self->WriteToken(gfid));
     freq.set_mode(mode);
     freq.set_offset(static_cast<uint64_t>(offset));
     freq.set_length(static_cast<uint64_t>(length));

@@ -58,6 +58,14 @@ class ClientFs {
     dir_aliases_.Start(se);
   }
 
+  // With leases (userspace or kernel), the fencing token of a change to a
+  // file's data (truncate, fallocate); storage refuses an untokened one once
+  // the file was written under a lease.
+  void set_token_source(std::function<uint64_t(uint64_t gfid)> token) {
+    token_ = std::move(token);
+  }
+  uint64_t WriteToken(uint64_t gfid) const { return token_ ? token_(gfid) : 0; }
+
   // Drops the kernel's cached attributes of a file and, with `pages`, its
   // cached pages (from a thread that serves no FUSE request).
   void InvalidateKernel(uint64_t gfid, bool pages);
@@ -140,6 +148,7 @@ class ClientFs {
   LeaseGate* const gate_;
   StatsRegistry* const stats_;
   fuse_session* se_ = nullptr;
+  std::function<uint64_t(uint64_t gfid)> token_;
   InodeTable inodes_;
   LeasedAttrs leased_attrs_;  // used only with a gate
   DirAliases dir_aliases_;

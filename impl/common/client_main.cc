@@ -396,6 +396,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),
                                       &stats);
   ClientFs& fs = *fs_ptr;
+  if (gate) {
+    fs.set_token_source([g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); });
+  } else if (extension) {
+    fs.set_token_source([e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); });
+  }
   std::unique_ptr<lease::LeaseAgent> agent;
   if (leases) {
     lease::LeaseAgentOptions lopts;
