@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -104,7 +105,11 @@ def test_paused_writer_is_fenced_off(make_cluster):
     # token: storage must refuse it.
     wait_for(lambda: c.stats()["counters"].get("fenced_writes", 0) >= 1, 15,
              "storage to refuse the stale write")
-    os.close(fa)
+    # The application learns that its write was lost (the descriptor is
+    # closed all the same, as close(2) does on an error).
+    with pytest.raises(OSError) as e:
+        os.close(fa)
+    assert e.value.errno == errno.EIO
     assert (c.export_dir / "f").read_bytes() == b"B" * 4096
     assert b.read_bytes() == b"B" * 4096
     assert a.read_bytes() == b"B" * 4096  # node 0 now sees the newer data too
