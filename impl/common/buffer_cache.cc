@@ -1,10 +1,9 @@
 #include "impl/common/buffer_cache.h"
 
-#include <utility>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 

@@ -373,11 +373,12 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   copts.capacity_bytes = cache_bytes;
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
   BufferCache cache(copts, &backend, &stats);
+  std::function<uint64_t(uint64_t gfid)> write_token;  // none without leases
   if (leases) {
     gate = std::make_unique<LeaseGate>(
         &cache, &storage,
         [&fs_ptr](uint64_t gfid, bool pages) { fs_ptr->InvalidateKernel(gfid, pages); }, &stats);
-    backend.set_token_source([g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); });
+    write_token = [g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); };
   }
   std::unique_ptr<KernelExtension> extension;
   if (extended) {
@@ -390,17 +391,15 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     ctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
     extension = spec.make_extension(ctx);
     if (extension->Start(&error) != 0) return fail_daemon(error);
-    backend.set_token_source(
-        [e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); });
+    write_token = [e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); };
   }
+  // Every change to a leased file's data carries the lease's fencing token:
+  // the buffer cache's write-back and the core's truncates and fallocates.
+  backend.set_token_source(write_token);
   fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),
                                       &stats);
   ClientFs& fs = *fs_ptr;
-  if (gate) {
-    fs.set_token_source([g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); });
-  } else if (extension) {
-    fs.set_token_source([e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); });
-  }
+  fs.set_token_source(write_token);
   std::unique_ptr<lease::LeaseAgent> agent;
   if (leases) {
     lease::LeaseAgentOptions lopts;

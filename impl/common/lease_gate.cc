@@ -251,11 +251,6 @@ void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
   }
 }
 
-size_t LeaseGate::tracked_files() {
-  std::lock_guard<std::mutex> l(mu_);
-  return files_.size();
-}
-
 void LeaseGate::InvalidatorLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {

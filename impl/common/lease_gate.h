@@ -107,8 +107,6 @@ class LeaseGate {
   // The kernel forgot gfid's inode: in the background, write back, give the
   // lease back and drop the file's state, unless it is used again first.
   void Forget(uint64_t gfid);
-  // Files with state here (for tests of bounded memory).
-  size_t tracked_files();
   // Stops the invalidation thread (which calls the KernelInvalidator): call
   // after the agent's revoke thread has stopped and before the FUSE
   // session goes away. Idempotent; the destructor calls it.
