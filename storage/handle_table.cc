@@ -167,6 +167,22 @@ int HandleTable::Lookup(const Node& parent, const char* name, std::shared_ptr<No
   return Register(std::move(path), *st, node);
 }
 
+int HandleTable::CreateFile(const Node& parent, const char* name, mode_t perm,
+                            std::shared_ptr<Node>* node, struct stat* st) {
+  // O_NONBLOCK and O_NOFOLLOW are belt and braces: with O_EXCL the call never
+  // opens an existing FIFO, device or symlink.
+  Fd opened(::openat(parent.path_fd(), name,
+                     O_CREAT | O_EXCL | O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, perm));
+  if (!opened.valid()) return errno;
+  // The table keeps O_PATH descriptors; reopening through /proc names the
+  // inode, not the path.
+  const std::string self = "/proc/self/fd/" + std::to_string(opened.get());
+  Fd path(::open(self.c_str(), O_PATH | O_CLOEXEC));
+  if (!path.valid()) return errno;
+  if (int err = Fstat(path.get(), st); err != 0) return err;
+  return Register(std::move(path), *st, node);
+}
+
 int HandleTable::Register(Fd path, const struct stat& st, std::shared_ptr<Node>* node) {
   std::string handle;
   if (int err = HandleOf(path.get(), &handle); err != 0) return err;

@@ -85,6 +85,14 @@ class HandleTable {
   // name is a mount point of another file system (not exported).
   int Lookup(const Node& parent, const char* name, std::shared_ptr<Node>* node, struct stat* st);
 
+  // Creates the regular file `name` in `parent` with O_EXCL (EEXIST if
+  // anything, even a dangling symlink, has the name) and registers the file
+  // it created. The new file is held by descriptor from its creation on, so
+  // another client's unlink or rename of the name in between cannot make
+  // this return ENOENT or somebody else's file.
+  int CreateFile(const Node& parent, const char* name, mode_t perm, std::shared_ptr<Node>* node,
+                 struct stat* st);
+
   // Makes the handles of every file looked up so far durable.
   int Sync() { return log_->Sync(); }
 

@@ -67,35 +67,36 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
   const int dir = parent->path_fd();
   const char* name = req.name().c_str();
   const mode_t perm = req.mode() & 07777;
-  int rc = 0;
+  std::shared_ptr<Node> node;
+  struct stat st;
+  auto sys = [](int rc) { return rc == 0 ? 0 : errno; };
   switch (rpc) {
     case kCreate:
-      // mknod rather than open(O_CREAT): the server never opens a FIFO or
-      // device that might already sit under this name.
-      rc = ::mknodat(dir, name, S_IFREG | perm, 0);
+      err = table_->CreateFile(*parent, name, perm, &node, &st);
       break;
     case kMknod: {
       mode_t type;
       if ((err = MknodType(req.mode(), &type)) != 0) return err;
-      rc = ::mknodat(dir, name, type | perm, static_cast<dev_t>(req.rdev()));
+      err = sys(::mknodat(dir, name, type | perm, static_cast<dev_t>(req.rdev())));
       break;
     }
     case kMkdir:
-      rc = ::mkdirat(dir, name, perm);
+      err = sys(::mkdirat(dir, name, perm));
       break;
     case kSymlink:
       if ((err = ValidateSymlinkTarget(req.target())) != 0) return err;
-      rc = ::symlinkat(req.target().c_str(), dir, name);
+      err = sys(::symlinkat(req.target().c_str(), dir, name));
       break;
     default:
       return EINVAL;
   }
-  const bool created = rc == 0;
-  if (!created && !(rpc == kCreate && errno == EEXIST && !req.exclusive())) return errno;
+  const bool created = err == 0;
+  if (!created && !(rpc == kCreate && err == EEXIST && !req.exclusive())) return err;
 
-  std::shared_ptr<Node> node;
-  struct stat st;
-  if ((err = table_->Lookup(*parent, name, &node, &st)) != 0) return err;
+  // A new regular file is already in hand; anything else is found by name.
+  // (A directory, node or symlink removed by another client between its
+  // creation and this lookup gives ENOENT, as that race would locally.)
+  if (!node && (err = table_->Lookup(*parent, name, &node, &st)) != 0) return err;
   if (created) {
     if ((err = Own(*parent, *node, req, &st)) != 0) return err;
   } else if (S_ISDIR(st.st_mode)) {

@@ -61,5 +61,29 @@ TEST_F(StorageConcurrencyTest, ParallelClients) {
   EXPECT_EQ(ListDir(dir, 10).size(), 2u + kThreads * (kFilesPerThread / 2 + 1));
 }
 
+// One client creates a name exclusively while another unlinks it in a loop
+// (the fileserver personality at full sharing): a create either fails with
+// EEXIST or returns the file it made, never ENOENT from losing the race
+// between creating the file and finding it again.
+TEST_F(StorageConcurrencyTest, ExclusiveCreateRacingUnlinkNeverSeesENOENT) {
+  constexpr int kRounds = 3000;
+  std::atomic<bool> done{false};
+  std::thread unlinker([this, &done] {
+    while (!done.load()) Unlink(root_, "contended");
+  });
+  int created = 0;
+  for (int i = 0; i < kRounds; i++) {
+    const auto f = Create(root_, "contended", 0640, /*exclusive=*/true);
+    if (f.err() == EEXIST) continue;
+    EXPECT_EQ(f.err(), 0) << "round " << i;
+    if (f.err() != 0) break;
+    EXPECT_EQ(f.attr().mode() & 07777, 0640u);
+    created++;
+  }
+  done = true;
+  unlinker.join();
+  EXPECT_GT(created, 0);
+}
+
 }  // namespace
 }  // namespace dfuse::storage::testing
