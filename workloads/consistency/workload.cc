@@ -239,9 +239,13 @@ RunResult RunWorkload(const RunOptions& o) {
     if (o.progress && now - last_report >= 1'000'000'000) {
       uint64_t done = 0;
       for (size_t w = 0; w < workers; ++w) done += shared.done(w).load();
-      fprintf(stderr, "dfuse-checker: %llu/%llu ops, %.0f ops/s\n",
+      // Time left from the average rate so far, which one slow second
+      // (a revoke storm, a CPU hog) does not swing.
+      const double avg = done * 1e9 / std::max<int64_t>(now - start, 1);
+      const double left = avg > 0 ? (o.ops - std::min<uint64_t>(done, o.ops)) / avg : 0;
+      fprintf(stderr, "dfuse-checker: %llu/%llu ops, %.0f ops/s, ~%.0f s left\n",
               static_cast<unsigned long long>(done), static_cast<unsigned long long>(o.ops),
-              (done - last_done) * 1e9 / (now - last_report));
+              (done - last_done) * 1e9 / (now - last_report), left);
       last_done = done;
       last_report = now;
     }
