@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "lease/lease_mode_proto.h"
+
 namespace dfuse::lease {
 
 namespace {
@@ -15,29 +17,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kMinBackoff{20};
 constexpr milliseconds kMaxBackoff{500};
-
-LeaseMode FromProto(proto::LeaseMode mode) {
-  switch (mode) {
-    case proto::LEASE_READ:
-      return LeaseMode::kRead;
-    case proto::LEASE_WRITE:
-      return LeaseMode::kWrite;
-    default:
-      return LeaseMode::kNone;
-  }
-}
-
-proto::LeaseMode ToProto(LeaseMode mode) {
-  switch (mode) {
-    case LeaseMode::kRead:
-      return proto::LEASE_READ;
-    case LeaseMode::kWrite:
-      return proto::LEASE_WRITE;
-    case LeaseMode::kNone:
-      break;
-  }
-  return proto::LEASE_NONE;
-}
 
 uint64_t RandomClientId() {
   std::random_device rd;

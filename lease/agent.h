@@ -41,13 +41,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "lease/lease_mode.h"
 #include "proto/lease.grpc.pb.h"
 #include "util/stats.h"
 
 namespace dfuse::lease {
-
-// Ordered by strength: a stronger mode satisfies a weaker request.
-enum class LeaseMode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
 
 struct LeaseAgentOptions {
   // HOST:PORT of the lease manager, or of every manager of a highly

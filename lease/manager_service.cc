@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "lease/lease_mode_proto.h"
 #include "lease/state_machine.h"
 #include "proto/lease.grpc.pb.h"
 #include "util/stats.h"
@@ -26,29 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Actions = StateMachine::Actions;
 using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
-
-Mode FromProto(proto::LeaseMode mode) {
-  switch (mode) {
-    case proto::LEASE_READ:
-      return Mode::kRead;
-    case proto::LEASE_WRITE:
-      return Mode::kWrite;
-    default:
-      return Mode::kNone;
-  }
-}
-
-proto::LeaseMode ToProto(Mode mode) {
-  switch (mode) {
-    case Mode::kRead:
-      return proto::LEASE_READ;
-    case Mode::kWrite:
-      return proto::LEASE_WRITE;
-    case Mode::kNone:
-      break;
-  }
-  return proto::LEASE_NONE;
-}
 
 }  // namespace
 

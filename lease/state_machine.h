@@ -33,14 +33,15 @@
 #include <utility>
 #include <vector>
 
+#include "lease/lease_mode.h"
+
 namespace dfuse::lease {
 
 // One client session; the driver maps a client's stream to it. The same id
 // may resume the session over a new stream (OpenSession).
 using ClientId = uint64_t;
 
-// Ordered by strength: a stronger mode satisfies a weaker request.
-enum class Mode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
+using Mode = LeaseMode;
 
 // An inclusive byte range. Requests carry one so that byte-range leases need
 // no protocol change; v1 always grants the whole file.

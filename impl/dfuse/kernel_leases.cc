@@ -20,17 +20,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// dfuse.ko speaks in lease::LeaseMode's values.
+static_assert(DFUSE_LEASE_NONE == static_cast<uint32_t>(LeaseMode::kNone));
+static_assert(DFUSE_LEASE_READ == static_cast<uint32_t>(LeaseMode::kRead));
+static_assert(DFUSE_LEASE_WRITE == static_cast<uint32_t>(LeaseMode::kWrite));
+
+// What the kernel may ask for: a lease, not kNone (which only releases use).
 bool ToMode(uint32_t kernel_mode, LeaseMode* mode) {
-  switch (kernel_mode) {
-    case DFUSE_LEASE_READ:
-      *mode = LeaseMode::kRead;
-      return true;
-    case DFUSE_LEASE_WRITE:
-      *mode = LeaseMode::kWrite;
-      return true;
-    default:
-      return false;
-  }
+  if (kernel_mode != DFUSE_LEASE_READ && kernel_mode != DFUSE_LEASE_WRITE) return false;
+  *mode = static_cast<LeaseMode>(kernel_mode);
+  return true;
 }
 
 }  // namespace
@@ -133,7 +132,7 @@ void KernelLeases::Serve(const Upcall& u) {
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
   }
   upcall_latency_->Record(Clock::now() - start);
-  Answer(u.unique, err, u.mode == LeaseMode::kWrite ? DFUSE_LEASE_WRITE : DFUSE_LEASE_READ);
+  Answer(u.unique, err, static_cast<uint32_t>(u.mode));
 }
 
 void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
