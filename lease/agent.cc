@@ -85,9 +85,16 @@ int LeaseAgent::Start(milliseconds timeout, std::string* error) {
 
 void LeaseAgent::Shutdown() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     if (shutdown_ && !session_thread_.joinable()) return;
     shutdown_ = true;
+    if (connected_) {
+      // The writer sends what is queued, then half-closes; the manager
+      // reads to the end and closes its side, which ends the stream.
+      closing_ = true;
+      out_cv_.notify_all();
+      cv_.wait_for(l, kCloseTimeout, [this] { return ctx_ == nullptr; });
+    }
     if (ctx_ != nullptr) ctx_->TryCancel();
   }
   cv_.notify_all();
@@ -211,6 +218,7 @@ bool LeaseAgent::RunStream() {
   const grpc::Status status = stream->Finish();
   std::lock_guard<std::mutex> l(mu_);
   ctx_ = nullptr;
+  cv_.notify_all();  // Shutdown waits for the stream to end
   if (!shutdown_ && (welcomed || addresses_.size() == 1)) {
     spdlog::warn("lease session with {} ended: {}", address,
                  status.ok() ? "closed by the manager" : status.error_message());
@@ -221,8 +229,15 @@ bool LeaseAgent::RunStream() {
 void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    out_cv_.wait(l, [&] { return !connected_ || generation_ != generation || !out_.empty(); });
+    out_cv_.wait(l, [&] {
+      return !connected_ || generation_ != generation || !out_.empty() || closing_;
+    });
     if (!connected_ || generation_ != generation) return;
+    if (out_.empty()) {  // closing_, and everything queued is sent
+      l.unlock();
+      stream->WritesDone();
+      return;
+    }
     if (Clock::now() < out_.front().due) {
       out_cv_.wait_until(l, out_.front().due);
       continue;

@@ -112,10 +112,13 @@ class LeaseAgent {
   // made its data durable. Asynchronous.
   void Release(uint64_t gfid);
 
-  // Cuts the session without releasing anything: the manager keeps this
-  // node's leases until the term runs out. Waits for a running handler.
+  // Ends the session: messages already queued (Release calls made before)
+  // are sent first and the stream is closed cleanly, waiting up to
+  // kCloseTimeout for the manager, then cut. Leases not released stay with
+  // the manager until their term runs out. Waits for a running handler.
   // Idempotent.
   void Shutdown();
+  static constexpr std::chrono::milliseconds kCloseTimeout{2000};
 
   uint64_t client_id() const { return client_id_; }
 
@@ -217,6 +220,7 @@ class LeaseAgent {
   std::condition_variable jobs_cv_;  // the revoke thread
   bool started_ = false;
   bool shutdown_ = false;
+  bool closing_ = false;  // Shutdown: the writer half-closes once out_ is empty
   bool connected_ = false;   // the current stream has been welcomed
   uint64_t generation_ = 0;  // of the current stream
   uint64_t welcomes_ = 0;
