@@ -66,13 +66,17 @@ BufferCache::BufferCache(const BufferCacheOptions& options, CacheBackend* backen
 }
 
 BufferCache::~BufferCache() {
+  StopFlusher();
+  FlushAll();
+}
+
+void BufferCache::StopFlusher() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
-  FlushAll();
 }
 
 BufferCache::FilePtr BufferCache::GetFile(uint64_t gfid, bool create) {
@@ -502,7 +506,7 @@ void BufferCache::Truncate(uint64_t gfid, uint64_t size) {
   f->version_known = false;
 }
 
-void BufferCache::ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns, bool own) {
+bool BufferCache::ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns, bool own) {
   std::lock_guard<std::mutex> l(mu_);
   // Created if absent, so that pages cached later are tied to this version.
   FilePtr f = GetFile(gfid, true);
@@ -517,6 +521,7 @@ void BufferCache::ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns,
   f->version_mtime = mtime_ns;
   f->storage_size = size;
   f->size_seq++;
+  return changed && !own;
 }
 
 uint64_t BufferCache::LocalSize(uint64_t gfid, uint64_t storage_size) {

@@ -77,6 +77,10 @@ class BufferCache {
   BufferCache(const BufferCache&) = delete;
   BufferCache& operator=(const BufferCache&) = delete;
 
+  // Stops the background flusher; write-back happens only when asked
+  // from then on. Idempotent; the destructor calls it.
+  void StopFlusher();
+
   // Reads up to `size` bytes at `offset` into *out, stopping at end of file.
   int Read(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
   // Caches a write as dirty data. May flush (throttle) when dirty data is high.
@@ -97,7 +101,9 @@ class BufferCache {
   void Truncate(uint64_t gfid, uint64_t size);
   // Records the file's storage version. `own` says this node caused it (a
   // reply to its own change); otherwise a version change drops clean data.
-  void ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns, bool own);
+  // Returns true for a version change that is not `own`: another node
+  // changed the file since this node last knew its version.
+  bool ObserveVersion(uint64_t gfid, uint64_t size, int64_t mtime_ns, bool own);
   // The file's size as this node sees it: storage size, extended by local
   // dirty data. Returns `storage_size` unchanged when the cache has no data.
   uint64_t LocalSize(uint64_t gfid, uint64_t storage_size);

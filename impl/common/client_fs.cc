@@ -77,29 +77,17 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
 }
 
 ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-                   BufferCache* cache, LeaseGate* gate, StatsRegistry* stats)
+                   BufferCache* cache, ConsistencyPolicy* consistency, StatsRegistry* stats)
     : policy_(policy),
       root_gfid_(root_gfid),
       storage_(storage),
       cache_(cache),
-      gate_(gate),
+      consistency_(consistency),
       stats_(stats),
-      dir_aliases_(stats),
-      leased_getattrs_(stats->GetCounter("lease.cached_getattrs")) {
+      dir_aliases_(stats) {
   for (std::string_view op : kOpNames) {
     op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
   }
-}
-
-void ClientFs::InvalidateKernel(uint64_t gfid, bool pages) {
-  if (se_ == nullptr) return;
-  // A negative offset invalidates the attributes only.
-  int err = fuse_lowlevel_notify_inval_inode(se_, Ino(gfid), pages ? 0 : -1, 0);
-  if (err != 0 && err != -ENOENT) spdlog::warn("invalidating {:#x}: {}", gfid, err);
-}
-
-int ClientFs::EnterLease(uint64_t gfid, LeaseMode mode, LeaseGate::Access* access) {
-  return gate_ ? gate_->Enter(gfid, mode, access) : 0;
 }
 
 ClientFs* ClientFs::Self(fuse_req_t req) { return static_cast<ClientFs*>(fuse_req_userdata(req)); }
@@ -143,8 +131,9 @@ double ClientFs::AttrTimeout(const proto::Attr& attr) const {
 
 void ClientFs::ObserveAttr(const proto::Attr& attr, bool own) {
   if (!S_ISREG(attr.mode())) return;
-  cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
-  if (gate_ && own) leased_attrs_.Forget(attr.gfid());  // this node changed them
+  const bool changed_elsewhere =
+      cache_->ObserveVersion(attr.gfid(), attr.size(), attr.mtime_ns(), own);
+  consistency_->Observed(attr, own, changed_elsewhere);
 }
 
 void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
@@ -159,6 +148,7 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
 void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr) {
   inodes_.Ref(attr.gfid(), attr.mode());
   cache_->Remember(attr.gfid());
+  consistency_->EntryGiven(attr, parent, name);
   if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
 }
 
@@ -166,8 +156,7 @@ void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
   const uint64_t gfid = Gfid(ino);
   if (!inodes_.Unref(gfid, n)) return;
   cache_->Forget(gfid);
-  leased_attrs_.Drop(gfid);
-  if (gate_) gate_->Forget(gfid);
+  consistency_->Forgotten(gfid);
   dir_aliases_.Forget(ino);
 }
 
@@ -249,7 +238,7 @@ void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   self->ObserveAttr(attr, /*own=*/false);
-  if (self->gate_ && S_ISREG(attr.mode())) self->gate_->WaitWritesDone(attr.gfid());
+  if (S_ISREG(attr.mode())) self->consistency_->BeforeEntryReply(attr.gfid());
   self->ReplyEntry(req, parent, name, attr);
 }
 
@@ -273,34 +262,19 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("getattr");
   const uint64_t gfid = self->Gfid(ino);
-  LeaseGate::Access access;
-  const bool leased = self->gate_ && self->inodes_.IsRegular(gfid);
+  auto fetch = [self, gfid](proto::Attr* attr) {
+    const int err = self->storage_->GetAttr(gfid, attr);
+    if (err == 0) self->ObserveAttr(*attr, /*own=*/false);
+    return err;
+  };
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;  // kept until the reply is sent
   proto::Attr attr;
-  if (leased) {
-    // The kernel asks for attributes before every read(2) it could serve
-    // from its cache: drop what an earlier revoke left there first, then
-    // read size and mtime under the lease, from storage once per epoch.
-    int err = self->gate_->EnterForAttributes(gfid, &access);
-    if (err != 0) {
-      fuse_reply_err(req, err);
-      return;
-    }
-    if (self->leased_attrs_.Get(gfid, access.epoch(), &attr)) {
-      self->leased_getattrs_->Add();
-      self->ReplyAttr(req, attr);
-      return;
-    }
-  }
-  const uint64_t writes = leased ? self->leased_attrs_.Writes(gfid) : 0;
-  int err = self->storage_->GetAttr(gfid, &attr);
+  const int err = self->inodes_.IsRegular(gfid)
+                      ? self->consistency_->GetAttr(gfid, fetch, &attr, &hold)
+                      : fetch(&attr);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
-  }
-  self->ObserveAttr(attr, /*own=*/false);
-  // Only a size that already counts this node's buffered bytes is cached.
-  if (leased && self->cache_->LocalSize(gfid, attr.size()) == attr.size()) {
-    self->leased_attrs_.Put(gfid, access.epoch(), attr, writes);
   }
   self->ReplyAttr(req, attr);
 }
@@ -342,20 +316,20 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
     sreq.set_mtime_ns(ToNs(in->st_mtim));
   }
   sreq.set_valid(valid);
-  LeaseGate::Access access;
-  // All of a regular file's attributes are leased: changing any of them
-  // revokes the other nodes' leases, and with them their cached copies
-  // (leased_attrs.h).
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;
+  // All of a regular file's attributes count as its data for consistency:
+  // changing any of them is a write (leased modes revoke other nodes'
+  // cached copies).
   if ((valid & proto::SETATTR_SIZE) || self->inodes_.IsRegular(gfid)) {
-    int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+    int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
     }
   }
-  // Taken after the lease: the token is the WRITE lease's (dfuse's kernel
-  // holds it while it sends a size change).
-  sreq.set_fencing_token(self->WriteToken(gfid));
+  // Taken after Enter: the token is the WRITE lease's (dfuse's kernel holds
+  // it while it sends a size change).
+  sreq.set_fencing_token(self->consistency_->WriteToken(gfid));
   if (valid & proto::SETATTR_SIZE) {
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.
@@ -363,8 +337,8 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   }
   proto::Attr attr;
   int err = self->storage_->SetAttr(sreq, &attr);
-  // truncate(2) announces itself like a write(2) (see lease_gate.h).
-  if (self->gate_ && (valid & proto::SETATTR_SIZE)) self->gate_->EndWrite(gfid);
+  // truncate(2) announces itself like a write(2).
+  if (valid & proto::SETATTR_SIZE) self->consistency_->WriteDone(gfid, 0);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -427,7 +401,7 @@ void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
   self->Count("unlink");
   const int err = self->storage_->Unlink(self->Gfid(parent), name);
-  if (self->gate_) self->leased_attrs_.ForgetAll();  // a link count dropped
+  self->consistency_->NamespaceChanged();  // a link count dropped
   fuse_reply_err(req, err);
 }
 
@@ -447,31 +421,24 @@ void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_
   }
   const int err =
       self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent), newname, flags);
-  if (self->gate_) self->leased_attrs_.ForgetAll();  // a replaced file lost a link
+  self->consistency_->NamespaceChanged();  // a replaced file lost a link
   fuse_reply_err(req, err);
 }
 
 void ClientFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ClientFs* self = Self(req);
   self->Count("open");
-  if (self->policy_.revalidate_on_open) {
-    // Close-to-open: a file opened after another node closed it must not be
-    // served from data cached before.
-    proto::Attr attr;
-    int err = self->storage_->GetAttr(self->Gfid(ino), &attr);
-    if (err != 0) {
-      fuse_reply_err(req, err);
-      return;
-    }
-    self->ObserveAttr(attr, /*own=*/false);
-  }
+  const uint64_t gfid = self->Gfid(ino);
   fi->fh = 0;  // the storage service is stateless: files are addressed by GFID
   fi->keep_cache = self->policy_.keep_cache;
-  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
-    self->gate_->OpenedForWrite(self->Gfid(ino));
+  const int err = self->consistency_->Open(gfid, fuse_req_ctx(req)->pid, fi);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
   }
-  if (fuse_reply_open(req, fi) != 0 && self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
-    self->gate_->ClosedForWrite(self->Gfid(ino));  // the open was interrupted
+  self->consistency_->Opened(gfid, fi->flags);
+  if (fuse_reply_open(req, fi) != 0) {
+    self->consistency_->Closed(gfid, fi->flags);  // the open was interrupted
   }
 }
 
@@ -493,16 +460,16 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
   self->TakeReference(parent, name, attr);
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
-  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) self->gate_->OpenedForWrite(attr.gfid());
-  fuse_reply_create(req, &e, fi);
+  self->consistency_->Opened(attr.gfid(), fi->flags);
+  if (fuse_reply_create(req, &e, fi) != 0) self->consistency_->Closed(attr.gfid(), fi->flags);
 }
 
 void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   ClientFs* self = Self(req);
   self->Count("read");
   const uint64_t gfid = self->Gfid(ino);
-  LeaseGate::Access access;
-  int err = self->EnterLease(gfid, LeaseMode::kRead, &access);
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;
+  int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kRead, &hold);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -521,13 +488,10 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
   ClientFs* self = Self(req);
   self->Count("write");
   const uint64_t gfid = self->Gfid(ino);
-  LeaseGate::Access access;
-  int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;
+  int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
   if (err == 0) err = self->cache_->Write(gfid, static_cast<uint64_t>(off), buf, size);
-  // Once written back the bytes count in storage's size, not the cache's:
-  // the cached attributes must already include them.
-  if (err == 0 && self->gate_) self->leased_attrs_.Grow(gfid, static_cast<uint64_t>(off) + size);
-  if (self->gate_) self->gate_->EndWrite(gfid);
+  self->consistency_->WriteDone(gfid, err == 0 ? static_cast<uint64_t>(off) + size : 0);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -549,9 +513,7 @@ void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void ClientFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ClientFs* self = Self(req);
   self->Count("release");
-  if (self->gate_ && (fi->flags & O_ACCMODE) != O_RDONLY) {
-    self->gate_->ClosedForWrite(self->Gfid(ino));
-  }
+  self->consistency_->Closed(self->Gfid(ino), fi->flags);
   fuse_reply_err(req, 0);
 }
 
@@ -684,9 +646,9 @@ void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t
   self->Count("getxattr");
   const uint64_t gfid = self->Gfid(ino);
   const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
-  if (capability && self->gate_) {
-    // The start of a write(2) (see lease_gate.h).
-    int err = self->gate_->BeginWrite(gfid);
+  if (capability) {
+    // The kernel asks at the start of every write(2).
+    int err = self->consistency_->WriteStarting(gfid);
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
@@ -750,19 +712,19 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   const uint64_t gfid = self->Gfid(ino);
   // Storage changes the bytes and maybe the size itself: write back first,
   // then forget what was cached.
-  LeaseGate::Access access;
-  int err = self->EnterLease(gfid, LeaseMode::kWrite, &access);
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;
+  int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
   if (err == 0) err = self->cache_->Flush(gfid);
   if (err == 0) {
     proto::FallocateRequest freq;
     freq.set_gfid(gfid);
-    freq.set_fencing_token(self->WriteToken(gfid));
+    freq.set_fencing_token(self->consistency_->WriteToken(gfid));
     freq.set_mode(mode);
     freq.set_offset(static_cast<uint64_t>(offset));
     freq.set_length(static_cast<uint64_t>(length));
     err = self->storage_->Fallocate(freq);
   }
-  if (self->gate_) self->gate_->EndWrite(gfid);  // announced like a write(2)
+  self->consistency_->WriteDone(gfid, 0);  // announced like a write(2)
   if (err == 0) {
     self->cache_->Invalidate(gfid);
     proto::Attr attr;

@@ -13,10 +13,9 @@
 #include <unordered_map>
 
 #include "impl/common/buffer_cache.h"
+#include "impl/common/consistency.h"
 #include "impl/common/dir_aliases.h"
 #include "impl/common/inode_table.h"
-#include "impl/common/lease_gate.h"
-#include "impl/common/leased_attrs.h"
 #include "impl/common/policy.h"
 #include "impl/common/storage_client.h"
 #include "util/stats.h"
@@ -27,7 +26,7 @@ namespace dfuse {
 class StorageCacheBackend : public CacheBackend {
  public:
   explicit StorageCacheBackend(StorageClient* storage) : storage_(storage) {}
-  // With leases, the fencing token of every write of a file.
+  // The fencing token of every write of a file (ConsistencyPolicy::WriteToken).
   void set_token_source(std::function<uint64_t(uint64_t gfid)> token) { token_ = std::move(token); }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
@@ -39,11 +38,11 @@ class StorageCacheBackend : public CacheBackend {
   std::function<uint64_t(uint64_t gfid)> token_;
 };
 
+// The core knows no mode: where modes differ it asks `consistency`.
 class ClientFs {
  public:
-  // `gate` is null in modes (or runs) without userspace leases.
   ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-           BufferCache* cache, LeaseGate* gate, StatsRegistry* stats);
+           BufferCache* cache, ConsistencyPolicy* consistency, StatsRegistry* stats);
   ClientFs(const ClientFs&) = delete;
   ClientFs& operator=(const ClientFs&) = delete;
 
@@ -57,18 +56,6 @@ class ClientFs {
     se_ = se;
     dir_aliases_.Start(se);
   }
-
-  // With leases (userspace or kernel), the fencing token of a change to a
-  // file's data (truncate, fallocate); storage refuses an untokened one once
-  // the file was written under a lease.
-  void set_token_source(std::function<uint64_t(uint64_t gfid)> token) {
-    token_ = std::move(token);
-  }
-  uint64_t WriteToken(uint64_t gfid) const { return token_ ? token_(gfid) : 0; }
-
-  // Drops the kernel's cached attributes of a file and, with `pages`, its
-  // cached pages (from a thread that serves no FUSE request).
-  void InvalidateKernel(uint64_t gfid, bool pages);
 
  private:
   // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
@@ -138,22 +125,17 @@ class ClientFs {
                         fuse_file_info* fi);
 
   void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
-  // Holds the lease `mode` on gfid in *access when leases are in use.
-  int EnterLease(uint64_t gfid, LeaseMode mode, LeaseGate::Access* access);
 
   const CachePolicy policy_;
   const uint64_t root_gfid_;
   StorageClient* const storage_;
   BufferCache* const cache_;
-  LeaseGate* const gate_;
+  ConsistencyPolicy* const consistency_;
   StatsRegistry* const stats_;
   fuse_session* se_ = nullptr;
-  std::function<uint64_t(uint64_t gfid)> token_;
   InodeTable inodes_;
-  LeasedAttrs leased_attrs_;  // used only with a gate
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction
-  Counter* const leased_getattrs_;  // GETATTRs answered from leased_attrs_
 };
 
 }  // namespace dfuse

@@ -214,6 +214,66 @@ void RedirectStdio(const std::string& log_file) {
   }
 }
 
+// The parts of a running client, declared in dependency order: each uses
+// only those above it, so destruction (bottom up) never leaves one calling
+// into a destroyed one. Stop() ends the policy's threads, which may call
+// into the FUSE session, before the session is destroyed.
+struct ClientNode {
+  ClientNode(const StorageClientOptions& sopts, const BufferCacheOptions& copts,
+             StatsRegistry* registry)
+      : stats(registry), storage(sopts, stats), backend(&storage), cache(copts, &backend, stats) {
+    // Every change to a file's data carries the policy's fencing token: the
+    // buffer cache's write-back here, truncates and fallocates in the core.
+    backend.set_token_source([this](uint64_t gfid) {
+      ConsistencyPolicy* p = token_policy.load();
+      return p ? p->WriteToken(gfid) : 0;
+    });
+  }
+  ~ClientNode() { Stop(); }
+  ClientNode(const ClientNode&) = delete;
+  ClientNode& operator=(const ClientNode&) = delete;
+
+  // Makes and starts the mode's policy (which may adjust *cache_policy),
+  // then the file system. Returns 0 or an errno with a one-line *error.
+  int Start(const PolicyFactory& make_policy, PolicyContext ctx, CachePolicy* cache_policy,
+            std::string* error) {
+    ctx.cache = &cache;
+    ctx.storage = &storage;
+    ctx.stats = stats;
+    policy = make_policy(ctx);
+    token_policy.store(policy.get());
+    if (const int err = policy->Start(cache_policy, error); err != 0) return err;
+    fs = std::make_unique<ClientFs>(*cache_policy, ctx.root_gfid, &storage, &cache, policy.get(),
+                                    stats);
+    return 0;
+  }
+
+  // Unmounted: writes everything back, then stops the policy. The buffer
+  // cache outlives the policy (the policy uses it): its flusher stops
+  // first, and data still dirty after a failed write-back goes without a
+  // token, which storage refuses for a leased file. Returns the
+  // write-back's errno. Idempotent.
+  int Stop() {
+    if (stopped) return 0;
+    stopped = true;
+    cache.StopFlusher();
+    const int err = cache.FlushAll();
+    if (err) spdlog::error("final write-back failed: errno {}", err);
+    if (policy) policy->Stop();
+    token_policy.store(nullptr);
+    return err;
+  }
+
+  StatsRegistry* const stats;
+  std::atomic<ConsistencyPolicy*> token_policy{nullptr};  // policy, while it runs
+  StorageClient storage;
+  StorageCacheBackend backend;
+  BufferCache cache;
+  std::unique_ptr<ConsistencyPolicy> policy;
+  std::unique_ptr<ClientFs> fs;
+  bool stopped = false;
+};
+
 }  // namespace
 
 int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
@@ -252,18 +312,16 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
       ->check(CLI::PositiveNumber);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
-  const bool extended = static_cast<bool>(spec.make_extension);
+  const bool extended = !spec.device.empty();
+  if (spec.lease_manager != LeaseManagerFlag::kNone) {
+    CLI::Option* o = app.add_option("--lease-manager", s.lease_manager,
+                                     "lease manager address(es), host:port[,host:port...]" +
+                                         spec.lease_manager_help);
+    if (spec.lease_manager == LeaseManagerFlag::kRequired) o->required();
+  }
   if (extended) {
     s.fuse_device = spec.device;
-    app.add_option("--lease-manager", s.lease_manager,
-                   "lease manager address(es), host:port[,host:port...]")
-        ->required();
   } else {
-    if (policy.userspace_leases) {
-      app.add_option("--lease-manager", s.lease_manager,
-                     "lease manager address(es), host:port[,host:port...]: strong consistency "
-                     "through userspace leases (without it: close-to-open)");
-    }
     app.add_option("--fuse-device", s.fuse_device,
                    "FUSE device to mount: /dev/fuse (stock driver, the default) or /dev/dfuse "
                    "(dfuse.ko, so every mode can be compared on one driver)");
@@ -345,72 +403,25 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   StorageClientOptions sopts;
   sopts.address = s.storage;
   sopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
-  sopts.unavailable_timeout = std::chrono::milliseconds(static_cast<int64_t>(s.storage_timeout * 1000));
-  StorageClient storage(sopts, &stats);
-  proto::RootReply root;
-  std::string error;
-  if (storage.GetRoot(std::chrono::milliseconds(5000), &root, &error) != 0) {
-    return fail_daemon(error);
-  }
-
-  const bool leases = !extended && !s.lease_manager.empty();
-  if (leases) {
-    // Leases keep caches coherent: the kernel may keep pages across opens,
-    // and it asks for attributes before every read it would serve from them
-    // (see lease_gate.h). Close still writes back: not for consistency, but
-    // because users expect a closed file's data on the storage service.
-    policy.keep_cache = true;
-    policy.auto_inval_data = true;
-    policy.revalidate_on_open = false;
-    policy.attr_timeout = 0;
-  }
-  // Construction order matters for teardown: the agent (whose revoke thread
-  // calls into the gate, cache and storage) is destroyed first.
-  std::unique_ptr<LeaseGate> gate;
-  std::unique_ptr<ClientFs> fs_ptr;
-  StorageCacheBackend backend(&storage);
+  sopts.unavailable_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(s.storage_timeout * 1000));
   BufferCacheOptions copts;
   copts.capacity_bytes = cache_bytes;
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
-  BufferCache cache(copts, &backend, &stats);
-  std::function<uint64_t(uint64_t gfid)> write_token;  // none without leases
-  if (leases) {
-    gate = std::make_unique<LeaseGate>(
-        &cache, &storage,
-        [&fs_ptr](uint64_t gfid, bool pages) { fs_ptr->InvalidateKernel(gfid, pages); }, &stats);
-    write_token = [g = gate.get()](uint64_t gfid) { return g->WriteToken(gfid); };
+  ClientNode node(sopts, copts, &stats);
+  proto::RootReply root;
+  std::string error;
+  if (node.storage.GetRoot(std::chrono::milliseconds(5000), &root, &error) != 0) {
+    return fail_daemon(error);
   }
-  std::unique_ptr<KernelExtension> extension;
-  if (extended) {
-    KernelExtensionContext ctx;
-    ctx.cache = &cache;
-    ctx.storage = &storage;
-    ctx.stats = &stats;
-    ctx.lease_manager = s.lease_manager;
-    ctx.node_name = s.node_name.empty() ? s.mountpoint : s.node_name;
-    ctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
-    extension = spec.make_extension(ctx);
-    if (extension->Start(&error) != 0) return fail_daemon(error);
-    write_token = [e = extension.get()](uint64_t gfid) { return e->WriteToken(gfid); };
-  }
-  // Every change to a leased file's data carries the lease's fencing token:
-  // the buffer cache's write-back and the core's truncates and fallocates.
-  backend.set_token_source(write_token);
-  fs_ptr = std::make_unique<ClientFs>(policy, root.attr().gfid(), &storage, &cache, gate.get(),
-                                      &stats);
-  ClientFs& fs = *fs_ptr;
-  fs.set_token_source(write_token);
-  std::unique_ptr<lease::LeaseAgent> agent;
-  if (leases) {
-    lease::LeaseAgentOptions lopts;
-    lopts.manager = s.lease_manager;
-    lopts.name = s.node_name.empty() ? s.mountpoint : s.node_name;
-    lopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
-    agent = std::make_unique<lease::LeaseAgent>(
-        lopts, [&gate](uint64_t gfid, LeaseMode to) { gate->Revoke(gfid, to); }, &stats);
-    if (agent->Start(std::chrono::milliseconds(5000), &error) != 0) return fail_daemon(error);
-    gate->SetAgent(agent.get());
-  }
+  PolicyContext pctx;
+  pctx.root_gfid = root.attr().gfid();
+  pctx.lease_manager = s.lease_manager;
+  pctx.node_name = s.node_name.empty() ? s.mountpoint : s.node_name;
+  pctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+  if (node.Start(spec.make_policy, pctx, &policy, &error) != 0) return fail_daemon(error);
+  ClientFs& fs = *node.fs;
+  ConsistencyPolicy& consistency = *node.policy;
 
   std::string opts = "fsname=dfuse:" + s.storage + ",subtype=dfuse-" + policy.mode +
                      ",default_permissions";
@@ -430,9 +441,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     dm.fstype = fstype;
     dm.mountpoint = s.mountpoint;
     dm.options = Split(opts, ',');
-    if (extension) {
-      for (const std::string& o : extension->MountOptions()) dm.options.push_back(o);
-    }
+    for (const std::string& o : consistency.MountOptions()) dm.options.push_back(o);
     const int fd = MountFuseDevice(dm, &error);
     if (fd < 0) {
       fuse_session_destroy(se);
@@ -446,7 +455,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     return fail_daemon("cannot mount on " + s.mountpoint);
   }
   fs.Start(se);
-  if (extension) extension->Attach(se);
+  consistency.Attach(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
                s.mountpoint, policy.mode, cache_bytes >> 20, root.shard_id());
   if (daemon.active()) {
@@ -459,7 +468,8 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     nlohmann::json j = stats.ToJson();
     j["mode"] = policy.mode;
     j["node"] = s.node_name;
-    j["cache"] = {{"cached_bytes", cache.cached_bytes()}, {"dirty_bytes", cache.dirty_bytes()}};
+    j["cache"] = {{"cached_bytes", node.cache.cached_bytes()},
+                  {"dirty_bytes", node.cache.dirty_bytes()}};
     const std::string tmp = s.stats_file + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "w");
     if (!f) return;
@@ -492,13 +502,13 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
       const auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::duration<double>(s.shutdown_timeout));
       const auto deadline = std::chrono::steady_clock::now() + grace;
-      storage.LimitWaitsTo(std::chrono::system_clock::now() + grace);
+      node.storage.LimitWaitsTo(std::chrono::system_clock::now() + grace);
       if (!RunUntil({"sync", "-f", s.mountpoint}, deadline)) {
         spdlog::warn("kernel write-back did not finish in time");
       }
-      int err = cache.FlushAll();
+      int err = node.cache.FlushAll();
       if (err) spdlog::error("write-back to storage failed: errno {}", err);
-      storage.CancelAll();  // requests still waiting on storage fail now
+      node.storage.CancelAll();  // requests still waiting on storage fail now
       if (umount2(s.mountpoint.c_str(), MNT_DETACH) != 0) {
         spdlog::warn("unmount {}: {}", s.mountpoint, std::strerror(errno));
       }
@@ -520,9 +530,9 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   if (own_mount) {
     // Our own loop: it sees every raw request (the extension's opcodes)
     // and serves a device libfuse did not open.
-    RequestInterceptor intercept = [&extension](const fuse_in_header& h, const char* arg,
-                                                size_t size) {
-      return extension && extension->Intercept(h, arg, size);
+    RequestInterceptor intercept = [&consistency](const fuse_in_header& h, const char* arg,
+                                                  size_t size) {
+      return consistency.Intercept(h, arg, size);
     };
     ret = RunRequestLoop(se, s.single_thread ? 1 : s.max_threads, intercept);
   } else if (s.single_thread) {
@@ -537,17 +547,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   g_exiting = true;
   signal_thread.join();
   fuse_session_unmount(se);
-  int err = cache.FlushAll();
-  if (err) spdlog::error("final write-back failed: errno {}", err);
-  // Stop in dependency order: the agent's revoke thread calls into the
-  // gate, and the gate's thread and the extension send notifications on
-  // the session, so both stop before it is destroyed.
-  if (agent) {
-    gate->ReleaseAll();
-    agent->Shutdown();
-    gate->Stop();
-  }
-  if (extension) extension->Shutdown();
+  const int err = node.Stop();
   dump_stats();
   fuse_session_destroy(se);
   spdlog::info("unmounted {}", s.mountpoint);

@@ -9,23 +9,30 @@
 
 #include <CLI/CLI.hpp>
 
-#include "impl/common/kernel_extension.h"
+#include "impl/common/consistency.h"
 #include "impl/common/policy.h"
 
 namespace dfuse {
+
+// Whether a mode takes --lease-manager.
+enum class LeaseManagerFlag { kNone, kOptional, kRequired };
 
 struct ClientModeSpec {
   CachePolicy policy;   // the mode's defaults; policy.mode names the binary's subtype
   std::string summary;  // one paragraph for --help
   // Registers the mode's own flags, which adjust `policy` when parsed.
   std::function<void(CLI::App* app, CachePolicy* policy)> add_options;
+  LeaseManagerFlag lease_manager = LeaseManagerFlag::kNone;
+  std::string lease_manager_help;
+  // Makes the mode's consistency policy (ctx.lease_manager is empty when
+  // the flag was not given).
+  PolicyFactory make_policy;
   // Modes that extend the kernel protocol: the device and file system type
-  // they mount (the daemon mounts it itself) and the extension that serves
-  // the additions. Such a mode requires --lease-manager.
+  // they mount (the daemon mounts it itself and runs its own request loop,
+  // whose raw requests the policy sees first).
   std::string device;
   std::string fstype;
   std::string missing_module_hint;  // shown when the device is missing
-  std::function<std::unique_ptr<KernelExtension>(const KernelExtensionContext&)> make_extension;
 };
 
 // Runs a client daemon. Usage:

@@ -18,8 +18,14 @@ DirAliases::~DirAliases() {
 }
 
 void DirAliases::Start(fuse_session* se) {
+  Start([se](fuse_ino_t parent, const std::string& name) {
+    return fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
+  });
+}
+
+void DirAliases::Start(EntryInvalidator invalidate) {
   std::lock_guard<std::mutex> l(mu_);
-  se_ = se;
+  invalidate_ = std::move(invalidate);
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -52,7 +58,7 @@ void DirAliases::Run() {
     stale_.pop_front();
     l.unlock();
     // ENOENT just means the kernel had already dropped that entry.
-    int err = fuse_lowlevel_notify_inval_entry(se_, st.parent, st.name.c_str(), st.name.size());
+    const int err = invalidate_(st.parent, st.name);
     if (err == 0) invalidations_->Add();
     if (err != 0 && err != -ENOENT) {
       spdlog::debug("invalidating stale entry {} in {}: {}", st.name, st.parent, err);

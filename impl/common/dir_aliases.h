@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -39,8 +40,14 @@ class DirAliases {
   DirAliases(const DirAliases&) = delete;
   DirAliases& operator=(const DirAliases&) = delete;
 
-  // Starts invalidating through `se`; before this, moves are only recorded.
+  // Drops the kernel's entry `name` in directory `parent`: 0 or -errno
+  // (fuse_lowlevel_notify_inval_entry).
+  using EntryInvalidator = std::function<int(fuse_ino_t parent, const std::string& name)>;
+
+  // Starts invalidating through `se` (or `invalidate`); before this, moves
+  // are only recorded.
   void Start(fuse_session* se);
+  void Start(EntryInvalidator invalidate);
   // The kernel was told directory `ino` is `name` in `parent`.
   void Seen(fuse_ino_t ino, fuse_ino_t parent, const std::string& name);
   // Waits up to `timeout` until no invalidation for directory `ino` is
@@ -64,7 +71,7 @@ class DirAliases {
   std::condition_variable settled_cv_;
   std::deque<Stale> stale_;
   bool stopping_ = false;
-  fuse_session* se_ = nullptr;
+  EntryInvalidator invalidate_;
   std::thread thread_;
   Counter* invalidations_;
 };

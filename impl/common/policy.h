@@ -1,4 +1,5 @@
-// What distinguishes one client mode from another (ARCHITECTURE.md section 7).
+// How a client mode sets up the kernel's caches (ARCHITECTURE.md section 7);
+// how it keeps them consistent is its ConsistencyPolicy (consistency.h).
 #ifndef DFUSE_IMPL_COMMON_POLICY_H_
 #define DFUSE_IMPL_COMMON_POLICY_H_
 
@@ -14,14 +15,8 @@ struct CachePolicy {
   bool keep_cache = false;
   // Let the kernel drop pages when it sees mtime or size change.
   bool auto_inval_data = false;
-  // Ask storage for the file's version at every open and drop stale
-  // userspace-cached data (close-to-open for modes without leases).
-  bool revalidate_on_open = true;
   // Write back the buffer cache when a file is closed (close-to-open).
   bool flush_on_close = true;
-  // The mode can use userspace leases (--lease-manager) for strong
-  // consistency; with them, close-to-open revalidation is unnecessary.
-  bool userspace_leases = false;
   // Kernel attribute, entry and negative-entry cache lifetimes, seconds.
   double attr_timeout = 0;
   // Regular files' attribute lifetime when kernel leases cover them (the

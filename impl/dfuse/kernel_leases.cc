@@ -34,7 +34,7 @@ bool ToMode(uint32_t kernel_mode, LeaseMode* mode) {
 
 }  // namespace
 
-KernelLeases::KernelLeases(const KernelExtensionContext& ctx)
+KernelLeases::KernelLeases(const PolicyContext& ctx)
     : ctx_(ctx),
       upcalls_(ctx.stats->GetCounter("kernel_leases.upcalls")),
       interrupted_(ctx.stats->GetCounter("kernel_leases.interrupted")),
@@ -44,9 +44,9 @@ KernelLeases::KernelLeases(const KernelExtensionContext& ctx)
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")) {}
 
-KernelLeases::~KernelLeases() { Shutdown(); }
+KernelLeases::~KernelLeases() { Stop(); }
 
-int KernelLeases::Start(std::string* error) {
+int KernelLeases::Start(CachePolicy*, std::string* error) {
   lease::LeaseAgentOptions opts;
   opts.manager = ctx_.lease_manager;
   opts.name = ctx_.node_name;
@@ -202,7 +202,7 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
   }
 }
 
-void KernelLeases::Shutdown() {
+void KernelLeases::Stop() {
   std::vector<std::thread> workers;
   std::unordered_set<uint64_t> granted;
   {

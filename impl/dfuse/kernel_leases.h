@@ -27,26 +27,31 @@
 #include <unordered_set>
 #include <vector>
 
-#include "impl/common/kernel_extension.h"
+#include "impl/common/consistency.h"
 #include "lease/agent.h"
 
 namespace dfuse {
 
-class KernelLeases : public KernelExtension {
+// dfuse's consistency policy. The client core's hooks keep their defaults:
+// the kernel itself waits for its leases before it serves or changes cached
+// state, and the daemon only answers its upcalls.
+class KernelLeases : public ConsistencyPolicy {
  public:
-  explicit KernelLeases(const KernelExtensionContext& ctx);
+  explicit KernelLeases(const PolicyContext& ctx);
   ~KernelLeases() override;
   KernelLeases(const KernelLeases&) = delete;
   KernelLeases& operator=(const KernelLeases&) = delete;
 
+  // Connects to the lease manager.
+  int Start(CachePolicy* cache, std::string* error) override;
   std::vector<std::string> MountOptions() const override { return {"leases"}; }
-  int Start(std::string* error) override;
   void Attach(fuse_session* se) override;
   // The same with the device descriptor itself (tests use a socket).
   void AttachFd(int fd);
   bool Intercept(const fuse_in_header& header, const char* arg, size_t size) override;
+  // Gives every lease back and stops the workers.
+  void Stop() override;
   uint64_t WriteToken(uint64_t gfid) override;
-  void Shutdown() override;
 
   // Lease workers block on the manager; there are never more than this.
   static constexpr size_t kMaxWorkers = 256;
@@ -70,7 +75,7 @@ class KernelLeases : public KernelExtension {
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to);
 
-  const KernelExtensionContext ctx_;
+  const PolicyContext ctx_;
   std::unique_ptr<lease::LeaseAgent> agent_;
   int fd_ = -1;
 

@@ -13,7 +13,6 @@ int main(int argc, char** argv) {
   spec.policy.writeback_cache = true;
   spec.policy.keep_cache = true;      // pages stay valid until a revoke drops them
   spec.policy.auto_inval_data = false;
-  spec.policy.revalidate_on_open = false;
   spec.policy.attr_timeout = 0;       // directories and links: not leased
   spec.policy.leased_attr_timeout = 3600;
   spec.device = "/dev/dfuse";
@@ -24,7 +23,8 @@ int main(int argc, char** argv) {
   spec.summary =
       "DFUSE client, dfuse mode: write-back kernel page cache with strong consistency through "
       "kernel-level leases (needs dfuse.ko and a lease manager).";
-  spec.make_extension = [](const dfuse::KernelExtensionContext& ctx) {
+  spec.lease_manager = dfuse::LeaseManagerFlag::kRequired;
+  spec.make_policy = [](const dfuse::PolicyContext& ctx) {
     return std::make_unique<dfuse::KernelLeases>(ctx);
   };
   return dfuse::RunClientDaemon(argc, argv, spec);

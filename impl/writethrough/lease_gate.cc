@@ -1,4 +1,4 @@
-#include "impl/common/lease_gate.h"
+#include "impl/writethrough/lease_gate.h"
 
 #include <atomic>
 

@@ -33,8 +33,8 @@
 // pending invalidations, acquires the WRITE lease and pins it until the
 // WRITE request is done (EndWrite). A revoke waits for pinned intents, up
 // to kIntentTimeout for one whose WRITE never comes (a failed copy).
-#ifndef DFUSE_IMPL_COMMON_LEASE_GATE_H_
-#define DFUSE_IMPL_COMMON_LEASE_GATE_H_
+#ifndef DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
+#define DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 
 #include <atomic>
 #include <chrono>
@@ -170,4 +170,4 @@ class LeaseGate {
 
 }  // namespace dfuse
 
-#endif  // DFUSE_IMPL_COMMON_LEASE_GATE_H_
+#endif  // DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_

@@ -19,8 +19,8 @@
 // one from the fetch: this node's later writes do not move it until the
 // lease ends, which is also what keeps the kernel's pages (auto_inval_data
 // drops them on an mtime change).
-#ifndef DFUSE_IMPL_COMMON_LEASED_ATTRS_H_
-#define DFUSE_IMPL_COMMON_LEASED_ATTRS_H_
+#ifndef DFUSE_IMPL_WRITETHROUGH_LEASED_ATTRS_H_
+#define DFUSE_IMPL_WRITETHROUGH_LEASED_ATTRS_H_
 
 #include <cstdint>
 #include <mutex>
@@ -103,4 +103,4 @@ class LeasedAttrs {
 
 }  // namespace dfuse
 
-#endif  // DFUSE_IMPL_COMMON_LEASED_ATTRS_H_
+#endif  // DFUSE_IMPL_WRITETHROUGH_LEASED_ATTRS_H_

@@ -4,9 +4,10 @@ What each mode promises (and so what is asserted):
 * writethrough: close-to-open. Once a writer closed (or fsynced) a file, an
   open on any node that starts afterwards sees its data, size and namespace
   changes immediately.
-* weakwriteback: data reaches storage at close/fsync; other nodes see changes
-  after the attribute/entry timeout (1 s).  A node that already cached a
-  file's size may keep it, so readers only read files they never looked at.
+* weakwriteback: close-to-open too (an open that starts after another node's
+  close returned sees its data and size, also for a file this node has
+  cached); what is not opened again (a stat of a cached file, the namespace)
+  follows after the attribute/entry timeout (1 s).
 """
 
 import hashlib
@@ -107,26 +108,69 @@ def test_namespace_changes_visible(cluster):
             os.stat(m / "e")
 
 
-def test_other_node_sees_overwrite_and_truncate(make_cluster):
-    """Close-to-open on a file the reader HAS cached (writethrough only: weak may keep the size)."""
-    c = make_cluster("writethrough", nodes=NODES)
+def opened(path, flags=os.O_RDONLY) -> tuple[int, bytes]:
+    """Opens ``path`` (the close-to-open point) and returns fstat's size and the contents."""
+    fd = os.open(path, flags)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return size, b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("mode", ["writethrough", "weakwriteback"])
+def test_other_node_sees_overwrite_append_and_truncate(make_cluster, mode):
+    """Close-to-open on a file the reader HAS cached: every change is seen by the next open."""
+    c = make_cluster(mode, nodes=NODES)
     a, b = c.mount(0), c.mount(1)
+
+    def expect(data: bytes, where: str):
+        for reader in (b, c.mount(2)):
+            assert opened(reader / "f") == (len(data), data), f"{reader} after {where}"
+
     (a / "f").write_bytes(payload("v1", 10000))
-    assert (b / "f").read_bytes() == payload("v1", 10000)
+    expect(payload("v1", 10000), "create")
     (a / "f").write_bytes(payload("v2", 5000))          # O_TRUNC + shorter rewrite
-    assert (b / "f").read_bytes() == payload("v2", 5000)
+    expect(payload("v2", 5000), "rewrite")
     with open(a / "f", "ab") as f:                     # append
         f.write(b"tail")
-    assert (b / "f").read_bytes() == payload("v2", 5000) + b"tail"
+    expect(payload("v2", 5000) + b"tail", "append")
     os.truncate(a / "f", 3)
-    assert os.stat(b / "f").st_size == 3
-    assert (b / "f").read_bytes() == payload("v2", 5000)[:3]
+    expect(payload("v2", 5000)[:3], "truncate")
     with open(a / "f", "r+b") as f:                    # in-place overwrite, same size
         f.write(b"XYZ")
-    assert (b / "f").read_bytes() == b"XYZ"
-    # And back the other way: B writes, A reads.
+    expect(b"XYZ", "overwrite")
+    with open(a / "f", "ab") as f:                     # grow past a page
+        f.write(payload("v3", 9000))
+    expect(b"XYZ" + payload("v3", 9000), "append past a page")
+    # And back the other way: B writes, A reads; B appends to what it has cached.
     (b / "f").write_bytes(b"from b")
-    assert (a / "f").read_bytes() == b"from b"
+    assert opened(a / "f") == (6, b"from b")
+    with open(b / "f", "ab") as f:
+        f.write(b"+more")
+    assert opened(a / "f") == (11, b"from b+more")
+
+
+def test_weakwriteback_open_file_sees_growth_at_the_next_open(make_cluster):
+    """A node that keeps the file open cannot have its inode replaced: the next open
+    still drops its pages and takes the grown size."""
+    c = make_cluster("weakwriteback", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    (a / "g").write_bytes(b"A" * 5000)
+    held = os.open(b / "g", os.O_RDONLY)
+    try:
+        assert os.read(held, 10000) == b"A" * 5000
+        with open(a / "g", "r+b") as f:
+            f.write(b"B" * 8000)
+        assert opened(b / "g") == (8000, b"B" * 8000)
+        assert os.pread(held, 10000, 0) == b"B" * 8000  # one inode, refreshed for both
+    finally:
+        os.close(held)
+    counters = c.stats(1)["counters"]
+    assert counters.get("close_to_open.refreshed_inodes", 0) >= 1
 
 
 def test_concurrent_writers_on_different_files(cluster):

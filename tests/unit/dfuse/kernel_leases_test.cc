@@ -57,14 +57,15 @@ class KernelLeasesTest : public ::testing::Test {
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds_), 0);
     cache_ = std::make_unique<BufferCache>(BufferCacheOptions{}, &backend_, &stats_);
     storage_ = std::make_unique<StorageClient>(StorageClientOptions{"127.0.0.1:1"}, &stats_);
-    KernelExtensionContext ctx;
+    PolicyContext ctx;
     ctx.cache = cache_.get();
     ctx.storage = storage_.get();
     ctx.stats = &stats_;
     ctx.lease_manager = Address();
     ctx.node_name = "kernel-node";
     leases_ = std::make_unique<KernelLeases>(ctx);
-    ASSERT_EQ(leases_->Start(&error), 0) << error;
+    CachePolicy cache_policy;
+    ASSERT_EQ(leases_->Start(&cache_policy, &error), 0) << error;
     leases_->AttachFd(fds_[0]);
   }
 

@@ -1,0 +1,136 @@
+// Where the client modes differ in keeping nodes consistent (ARCHITECTURE.md
+// section 7). The client core (client_fs.h) calls one ConsistencyPolicy at
+// every point where modes differ; each impl/* directory implements its own:
+//
+//   impl/writethrough/userspace_leases.h  leases held by this daemon
+//   impl/dfuse/kernel_leases.h            leases held by dfuse.ko
+//   impl/weakwriteback/writeback_close_to_open.h
+//                                         close-to-open, kernel write-back
+//   close_to_open.h (here)                close-to-open, write-through
+//                                         (writethrough without a lease
+//                                         manager)
+//
+// Every hook has a default that does nothing, so a policy overrides only
+// the points it cares about.
+#ifndef DFUSE_IMPL_COMMON_CONSISTENCY_H_
+#define DFUSE_IMPL_COMMON_CONSISTENCY_H_
+
+#include <linux/fuse.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "impl/common/buffer_cache.h"
+#include "impl/common/policy.h"
+#include "impl/common/storage_client.h"
+#include "proto/storage.pb.h"
+#include "util/stats.h"
+
+namespace dfuse {
+
+// What the daemon gives a policy; everything outlives it.
+struct PolicyContext {
+  BufferCache* cache = nullptr;
+  StorageClient* storage = nullptr;
+  StatsRegistry* stats = nullptr;
+  uint64_t root_gfid = 0;     // the kernel calls it FUSE_ROOT_ID
+  std::string lease_manager;  // host:port[,host:port...], empty if none was given
+  std::string node_name;
+  std::chrono::microseconds emulated_rtt{0};
+};
+
+class ConsistencyPolicy {
+ public:
+  // What a policy keeps held while the core serves one request from cached
+  // state (a lease that must not be revoked meanwhile); given back when
+  // destroyed.
+  class Hold {
+   public:
+    virtual ~Hold() = default;
+  };
+
+  enum class Access { kRead, kWrite };
+
+  virtual ~ConsistencyPolicy() = default;
+
+  // ---- Lifecycle, in the order the daemon calls it.
+
+  // Connects to what the policy needs (a lease manager) and adjusts the
+  // kernel cache settings it runs with. Returns 0 or an errno with a
+  // one-line *error.
+  virtual int Start(CachePolicy* /*cache*/, std::string* /*error*/) { return 0; }
+  // Kernel mount options a protocol extension needs (dfuse.ko's "leases").
+  virtual std::vector<std::string> MountOptions() const { return {}; }
+  // The session is mounted: notifications (and raw replies) go to it.
+  virtual void Attach(fuse_session* /*se*/) {}
+  // Sees every raw request first when the daemon runs its own request loop
+  // (RequestInterceptor, request_loop.h); true if it took the request.
+  virtual bool Intercept(const fuse_in_header& /*header*/, const char* /*arg*/,
+                         size_t /*size*/) {
+    return false;
+  }
+  // Unmounted and written back: gives back what is held and stops every
+  // thread that could call into the session, which is destroyed next.
+  virtual void Stop() {}
+
+  // ---- Hooks of the client core (all on regular files unless said).
+
+  // The fencing token for a change to gfid's data on storage (0: none).
+  virtual uint64_t WriteToken(uint64_t /*gfid*/) { return 0; }
+  // Before a READ (kRead), or a WRITE, truncate, fallocate or attribute
+  // change (kWrite): *hold keeps what the request needs until the reply.
+  // Returns 0 or an errno for the request.
+  virtual int Enter(uint64_t /*gfid*/, Access /*access*/, std::unique_ptr<Hold>* /*hold*/) {
+    return 0;
+  }
+  // A write(2) is starting (the kernel asks for security.capability first,
+  // with no page locked). Returns 0 or an errno.
+  virtual int WriteStarting(uint64_t /*gfid*/) { return 0; }
+  // The WRITE, truncate or fallocate entered with kWrite is over; `end` is
+  // the end of the bytes it put in the buffer cache, 0 if none.
+  virtual void WriteDone(uint64_t /*gfid*/, uint64_t /*end*/) {}
+  // A GETATTR: `fetch` asks storage. The policy may answer from what it
+  // holds; *hold is kept until the reply is sent.
+  virtual int GetAttr(uint64_t /*gfid*/, const std::function<int(proto::Attr*)>& fetch,
+                      proto::Attr* attr, std::unique_ptr<Hold>* /*hold*/) {
+    return fetch(attr);
+  }
+  // An entry reply (LOOKUP) is about to hand the kernel gfid's attributes.
+  virtual void BeforeEntryReply(uint64_t /*gfid*/) {}
+  // The kernel was handed a file (any type) as `name` in directory
+  // `parent`: a lookup, create or readdirplus entry.
+  virtual void EntryGiven(const proto::Attr& /*attr*/, fuse_ino_t /*parent*/,
+                          const std::string& /*name*/) {}
+  // OPEN by thread `caller`: may revalidate, set fi->keep_cache, or fail
+  // the open (ESTALE makes the VFS look the path up again and retry the
+  // open once, from the same thread).
+  virtual int Open(uint64_t /*gfid*/, pid_t /*caller*/, fuse_file_info* /*fi*/) { return 0; }
+  // A handle was created (open, create) and released again; `flags` are
+  // the open flags.
+  virtual void Opened(uint64_t /*gfid*/, int /*flags*/) {}
+  virtual void Closed(uint64_t /*gfid*/, int /*flags*/) {}
+  // Storage replied with a file's attributes (any type). `own`: to this
+  // node's own change. `changed_elsewhere`: its data version differs from
+  // the one this node last knew, so another node changed it
+  // (BufferCache::ObserveVersion).
+  virtual void Observed(const proto::Attr& /*attr*/, bool /*own*/, bool /*changed_elsewhere*/) {}
+  // This node removed or replaced a name: some file's link count changed.
+  virtual void NamespaceChanged() {}
+  // The kernel forgot the inode (any type): drop what is kept for it.
+  virtual void Forgotten(uint64_t /*gfid*/) {}
+};
+
+using PolicyFactory =
+    std::function<std::unique_ptr<ConsistencyPolicy>(const PolicyContext& ctx)>;
+
+}  // namespace dfuse
+
+#endif  // DFUSE_IMPL_COMMON_CONSISTENCY_H_

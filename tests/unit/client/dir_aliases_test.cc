@@ -1,0 +1,124 @@
+// DirAliases: a directory seen under a new name has its old entry dropped
+// from the kernel, off the request path, and replies can wait for that.
+#include "impl/common/dir_aliases.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dfuse {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Records invalidations; holds each one until released when `gated`.
+class FakeKernel {
+ public:
+  explicit FakeKernel(bool gated = false) : gated_(gated) {}
+
+  DirAliases::EntryInvalidator Invalidator() {
+    return [this](fuse_ino_t parent, const std::string& name) {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return !gated_; });
+      dropped_.emplace_back(parent, name);
+      cv_.notify_all();
+      return 0;
+    };
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    gated_ = false;
+    cv_.notify_all();
+  }
+  std::vector<std::pair<fuse_ino_t, std::string>> WaitFor(size_t n) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, std::chrono::seconds(10), [&] { return dropped_.size() >= n; });
+    return dropped_;
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> l(mu_);
+    return dropped_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool gated_;
+  std::vector<std::pair<fuse_ino_t, std::string>> dropped_;
+};
+
+TEST(DirAliasesTest, SameEntryAgainInvalidatesNothing) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "d");
+  aliases.Seen(10, 1, "d");
+  aliases.WaitSettled(10, milliseconds(1000));
+  EXPECT_EQ(kernel.count(), 0u);
+}
+
+TEST(DirAliasesTest, MovedDirectoryDropsItsOldEntry) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "old");
+  aliases.Seen(10, 2, "new");  // another node moved it
+  aliases.WaitSettled(10, milliseconds(5000));
+  const auto dropped = kernel.WaitFor(1);
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0], std::make_pair(fuse_ino_t{1}, std::string("old")));
+  aliases.Seen(10, 2, "new");  // where the kernel now has it: nothing more
+  aliases.Seen(10, 1, "old");  // and moved back
+  EXPECT_EQ(kernel.WaitFor(2).back(), std::make_pair(fuse_ino_t{2}, std::string("new")));
+  EXPECT_EQ(stats.GetCounter("fuse.stale_dir_alias_invalidations")->Get(), 2u);
+}
+
+TEST(DirAliasesTest, ReplyWaitsForThePendingInvalidationUpToItsTimeout) {
+  StatsRegistry stats;
+  FakeKernel kernel(/*gated=*/true);
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "old");
+  aliases.Seen(10, 1, "new");
+  const auto start = std::chrono::steady_clock::now();
+  aliases.WaitSettled(10, milliseconds(200));  // the kernel holds the invalidation
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(190));
+  EXPECT_EQ(kernel.count(), 0u);
+  aliases.WaitSettled(11, milliseconds(5000));  // another directory does not wait
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+  kernel.Release();
+  aliases.WaitSettled(10, milliseconds(5000));
+  EXPECT_EQ(kernel.count(), 1u);
+}
+
+TEST(DirAliasesTest, ForgottenDirectoryStartsAfresh) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "old");
+  aliases.Forget(10);  // the kernel dropped the inode, and with it the entry
+  aliases.Seen(10, 2, "new");
+  aliases.WaitSettled(10, milliseconds(1000));
+  EXPECT_EQ(kernel.count(), 0u);
+}
+
+TEST(DirAliasesTest, MovesBeforeStartAreInvalidatedOnceStarted) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Seen(10, 1, "old");
+  aliases.Seen(10, 2, "new");
+  aliases.Start(kernel.Invalidator());
+  EXPECT_EQ(kernel.WaitFor(1).size(), 1u);
+}
+
+}  // namespace
+}  // namespace dfuse

@@ -1,0 +1,142 @@
+// writethrough's userspace leases, two nodes against one lease manager and
+// one storage server: I/O runs under a lease, a held lease blocks the other
+// node until its request is done, the fencing token is the WRITE lease's,
+// GETATTRs under a held lease are answered without storage, a forgotten
+// file gives its lease back, and Stop gives every lease back.
+#include "impl/writethrough/userspace_leases.h"
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "lease/manager_service.h"
+#include "tests/unit/policy/policy_test_env.h"
+
+namespace dfuse {
+namespace {
+
+using std::chrono::milliseconds;
+using Access = ConsistencyPolicy::Access;
+using Hold = std::unique_ptr<ConsistencyPolicy::Hold>;
+
+class UserspaceLeasesTest : public storage::testing::StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    lease::ManagerOptions o;
+    o.epoch = 1;
+    o.term_ms = 10000;  // long: a test that waits out a term fails on time
+    std::string error;
+    manager_ = lease::ManagerServer::Start(o, &error);
+    ASSERT_NE(manager_, nullptr) << error;
+    const std::string address = "127.0.0.1:" + std::to_string(manager_->port());
+    for (int i = 0; i < 2; i++) {
+      nodes_[i] = std::make_unique<testing::TestNode>(server_->port());
+      policies_[i] = std::make_unique<UserspaceLeases>(nodes_[i]->Context(root_, address));
+      CachePolicy cache;
+      ASSERT_EQ(policies_[i]->Start(&cache, &error), 0) << error;
+      EXPECT_TRUE(cache.keep_cache);  // leases keep the kernel's pages valid
+    }
+    const proto::EntryReply f = Create(root_, "f");
+    ASSERT_EQ(f.err(), 0);
+    gfid_ = f.attr().gfid();
+  }
+  void TearDown() override {
+    for (auto& p : policies_) p.reset();
+    for (auto& n : nodes_) n.reset();
+    manager_.reset();
+    StorageTest::TearDown();
+  }
+
+  UserspaceLeases& a() { return *policies_[0]; }
+  UserspaceLeases& b() { return *policies_[1]; }
+
+  std::unique_ptr<lease::ManagerServer> manager_;
+  std::unique_ptr<testing::TestNode> nodes_[2];
+  std::unique_ptr<UserspaceLeases> policies_[2];
+  uint64_t gfid_ = 0;
+};
+
+TEST_F(UserspaceLeasesTest, HeldLeaseBlocksTheOtherNodeUntilTheRequestIsDone) {
+  Hold held;
+  ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &held), 0);
+  const uint64_t token = a().WriteToken(gfid_);
+  EXPECT_GT(token, 0u);
+  EXPECT_EQ(b().WriteToken(gfid_), 0u);
+
+  auto reader = std::async(std::launch::async, [&] {
+    Hold h;
+    return b().Enter(gfid_, Access::kRead, &h);
+  });
+  EXPECT_EQ(reader.wait_for(milliseconds(300)), std::future_status::timeout)
+      << "node b read while node a's write was in flight";
+  held.reset();  // a's request is done: the revoke may proceed
+  ASSERT_EQ(reader.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(reader.get(), 0);
+  EXPECT_EQ(a().WriteToken(gfid_), 0u);  // downgraded: no more writes under the old token
+
+  Hold again;
+  ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &again), 0);
+  EXPECT_GT(a().WriteToken(gfid_), token);  // every WRITE grant has a newer token
+}
+
+TEST_F(UserspaceLeasesTest, GetAttrUnderAHeldLeaseAsksStorageOncePerEpoch) {
+  int fetches = 0;
+  auto fetch = [&](proto::Attr* attr) {
+    fetches++;
+    return nodes_[0]->storage->GetAttr(gfid_, attr);
+  };
+  proto::Attr attr;
+  for (int i = 0; i < 3; i++) {
+    Hold h;
+    ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &h), 0);
+    EXPECT_EQ(attr.gfid(), gfid_);
+  }
+  EXPECT_EQ(fetches, 1);
+  EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 2u);
+  {
+    Hold h;  // node b writes: a's lease is revoked, a new epoch begins
+    ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
+  }
+  Hold h;
+  ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &h), 0);
+  EXPECT_EQ(fetches, 2);
+}
+
+TEST_F(UserspaceLeasesTest, ForgottenFileGivesItsLeaseBack) {
+  {
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
+  }
+  a().Forgotten(gfid_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (nodes_[0]->Counter("lease.gate_files_reaped") == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(nodes_[0]->Counter("lease.gate_files_reaped"), 1u);
+  // Node b gets the lease at once: nothing to revoke, no term to wait out.
+  const auto start = std::chrono::steady_clock::now();
+  Hold h;
+  ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(nodes_[0]->Counter("lease.revokes_handled"), 0u);
+}
+
+TEST_F(UserspaceLeasesTest, StopGivesEveryLeaseBack) {
+  {
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
+  }
+  a().Stop();
+  a().Stop();  // idempotent
+  const auto start = std::chrono::steady_clock::now();
+  Hold h;
+  ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+}  // namespace
+}  // namespace dfuse
