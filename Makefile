@@ -7,7 +7,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build kernel setup test unit vm-test bench bench-vm reproduce plots clean
+.PHONY: all build kernel setup test unit sanitize vm-test bench bench-vm reproduce plots clean
 
 all: build
 
@@ -27,7 +27,21 @@ kernel:
 test: setup
 	$(MAKE) build
 	$(MAKE) kernel
+	$(MAKE) sanitize
 	cd $(BUILD) && ctest --output-on-failure --timeout 2400
+
+# The unit tests and the client's integration tests on real mounts, built
+# with AddressSanitizer and UndefinedBehaviorSanitizer in their own tree;
+# any report fails the test that hit it.
+SANITIZE_BUILD ?= build-sanitize
+SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: setup
+	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L unit
+	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
+	  -R '^integration[.](multinode|durability|shutdown|consistency)$$'
 
 vm-test: build kernel
 	tools/dfuse-vm -- env DFUSE_BUILD_DIR=$(abspath $(BUILD)) tests/vm/guest-suite.sh
