@@ -41,7 +41,7 @@ sanitize: setup
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L unit
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
-	  -R '^integration[.](multinode|durability|shutdown|consistency)$$'
+	  -R '^integration[.](multinode|durability|shutdown|consistency|leases)$$'
 
 vm-test: build kernel
 	tools/dfuse-vm -- env DFUSE_BUILD_DIR=$(abspath $(BUILD)) tests/vm/guest-suite.sh

@@ -433,6 +433,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   for (std::string& a : fargs) fargv.push_back(a.data());
   fuse_args fuse_argv = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
   fuse_session* se = fuse_session_new(&fuse_argv, &ClientFs::Ops(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&fuse_argv);  // libfuse copied them when it parsed them
   if (se == nullptr) return fail_daemon("bad FUSE options: " + opts);
   std::string mount_target = s.mountpoint;
   if (own_mount) {
