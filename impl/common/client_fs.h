@@ -52,10 +52,7 @@ class ClientFs {
   const CachePolicy& policy() const { return policy_; }
 
   // The session is up: start the work that sends notifications to it.
-  void Start(fuse_session* se) {
-    se_ = se;
-    dir_aliases_.Start(se);
-  }
+  void Start(fuse_session* se) { dir_aliases_.Start(se); }
 
  private:
   // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
@@ -132,7 +129,6 @@ class ClientFs {
   BufferCache* const cache_;
   ConsistencyPolicy* const consistency_;
   StatsRegistry* const stats_;
-  fuse_session* se_ = nullptr;
   InodeTable inodes_;
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction

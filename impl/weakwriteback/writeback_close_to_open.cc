@@ -129,8 +129,7 @@ void WriteBackCloseToOpen::RaiseKernelSize(uint64_t gfid, uint64_t size) {
   if (err != 0 || last.size() != 1) return;  // shorter by now: nothing to raise
   fuse_bufvec buf = FUSE_BUFVEC_INIT(1);
   buf.buf[0].mem = last.data();
-  const fuse_ino_t ino = gfid == ctx_.root_gfid ? FUSE_ROOT_ID : gfid;
-  err = fuse_lowlevel_notify_store(se, ino, static_cast<off_t>(size - 1), &buf,
+  err = fuse_lowlevel_notify_store(se, ctx_.Ino(gfid), static_cast<off_t>(size - 1), &buf,
                                    FUSE_BUF_SPLICE_NONBLOCK);
   if (err != 0 && err != -ENOENT) spdlog::warn("raising the size of {:#x}: {}", gfid, err);
 }

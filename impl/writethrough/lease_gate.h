@@ -95,9 +95,6 @@ class LeaseGate {
   // read(2) from its cache: returns holding the lease once local writes are
   // done and the kernel's cache holds nothing from before the last revoke.
   int EnterForAttributes(uint64_t gfid, Access* access);
-  // Waits until the kernel's cache of gfid holds nothing from before the
-  // last revoke. Call without holding an Access.
-  void WaitKernelClean(uint64_t gfid);
   // The fencing token of this node's WRITE lease on gfid, 0 if none.
   uint64_t WriteToken(uint64_t gfid);
   // The agent's revoke handler.
@@ -142,6 +139,9 @@ class LeaseGate {
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
+  // Waits until the kernel's cache of gfid holds nothing from before the
+  // last revoke. Call without holding an Access.
+  void WaitKernelClean(uint64_t gfid);
   void InvalidatorLoop();
   void Reap(uint64_t gfid, const std::shared_ptr<File>& f);
 

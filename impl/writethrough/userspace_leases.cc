@@ -62,9 +62,8 @@ void UserspaceLeases::Stop() {
 void UserspaceLeases::InvalidateKernel(uint64_t gfid, bool pages) {
   fuse_session* se = se_.load();
   if (se == nullptr) return;
-  const fuse_ino_t ino = gfid == ctx_.root_gfid ? FUSE_ROOT_ID : gfid;
   // A negative offset invalidates the attributes only.
-  const int err = fuse_lowlevel_notify_inval_inode(se, ino, pages ? 0 : -1, 0);
+  const int err = fuse_lowlevel_notify_inval_inode(se, ctx_.Ino(gfid), pages ? 0 : -1, 0);
   if (err != 0 && err != -ENOENT) spdlog::warn("invalidating {:#x}: {}", gfid, err);
 }
 
