@@ -166,6 +166,7 @@ void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& 
   FillEntry(attr, &e);
   TakeReference(parent, name, attr);
   if (S_ISDIR(attr.mode())) dir_aliases_.WaitSettled(e.ino, kAliasSettleTimeout);
+  if (S_ISREG(attr.mode())) consistency_->BeforeEntryReply(attr.gfid());
   fuse_reply_entry(req, &e);
 }
 
@@ -238,7 +239,6 @@ void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   self->ObserveAttr(attr, /*own=*/false);
-  if (S_ISREG(attr.mode())) self->consistency_->BeforeEntryReply(attr.gfid());
   self->ReplyEntry(req, parent, name, attr);
 }
 
@@ -461,6 +461,7 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
   self->consistency_->Opened(attr.gfid(), fi->flags);
+  self->consistency_->BeforeEntryReply(attr.gfid());  // an existing file's attributes
   if (fuse_reply_create(req, &e, fi) != 0) self->consistency_->Closed(attr.gfid(), fi->flags);
 }
 
@@ -568,6 +569,7 @@ void ClientFs::DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       std::memset(&e, 0, sizeof(e));
       if (d.has_attr()) {
         FillEntry(d.attr(), &e);
+        if (S_ISREG(d.attr().mode())) consistency_->BeforeEntryReply(d.attr().gfid());
       } else {  // "." and "..": listed, but no lookup reference is handed out
         e.attr.st_ino = d.gfid();
         e.attr.st_mode = d.type() << 12;

@@ -106,7 +106,8 @@ class ConsistencyPolicy {
                       proto::Attr* attr, std::unique_ptr<Hold>* /*hold*/) {
     return fetch(attr);
   }
-  // An entry reply (LOOKUP) is about to hand the kernel gfid's attributes.
+  // A reply is about to hand the kernel regular file gfid's attributes in
+  // an entry (LOOKUP, MKNOD, LINK, CREATE, a READDIRPLUS entry).
   virtual void BeforeEntryReply(uint64_t /*gfid*/) {}
   // The kernel was handed a file (any type) as `name` in directory
   // `parent`: a lookup, create or readdirplus entry.

@@ -19,6 +19,8 @@ struct LeaseGate::File {
   int pending = 0;  // kernel invalidations queued or running
   int writers = 0;  // opens with write access on this node
   int intents = 0;  // write(2)s between BeginWrite and EndWrite
+  // A READ was served while an intent was in flight (lease_gate.h).
+  bool stale_fill = false;
   bool revoking = false;
   bool forgotten = false;  // the kernel forgot the inode; any later use clears it
 };
@@ -33,6 +35,7 @@ LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidat
       slow_enters_(stats->GetCounter("lease.acquires")),
       intents_(stats->GetCounter("lease.write_intents")),
       stale_intents_(stats->GetCounter("lease.stale_write_intents")),
+      stale_fill_invalidations_(stats->GetCounter("lease.stale_fill_invalidations")),
       kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")),
       files_created_(stats->GetCounter("lease.gate_files_created")),
       files_reaped_(stats->GetCounter("lease.gate_files_reaped")) {
@@ -163,7 +166,22 @@ int LeaseGate::BeginWrite(uint64_t gfid) {
 void LeaseGate::EndWrite(uint64_t gfid) {
   std::shared_ptr<File> f = Get(gfid);
   std::lock_guard<std::mutex> l(mu_);
-  if (f->intents > 0 && --f->intents == 0) cv_.notify_all();
+  if (f->intents == 0 || --f->intents > 0) return;
+  if (f->stale_fill) {
+    // Queued before the last intent ends: a GETATTR that waited for the
+    // writes finds it pending (EnterForAttributes).
+    f->stale_fill = false;
+    f->pending++;
+    queue_.push_back({Job::kInvalidate, gfid});
+    stale_fill_invalidations_->Add();
+  }
+  cv_.notify_all();
+}
+
+void LeaseGate::ReadStarting(uint64_t gfid) {
+  std::shared_ptr<File> f = Get(gfid);
+  std::lock_guard<std::mutex> l(mu_);
+  if (f->intents > 0) f->stale_fill = true;
 }
 
 void LeaseGate::WaitWritesDone(uint64_t gfid) {
@@ -193,6 +211,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
     // Queued before the I/O lock is let go (see EnterForAttributes).
     std::lock_guard<std::mutex> l(mu_);
     f->revoking = false;
+    f->stale_fill = false;  // this invalidation drops every page
     f->pending++;
     queue_.push_back({Job::kInvalidate, gfid});
     cv_.notify_all();

@@ -33,6 +33,19 @@
 // pending invalidations, acquires the WRITE lease and pins it until the
 // WRITE request is done (EndWrite). A revoke waits for pinned intents, up
 // to kIntentTimeout for one whose WRITE never comes (a failed copy).
+//
+// Between its page copy and its WRITE request a write(2) is exposed once
+// more: a READ served then comes from the buffer cache, which does not have
+// the write's bytes yet, and if it fills the page the copy went to, the
+// older data stays in the kernel's cache after the write(2) returned. The
+// checker caught a process reading back the value before its own write,
+// under load on 6.18 (whose FUSE reads through iomap, with large folios):
+// the daemon saw a READ of the written page between the intent and the
+// WRITE, with no attribute change that would have dropped the page; the
+// exact kernel path is not pinned down. So a READ served while a write
+// intent is in flight marks the file (ReadStarting), and the write that
+// ends the last intent queues a kernel invalidation, which the next
+// read(2)'s GETATTR waits for as it does after a revoke.
 #ifndef DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 #define DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 
@@ -119,11 +132,12 @@ class LeaseGate {
   // themselves the same way (file_remove_privs), so a size-changing SETATTR
   // and a FALLOCATE end an intent too.
   void EndWrite(uint64_t gfid);
+  // A READ of gfid is about to be served from the buffer cache (with the
+  // lease held; see above).
+  void ReadStarting(uint64_t gfid);
   // Waits (up to kIntentTimeout) until no write(2) to gfid is in flight on
   // this node. Attributes sent to the kernel can make it drop the file's
-  // pages (auto_inval_data on an mtime change); during a write(2) that
-  // could drop the page holding its data before the WRITE request arrives,
-  // and a read could refill it with older data. So replies that carry a
+  // pages (auto_inval_data on an mtime change), so replies that carry a
   // regular file's attributes wait for local writes first.
   void WaitWritesDone(uint64_t gfid);
 
@@ -163,6 +177,7 @@ class LeaseGate {
   Counter* slow_enters_;
   Counter* intents_;
   Counter* stale_intents_;
+  Counter* stale_fill_invalidations_;  // invalidations after READs raced a write
   Latency* kernel_inval_latency_;
   Counter* files_created_;  // entries made in files_ ...
   Counter* files_reaped_;   // ... and dropped again after a forget

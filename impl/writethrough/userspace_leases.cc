@@ -71,8 +71,10 @@ int UserspaceLeases::Enter(uint64_t gfid, Access access, std::unique_ptr<Hold>* 
   auto h = std::make_unique<LeaseHold>();
   const int err =
       gate_.Enter(gfid, access == Access::kWrite ? LeaseMode::kWrite : LeaseMode::kRead, &h->access);
-  if (err == 0) *hold = std::move(h);
-  return err;
+  if (err != 0) return err;
+  if (access == Access::kRead) gate_.ReadStarting(gfid);
+  *hold = std::move(h);
+  return 0;
 }
 
 void UserspaceLeases::WriteDone(uint64_t gfid, uint64_t end) {

@@ -48,6 +48,14 @@ def leased_cluster(make_cluster, nodes, **kw):
     return c
 
 
+def lease_counters(c, nodes):
+    keys = ("lease.losses", "lease.reconnects", "lease.stale_write_intents",
+            "lease.stale_fill_invalidations", "lease.revokes_handled")
+    out = {f"node{i}": {k: c.stats(i)["counters"].get(k, 0) for k in keys} for i in range(nodes)}
+    out["storage"] = {"fenced_writes": c.stats()["counters"].get("fenced_writes", 0)}
+    return out
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,6 +80,9 @@ def test_three_nodes_sharing_every_block_are_linearizable(make_cluster, workdir)
     assert rep["operations"] == OPS and not rep["stopped_early"]
     assert rep["failed"] == 0
     assert rep["unknown"] == 0
+    # What a failure needs to be traced: lease losses, reconnects, fenced
+    # write-backs, revokes that gave up waiting for a write.
+    print("lease counters:", json.dumps(lease_counters(c, 3)))
     assert rep["non_linearizable"] == 0, json.dumps(rep["violating"][:3], indent=1)
     # Torn reads (a read and a local write copying the same page) are what
     # Linux allows on local file systems too; they are counted, not hidden.

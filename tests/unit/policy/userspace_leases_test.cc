@@ -1,9 +1,12 @@
 // writethrough's userspace leases, two nodes against one lease manager and
 // one storage server: I/O runs under a lease, a held lease blocks the other
 // node until its request is done, the fencing token is the WRITE lease's,
-// GETATTRs under a held lease are answered without storage, a forgotten
-// file gives its lease back, and Stop gives every lease back.
+// GETATTRs under a held lease are answered without storage, a READ that
+// races a local write(2) gets the kernel's pages dropped after the write, a
+// forgotten file gives its lease back, and Stop gives every lease back.
 #include "impl/writethrough/userspace_leases.h"
+
+#include <fcntl.h>
 
 #include <chrono>
 #include <future>
@@ -103,6 +106,32 @@ TEST_F(UserspaceLeasesTest, GetAttrUnderAHeldLeaseAsksStorageOncePerEpoch) {
   Hold h;
   ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &h), 0);
   EXPECT_EQ(fetches, 2);
+}
+
+TEST_F(UserspaceLeasesTest, ReadDuringALocalWriteDropsTheKernelsPagesAfterIt) {
+  a().Opened(gfid_, O_RDWR);
+  auto read = [&] {
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kRead, &h), 0);
+  };
+  auto write = [&](bool read_meanwhile) {
+    // write(2): its intent (the kernel's security.capability lookup), the
+    // page copy, then the WRITE request.
+    ASSERT_EQ(a().WriteStarting(gfid_), 0);
+    if (read_meanwhile) read();  // may refill a page the copy filled with older data
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
+    a().WriteDone(gfid_, 4096);
+  };
+  read();
+  write(/*read_meanwhile=*/false);
+  read();
+  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 0u);
+  write(/*read_meanwhile=*/true);
+  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 1u);
+  write(/*read_meanwhile=*/false);  // the mark went with the invalidation
+  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 1u);
+  a().Closed(gfid_, O_RDWR);
 }
 
 TEST_F(UserspaceLeasesTest, ForgottenFileGivesItsLeaseBack) {
