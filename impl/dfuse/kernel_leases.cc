@@ -42,7 +42,8 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
-      kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")) {}
+      kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
+      files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {}
 
 KernelLeases::~KernelLeases() { Stop(); }
 
@@ -53,7 +54,9 @@ int KernelLeases::Start(CachePolicy*, std::string* error) {
   opts.emulated_rtt = ctx_.emulated_rtt;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { Release(gfid, to); }, ctx_.stats);
-  return agent_->Start(std::chrono::milliseconds(5000), error);
+  const int err = agent_->Start(std::chrono::milliseconds(5000), error);
+  if (err == 0) reaper_ = std::thread([this] { ReaperLoop(); });
+  return err;
 }
 
 void KernelLeases::Attach(fuse_session* se) { AttachFd(fuse_session_fd(se)); }
@@ -121,13 +124,29 @@ void KernelLeases::WorkerLoop() {
 
 void KernelLeases::Serve(const Upcall& u) {
   const auto start = Clock::now();
+  {
+    // A reap in progress gives the lease back: ask only after it.
+    std::unique_lock<std::mutex> l(mu_);
+    reap_cv_.wait(l, [&] { return stopping_ || !files_[u.gfid].reaping; });
+    File& f = files_[u.gfid];
+    f.forgotten = false;
+    f.serving++;
+  }
   uint64_t token = 0;
   const int err = agent_->Acquire(u.gfid, u.mode, &token);
-  if (err == 0) {
+  {
     std::lock_guard<std::mutex> l(mu_);
-    if (u.mode == LeaseMode::kWrite) tokens_[u.gfid] = token;
-    granted_.insert(u.gfid);
-  } else {
+    File& f = files_[u.gfid];
+    f.serving--;
+    if (err == 0 && u.mode == LeaseMode::kWrite) f.token = token;
+    // Forgotten while the acquire waited (an interrupted upcall): the
+    // reaper skipped it then.
+    if (f.forgotten && f.serving == 0) {
+      reap_queue_.push_back(u.gfid);
+      reap_cv_.notify_all();
+    }
+  }
+  if (err != 0) {
     spdlog::warn("lease {} on {:#x} failed: errno {}",
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
   }
@@ -167,8 +186,8 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
   // During a revoke the agent has let go already, but the flush that
   // completes it still writes under the lease being revoked.
   std::lock_guard<std::mutex> l(mu_);
-  auto it = tokens_.find(gfid);
-  return it == tokens_.end() ? 0 : it->second;
+  auto it = files_.find(gfid);
+  return it == files_.end() ? 0 : it->second.token;
 }
 
 void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
@@ -198,25 +217,64 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
   WriteBackForRevoke(ctx_.cache, ctx_.storage, gfid, to, durable_flushes_);
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);
-    tokens_.erase(gfid);
+    auto it = files_.find(gfid);
+    if (it != files_.end()) it->second.token = 0;
   }
+}
+
+void KernelLeases::Forgotten(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end() || stopping_) return;  // never asked for a lease
+  it->second.forgotten = true;
+  reap_queue_.push_back(gfid);
+  reap_cv_.notify_all();
+}
+
+void KernelLeases::ReaperLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    reap_cv_.wait(l, [this] { return stopping_ || !reap_queue_.empty(); });
+    if (stopping_) return;
+    const uint64_t gfid = reap_queue_.front();
+    reap_queue_.pop_front();
+    auto it = files_.find(gfid);
+    // Asked for again since the forget: the kernel has a new inode.
+    if (it == files_.end() || !it->second.forgotten || it->second.serving > 0) continue;
+    it->second.reaping = true;
+    l.unlock();
+    Reap(gfid);
+    l.lock();
+    files_.erase(gfid);  // upcalls wait while reaping: nobody used it since
+    files_reaped_->Add();
+    reap_cv_.notify_all();
+  }
+}
+
+void KernelLeases::Reap(uint64_t gfid) {
+  // The write-back still carries the WRITE lease's token; only then is
+  // the lease given back.
+  WriteBackForRevoke(ctx_.cache, ctx_.storage, gfid, LeaseMode::kNone, durable_flushes_);
+  agent_->Release(gfid);
 }
 
 void KernelLeases::Stop() {
   std::vector<std::thread> workers;
-  std::unordered_set<uint64_t> granted;
+  std::vector<uint64_t> files;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return;
     stopping_ = true;
     workers.swap(workers_);
-    granted.swap(granted_);
+    for (const auto& [gfid, f] : files_) files.push_back(gfid);
   }
   cv_.notify_all();
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
   if (agent_) {
     // Everything is written back: give the leases back rather than make
     // other nodes wait out their term.
-    for (uint64_t gfid : granted) agent_->Release(gfid);
+    for (uint64_t gfid : files) agent_->Release(gfid);
     agent_->Shutdown();  // ends Acquire calls still waiting
   }
   for (std::thread& t : workers) t.join();

@@ -14,6 +14,13 @@
 // agent acks. The kernel drops a grant that raced the notify and asks
 // again; the agent never answers an acquire with a lease whose revoke is
 // still being handled.
+//
+// Forget: once the kernel has forgotten an inode it caches nothing of the
+// file (an inode with dirty pages is not evicted, and its WRITEs are done
+// before the FORGET), so the reaper thread writes the buffer cache back,
+// gives the lease back and drops the file's state. Per-file state thus
+// lives as long as the kernel's inode. An upcall for the file waits for a
+// reap in progress, and a reap skips a file asked for again since.
 #ifndef DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
 #define DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
 
@@ -24,7 +31,6 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "impl/common/consistency.h"
@@ -52,6 +58,7 @@ class KernelLeases : public ConsistencyPolicy {
   // Gives every lease back and stops the workers.
   void Stop() override;
   uint64_t WriteToken(uint64_t gfid) override;
+  void Forgotten(uint64_t gfid) override;
 
   // Lease workers block on the manager; there are never more than this.
   static constexpr size_t kMaxWorkers = 256;
@@ -65,6 +72,13 @@ class KernelLeases : public ConsistencyPolicy {
   struct Pending {
     bool interruptible;
   };
+  // A file this node has asked leases for, until the kernel forgets it.
+  struct File {
+    uint64_t token = 0;  // the WRITE lease's fencing token, 0 if none
+    int serving = 0;     // upcalls being served
+    bool forgotten = false;
+    bool reaping = false;
+  };
 
   void WorkerLoop();
   void Serve(const Upcall& u);
@@ -74,6 +88,8 @@ class KernelLeases : public ConsistencyPolicy {
   void Reply(uint64_t unique, int error, uint32_t mode);
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to);
+  void ReaperLoop();
+  void Reap(uint64_t gfid);
 
   const PolicyContext ctx_;
   std::unique_ptr<lease::LeaseAgent> agent_;
@@ -83,11 +99,13 @@ class KernelLeases : public ConsistencyPolicy {
   std::condition_variable cv_;
   std::deque<Upcall> queue_;
   std::unordered_map<uint64_t, Pending> pending_;  // by request unique
-  std::unordered_map<uint64_t, uint64_t> tokens_;  // WRITE leases' fencing tokens
-  std::unordered_set<uint64_t> granted_;           // files ever granted, for Shutdown
+  std::unordered_map<uint64_t, File> files_;       // by GFID
   std::vector<std::thread> workers_;
   size_t idle_ = 0;
   bool stopping_ = false;
+  std::condition_variable reap_cv_;  // reap_queue_ grew, or a reap ended
+  std::deque<uint64_t> reap_queue_;
+  std::thread reaper_;
 
   Counter* upcalls_;
   Counter* interrupted_;
@@ -96,6 +114,7 @@ class KernelLeases : public ConsistencyPolicy {
   Counter* durable_flushes_;
   Latency* upcall_latency_;
   Latency* kernel_release_latency_;
+  Counter* files_reaped_;
 };
 
 }  // namespace dfuse

@@ -16,7 +16,7 @@ plain write-back caching gets wrong; they run for every strong mode
 Plus: dfuse-checker for dfuse and writethrough (no violation) and
 weakwriteback (violations found); two nodes writing interleaved slots of
 the same pages for a minute (no deadlock, no lost update, no kernel WARN,
-BUG, oops or hung task).
+BUG, oops or hung task); files the kernel forgot give their leases back.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import mmap
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -280,6 +281,37 @@ def test_two_nodes_writing_one_file_for_a_minute(make_cluster, workdir):
                 f"lost update: node {node} slot {j}")
     print(f"{total} writes by two nodes to one file in {LOAD_SECONDS:.0f}s")
     assert not kernel_trouble(), "\n".join(kernel_trouble())
+
+
+def test_files_the_kernel_forgot_give_their_leases_back(make_cluster):
+    # dfuse keeps per-file lease state only while the kernel has the inode:
+    # after a forget the daemon writes back, releases the lease and drops
+    # the state, so another node then writes without a revoke.
+    n = 300
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    os.mkdir(f"{a}/many")
+    for i in range(n):
+        with open(f"{a}/many/f{i}", "wb") as f:
+            f.write(b"a")  # a WRITE lease on node 0
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")  # the kernel forgets the inodes
+    forgets = lambda: c.stats(0)["counters"].get("fuse.forget", 0)  # noqa: E731
+    reaped = lambda: c.stats(0)["counters"].get("kernel_leases.files_reaped", 0)  # noqa: E731
+    deadline = time.monotonic() + 60
+    while reaped() < n * 0.9 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert forgets() >= n * 0.9, f"the kernel forgot only {forgets()} inodes: the test proves nothing"
+    assert reaped() >= n * 0.9, f"only {reaped()} of {n} forgotten files gave their lease back"
+    releases = c.stats(0)["counters"].get("kernel_leases.releases", 0)
+    for i in range(0, n, 10):
+        with open(f"{b}/many/f{i}", "r+b") as f:
+            f.write(b"b")
+    assert c.stats(0)["counters"].get("kernel_leases.releases", 0) == releases, \
+        "node 1's writes revoked leases node 0 should have given back"
+    for i in range(0, n, 10):
+        assert read(f"{a}/many/f{i}") == b"b"
 
 
 def test_no_kernel_warnings_so_far():

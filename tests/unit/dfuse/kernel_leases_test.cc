@@ -1,7 +1,8 @@
 // The daemon's side of dfuse.ko's lease protocol, with a socket standing in
 // for /dev/dfuse and a real lease manager on loopback: upcalls are taken
 // out of the request stream and answered with the granted mode, revokes
-// become release notifies, interrupts end interruptible upcalls only.
+// become release notifies, interrupts end interruptible upcalls only, a
+// forgotten file's lease is given back.
 #include "impl/dfuse/kernel_leases.h"
 
 #include <poll.h>
@@ -199,6 +200,37 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(n.end, UINT64_MAX);
   EXPECT_EQ(other.get(), 0);
+}
+
+TEST_F(KernelLeasesTest, ForgottenFileGivesItsLeaseBack) {
+  ASSERT_TRUE(Upcall(31, DFUSE_LEASE_WRITE));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.error, 0);
+  leases_->Forgotten(kFile);  // the kernel evicted the inode
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (stats_.GetCounter("kernel_leases.files_reaped")->Get() == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(stats_.GetCounter("kernel_leases.files_reaped")->Get(), 1u);
+  EXPECT_EQ(leases_->WriteToken(kFile), 0u);
+
+  // The other node gets the lease at once: nothing to revoke, no term to
+  // wait out, no release notify to the kernel.
+  StartOtherNode();
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t token = 0;
+  ASSERT_EQ(other_->Acquire(kFile, LeaseMode::kWrite, &token), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_FALSE(Next(&m, milliseconds(200))) << "a release notify for a forgotten inode";
+
+  // A new inode for the file asks again and is served as before.
+  ASSERT_TRUE(Upcall(32, DFUSE_LEASE_READ));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 32u);
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
 }
 
 TEST_F(KernelLeasesTest, InterruptEndsAWaitingUpcallButNotAPageFaults) {
