@@ -512,7 +512,12 @@ void LeaseAgent::RevokeLoop() {
         proto::RevokeAck* ack = msg.mutable_revoke_ack();
         ack->set_gfid(job.gfid);
         ack->set_revoke_id(job.revoke_id);
-        ack->set_mode(ToProto(std::min(file.held, job.to)));
+        // What the handler made true, even if `held` is lower by now: an
+        // upgrade asked for meanwhile lowers it at once, but the READ
+        // cache it gives up is only dropped by the job queued behind this
+        // one, and the manager must count this node as a reader until the
+        // WRITE request that follows that job says otherwise.
+        ack->set_mode(ToProto(job.to));
         Send(std::move(msg));
       } else if (job.then_send) {
         SendHeldBack(file, job.then_send);

@@ -3,6 +3,7 @@
 // are short (a few hundred ms) so that expiry and reclaim run in a second.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -291,6 +292,45 @@ TEST_F(LeaseServiceTest, UpgradeDropsReadCacheFirst) {
   EXPECT_EQ(b->handled(kF, LeaseMode::kNone), 1);
   EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite));
   EXPECT_FALSE(b->agent().Holds(kF, LeaseMode::kRead));
+}
+
+// A writer being downgraded asks for WRITE again before its handler is
+// done. The upgrade gives up the READ lease, but only once the READ cache
+// is dropped (a second handler call): until then the ack must still count
+// the node as a reader, or a third node's WRITE would be granted while the
+// node still serves reads from the cache (a stale read found under dfuse
+// and writethrough by the checker).
+TEST_F(LeaseServiceTest, UpgradeDuringADowngradeHoldsTheReadCacheUntilDropped) {
+  StartManager(1, 5000);
+  auto a = NewNode("A", milliseconds(300));
+  auto b = NewNode("B");
+  auto c = NewNode("C");
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  std::thread reader([&] { b->MustAcquire(kF, LeaseMode::kRead); });
+  auto logged = [&](const std::string& event) {
+    for (const std::string& e : log_.events()) {
+      if (e == event) return true;
+    }
+    return false;
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (!logged("A revoke-begin f10 R") && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(logged("A revoke-begin f10 R"));
+  std::thread upgrade([&] { a->MustAcquire(kF, LeaseMode::kWrite); });
+  std::this_thread::sleep_for(milliseconds(50));  // the upgrade is queued behind the revoke
+  std::thread writer([&] { c->MustAcquire(kF, LeaseMode::kWrite); });
+  reader.join();
+  upgrade.join();
+  writer.join();
+  const std::vector<std::string> events = log_.events();
+  auto at = [&](const std::string& event) {
+    return std::find(events.begin(), events.end(), event) - events.begin();
+  };
+  ASSERT_LT(at("A revoke-end f10 N"), static_cast<long>(events.size())) << "A never dropped";
+  EXPECT_LT(at("A revoke-end f10 N"), at("C granted f10 W"))
+      << "C got WRITE while A still had its READ cache";
 }
 
 // A node that vanishes without releasing keeps its lease for the term: the
