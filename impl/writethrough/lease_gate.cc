@@ -170,18 +170,21 @@ void LeaseGate::EndWrite(uint64_t gfid) {
   if (f->stale_fill) {
     // Queued before the last intent ends: a GETATTR that waited for the
     // writes finds it pending (EnterForAttributes).
-    f->stale_fill = false;
-    f->pending++;
-    queue_.push_back({Job::kInvalidate, gfid});
+    QueueInvalidationLocked(gfid, f.get());
     stale_fill_invalidations_->Add();
   }
   cv_.notify_all();
 }
 
-void LeaseGate::ReadStarting(uint64_t gfid) {
-  std::shared_ptr<File> f = Get(gfid);
+void LeaseGate::ReadStarting(const Access& access) {
   std::lock_guard<std::mutex> l(mu_);
-  if (f->intents > 0) f->stale_fill = true;
+  if (access.file_->intents > 0) access.file_->stale_fill = true;
+}
+
+void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f) {
+  f->stale_fill = false;  // this invalidation drops every page
+  f->pending++;
+  queue_.push_back({Job::kInvalidate, gfid});
 }
 
 void LeaseGate::WaitWritesDone(uint64_t gfid) {
@@ -211,9 +214,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
     // Queued before the I/O lock is let go (see EnterForAttributes).
     std::lock_guard<std::mutex> l(mu_);
     f->revoking = false;
-    f->stale_fill = false;  // this invalidation drops every page
-    f->pending++;
-    queue_.push_back({Job::kInvalidate, gfid});
+    QueueInvalidationLocked(gfid, f.get());
     cv_.notify_all();
   }
   // With the page invalidation pending, make the kernel ask for attributes

@@ -132,9 +132,9 @@ class LeaseGate {
   // themselves the same way (file_remove_privs), so a size-changing SETATTR
   // and a FALLOCATE end an intent too.
   void EndWrite(uint64_t gfid);
-  // A READ of gfid is about to be served from the buffer cache (with the
-  // lease held; see above).
-  void ReadStarting(uint64_t gfid);
+  // A READ is about to be served from the buffer cache under `access`
+  // (see above).
+  void ReadStarting(const Access& access);
   // Waits (up to kIntentTimeout) until no write(2) to gfid is in flight on
   // this node. Attributes sent to the kernel can make it drop the file's
   // pages (auto_inval_data on an mtime change), so replies that carry a
@@ -153,6 +153,9 @@ class LeaseGate {
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
+  // Queues a kernel invalidation of every page of gfid for the gate's
+  // thread; the file counts it as pending until it is done. Requires mu_.
+  void QueueInvalidationLocked(uint64_t gfid, File* f);
   // Waits until the kernel's cache of gfid holds nothing from before the
   // last revoke. Call without holding an Access.
   void WaitKernelClean(uint64_t gfid);

@@ -72,7 +72,7 @@ int UserspaceLeases::Enter(uint64_t gfid, Access access, std::unique_ptr<Hold>* 
   const int err =
       gate_.Enter(gfid, access == Access::kWrite ? LeaseMode::kWrite : LeaseMode::kRead, &h->access);
   if (err != 0) return err;
-  if (access == Access::kRead) gate_.ReadStarting(gfid);
+  if (access == Access::kRead) gate_.ReadStarting(h->access);
   *hold = std::move(h);
   return 0;
 }

@@ -51,7 +51,10 @@ def leased_cluster(make_cluster, nodes, **kw):
 def lease_counters(c, nodes):
     keys = ("lease.losses", "lease.reconnects", "lease.stale_write_intents",
             "lease.stale_fill_invalidations", "lease.revokes_handled")
-    out = {f"node{i}": {k: c.stats(i)["counters"].get(k, 0) for k in keys} for i in range(nodes)}
+    out = {}
+    for i in range(nodes):
+        counters = c.stats(i)["counters"]  # one dump a node
+        out[f"node{i}"] = {k: counters.get(k, 0) for k in keys}
     out["storage"] = {"fenced_writes": c.stats()["counters"].get("fenced_writes", 0)}
     return out
 
