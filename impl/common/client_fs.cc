@@ -146,18 +146,20 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
 }
 
 void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr) {
-  inodes_.Ref(attr.gfid(), attr.mode());
-  cache_->Remember(attr.gfid());
-  consistency_->EntryGiven(attr, parent, name);
-  if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
+  inodes_.Ref(attr.gfid(), attr.mode(), [&] {
+    cache_->Remember(attr.gfid());
+    consistency_->EntryGiven(attr, parent, name);
+    if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
+  });
 }
 
 void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
   const uint64_t gfid = Gfid(ino);
-  if (!inodes_.Unref(gfid, n)) return;
-  cache_->Forget(gfid);
-  consistency_->Forgotten(gfid);
-  dir_aliases_.Forget(ino);
+  inodes_.Unref(gfid, n, [&] {
+    cache_->Forget(gfid);
+    consistency_->Forgotten(gfid);
+    dir_aliases_.Forget(ino);
+  });
 }
 
 void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,

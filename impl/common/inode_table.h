@@ -4,7 +4,9 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 
@@ -13,13 +15,24 @@ namespace dfuse {
 // Every reply that hands the kernel an inode (lookup, create, mknod, mkdir,
 // symlink, link, readdirplus) adds one lookup; FORGET takes them back. When a
 // count reaches zero the kernel holds no reference and per-file state can go.
+//
+// What a reference and the last FORGET mean for per-file state (the caches'
+// and the policy's) runs in `then` / `on_last`, never interleaved for one
+// GFID. Otherwise a FORGET of an evicted inode, handled by one thread, could
+// drop the state another thread had just set up for the new inode a LOOKUP
+// gave the kernel under the same nodeid (the count went to zero and back to
+// one between the FORGET's unref and its clean-up).
 class InodeTable {
  public:
-  void Ref(uint64_t gfid, uint32_t mode) {
-    std::lock_guard<std::mutex> l(mu_);
-    Inode& i = inodes_[gfid];
-    i.nlookup++;
-    i.type = mode & S_IFMT;
+  void Ref(uint64_t gfid, uint32_t mode, const std::function<void()>& then = {}) {
+    std::lock_guard<std::mutex> life(LifecycleMutex(gfid));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      Inode& i = inodes_[gfid];
+      i.nlookup++;
+      i.type = mode & S_IFMT;
+    }
+    if (then) then();
   }
 
   bool IsRegular(uint64_t gfid) {
@@ -28,16 +41,20 @@ class InodeTable {
     return it != inodes_.end() && S_ISREG(it->second.type);
   }
 
-  // Returns true when the last reference went away.
-  bool Unref(uint64_t gfid, uint64_t n) {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = inodes_.find(gfid);
-    if (it == inodes_.end()) return false;
-    if (it->second.nlookup > n) {
-      it->second.nlookup -= n;
-      return false;
+  // Returns true when the last reference went away, after running `on_last`.
+  bool Unref(uint64_t gfid, uint64_t n, const std::function<void()>& on_last = {}) {
+    std::lock_guard<std::mutex> life(LifecycleMutex(gfid));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = inodes_.find(gfid);
+      if (it == inodes_.end()) return false;
+      if (it->second.nlookup > n) {
+        it->second.nlookup -= n;
+        return false;
+      }
+      inodes_.erase(it);
     }
-    inodes_.erase(it);
+    if (on_last) on_last();
     return true;
   }
 
@@ -66,7 +83,12 @@ class InodeTable {
     uint32_t type = 0;  // S_IFMT bits
     int8_t capability = -1;
   };
-  std::mutex mu_;
+  std::mutex& LifecycleMutex(uint64_t gfid) { return lifecycle_[gfid % lifecycle_.size()]; }
+
+  // Serialize a GFID's references with its clean-up; striped so that
+  // unrelated files' callbacks run in parallel. Taken before mu_.
+  std::array<std::mutex, 64> lifecycle_;
+  std::mutex mu_;  // guards inodes_
   std::unordered_map<uint64_t, Inode> inodes_;
 };
 

@@ -3,6 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
 namespace dfuse {
 namespace {
 
@@ -48,6 +55,35 @@ TEST(InodeTableTest, CapabilityStateIsKeptPerInodeAndForgottenWithIt) {
   EXPECT_TRUE(t.Unref(4, 1));
   t.Ref(4, S_IFREG | 0644);
   EXPECT_EQ(t.CapabilityState(4), -1);
+}
+
+// A FORGET's clean-up racing a LOOKUP of the same file: the new reference's
+// state must be set up after the old one's is dropped, not dropped by it.
+TEST(InodeTableTest, CleanUpOfTheLastReferenceFinishesBeforeANewReferenceIsSetUp) {
+  InodeTable t;
+  t.Ref(7, S_IFREG | 0644);
+  std::mutex mu;
+  std::vector<std::string> events;
+  auto record = [&](const char* e) {
+    std::lock_guard<std::mutex> l(mu);
+    events.push_back(e);
+  };
+  std::promise<void> cleaning;
+  std::thread forget([&] {
+    EXPECT_TRUE(t.Unref(7, 1, [&] {
+      cleaning.set_value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      record("dropped");
+    }));
+  });
+  cleaning.get_future().wait();
+  t.Ref(7, S_IFREG | 0644, [&] { record("set up"); });
+  forget.join();
+  EXPECT_EQ(events, (std::vector<std::string>{"dropped", "set up"}));
+  EXPECT_TRUE(t.IsRegular(7));
+  bool cleaned = false;
+  EXPECT_FALSE(t.Unref(8, 1, [&] { cleaned = true; }));  // unknown: no clean-up
+  EXPECT_FALSE(cleaned);
 }
 
 }  // namespace
