@@ -1,8 +1,8 @@
 """The Ansible cluster path (ansible/) on network-namespace hosts.
 
-Four hosts made by tools/netns_hosts.py (storage, one lease manager with its
-etcd member, two clients), each its own network and mount namespace with
-its own sshd; Ansible reaches them over ssh as on real machines.
+Four hosts made by tools/netns_hosts.py (storage with the lease manager and
+its etcd member, three clients), each its own network and mount namespace
+with its own sshd; Ansible reaches them over ssh as on real machines.
 
 * check.yml passes on a good inventory and stops, before any daemon starts,
   with a clear message on a missing group, an unreachable host, a kernel
@@ -12,11 +12,17 @@ its own sshd; Ansible reaches them over ssh as on real machines.
 * up.yml brings a writethrough and then a weakwriteback cluster up (a second
   up changes nothing); a file written on one client is read on the other;
 * down.yml and teardown.yml leave no daemon, mount or file behind;
+* `make reproduce INVENTORY=...` runs a smoke profile of Figs. 8 and 9 for
+  writethrough and weakwriteback on the hosts: its CSVs have a local run's
+  columns, the figures are drawn, the manifest names the hosts, their
+  kernels and the round trip, and nothing is left on the hosts;
 * ansible-lint is clean and systemd-analyze verify accepts the units.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shutil
@@ -31,8 +37,8 @@ from conftest import REPO, build_dir
 import netns_hosts  # noqa: E402  (tools/ is on sys.path via conftest)
 
 ANSIBLE_DIR = REPO / "ansible"
-GROUPS = {"storage": ["st01"], "lease_managers": ["lm01"], "etcd": ["lm01"],
-          "clients": ["c01", "c02"]}
+GROUPS = {"storage": ["st01"], "lease_managers": ["st01"], "etcd": ["st01"],
+          "clients": ["c01", "c02", "c03"]}
 
 
 def _require(tool: str) -> None:
@@ -120,7 +126,7 @@ def test_systemd_units_verify(tmp_path):
     lib.mkdir(parents=True)
     for t in Path("/lib/systemd/system").glob("*.target"):
         shutil.copy(t, lib / t.name, follow_symlinks=False)
-    names = ["dfuse-storage@main.service", "dfuse-lease-manager@lm01.service",
+    names = ["dfuse-storage@writethrough.service", "dfuse-lease-manager@dfuse.service",
              "dfuse-etcd.service"] + [f"dfuse-client@{m}.service"
                                       for m in ("dfuse", "writethrough", "weakwriteback")]
     r = subprocess.run(["systemd-analyze", "verify", f"--root={tmp_path}", *names],
@@ -137,29 +143,29 @@ def test_check_stops_bad_clusters_before_anything_starts(hosts, tmp_path):
     assert r.returncode != 0 and "at least one in clients" in r.stdout, r.stdout[-3000:]
     # An unreachable host (an address no namespace has).
     unreachable = tmp_path / "unreachable.yml"
-    unreachable.write_text(inv.replace("        c02: {", "        c03: {ansible_host: 10.123.9.9, "
+    unreachable.write_text(inv.replace("        c02: {", "        c09: {ansible_host: 10.123.9.9, "
                                        "dfuse_root: '/nonexistent'}\n        c02: {"))
     r = playbook(hosts, "check.yml", inventory=unreachable, check=False)
-    assert r.returncode != 0 and re.search(r"c03.*UNREACHABLE", r.stdout), r.stdout[-3000:]
+    assert r.returncode != 0 and re.search(r"c09.*UNREACHABLE", r.stdout), r.stdout[-3000:]
     # A kernel that cannot take dfuse.ko (every kernel but the module's).
     r = playbook(hosts, "check.yml", "-e", "dfuse_mode=dfuse", check=False)
     if Path("/dev/dfuse").exists():
         pytest.skip("dfuse.ko is loaded here: the wrong-kernel case needs another kernel")
     assert r.returncode != 0 and "but dfuse.ko is built for" in r.stdout, r.stdout[-3000:]
-    # A port in use on the storage host.
+    # A port in use on the storage host (writethrough's storage port).
     squatter = subprocess.Popen(
         ["ip", "netns", "exec", hosts.ns("st01"), "python3", "-c",
          "import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
-         "socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], 17001)); s.listen(); time.sleep(600)",
+         "socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], 17002)); s.listen(); time.sleep(600)",
          hosts.address["st01"]])
     try:
         for _ in range(50):
-            if "17001" in subprocess.run(["ip", "netns", "exec", hosts.ns("st01"), "ss", "-Hltn"],
+            if "17002" in subprocess.run(["ip", "netns", "exec", hosts.ns("st01"), "ss", "-Hltn"],
                                          capture_output=True, text=True).stdout:
                 break
             subprocess.run(["sleep", "0.1"])
         r = playbook(hosts, "check.yml", check=False)
-        assert r.returncode != 0 and "port 17001 on st01 is in use" in r.stdout, r.stdout[-3000:]
+        assert r.returncode != 0 and "port 17002 on st01 is in use" in r.stdout, r.stdout[-3000:]
     finally:
         squatter.kill()
         squatter.wait()
@@ -174,10 +180,10 @@ def test_deploy_up_down_teardown(hosts):
     assert all(v["changed"] == 0 for v in again.values()), f"second deploy changed: {again}"
     dry = recap(playbook(hosts, "deploy.yml", "--check", "--diff").stdout)
     assert all(v["changed"] == 0 and v["failed"] == 0 for v in dry.values()), dry
-    c1, c2 = (hosts.host_dir(c) / "mnt/dfuse" for c in ("c01", "c02"))
     for mode in ("writethrough", "weakwriteback"):
+        c1, c2 = (hosts.host_dir(c) / f"mnt/dfuse-{mode}" for c in ("c01", "c02"))
         playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}")
-        for c in ("c01", "c02"):
+        for c in ("c01", "c02", "c03"):
             assert any(f"dfuse-{mode}" in m for m in hosts.mounts(c)), (c, hosts.mounts(c))
         steady = recap(playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}").stdout)
         assert all(v["changed"] == 0 for v in steady.values()), f"second up changed: {steady}"
@@ -190,9 +196,53 @@ def test_deploy_up_down_teardown(hosts):
         quiet = recap(playbook(hosts, "down.yml").stdout)
         assert all(v["changed"] == 0 for v in quiet.values()), f"second down changed: {quiet}"
     # The data outlived the daemons: it is on the storage host's export.
-    export = hosts.host_dir("st01") / "var/lib/dfuse/export"
+    export = hosts.host_dir("st01") / "var/lib/dfuse/writethrough/export"
     assert (export / "writethrough.txt").read_text().strip().endswith("writethrough mode")
     playbook(hosts, "up.yml")
     playbook(hosts, "teardown.yml")
     assert leftovers(hosts) == []
     playbook(hosts, "teardown.yml")  # twice is fine
+
+
+def csv_header(path: Path) -> str:
+    return path.read_text().splitlines()[0]
+
+
+def test_make_reproduce_on_namespace_hosts(hosts, tmp_path):
+    out = tmp_path / "results"
+    r = hosts.run_control(
+        ["make", "-C", str(REPO), "reproduce", f"INVENTORY={hosts.inventory}", "PROFILE=smoke",
+         "MODES=writethrough,weakwriteback", "FIGURES=fig8,fig9", f"OUT={out}",
+         "RUN=cluster", f"BUILD={build_dir()}"], check=False, timeout=1800)
+    print(r.stdout[-5000:], r.stderr[-3000:])
+    assert r.returncode == 0
+    run = out / "cluster"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete", manifest.get("error")
+    assert manifest["modes"] == ["writethrough", "weakwriteback"]
+    cluster = manifest["cluster"]
+    assert sorted(h["host"] for h in cluster["hosts"]) == ["c01", "c02", "c03", "st01"]
+    assert all(h["kernel"] for h in cluster["hosts"]) and cluster["rtt_us_client_to_storage"] > 0
+    fig8 = list(csv.DictReader(open(run / "fig8.csv")))
+    assert sorted({(row["mode"], row["nodes"]) for row in fig8}) == [
+        ("weakwriteback", "2"), ("weakwriteback", "3"), ("writethrough", "2"),
+        ("writethrough", "3")]
+    assert all(float(row["throughput_mb_s"]) > 0 and int(row["ops"]) > 0 for row in fig8), fig8
+    assert len(list(csv.DictReader(open(run / "fig9.csv")))) == 12
+    for fig in ("fig8", "fig9"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 0
+    assert (run / "summary.md").exists()
+    # Every node's raw output came back, as in a local run.
+    assert (run / "raw/writethrough/fio-random-r50-c50-n3-node2.json").stat().st_size > 0
+    assert leftovers(hosts) == [], "the run left something on the hosts"
+    # The same columns as a local run's (one mode, same figures, here).
+    local = tmp_path / "local"
+    r = subprocess.run(["/usr/bin/python3", str(REPO / "tools/dfuse-reproduce"), "--build-dir",
+                        str(build_dir()), "--net", "none", "--profile", "smoke", "--modes",
+                        "weakwriteback", "--figures", "fig8,fig9", "--out", str(local),
+                        "--run", "local"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("fig8.csv", "fig9.csv", "lease_latency.csv"):
+        assert csv_header(run / name) == csv_header(local / "local" / name), name
+    assert ({p.name for p in (run / "raw/weakwriteback").iterdir()}
+            == {p.name for p in (local / "local/raw/weakwriteback").iterdir()})

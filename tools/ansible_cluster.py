@@ -1,0 +1,234 @@
+"""A mode's DFUSE cluster on the hosts of an Ansible inventory: the runner's cluster backend.
+
+tools/dfuse-reproduce --inventory FILE brings each mode's cluster up and down
+with the playbooks in ansible/ and runs the workloads on the client hosts
+over ssh, with the same interface as the local ``dfuse_cluster.Cluster``
+where the runner needs it::
+
+    plan = Inventory("ansible/inventory/lab.yml", progress=print)
+    plan.check("writethrough")                # check.yml: before anything starts
+    plan.playbook("deploy.yml")
+    c = AnsibleCluster(plan, mode="writethrough", nodes=8)
+    c.up()                                    # up.yml: storage, managers, etcd, c01..c08
+    p = c.start_on(0, ["fio", ...], env, stdout_path, log_path, at=start_time)
+    c.stats(0)                                # the client's stats JSON
+    c.down()                                  # down.yml: every mode, every host
+    plan.teardown()                           # teardown.yml: nothing left on any host
+
+Each mode's cluster has its own ports, export and mounts, so all of them are
+up at once and the runner takes turns between them as a local run does.
+Paths on a host follow the roles' defaults under the host's ``dfuse_root``
+(see ansible/roles/dfuse_defaults): binaries in /opt/dfuse/bin, workloads in
+/opt/dfuse/workloads, a mode's mount at /mnt/dfuse-<mode>, its export at
+/var/lib/dfuse/<mode>/export, stats in /run/dfuse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+from dfuse_cluster import ClusterError, REPO_ROOT
+
+ANSIBLE_DIR = REPO_ROOT / "ansible"
+
+# Starts argv[2:] at wall-clock time argv[1] on a host: every client's
+# workload begins together, whatever ssh took to reach each host.
+_AT = ("import os,sys,time; time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+       "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def _run(cmd: Sequence[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class Inventory:
+    """An inventory's hosts and how to reach them, and the playbooks run on all of them."""
+
+    def __init__(self, path: str | os.PathLike, progress: Callable[[str], None] = print,
+                 extra_vars: Optional[Mapping[str, str]] = None) -> None:
+        self.path = Path(path).resolve()
+        if not self.path.is_file():
+            raise ClusterError(f"inventory {self.path} does not exist")
+        self.progress = progress
+        self.extra_vars = dict(extra_vars or {})
+        self.up = False  # whether some mode's cluster may be up
+        r = _run(["ansible-inventory", "-i", str(self.path), "--list"], cwd=ANSIBLE_DIR,
+                 env=self._env())
+        if r.returncode != 0:
+            raise ClusterError(f"cannot read inventory {self.path}: {r.stderr.strip()[-500:]}")
+        data = json.loads(r.stdout)
+        self.hostvars: dict[str, dict] = data.get("_meta", {}).get("hostvars", {})
+        self.groups: dict[str, list[str]] = {}
+
+        def hosts_of(group: str) -> list[str]:
+            g = data.get(group, {})
+            out = list(g.get("hosts", []))
+            for child in g.get("children", []):
+                out += [h for h in hosts_of(child) if h not in out]
+            return out
+
+        for g in ("storage", "lease_managers", "etcd", "clients"):
+            self.groups[g] = hosts_of(g)
+        if len(self.groups["storage"]) != 1 or not self.groups["clients"]:
+            raise ClusterError(
+                f"inventory {self.path} needs exactly one host in group storage and at least one "
+                f"in clients (found {len(self.groups['storage'])} and "
+                f"{len(self.groups['clients'])})")
+
+    def _env(self) -> dict:
+        return dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+                    ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+
+    # ---- playbooks
+
+    def playbook(self, name: str, *args: str, timeout: float = 3600) -> str:
+        """Runs ansible/<name> on this inventory; its output, or ClusterError naming the host."""
+        cmd = ["ansible-playbook", "-i", str(self.path), name, *args]
+        for k, v in self.extra_vars.items():
+            cmd += ["-e", f"{k}={v}"]
+        r = _run(cmd, timeout=timeout, cwd=ANSIBLE_DIR, env=self._env())
+        if r.returncode != 0:
+            raise ClusterError(f"{name} failed: {failure_summary(r.stdout + r.stderr)}")
+        return r.stdout
+
+    def check(self, mode: str) -> None:
+        self.playbook("check.yml", "-e", f"dfuse_mode={mode}")
+
+    def teardown(self) -> None:
+        self.progress("cluster: tearing down")
+        self.playbook("teardown.yml")
+
+    # ---- hosts
+
+    def address(self, host: str) -> str:
+        return str(self.hostvars.get(host, {}).get("ansible_host", host))
+
+    def root(self, host: str) -> str:
+        return str(self.hostvars.get(host, {}).get("dfuse_root", ""))
+
+    def ssh_command(self, host: str, cmd: Sequence[str]) -> list[str]:
+        """ssh to ``host`` as Ansible does (user, key and options from the inventory)."""
+        hv = self.hostvars.get(host, {})
+        out = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        if hv.get("ansible_ssh_private_key_file"):
+            out += ["-i", str(hv["ansible_ssh_private_key_file"])]
+        if hv.get("ansible_port"):
+            out += ["-p", str(hv["ansible_port"])]
+        out += shlex.split(str(hv.get("ansible_ssh_common_args", "")))
+        user = hv.get("ansible_user")
+        out += [f"{user}@{self.address(host)}" if user else self.address(host)]
+        # ssh hands the remote shell one string: quote the words once.
+        return out + ["--", shlex.join(cmd)]
+
+    def on(self, host: str, cmd: Sequence[str], timeout: float = 120) -> str:
+        r = _run(self.ssh_command(host, cmd), timeout=timeout)
+        if r.returncode != 0:
+            raise ClusterError(f"{host}: {shlex.join(cmd)} exited {r.returncode}: "
+                               f"{r.stderr.strip()[-500:]}")
+        return r.stdout
+
+    def describe(self) -> dict:
+        """Hosts, groups, each host's kernel, and the measured client-to-storage round trip."""
+        hosts = []
+        for h in sorted({h for g in self.groups.values() for h in g}):
+            hosts.append({"host": h, "address": self.address(h),
+                          "groups": [g for g, members in self.groups.items() if h in members],
+                          "kernel": self.on(h, ["uname", "-r"]).strip()})
+        storage = self.groups["storage"][0]
+        # A TCP connect to the storage host's sshd takes one round trip.
+        probe = ("import socket,sys,time\nbest=1e9\nfor _ in range(20):\n"
+                 " t=time.perf_counter(); s=socket.create_connection((sys.argv[1], 22), 5)\n"
+                 " best=min(best, time.perf_counter()-t); s.close()\nprint(best*1e6)")
+        rtt = float(self.on(self.groups["clients"][0],
+                            ["python3", "-c", probe, self.address(storage)]).strip())
+        return {"inventory": str(self.path), "hosts": hosts,
+                "rtt_us_client_to_storage": round(rtt, 1)}
+
+
+def failure_summary(output: str) -> str:
+    """The lines of an ansible-playbook output that say which host failed and why."""
+    keep = [line.strip() for line in output.splitlines()
+            if line.startswith(("fatal:", "failed:", "ERROR!")) or "UNREACHABLE" in line
+            or '"msg":' in line]
+    text = " | ".join(keep) if keep else output.strip()[-1500:]
+    return text[:3000]
+
+
+class AnsibleCluster:
+    """One mode's cluster: the storage host, the lease managers and the first ``nodes`` clients."""
+
+    def __init__(self, inventory: Inventory, mode: str, nodes: int) -> None:
+        clients = inventory.groups["clients"]
+        if nodes > len(clients):
+            raise ClusterError(f"{nodes} client nodes asked for, but the inventory has "
+                               f"{len(clients)} in group clients")
+        self.inv = inventory
+        self.mode = mode
+        self.nodes = nodes
+        self.hosts = clients[:nodes]
+        self.storage_host = inventory.groups["storage"][0]
+        self.net_used = "cluster"
+
+    def up(self) -> None:
+        limit = ":".join(["storage", "lease_managers", "etcd", *self.hosts])
+        self.inv.progress(f"cluster: {self.mode} up on {', '.join(self.hosts)}")
+        self.inv.up = True
+        self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit)
+
+    def down(self) -> None:
+        # down.yml takes every mode down: once for all the modes' clusters.
+        if self.inv.up:
+            self.inv.up = False
+            self.inv.playbook("down.yml")
+
+    # ---- paths on the hosts (the roles' defaults under dfuse_root)
+
+    def mount(self, i: int) -> str:
+        return f"{self.inv.root(self.hosts[i])}/mnt/dfuse-{self.mode}"
+
+    @property
+    def export_dir(self) -> str:
+        return f"{self.inv.root(self.storage_host)}/var/lib/dfuse/{self.mode}/export"
+
+    def tool(self, host: str, name: str) -> str:
+        return f"{self.inv.root(host)}/opt/dfuse/bin/dfuse-{name}"
+
+    def fio_job(self, host: str, pattern: str) -> str:
+        return f"{self.inv.root(host)}/opt/dfuse/workloads/fio/{pattern}.fio"
+
+    # ---- running things
+
+    def start_on(self, i: int, cmd: Sequence[str], stdout_path: Path, log_path: Path,
+                 env: Optional[Mapping[str, str]] = None, at: Optional[float] = None
+                 ) -> subprocess.Popen:
+        """Starts ``cmd`` on client ``i`` (at wall-clock time ``at``); its stdout and
+        stderr come back into the local files."""
+        remote = list(cmd)
+        if at is not None:
+            remote = ["python3", "-c", _AT, f"{at:.3f}"] + remote
+        if env:
+            remote = ["env"] + [f"{k}={v}" for k, v in env.items()] + remote
+        with open(stdout_path, "w") as out, open(log_path, "w") as err:
+            return subprocess.Popen(self.inv.ssh_command(self.hosts[i], remote),
+                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+
+    def on_storage(self, cmd: Sequence[str], timeout: float = 3600) -> str:
+        return self.inv.on(self.storage_host, cmd, timeout=timeout)
+
+    def stats(self, i: int) -> dict:
+        """Client ``i``'s stats (the daemon rewrites them every second)."""
+        path = f"{self.inv.root(self.hosts[i])}/run/dfuse/client-{self.mode}-stats.json"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return json.loads(self.inv.on(self.hosts[i], ["cat", path]))
+            except (ClusterError, json.JSONDecodeError) as e:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"no stats from {self.hosts[i]}: {e}") from None
+                time.sleep(0.5)
