@@ -9,6 +9,48 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class FioOutputError(ValueError):
+    """A node's fio output is not a valid measurement."""
+
+
+# A node's threads together must have run at least this share of
+# threads x runtime: fio stops a thread early on an error or a short read at
+# end of file, and such a point measures something else. (No upper bound
+# yet: the final fsync is counted in fio's runtime.)
+MIN_RUNTIME_SHARE = 0.9
+
+
+def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> None:
+    """Raises FioOutputError unless ``path`` is fio JSON of a whole, error-free run that
+    completed I/O of each kind the mix asks for (reads unless read_pct is 0, writes
+    unless it is 100)."""
+    try:
+        jobs = json.loads(Path(path).read_text())["jobs"]
+    except (OSError, ValueError, KeyError) as e:
+        raise FioOutputError(f"{path}: not fio JSON output ({e})") from None
+    if not jobs:
+        raise FioOutputError(f"{path}: no jobs")
+    reads = writes = runtime_ms = 0
+    for job in jobs:
+        if job.get("error", 0) != 0:
+            raise FioOutputError(f"{path}: fio job {job.get('jobname')} ended with error "
+                                 f"{job['error']}")
+        reads += job["read"]["total_ios"]
+        writes += job["write"]["total_ios"]
+        runtime_ms += job.get("job_runtime", 0)
+    if reads + writes == 0:
+        raise FioOutputError(f"{path}: no I/O completed")
+    if read_pct > 0 and reads == 0:
+        raise FioOutputError(f"{path}: no read completed in a {read_pct}% read mix")
+    if read_pct < 100 and writes == 0:
+        raise FioOutputError(f"{path}: no write completed in a {100 - read_pct}% write mix")
+    want_ms = threads * runtime_s * 1000
+    if runtime_ms < MIN_RUNTIME_SHARE * want_ms:
+        raise FioOutputError(f"{path}: the threads ran {runtime_ms / 1000:.1f} s of the "
+                             f"{want_ms / 1000:.0f} s configured ({threads} x {runtime_s:g} s): "
+                             "some stopped early")
+
+
 def summarize(outputs: list[Path]) -> dict:
     """Sums bandwidth and operations over nodes; latency is the mean over all
     operations (reads and writes weighted by their counts), as in the paper."""

@@ -1,0 +1,49 @@
+"""tools/fio_results.py: a node's fio output counts only as a whole, error-free run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from fio_results import FioOutputError, check_output, summarize  # noqa: E402
+
+
+def fio_json(tmp_path: Path, reads=100, writes=100, runtime_ms=4000, error=0) -> Path:
+    path = tmp_path / "node0.json"
+    job = {"jobname": "random", "error": error, "job_runtime": runtime_ms,
+           "read": {"total_ios": reads, "bw_bytes": reads * 4096, "iops": reads,
+                    "lat_ns": {"mean": 1000.0}},
+           "write": {"total_ios": writes, "bw_bytes": writes * 4096, "iops": writes,
+                     "lat_ns": {"mean": 3000.0}}}
+    path.write_text(json.dumps({"jobs": [job]}))
+    return path
+
+
+def test_a_whole_run_passes_and_sums(tmp_path):
+    path = fio_json(tmp_path)
+    check_output(path, threads=2, runtime_s=2, read_pct=50)
+    s = summarize([path])
+    assert s["ops"] == 200 and s["lat_mean_us"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("kw, read_pct, message", [
+    ({"reads": 0, "writes": 0}, 50, "no I/O completed"),
+    ({"reads": 0}, 100, "no read completed"),          # the 0-bytes-read point
+    ({"writes": 0}, 50, "no write completed"),
+    ({"runtime_ms": 646}, 50, "ran 0.6 s of the 4 s configured"),
+    ({"error": 5}, 50, "ended with error 5"),
+])
+def test_an_invalid_run_is_refused(tmp_path, kw, read_pct, message):
+    with pytest.raises(FioOutputError, match=message):
+        check_output(fio_json(tmp_path, **kw), threads=2, runtime_s=2, read_pct=read_pct)
+
+
+def test_output_that_is_not_fio_json_is_refused(tmp_path):
+    path = tmp_path / "node0.json"
+    path.write_text("fio: failed to open file\n")
+    with pytest.raises(FioOutputError, match="not fio JSON"):
+        check_output(path, threads=1, runtime_s=1, read_pct=0)
