@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -411,7 +412,12 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   ClientNode node(sopts, copts, &stats);
   proto::RootReply root;
   std::string error;
-  if (node.storage.GetRoot(std::chrono::milliseconds(5000), &root, &error) != 0) {
+  // A storage service that is up but slow to answer (a loaded machine) is
+  // waited for, as calls wait for it later (--storage-timeout, within 5 to
+  // 20 s); a wrong address takes this long to report.
+  const std::chrono::milliseconds first_contact = std::clamp(
+      sopts.unavailable_timeout, std::chrono::milliseconds(5000), std::chrono::milliseconds(20000));
+  if (node.storage.GetRoot(first_contact, &root, &error) != 0) {
     return fail_daemon(error);
   }
   PolicyContext pctx;

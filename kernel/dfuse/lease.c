@@ -300,15 +300,21 @@ static bool dfuse_writes_done(struct fuse_inode *fi)
  * Write back dirty pages and times without i_rwsem (see lease.h).  With
  * temporary pages, page writeback ends before the WRITE request does, so
  * wait for the requests themselves: the daemon must have the data.
+ *
+ * A failed page write is reported to the daemon without being consumed:
+ * the application still gets it from its next fsync (the errseq) and its
+ * next close (AS_EIO, which fuse_flush tests and clears).
  */
 static int dfuse_write_back(struct inode *inode)
 {
+	struct address_space *mapping = inode->i_mapping;
 	struct fuse_inode *fi = get_fuse_inode(inode);
+	errseq_t since = filemap_sample_wb_err(mapping);
 	int err;
 
 	err = write_inode_now(inode, 1);
 	wait_event(fi->page_waitq, dfuse_writes_done(fi));
-	return err ?: filemap_check_errors(inode->i_mapping);
+	return err ?: filemap_check_wb_err(mapping, since);
 }
 
 static int dfuse_lease_do_release(struct inode *inode, unsigned int to)

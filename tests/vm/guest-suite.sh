@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The VM test suite (runs in the guest, started by tools/dfuse-vm from the
-# repository root): dfuse.ko's kernel-lease tests, the consistency checker
-# and the multi-node, differential and crash-durability integration tests for
-# all three modes, every mode on
+# repository root): dfuse.ko's kernel-lease tests, the consistency checker,
+# the failed-revoke fault test and the multi-node, differential and
+# crash-durability integration tests for all three modes, every mode on
 # dfuse.ko. Operation counts are scaled down: software emulation is 5-30x
 # slower than the host. Ends with pytest's own summary.
 #   tests/vm/guest-suite.sh [PYTEST_ARGS...]   (default: the whole suite)
@@ -18,6 +18,7 @@ export DFUSE_DIFF_OPS=${DFUSE_DIFF_OPS:-1500}
 export PYTHONDONTWRITEBYTECODE=1
 if [ $# -eq 0 ]; then
 	set -- tests/integration/test_kernel_leases.py tests/integration/test_multinode.py \
-		tests/integration/test_differential.py tests/integration/test_durability.py
+		tests/integration/test_differential.py tests/integration/test_durability.py \
+		"tests/integration/test_faults.py::test_failed_revoke_write_back_never_overwrites_the_new_holder"
 fi
 exec /usr/bin/python3 -m pytest -v -rs -p no:cacheprovider "$@"
