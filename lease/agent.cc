@@ -292,6 +292,15 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   welcomes_++;
   heartbeats_.clear();
   next_heartbeat_ = Clock::now() + term_ / 3;
+  // Released meanwhile, perhaps after the Hello reclaimed them: the manager
+  // must not keep a lease this node no longer has (it would answer the
+  // next Acquire with the old grant). Before the requests, which may ask
+  // for the same file again.
+  for (uint64_t gfid : unsent_releases_) {
+    auto it = files_.find(gfid);
+    if (it == files_.end() || Claimed(it->second) == LeaseMode::kNone) SendRelease(gfid);
+  }
+  unsent_releases_.clear();
   // The manager dropped our queued requests with the old stream.
   for (const auto& [gfid, file] : files_) {
     if (file.request && !file.request->held_back) SendAcquire(*file.request);
@@ -647,10 +656,18 @@ void LeaseAgent::Release(uint64_t gfid) {
   file.revoked_from = LeaseMode::kNone;
   file.revoked_token = 0;
   file.losses++;  // a grant still queued is released too
+  if (connected_) {
+    SendRelease(gfid);
+  } else {
+    unsent_releases_.push_back(gfid);
+  }
+  Forget(gfid);
+}
+
+void LeaseAgent::SendRelease(uint64_t gfid) {
   proto::ClientMessage msg;
   msg.mutable_release()->set_gfid(gfid);
   Send(std::move(msg));
-  Forget(gfid);
 }
 
 }  // namespace dfuse::lease

@@ -192,6 +192,7 @@ class LeaseAgent {
   // Everything below runs under mu_.
   void Send(proto::ClientMessage msg);
   void SendAcquire(const Request& req);
+  void SendRelease(uint64_t gfid);  // on a welcomed stream
   void OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent);
   void OnMessage(const proto::ManagerMessage& msg);
   void ApplyGrant(File& file, const proto::Grant& grant);
@@ -236,6 +237,10 @@ class LeaseAgent {
   uint64_t heartbeat_seq_ = 0;
   std::deque<std::pair<uint64_t, Clock::time_point>> heartbeats_;  // unacked: (seq, sent)
   std::deque<Outgoing> out_;
+  // Leases given up while no stream was welcomed: their Release had nowhere
+  // to go, and the Hello sent before may have reclaimed them. Sent with the
+  // next Welcome.
+  std::vector<uint64_t> unsent_releases_;
   std::deque<Job> jobs_;
   std::unordered_map<uint64_t, File> files_;
   uint64_t next_request_id_ = 1;
