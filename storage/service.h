@@ -22,6 +22,7 @@
 #include <string>
 
 #include "proto/storage.grpc.pb.h"
+#include "storage/dir_locks.h"
 #include "storage/fencing.h"
 #include "storage/handle_table.h"
 #include "storage/reply_cache.h"
@@ -44,9 +45,9 @@ class StorageService final : public proto::Storage::Service {
   grpc::Status Mkdir(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
   grpc::Status Symlink(Ctx*, const proto::MakeRequest*, proto::EntryReply*) override;
   grpc::Status Link(Ctx*, const proto::LinkRequest*, proto::EntryReply*) override;
-  grpc::Status Unlink(Ctx*, const proto::NameRequest*, proto::ErrReply*) override;
+  grpc::Status Unlink(Ctx*, const proto::NameRequest*, proto::UnlinkReply*) override;
   grpc::Status Rmdir(Ctx*, const proto::NameRequest*, proto::ErrReply*) override;
-  grpc::Status Rename(Ctx*, const proto::RenameRequest*, proto::ErrReply*) override;
+  grpc::Status Rename(Ctx*, const proto::RenameRequest*, proto::UnlinkReply*) override;
   grpc::Status Readlink(Ctx*, const proto::GfidRequest*, proto::ReadlinkReply*) override;
   grpc::Status ReadDir(Ctx*, const proto::ReadDirRequest*, proto::ReadDirReply*) override;
   grpc::Status StatFs(Ctx*, const proto::GfidRequest*, proto::StatFsReply*) override;
@@ -118,8 +119,12 @@ class StorageService final : public proto::Storage::Service {
   // Create, Mknod, Mkdir and Symlink (`rpc` says which): creates the name
   // in the parent, gives it its owner and fills the reply.
   int Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply);
-  // Unlink (flags 0) and Rmdir (AT_REMOVEDIR).
-  int Remove(const proto::NameRequest& req, int flags);
+  // Unlink (flags 0) and Rmdir (AT_REMOVEDIR); *unlinked (if not null)
+  // gets the removed file's attributes as they were before.
+  int Remove(const proto::NameRequest& req, int flags, proto::Attr* unlinked);
+  // Rename; *replaced gets the attributes of the file the new name referred
+  // to before, if the rename took that name away from it.
+  int Move(const proto::RenameRequest& req, proto::Attr* replaced);
   // Gives a file the server just created as root its requester's owner
   // (with Linux's rule for directories with S_ISGID) and exactly the
   // requested mode; `st` gets its attributes afterwards.
@@ -131,6 +136,7 @@ class StorageService final : public proto::Storage::Service {
 
   HandleTable* const table_;
   FencingTable fencing_;
+  DirLocks dir_locks_;  // Remove and Move
   ReplyCache replies_;
   std::array<std::atomic<uint32_t>, kNumRpcs> lost_replies_{};  // InjectLostReplies
   std::array<Latency*, kNumRpcs> latency_;

@@ -151,43 +151,74 @@ grpc::Status StorageService::Link(Ctx*, const proto::LinkRequest* req, proto::En
   });
 }
 
-int StorageService::Remove(const proto::NameRequest& req, int flags) {
+int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr* unlinked) {
   std::shared_ptr<Node> parent;
   int err = ResolveDir(req.parent(), &parent);
   if (err == 0) err = ValidateName(req.name());
-  if (err == 0 && ::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) err = errno;
-  return err;
+  if (err != 0) return err;
+  auto locked = dir_locks_.Lock(req.parent());
+  if (unlinked != nullptr) {
+    // What the name refers to; if the lookup fails, unlinkat says why.
+    proto::Attr before;
+    if (Entry(*parent, req.name(), &before) == 0) *unlinked = before;
+  }
+  if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) {
+    if (unlinked != nullptr) unlinked->Clear();
+    return errno;
+  }
+  return 0;
 }
 
-grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
+grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req,
+                                    proto::UnlinkReply* reply) {
   auto t = Time(kUnlink);
-  return Once(kUnlink, req->request_id(), *req, reply, [&] { reply->set_err(Remove(*req, 0)); });
+  return Once(kUnlink, req->request_id(), *req, reply,
+              [&] {
+                proto::Attr unlinked;
+                reply->set_err(Remove(*req, 0, &unlinked));
+                if (unlinked.gfid() != 0) *reply->mutable_unlinked() = unlinked;
+              });
 }
 
 grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
   auto t = Time(kRmdir);
   return Once(kRmdir, req->request_id(), *req, reply,
-              [&] { reply->set_err(Remove(*req, AT_REMOVEDIR)); });
+              [&] { reply->set_err(Remove(*req, AT_REMOVEDIR, nullptr)); });
 }
 
-grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req, proto::ErrReply* reply) {
+grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req,
+                                    proto::UnlinkReply* reply) {
   auto t = Time(kRename);
-  return Once(kRename, req->request_id(), *req, reply, [&] {
-    std::shared_ptr<Node> parent, new_parent;
-    int err = ResolveDir(req->parent(), &parent);
-    if (err == 0) err = ResolveDir(req->new_parent(), &new_parent);
-    if (err == 0) err = ValidateName(req->name());
-    if (err == 0) err = ValidateName(req->new_name());
-    // RENAME_WHITEOUT is for overlay file systems, not for clients.
-    if (err == 0 && (req->flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) {
-      err = EINVAL;
-    }
-    if (err == 0 && ::renameat2(parent->path_fd(), req->name().c_str(), new_parent->path_fd(),
-                                req->new_name().c_str(), req->flags()) != 0) {
-      err = errno;
-    }
-    reply->set_err(err);
-  });
+  return Once(kRename, req->request_id(), *req, reply,
+              [&] {
+                proto::Attr replaced;
+                reply->set_err(Move(*req, &replaced));
+                if (replaced.gfid() != 0) *reply->mutable_unlinked() = replaced;
+              });
+}
+
+int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced) {
+  std::shared_ptr<Node> parent, new_parent;
+  int err = ResolveDir(req.parent(), &parent);
+  if (err == 0) err = ResolveDir(req.new_parent(), &new_parent);
+  if (err == 0) err = ValidateName(req.name());
+  if (err == 0) err = ValidateName(req.new_name());
+  // RENAME_WHITEOUT is for overlay file systems, not for clients.
+  if (err == 0 && (req.flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) err = EINVAL;
+  if (err != 0) return err;
+  auto locked = dir_locks_.Lock(req.parent(), req.new_parent());
+  // Only a plain rename replaces a file; EXCHANGE keeps both, NOREPLACE fails.
+  proto::Attr source, target;
+  const bool replaces = req.flags() == 0 &&
+                        Entry(*new_parent, req.new_name(), &target) == 0 &&
+                        Entry(*parent, req.name(), &source) == 0 &&
+                        source.gfid() != target.gfid();  // two names of one file: a no-op
+  if (::renameat2(parent->path_fd(), req.name().c_str(), new_parent->path_fd(),
+                  req.new_name().c_str(), req.flags()) != 0) {
+    return errno;
+  }
+  if (replaces) *replaced = target;
+  return 0;
 }
 
 }  // namespace dfuse::storage

@@ -155,11 +155,24 @@ void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const p
 
 void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
   const uint64_t gfid = Gfid(ino);
-  inodes_.Unref(gfid, n, [&] {
-    cache_->Forget(gfid);
-    consistency_->Forgotten(gfid);
-    dir_aliases_.Forget(ino);
-  });
+  inodes_.Unref(gfid, n, [&] { DropState(gfid); });
+}
+
+void ClientFs::DropState(uint64_t gfid) {
+  cache_->Forget(gfid);
+  consistency_->Forgotten(gfid);
+  dir_aliases_.Forget(Ino(gfid));
+}
+
+int ClientFs::LinkCountChanged(const proto::Attr& file) {
+  if (file.gfid() == 0 || !S_ISREG(file.mode())) return 0;
+  const uint64_t gfid = file.gfid();
+  const int err = consistency_->LinkCountChanged(gfid);
+  // Storage names the file it changed. The kernel holds it (it looked the
+  // name up first) unless another node put a different file under the name
+  // in between; then no FORGET would ever drop what the policy set up.
+  inodes_.IfUnreferenced(gfid, [&] { DropState(gfid); });
+  return err;
 }
 
 void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
@@ -396,14 +409,16 @@ void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
   self->Count("link");
   proto::Attr attr;
   int err = self->storage_->Link(self->Gfid(ino), self->Gfid(newparent), newname, &attr);
+  if (err == 0) err = self->LinkCountChanged(attr);
   self->ReplyMake(req, newparent, newname, err, attr);
 }
 
 void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
   self->Count("unlink");
-  const int err = self->storage_->Unlink(self->Gfid(parent), name);
-  self->consistency_->NamespaceChanged();  // a link count dropped
+  proto::Attr unlinked;
+  int err = self->storage_->Unlink(self->Gfid(parent), name, &unlinked);
+  if (err == 0) err = self->LinkCountChanged(unlinked);
   fuse_reply_err(req, err);
 }
 
@@ -421,9 +436,10 @@ void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_
     fuse_reply_err(req, EINVAL);
     return;
   }
-  const int err =
-      self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent), newname, flags);
-  self->consistency_->NamespaceChanged();  // a replaced file lost a link
+  proto::Attr replaced;
+  int err = self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent), newname, flags,
+                                   &replaced);
+  if (err == 0) err = self->LinkCountChanged(replaced);
   fuse_reply_err(req, err);
 }
 

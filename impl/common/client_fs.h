@@ -66,6 +66,12 @@ class ClientFs {
   // in `parent`.
   void TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr);
   void DropReferences(fuse_ino_t ino, uint64_t n);
+  // Drops what is kept for a file the kernel no longer holds.
+  void DropState(uint64_t gfid);
+  // This node changed `file`'s link count on storage (link, unlink, a
+  // rename that replaced it); `file` is unset if no file lost or gained a
+  // name. Returns 0 or the errno for the request (see the policy's hook).
+  int LinkCountChanged(const proto::Attr& file);
   // Replies to a request that handed the kernel `name` in `parent`.
   void ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
                   const proto::Attr& attr);

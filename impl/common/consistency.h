@@ -126,8 +126,12 @@ class ConsistencyPolicy {
   // the one this node last knew, so another node changed it
   // (BufferCache::ObserveVersion).
   virtual void Observed(const proto::Attr& /*attr*/, bool /*own*/, bool /*changed_elsewhere*/) {}
-  // This node removed or replaced a name: some file's link count changed.
-  virtual void NamespaceChanged() {}
+  // This node changed regular file gfid's link count on storage (link,
+  // unlink, a rename that replaced it); called before the reply. A policy
+  // that caches attributes across nodes makes the others drop theirs.
+  // Storage has applied the change: an errno returned here tells the
+  // application that other nodes may not see it yet.
+  virtual int LinkCountChanged(uint64_t /*gfid*/) { return 0; }
   // The kernel forgot the inode (any type): drop what is kept for it.
   virtual void Forgotten(uint64_t /*gfid*/) {}
 };

@@ -58,6 +58,17 @@ class InodeTable {
     return true;
   }
 
+  // Runs `then` if the kernel holds no reference to gfid, with no reference
+  // taken or dropped meanwhile.
+  void IfUnreferenced(uint64_t gfid, const std::function<void()>& then) {
+    std::lock_guard<std::mutex> life(LifecycleMutex(gfid));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (inodes_.count(gfid) != 0) return;
+    }
+    then();
+  }
+
   // The kernel asks for security.capability before every write (FUSE clears
   // SB_NOSEC), so whether a file has one is remembered here: -1 unknown,
   // 0 absent, 1 present.

@@ -196,13 +196,15 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   return err;
 }
 
-int StorageClient::Unlink(uint64_t parent, const std::string& name) {
+int StorageClient::Unlink(uint64_t parent, const std::string& name, proto::Attr* unlinked) {
   proto::NameRequest req;
   req.set_parent(parent);
   req.set_name(name);
   *req.mutable_request_id() = NewRequestId();
-  proto::ErrReply rep;
-  return Call("Unlink", &proto::Storage::Stub::Unlink, req, &rep);
+  proto::UnlinkReply rep;
+  const int err = Call("Unlink", &proto::Storage::Stub::Unlink, req, &rep);
+  if (unlinked != nullptr) *unlinked = rep.unlinked();
+  return err;
 }
 
 int StorageClient::Rmdir(uint64_t parent, const std::string& name) {
@@ -215,7 +217,7 @@ int StorageClient::Rmdir(uint64_t parent, const std::string& name) {
 }
 
 int StorageClient::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
-                          const std::string& new_name, uint32_t flags) {
+                          const std::string& new_name, uint32_t flags, proto::Attr* unlinked) {
   proto::RenameRequest req;
   req.set_parent(parent);
   req.set_name(name);
@@ -223,8 +225,10 @@ int StorageClient::Rename(uint64_t parent, const std::string& name, uint64_t new
   req.set_new_name(new_name);
   req.set_flags(flags);
   *req.mutable_request_id() = NewRequestId();
-  proto::ErrReply rep;
-  return Call("Rename", &proto::Storage::Stub::Rename, req, &rep);
+  proto::UnlinkReply rep;
+  const int err = Call("Rename", &proto::Storage::Stub::Rename, req, &rep);
+  if (unlinked != nullptr) *unlinked = rep.unlinked();
+  return err;
 }
 
 int StorageClient::Readlink(uint64_t gfid, std::string* target) {

@@ -56,10 +56,12 @@ class StorageClient {
   int Mkdir(const proto::MakeRequest& req, proto::Attr* attr);
   int Symlink(const proto::MakeRequest& req, proto::Attr* attr);
   int Link(uint64_t gfid, uint64_t new_parent, const std::string& new_name, proto::Attr* attr);
-  int Unlink(uint64_t parent, const std::string& name);
+  // *unlinked (if not null) gets the file that lost a name: the one
+  // removed, or the one the rename replaced (cleared if none did).
+  int Unlink(uint64_t parent, const std::string& name, proto::Attr* unlinked = nullptr);
   int Rmdir(uint64_t parent, const std::string& name);
   int Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
-             const std::string& new_name, uint32_t flags);
+             const std::string& new_name, uint32_t flags, proto::Attr* unlinked = nullptr);
   int Readlink(uint64_t gfid, std::string* target);
   int ReadDir(const proto::ReadDirRequest& req, proto::ReadDirReply* reply);
   int StatFs(uint64_t gfid, proto::StatFsReply* reply);

@@ -12,10 +12,10 @@
 // storage reply that already counts every byte this node wrote (Put refuses
 // when a write came in meanwhile), and every later write here grows it
 // (Grow). This node's own attribute changes (truncate, chmod, fallocate,
-// open with O_TRUNC) drop the entry; the next GETATTR fetches it again. An
-// unlink or rename here may lower the link count of a file it does not name
-// by GFID, so those drop every entry (ForgetAll); other nodes' unlinks are
-// not seen until the lease ends (link counts are not leased). mtime is the
+// open with O_TRUNC) drop the entry; the next GETATTR fetches it again. A
+// node that changes a file's link count (link, unlink, a rename replacing
+// it) takes the file's WRITE lease before it replies, which ends every
+// other node's epoch (UserspaceLeases::LinkCountChanged). mtime is the
 // one from the fetch: this node's later writes do not move it until the
 // lease ends, which is also what keeps the kernel's pages (auto_inval_data
 // drops them on an mtime change).
@@ -36,7 +36,7 @@ class LeasedAttrs {
   bool Get(uint64_t gfid, uint64_t epoch, proto::Attr* attr) const {
     std::lock_guard<std::mutex> l(mu_);
     auto it = entries_.find(gfid);
-    if (it == entries_.end() || it->second.epoch != epoch || it->second.generation != generation_) {
+    if (it == entries_.end() || it->second.epoch != epoch) {
       return false;
     }
     *attr = it->second.attr;
@@ -55,7 +55,7 @@ class LeasedAttrs {
   void Put(uint64_t gfid, uint64_t epoch, const proto::Attr& attr, uint64_t writes_before) {
     std::lock_guard<std::mutex> l(mu_);
     if (WritesLocked(gfid) != writes_before) return;
-    entries_[gfid] = Entry{epoch, generation_, attr};
+    entries_[gfid] = Entry{epoch, attr};
   }
 
   // This node wrote up to `end`: the file is at least that long.
@@ -69,12 +69,6 @@ class LeasedAttrs {
   void Forget(uint64_t gfid) {
     std::lock_guard<std::mutex> l(mu_);
     entries_.erase(gfid);
-  }
-
-  // Every entry is stale; O(1): entries of older generations never match.
-  void ForgetAll() {
-    std::lock_guard<std::mutex> l(mu_);
-    generation_++;
   }
 
   // The file is gone from this node's inode table.
@@ -92,11 +86,9 @@ class LeasedAttrs {
 
   struct Entry {
     uint64_t epoch;
-    uint64_t generation;
     proto::Attr attr;
   };
   mutable std::mutex mu_;
-  uint64_t generation_ = 0;
   std::unordered_map<uint64_t, Entry> entries_;
   std::unordered_map<uint64_t, uint64_t> writes_;
 };

@@ -120,6 +120,17 @@ void UserspaceLeases::Observed(const proto::Attr& attr, bool own, bool) {
   if (own && S_ISREG(attr.mode())) attrs_.Forget(attr.gfid());  // this node changed them
 }
 
+int UserspaceLeases::LinkCountChanged(uint64_t gfid) {
+  // Other nodes answer GETATTRs of the file from their leased attributes.
+  // Taking the WRITE lease revokes theirs, as a CephFS MDS revokes link
+  // capabilities, so no node reports the old link count after the reply.
+  std::unique_ptr<Hold> hold;
+  const int err = Enter(gfid, Access::kWrite, &hold);
+  if (err != 0) spdlog::warn("link count of {:#x} changed, others not told: {}", gfid, err);
+  attrs_.Forget(gfid);
+  return err;
+}
+
 void UserspaceLeases::Forgotten(uint64_t gfid) {
   attrs_.Drop(gfid);
   gate_.Forget(gfid);

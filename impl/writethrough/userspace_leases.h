@@ -40,7 +40,7 @@ class UserspaceLeases : public ConsistencyPolicy {
   void Opened(uint64_t gfid, int flags) override;
   void Closed(uint64_t gfid, int flags) override;
   void Observed(const proto::Attr& attr, bool own, bool changed_elsewhere) override;
-  void NamespaceChanged() override { attrs_.ForgetAll(); }
+  int LinkCountChanged(uint64_t gfid) override;
   void Forgotten(uint64_t gfid) override;
 
  private:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import MODES
+from conftest import MODES, STRONG_MODES
 
 NODES = 3
 WEAK_TIMEOUT = float(os.environ.get("DFUSE_WEAK_ATTR_TIMEOUT", "1.0"))
@@ -152,6 +152,44 @@ def test_other_node_sees_overwrite_append_and_truncate(make_cluster, mode):
     with open(b / "f", "ab") as f:
         f.write(b"+more")
     assert opened(a / "f") == (11, b"from b+more")
+
+
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_link_count_changed_elsewhere_is_seen_at_once(make_cluster, mode):
+    """A file's link count is part of the attributes a node caches under its
+    lease: a link, unlink or replacing rename on another node is seen by the
+    next stat and fstat, with no timeout to wait for."""
+    c = make_cluster(mode, nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    (a / "f").write_bytes(b"data")
+    fd = os.open(a / "f", os.O_RDONLY)
+    try:
+        def nlink_on_a(want: int, after: str):
+            os.read(fd, 4)                           # reads under the lease
+            os.lseek(fd, 0, os.SEEK_SET)
+            for _ in range(2):                       # the second from what A caches
+                assert os.stat(a / "f").st_nlink == want, f"stat after {after}"
+                assert os.fstat(fd).st_nlink == want, f"fstat after {after}"
+
+        nlink_on_a(1, "create")
+        os.link(b / "f", b / "g")
+        nlink_on_a(2, "link on b")
+        (b / "h").write_bytes(b"other")
+        os.rename(b / "h", b / "g")                  # g now names another file
+        nlink_on_a(1, "rename over a link on b")
+        os.link(b / "f", b / "g2")
+        nlink_on_a(2, "second link on b")
+        os.unlink(b / "g2")
+        nlink_on_a(1, "unlink on b")
+        os.link(b / "f", b / "g3")
+        os.rename(b / "f", b / "g3")                 # two names of one file: nothing happens
+        nlink_on_a(2, "rename onto its own link on b")
+        os.unlink(b / "g3")
+        os.unlink(b / "f")
+        assert os.fstat(fd).st_nlink == 0, "fstat after the last unlink on b"
+        assert os.read(fd, 4) == b"data"
+    finally:
+        os.close(fd)
 
 
 def test_weakwriteback_open_file_sees_growth_at_the_next_open(make_cluster):

@@ -108,6 +108,31 @@ TEST_F(UserspaceLeasesTest, GetAttrUnderAHeldLeaseAsksStorageOncePerEpoch) {
   EXPECT_EQ(fetches, 2);
 }
 
+// A link count is not in the lease's write path, yet a GETATTR under the
+// lease answers it from the cache: a node that changes it must end the
+// other nodes' epochs.
+TEST_F(UserspaceLeasesTest, LinkCountChangedElsewhereEndsTheCachedAttributes) {
+  auto fetch_on = [&](int node) {
+    return [this, node](proto::Attr* attr) { return nodes_[node]->storage->GetAttr(gfid_, attr); };
+  };
+  proto::Attr attr;
+  for (int i = 0; i < 2; i++) {
+    Hold h;
+    ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &h), 0);
+  }
+  EXPECT_EQ(attr.nlink(), 1u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 1u);
+
+  proto::Attr linked;
+  ASSERT_EQ(nodes_[1]->storage->Link(gfid_, root_, "g", &linked), 0);
+  ASSERT_EQ(b().LinkCountChanged(gfid_), 0);
+  EXPECT_GT(b().WriteToken(gfid_), 0u);  // b holds the WRITE lease now
+  Hold h;
+  ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &h), 0);
+  EXPECT_EQ(attr.nlink(), 2u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 1u);  // fetched anew
+}
+
 TEST_F(UserspaceLeasesTest, ReadDuringALocalWriteDropsTheKernelsPagesAfterIt) {
   a().Opened(gfid_, O_RDWR);
   auto read = [&] {

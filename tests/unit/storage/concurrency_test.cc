@@ -1,6 +1,8 @@
 // A tiny descriptor cache and many concurrent clients: files evicted from
 // the cache are reopened by handle, and parallel calls do not interfere.
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -83,6 +85,55 @@ TEST_F(StorageConcurrencyTest, ExclusiveCreateRacingUnlinkNeverSeesENOENT) {
   done = true;
   unlinker.join();
   EXPECT_GT(created, 0);
+}
+
+// Renames replacing one name race unlinks of it: every file that loses the
+// name is reported exactly once, by the call that took the name away. (A
+// second link of each file keeps its inode number from being reused, so
+// GFIDs are unique.)
+TEST_F(StorageConcurrencyTest, EachFileThatLosesANameIsReportedOnce) {
+  constexpr int kFiles = 400;
+  const auto keep = Mkdir(root_, "keep");
+  ASSERT_EQ(keep.err(), 0);
+  std::set<uint64_t> created;
+  std::mutex mu;
+  std::multiset<uint64_t> reported;
+  auto report = [&](const proto::UnlinkReply& r) {
+    if (r.err() != 0 || !r.has_unlinked()) return;
+    std::lock_guard<std::mutex> l(mu);
+    reported.insert(r.unlinked().gfid());
+  };
+  std::atomic<bool> done{false};
+  std::thread unlinker([&] {
+    proto::NameRequest req;
+    req.set_parent(root_);
+    req.set_name("x");
+    while (!done.load()) report(Call(&proto::Storage::Stub::Unlink, req));
+  });
+  for (int i = 0; i < kFiles; i++) {
+    const std::string tmp = "tmp" + std::to_string(i);
+    const auto f = Create(root_, tmp);
+    ASSERT_EQ(f.err(), 0);
+    created.insert(f.attr().gfid());
+    proto::LinkRequest link;
+    link.set_gfid(f.attr().gfid());
+    link.set_new_parent(keep.attr().gfid());
+    link.set_new_name(tmp);
+    ASSERT_EQ(Call(&proto::Storage::Stub::Link, link).err(), 0);
+    proto::RenameRequest rename;
+    rename.set_parent(root_);
+    rename.set_name(tmp);
+    rename.set_new_parent(root_);
+    rename.set_new_name("x");
+    const auto r = Call(&proto::Storage::Stub::Rename, rename);
+    ASSERT_EQ(r.err(), 0);
+    report(r);
+  }
+  done = true;
+  unlinker.join();
+  const auto left = Lookup(root_, "x");
+  if (left.err() == 0) created.erase(left.attr().gfid());
+  EXPECT_EQ(reported, std::multiset<uint64_t>(created.begin(), created.end()));
 }
 
 }  // namespace

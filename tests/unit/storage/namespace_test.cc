@@ -317,6 +317,65 @@ TEST_F(StorageNamespaceTest, RenamePlainNoreplaceExchange) {
   EXPECT_EQ(Rename(root_, "missing", root_, "y"), ENOENT);
 }
 
+// Clients revoke other nodes' cached attributes of a file whose link count
+// they changed: the reply names it, and only when one lost a name.
+TEST_F(StorageNamespaceTest, UnlinkAndRenameNameTheFileThatLostAName) {
+  const auto a = Create(root_, "a");
+  const auto b = Create(root_, "b");
+  const auto d = Mkdir(root_, "d");
+  ASSERT_EQ(a.err() | b.err() | d.err(), 0);
+  auto unlink = [&](uint64_t parent, const std::string& name) {
+    proto::NameRequest req;
+    req.set_parent(parent);
+    req.set_name(name);
+    return Call(&Stub::Unlink, req);
+  };
+  auto rename = [&](const std::string& from, const std::string& to, uint32_t flags) {
+    proto::RenameRequest req;
+    req.set_parent(root_);
+    req.set_name(from);
+    req.set_new_parent(root_);
+    req.set_new_name(to);
+    req.set_flags(flags);
+    return Call(&Stub::Rename, req);
+  };
+
+  auto r = rename("a", "b", RENAME_EXCHANGE);  // both keep their one name
+  EXPECT_EQ(r.err(), 0);
+  EXPECT_FALSE(r.has_unlinked());
+  r = rename("a", "c", 0);  // nothing under the new name
+  EXPECT_EQ(r.err(), 0);
+  EXPECT_FALSE(r.has_unlinked());
+  r = rename("c", "b", RENAME_NOREPLACE);
+  EXPECT_EQ(r.err(), EEXIST);
+  EXPECT_FALSE(r.has_unlinked());
+  r = rename("c", "b", 0);  // "c" is b's file, "b" a's since the exchange
+  EXPECT_EQ(r.err(), 0);
+  EXPECT_EQ(r.unlinked().gfid(), a.attr().gfid());
+  EXPECT_EQ(r.unlinked().nlink(), 1u);  // as it was before
+  EXPECT_TRUE(S_ISREG(r.unlinked().mode()));
+
+  proto::LinkRequest link;
+  link.set_gfid(b.attr().gfid());
+  link.set_new_parent(root_);
+  link.set_new_name("b2");
+  ASSERT_EQ(Call(&Stub::Link, link).err(), 0);
+  r = rename("b", "b2", 0);  // two names of one file: POSIX does nothing
+  EXPECT_EQ(r.err(), 0);
+  EXPECT_FALSE(r.has_unlinked());
+
+  auto u = unlink(root_, "b2");
+  EXPECT_EQ(u.err(), 0);
+  EXPECT_EQ(u.unlinked().gfid(), b.attr().gfid());
+  EXPECT_EQ(u.unlinked().nlink(), 2u);
+  u = unlink(root_, "b2");
+  EXPECT_EQ(u.err(), ENOENT);
+  EXPECT_FALSE(u.has_unlinked());
+  u = unlink(root_, "d");
+  EXPECT_EQ(u.err(), EISDIR);
+  EXPECT_FALSE(u.has_unlinked());
+}
+
 TEST_F(StorageNamespaceTest, StatFs) {
   proto::GfidRequest req;
   req.set_gfid(root_);

@@ -213,9 +213,9 @@ TEST_F(StorageRetryTest, AnIdReusedForAnotherCallIsRefused) {
   rm.set_parent(root_);
   rm.set_name("a");
   *rm.mutable_request_id() = a.request_id();
-  proto::ErrReply err_reply;
+  proto::UnlinkReply unlink_reply;
   grpc::ClientContext ctx;
-  s = stub_->Unlink(&ctx, rm, &err_reply);
+  s = stub_->Unlink(&ctx, rm, &unlink_reply);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_EQ(LocalNames(export_), Names{"a"});
 
