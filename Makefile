@@ -7,7 +7,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build kernel setup test unit sanitize vm-test bench bench-vm reproduce plots clean
+.PHONY: all build kernel setup test unit sanitize fuzz fuzz-long vm-test bench bench-vm reproduce plots clean
 
 all: build
 
@@ -28,6 +28,7 @@ test: setup
 	$(MAKE) build
 	$(MAKE) kernel
 	$(MAKE) sanitize
+	$(MAKE) fuzz
 	cd $(BUILD) && ctest --output-on-failure --timeout 2400
 
 # The unit tests and the client's integration tests on real mounts, built
@@ -42,6 +43,24 @@ sanitize: setup
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L unit
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
 	  -R '^integration[.](multinode|durability|shutdown|consistency|leases)$$'
+
+# The libFuzzer targets (tests/fuzz), built with clang, AddressSanitizer and
+# UndefinedBehaviorSanitizer in their own tree: each runs over its seed
+# corpus and explores FUZZ_SECONDS more. `make fuzz-long` records a long run
+# (FUZZ_EXECS executions per target) under results/fuzz/.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_EXECS ?=
+fuzz: setup
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDFUSE_FUZZ=ON \
+	  -DDFUSE_SANITIZE=address,undefined -DBUILD_TESTING=OFF \
+	  -DDFUSE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target dfuse_fuzz_targets
+	cd $(FUZZ_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L fuzz
+
+fuzz-long: fuzz
+	$(SANITIZE_ENV) $(PYTHON) tools/dfuse-fuzz --build $(FUZZ_BUILD) --out results/fuzz \
+	  $(if $(FUZZ_EXECS),--execs $(FUZZ_EXECS))
 
 vm-test: build kernel
 	tools/dfuse-vm -- env DFUSE_BUILD_DIR=$(abspath $(BUILD)) tests/vm/guest-suite.sh

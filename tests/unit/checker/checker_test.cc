@@ -102,5 +102,28 @@ TEST(History, MalformedLineNamesItsNumber) {
   }
 }
 
+// Found by fuzz_checker_history: numbers a field's type cannot hold were
+// converted with an undefined cast instead of being refused.
+TEST(History, NumbersOutOfRangeAreMalformed) {
+  const std::string good =
+      "{\"process\":1,\"kind\":\"read\",\"file\":0,\"block\":0,\"value\":1,"
+      "\"invoke_ns\":0,\"return_ns\":1}";
+  std::stringstream ok(good);
+  EXPECT_EQ(ReadHistory(ok).size(), 1u);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"return_ns\":1}", "\"return_ns\":2e+47}"},
+           {"\"return_ns\":1}", "\"return_ns\":1.5}"},
+           {"\"process\":1", "\"process\":-1"},
+           {"\"process\":1", "\"process\":4294967296"},
+           {"\"value\":1", "\"value\":-3"},
+           {"\"value\":1", "\"value\":18446744073709551616"},
+           {"\"process\":1", "\"process\":1,\"node\":\"x\""}}) {
+    std::string line = good;
+    line.replace(line.find(from), from.size(), to);
+    std::stringstream s(line);
+    EXPECT_THROW(ReadHistory(s), std::runtime_error) << line;
+  }
+}
+
 }  // namespace
 }  // namespace dfuse::checker
