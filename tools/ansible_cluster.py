@@ -2,15 +2,16 @@
 
 tools/dfuse-reproduce --inventory FILE brings each mode's cluster up and down
 with the playbooks in ansible/ and runs the workloads on the client hosts
-over ssh, with the same interface as the local ``dfuse_cluster.Cluster``
-where the runner needs it::
+over ssh, with the same node interface as the runner's local cluster
+(dfuse-reproduce's LocalCluster): ``mount``, ``export_dir``, ``tool``,
+``fio_job``, ``start_on``, ``on_storage``, ``stats`` and ``start_delay``::
 
     plan = Inventory("ansible/inventory/lab.yml", progress=print)
     plan.check("writethrough")                # check.yml: before anything starts
     plan.playbook("deploy.yml")
     c = AnsibleCluster(plan, mode="writethrough", nodes=8)
     c.up()                                    # up.yml: storage, managers, etcd, c01..c08
-    p = c.start_on(0, ["fio", ...], env, stdout_path, log_path, at=start_time)
+    p = c.start_on(0, ["fio", ...], stdout_path, log_path, env, at=start_time)
     c.stats(0)                                # the client's stats JSON
     c.down()                                  # down.yml: every mode, every host
     plan.teardown()                           # teardown.yml: nothing left on any host
@@ -174,6 +175,9 @@ class AnsibleCluster:
         self.hosts = clients[:nodes]
         self.storage_host = inventory.groups["storage"][0]
         self.net_used = "cluster"
+        # Workloads of one point start together this long after they are started
+        # (``start_on``'s ``at``): time enough for ssh to reach every host first.
+        self.start_delay: Optional[float] = 3.0
 
     def up(self) -> None:
         limit = ":".join(["storage", "lease_managers", "etcd", *self.hosts])
@@ -196,11 +200,15 @@ class AnsibleCluster:
     def export_dir(self) -> str:
         return f"{self.inv.root(self.storage_host)}/var/lib/dfuse/{self.mode}/export"
 
-    def tool(self, host: str, name: str) -> str:
-        return f"{self.inv.root(host)}/opt/dfuse/bin/dfuse-{name}"
+    def _host(self, node: Optional[int]) -> str:
+        return self.storage_host if node is None else self.hosts[node]
 
-    def fio_job(self, host: str, pattern: str) -> str:
-        return f"{self.inv.root(host)}/opt/dfuse/workloads/fio/{pattern}.fio"
+    def tool(self, name: str, node: Optional[int] = None) -> str:
+        """dfuse-``name`` on client ``node`` (the storage host if None)."""
+        return f"{self.inv.root(self._host(node))}/opt/dfuse/bin/dfuse-{name}"
+
+    def fio_job(self, pattern: str, node: int) -> str:
+        return f"{self.inv.root(self._host(node))}/opt/dfuse/workloads/fio/{pattern}.fio"
 
     # ---- running things
 
