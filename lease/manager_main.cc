@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
       ->required();
   app.add_option("--port-file", port_file, "Write the bound port to this file");
+  dfuse::AddTlsOptions(&app, &opt.tls);
   app.add_option("--term-ms", opt.term_ms,
                  "Lease term: a silent client's leases are regranted this long after its "
                  "last heartbeat")

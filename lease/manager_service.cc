@@ -429,10 +429,12 @@ std::unique_ptr<ManagerServer> ManagerServer::Start(const ManagerOptions& option
     *error = "the lease term must be positive";
     return nullptr;
   }
+  const auto credentials = ServerCredentials(options.tls, options.listen, error);
+  if (!credentials) return nullptr;
   std::unique_ptr<ManagerServer> s(new ManagerServer());
   s->service_ = std::make_unique<ManagerService>(options);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   // gRPC sets SO_REUSEPORT by default: a second manager on a busy port
   // would silently share it instead of failing.

@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/tls.h"
+
 namespace grpc {
 class Server;
 }
@@ -37,6 +39,7 @@ struct ManagerOptions {
   // Start as a standby of a highly available group (election.h): every
   // Hello is refused with an Error naming the leader, until Activate.
   bool standby = false;
+  TlsFiles tls;  // none: plain text (util/tls.h)
 };
 
 class ManagerServer {

@@ -18,6 +18,7 @@
 #include "util/gfid.h"
 #include "util/log.h"
 #include "util/signal_waiter.h"
+#include "util/tls.h"
 
 namespace {
 
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the bound port to this file");
+  dfuse::AddTlsOptions(&app, &opt.tls);
   app.add_option("--stats", stats_file,
                  "Dump stats JSON here every second, on SIGUSR1 and at exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")

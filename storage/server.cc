@@ -132,8 +132,10 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
     }
   }
 
+  const auto credentials = ServerCredentials(options.tls, options.listen, error);
+  if (!credentials) return nullptr;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   // gRPC sets SO_REUSEPORT by default: a second server on a busy port would
   // silently share it instead of failing.

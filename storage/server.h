@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "util/stats.h"
+#include "util/tls.h"
 
 namespace grpc {
 class Server;
@@ -27,6 +28,7 @@ struct StorageOptions {
   uint32_t shard_id = 1;               // 1..65535, the high bits of every GFID
   int threads = 0;                     // threads polling for calls; 0: gRPC's default
   size_t max_cached_files = 4096;      // LRU bound of the handle table
+  TlsFiles tls;                        // none: plain text (util/tls.h)
   // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
   std::vector<std::pair<std::string, uint32_t>> lost_replies;
 };

@@ -11,7 +11,7 @@ build_pkgs=(cmake g++ make ninja-build pkg-config git
   libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev)
 test_pkgs=(python3 python3-pytest python3-matplotlib fio iproute2 attr procps psmisc util-linux
   etcd-server etcd-client ansible ansible-lint openssh-server openssh-client
-  clang libclang-rt-14-dev)
+  clang libclang-rt-14-dev python3-cryptography)
 kernel_pkgs=(linux-headers-amd64 linux-source-6.1 qemu-system-x86 busybox-static cpio
   xz-utils kmod bc gcc make patch perl)
 

@@ -27,6 +27,7 @@
 #include "impl/common/storage_client.h"
 #include "util/log.h"
 #include "util/stats.h"
+#include "util/tls.h"
 
 namespace dfuse {
 
@@ -34,6 +35,7 @@ namespace {
 
 struct Settings {
   std::string storage;
+  TlsFiles tls;
   std::string mountpoint;
   std::vector<std::string> fuse_options;
   bool background = false;
@@ -311,6 +313,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
                  "seconds a call waits for an unreachable storage service before it fails "
                  "with EIO (a revoke then discards the data it could not write back)")
       ->check(CLI::PositiveNumber);
+  AddTlsOptions(&app, &s.tls);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
   const bool extended = !spec.device.empty();
@@ -400,9 +403,14 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&sigs, sig);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  std::string error;
+  // One set of credentials for the storage and lease manager links.
+  const auto credentials = ChannelCredentials(s.tls, &error);
+  if (!credentials) return fail_daemon(error);
   StatsRegistry stats;
   StorageClientOptions sopts;
   sopts.address = s.storage;
+  sopts.credentials = credentials;
   sopts.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
   sopts.unavailable_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(s.storage_timeout * 1000));
@@ -411,7 +419,6 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
   ClientNode node(sopts, copts, &stats);
   proto::RootReply root;
-  std::string error;
   // A storage service that is up but slow to answer (a loaded machine) is
   // waited for, as calls wait for it later (--storage-timeout, within 5 to
   // 20 s); a wrong address takes this long to report.
@@ -423,6 +430,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   PolicyContext pctx;
   pctx.root_gfid = root.attr().gfid();
   pctx.lease_manager = s.lease_manager;
+  pctx.credentials = credentials;
   pctx.node_name = s.node_name.empty() ? s.mountpoint : s.node_name;
   pctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
   if (node.Start(spec.make_policy, pctx, &policy, &error) != 0) return fail_daemon(error);

@@ -27,6 +27,7 @@
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <grpcpp/security/credentials.h>
 
 #include "impl/common/buffer_cache.h"
 #include "impl/common/policy.h"
@@ -45,6 +46,8 @@ struct PolicyContext {
   std::string lease_manager;  // host:port[,host:port...], empty if none was given
   std::string node_name;
   std::chrono::microseconds emulated_rtt{0};
+  // For the lease manager's channel (util/tls.h); null: plain text.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 
   // The kernel's nodeid of a file: its GFID, except for the root.
   fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid ? FUSE_ROOT_ID : gfid; }

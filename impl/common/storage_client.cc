@@ -43,7 +43,9 @@ StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry*
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(
+      options_.address,
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
   stub_ = proto::Storage::NewStub(channel_);
 }
 
@@ -112,9 +114,13 @@ int StorageClient::GetRoot(std::chrono::milliseconds timeout, proto::RootReply* 
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   grpc::Status st = stub_->GetRoot(&ctx, proto::RootRequest(), reply);
   if (!st.ok()) {
+    // A refused TLS handshake looks like no answer: the channel keeps retrying.
     *error = "cannot reach the storage service at " + options_.address + ": " +
-             (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? "no answer within " +
-                  std::to_string(timeout.count()) + " ms" : st.error_message());
+             (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                  ? "no answer within " + std::to_string(timeout.count()) +
+                        " ms (is it running, and do both sides agree on TLS: --tls-ca, "
+                        "--tls-cert, --tls-key?)"
+                  : st.error_message());
     return EIO;
   }
   if (reply->err() != 0) *error = "storage service refused GetRoot: errno " + std::to_string(reply->err());

@@ -52,6 +52,7 @@ int KernelLeases::Start(CachePolicy*, std::string* error) {
   opts.manager = ctx_.lease_manager;
   opts.name = ctx_.node_name;
   opts.emulated_rtt = ctx_.emulated_rtt;
+  opts.credentials = ctx_.credentials;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { Release(gfid, to); }, ctx_.stats);
   const int err = agent_->Start(std::chrono::milliseconds(5000), error);

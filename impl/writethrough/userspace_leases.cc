@@ -41,6 +41,7 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   opts.manager = ctx_.lease_manager;
   opts.name = ctx_.node_name;
   opts.emulated_rtt = ctx_.emulated_rtt;
+  opts.credentials = ctx_.credentials;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { gate_.Revoke(gfid, to); }, ctx_.stats);
   gate_.SetAgent(agent_.get());
