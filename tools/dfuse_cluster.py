@@ -434,7 +434,8 @@ class Cluster:
                  cache_size: Optional[str] = None, client_args: Iterable[str] = (),
                  storage_args: Iterable[str] = (), ready_timeout: float = 30.0,
                  progress: Optional[Callable[[str], None]] = None,
-                 lease_managers: Optional[int] = None, lease_manager_args: Iterable[str] = ()):
+                 lease_managers: Optional[int] = None, lease_manager_args: Iterable[str] = (),
+                 tls: bool = False):
         if mode not in MODES:
             raise ClusterError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if net not in NET_MODES:
@@ -465,6 +466,9 @@ class Cluster:
         self.lease_manager_count = int(lease_managers)
         self.lease_manager_args = list(lease_manager_args)
         self.lease_managers: list[dict] = []
+        # Mutual TLS on every client link, with a CA and certificates made in
+        # RUNDIR/tls by tools/dfuse-certs at up().
+        self.tls = bool(tls)
         self.etcd: dict = {}
         # Whether the client binary takes --lease-manager (asked once, on first use).
         self.lease_flag: Optional[bool] = None
@@ -513,7 +517,7 @@ class Cluster:
             "lease_manager_count": self.lease_manager_count,
             "lease_manager_args": self.lease_manager_args,
             "lease_managers": self.lease_managers, "etcd": self.etcd,
-            "lease_flag": self.lease_flag,
+            "lease_flag": self.lease_flag, "tls": self.tls,
         }
 
     def save(self) -> None:
@@ -535,7 +539,7 @@ class Cluster:
                 cache_size=d.get("cache_size"), client_args=d.get("client_args", ()),
                 storage_args=d.get("storage_args", ()),
                 lease_managers=d.get("lease_manager_count", 0),
-                lease_manager_args=d.get("lease_manager_args", ()))
+                lease_manager_args=d.get("lease_manager_args", ()), tls=d.get("tls", False))
         c.lease_managers = d.get("lease_managers", [])
         c.etcd = d.get("etcd", {})
         c.lease_flag = d.get("lease_flag")
@@ -576,6 +580,8 @@ class Cluster:
             self.save()
             if self.net_used == "netns":
                 self._setup_netns()
+            if self.tls:
+                self._make_certs()
             self.start_storage()
             self._start_lease_service()
             for i in range(self.nodes):
@@ -703,7 +709,7 @@ class Cluster:
                                    f"{host}:{port}", "--state-dir", str(self.state_dir),
                                    "--port-file", str(port_file),
                                    "--stats", str(self.rundir / "storage" / "stats.json")]
-        cmd += self.storage_args
+        cmd += self._tls_flags("storage") + self.storage_args
         log = self.rundir / "logs" / "storage.log"
         proc = self._spawn(cmd, log)
         self.storage = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "binary": binary, "cmd": cmd, "log": str(log),
@@ -756,6 +762,36 @@ class Cluster:
     def storage_alive(self) -> bool:
         return pid_alive(self.storage.get("pid"))
 
+    # ---- TLS
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.rundir / "tls"
+
+    def _make_certs(self) -> None:
+        """The cluster CA and a certificate for storage, the lease managers (both valid
+        for every address they may listen on) and each client node."""
+        # Debian's interpreter has python3-cryptography (another one on PATH may not).
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        tool = [python, str(REPO_ROOT / "tools" / "dfuse-certs")]
+        d = str(self.tls_dir)
+        ips = ["--ip", "127.0.0.1", "--ip", STORAGE_NS_ADDR]
+        jobs = [["ca", d, "--force"], ["issue", d, "storage", *ips, "--force"],
+                ["issue", d, "lease-manager", *ips, "--force"]]
+        jobs += [["issue", d, c["node_name"], "--force"] for c in self.clients]
+        for args in jobs:
+            r = _run(tool + args, timeout=60)
+            if r.returncode != 0:
+                raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+        self.progress(f"TLS: CA and certificates in {d}")
+
+    def _tls_flags(self, name: str) -> list[str]:
+        if not self.tls:
+            return []
+        d = self.tls_dir
+        return ["--tls-ca", str(d / "ca.crt"), "--tls-cert", str(d / f"{name}.crt"),
+                "--tls-key", str(d / f"{name}.key")]
+
     # ---- lease managers and etcd
 
     @property
@@ -804,7 +840,7 @@ class Cluster:
         else:
             # Epoch = last one in the state dir + 1: no wait for a wall-clock slot.
             cmd += ["--state-dir", m["state_dir"]]
-        return cmd + self.lease_manager_args
+        return cmd + self._tls_flags("lease-manager") + self.lease_manager_args
 
     def start_lease_manager(self, i: int, wait: bool = True) -> None:
         """Start lease manager ``i`` (on its old port once it had one)."""
@@ -970,6 +1006,7 @@ class Cluster:
         c = self.clients[i]
         addr = self.storage["address"]
         args = ["--stats", c["stats"], "--node-name", c["node_name"]]
+        args += self._tls_flags(c["node_name"])
         if self.cache_size:
             args += ["--cache-size", str(self.cache_size)]
         if self.net_used == "inprocess" and self.rtt_us:
