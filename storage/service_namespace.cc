@@ -163,8 +163,9 @@ int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr
     if (Entry(*parent, req.name(), &before) == 0) *unlinked = before;
   }
   if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) {
+    const int unlink_errno = errno;
     if (unlinked != nullptr) unlinked->Clear();
-    return errno;
+    return unlink_errno;
   }
   return 0;
 }
@@ -172,12 +173,11 @@ int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr
 grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req,
                                     proto::UnlinkReply* reply) {
   auto t = Time(kUnlink);
-  return Once(kUnlink, req->request_id(), *req, reply,
-              [&] {
-                proto::Attr unlinked;
-                reply->set_err(Remove(*req, 0, &unlinked));
-                if (unlinked.gfid() != 0) *reply->mutable_unlinked() = unlinked;
-              });
+  return Once(kUnlink, req->request_id(), *req, reply, [&] {
+    proto::Attr unlinked;
+    reply->set_err(Remove(*req, 0, &unlinked));
+    if (unlinked.gfid() != 0) *reply->mutable_unlinked() = unlinked;
+  });
 }
 
 grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
@@ -189,12 +189,11 @@ grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::E
 grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req,
                                     proto::UnlinkReply* reply) {
   auto t = Time(kRename);
-  return Once(kRename, req->request_id(), *req, reply,
-              [&] {
-                proto::Attr replaced;
-                reply->set_err(Move(*req, &replaced));
-                if (replaced.gfid() != 0) *reply->mutable_unlinked() = replaced;
-              });
+  return Once(kRename, req->request_id(), *req, reply, [&] {
+    proto::Attr replaced;
+    reply->set_err(Move(*req, &replaced));
+    if (replaced.gfid() != 0) *reply->mutable_unlinked() = replaced;
+  });
 }
 
 int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced) {
@@ -209,8 +208,7 @@ int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced)
   auto locked = dir_locks_.Lock(req.parent(), req.new_parent());
   // Only a plain rename replaces a file; EXCHANGE keeps both, NOREPLACE fails.
   proto::Attr source, target;
-  const bool replaces = req.flags() == 0 &&
-                        Entry(*new_parent, req.new_name(), &target) == 0 &&
+  const bool replaces = req.flags() == 0 && Entry(*new_parent, req.new_name(), &target) == 0 &&
                         Entry(*parent, req.name(), &source) == 0 &&
                         source.gfid() != target.gfid();  // two names of one file: a no-op
   if (::renameat2(parent->path_fd(), req.name().c_str(), new_parent->path_fd(),

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <sstream>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 namespace dfuse {
 namespace {

@@ -150,28 +150,50 @@ class Session {
   void Dispatch(uint8_t rpc, const std::string& b) {
     using S = StorageService;
     switch (rpc % 22) {
-      case 0: return Call(&S::Lookup, b);
-      case 1: return Call(&S::GetAttr, b);
-      case 2: return Call(&S::SetAttr, b);
-      case 3: return Call(&S::Create, b);
-      case 4: return Call(&S::Mknod, b);
-      case 5: return Call(&S::Mkdir, b);
-      case 6: return Call(&S::Symlink, b);
-      case 7: return Call(&S::Link, b);
-      case 8: return Call(&S::Unlink, b);
-      case 9: return Call(&S::Rmdir, b);
-      case 10: return Call(&S::Rename, b);
-      case 11: return Call(&S::Readlink, b);
-      case 12: return Call(&S::ReadDir, b);
-      case 13: return Call(&S::StatFs, b);
-      case 14: return Call(&S::Read, b);
-      case 15: return Call(&S::Write, b);
-      case 16: return Call(&S::Fsync, b);
-      case 17: return Call(&S::Fallocate, b);
-      case 18: return Call(&S::SetXattr, b);
-      case 19: return Call(&S::GetXattr, b);
-      case 20: return Call(&S::ListXattr, b);
-      case 21: return Call(&S::RemoveXattr, b);
+      case 0:
+        return Call(&S::Lookup, b);
+      case 1:
+        return Call(&S::GetAttr, b);
+      case 2:
+        return Call(&S::SetAttr, b);
+      case 3:
+        return Call(&S::Create, b);
+      case 4:
+        return Call(&S::Mknod, b);
+      case 5:
+        return Call(&S::Mkdir, b);
+      case 6:
+        return Call(&S::Symlink, b);
+      case 7:
+        return Call(&S::Link, b);
+      case 8:
+        return Call(&S::Unlink, b);
+      case 9:
+        return Call(&S::Rmdir, b);
+      case 10:
+        return Call(&S::Rename, b);
+      case 11:
+        return Call(&S::Readlink, b);
+      case 12:
+        return Call(&S::ReadDir, b);
+      case 13:
+        return Call(&S::StatFs, b);
+      case 14:
+        return Call(&S::Read, b);
+      case 15:
+        return Call(&S::Write, b);
+      case 16:
+        return Call(&S::Fsync, b);
+      case 17:
+        return Call(&S::Fallocate, b);
+      case 18:
+        return Call(&S::SetXattr, b);
+      case 19:
+        return Call(&S::GetXattr, b);
+      case 20:
+        return Call(&S::ListXattr, b);
+      case 21:
+        return Call(&S::RemoveXattr, b);
     }
   }
 

@@ -28,11 +28,11 @@ using std::chrono::milliseconds;
 class TlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::temp_directory_path() /
-                        ("dfuse-tls-test-" + std::to_string(::getpid())));
+    dir_ =
+        new fs::path(fs::temp_directory_path() / ("dfuse-tls-test-" + std::to_string(::getpid())));
     fs::remove_all(*dir_);
-    const std::string certs = std::string("/usr/bin/python3 ") + DFUSE_SOURCE_DIR +
-                              "/tools/dfuse-certs";
+    const std::string certs =
+        std::string("/usr/bin/python3 ") + DFUSE_SOURCE_DIR + "/tools/dfuse-certs";
     const std::string d = (*dir_ / "ca").string(), other = (*dir_ / "other").string();
     for (const std::string& cmd :
          {certs + " ca " + d, certs + " issue " + d + " server --ip 127.0.0.1",
@@ -106,7 +106,8 @@ TEST_F(TlsTest, LeaseManagerServesOnlyClientsWithTheClusterCertificate) {
     ao.manager = "127.0.0.1:" + std::to_string(manager->port());
     ao.name = who;
     ao.credentials = Client(who);
-    lease::LeaseAgent agent(ao, [](uint64_t, lease::LeaseMode) {}, &stats);
+    lease::LeaseAgent agent(
+        ao, [](uint64_t, lease::LeaseMode) {}, &stats);
     const int err = agent.Start(milliseconds(who == "cluster" ? 10000 : 1500), &error);
     if (who == "cluster") {
       ASSERT_EQ(err, 0) << error;
