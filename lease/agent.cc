@@ -79,9 +79,10 @@ int LeaseAgent::Start(milliseconds timeout, std::string* error) {
   revoke_thread_ = std::thread([this] { RevokeLoop(); });
   std::unique_lock<std::mutex> l(mu_);
   if (cv_.wait_for(l, timeout, [this] { return welcomes_ > 0; })) return 0;
+  *error = "cannot reach the lease manager at " + options_.manager + ": " +
+           (refusal_.empty() ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                             : "refused: " + refusal_);
   l.unlock();
-  *error = "cannot reach the lease manager at " + options_.manager + ": no answer within " +
-           std::to_string(timeout.count()) + " ms";
   Shutdown();
   return EIO;
 }
@@ -191,6 +192,8 @@ bool LeaseAgent::RunStream() {
     // A standby of a highly available group (or a confused manager).
     leader = msg.error().leader();
     spdlog::info("lease manager {}: {}", address, msg.error().message());
+    std::lock_guard<std::mutex> l(mu_);
+    refusal_ = msg.error().message();
   } else if (msg.has_welcome()) {
     welcomed = true;
     uint64_t generation;

@@ -227,6 +227,7 @@ class LeaseAgent {
   bool connected_ = false;   // the current stream has been welcomed
   uint64_t generation_ = 0;  // of the current stream
   uint64_t welcomes_ = 0;
+  std::string refusal_;  // why a manager last refused a Hello
   grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
   Clock::time_point disconnected_since_;
   std::chrono::milliseconds term_{0};  // from the Welcome

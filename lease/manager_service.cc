@@ -25,6 +25,16 @@ namespace dfuse::lease {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The common name of the client's certificate, "" in plain text.
+std::string PeerIdentity(const grpc::ServerContext& ctx) {
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return "";
+  for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
+    return std::string(name.data(), name.size());
+  }
+  return "";
+}
 using Actions = StateMachine::Actions;
 using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
 
@@ -62,6 +72,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   void Handle(Stream* s, const proto::ClientMessage& msg);
   void Dispatch(const Actions& actions);
   void SendError(Stream* s, int code, const std::string& message, uint64_t request_id);
+  // Whether `identity` may speak for `client`: a live session belongs to the
+  // identity that opened it. Records the claim. Requires mu_.
+  bool Claim(ClientId client, const std::string& identity);
   void TimerLoop();
 
   const ManagerOptions options_;
@@ -73,6 +86,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   std::string leader_;                // while standby: the active manager's address, if known
   std::unique_ptr<StateMachine> sm_;  // null while standby
   std::unordered_map<ClientId, Stream*> streams_;  // the attached stream of each client
+  // The certificate identity (util/tls.h) that opened each live session;
+  // "" for streams in plain text.
+  std::unordered_map<ClientId, std::string> owners_;
   // When each pending Acquire and outstanding revoke started, for latencies.
   std::map<std::pair<ClientId, uint64_t>, Clock::time_point> acquires_;  // (client, request_id)
   std::unordered_map<uint64_t, std::pair<ClientId, Clock::time_point>> revokes_;  // revoke_id
@@ -149,6 +165,17 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
                                      : "not the leader; the active lease manager is " + leader_);
       e->set_leader(leader_);
       l.unlock();
+      rw->Write(refusal);
+      return grpc::Status::OK;
+    }
+    // One client may not resume, and so act for, another's session.
+    if (!Claim(msg.hello().client_id(), PeerIdentity(*ctx))) {
+      proto::ManagerMessage refusal;
+      refusal.mutable_error()->set_code(EPERM);
+      refusal.mutable_error()->set_message("client id " + std::to_string(msg.hello().client_id()) +
+                                           " belongs to another client's session");
+      l.unlock();
+      spdlog::warn("client {:x}: {}", msg.hello().client_id(), refusal.error().message());
       rw->Write(refusal);
       return grpc::Status::OK;
     }
@@ -317,6 +344,13 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
   Dispatch(actions);
 }
 
+bool ManagerService::Claim(ClientId client, const std::string& identity) {
+  auto it = owners_.find(client);
+  if (it != owners_.end() && it->second != identity && sm_->has_session(client)) return false;
+  owners_[client] = identity;
+  return true;
+}
+
 void ManagerService::SendError(Stream* s, int code, const std::string& message,
                                uint64_t request_id) {
   spdlog::warn("client {:x}: {}", s->client, message);
@@ -359,6 +393,7 @@ void ManagerService::Dispatch(const Actions& actions) {
         spdlog::warn("client {:x}: session expired", a.client);
         std::erase_if(acquires_, [&a](const auto& e) { return e.first.first == a.client; });
         std::erase_if(revokes_, [&a](const auto& e) { return e.second.first == a.client; });
+        owners_.erase(a.client);
         msg.mutable_session_expired();
         break;
     }

@@ -169,6 +169,7 @@ class StateMachine {
   size_t queue_length(uint64_t gfid) const;
   size_t lease_count() const;  // (client, file) pairs holding a lease
   size_t session_count() const { return sessions_.size(); }
+  bool has_session(ClientId client) const { return sessions_.count(client) != 0; }
   bool reclaiming() const { return reclaiming_; }
   const Counters& counters() const { return counters_; }
 

@@ -36,7 +36,7 @@ class TlsTest : public ::testing::Test {
     const std::string d = (*dir_ / "ca").string(), other = (*dir_ / "other").string();
     for (const std::string& cmd :
          {certs + " ca " + d, certs + " issue " + d + " server --ip 127.0.0.1",
-          certs + " issue " + d + " client",
+          certs + " issue " + d + " client", certs + " issue " + d + " other-client",
           certs + " issue " + d + " expired --not-before 2020-01-01 --not-after 2020-02-01",
           certs + " ca " + other + " --name other", certs + " issue " + other + " stranger"}) {
       ASSERT_EQ(std::system((cmd + " > /dev/null").c_str()), 0) << cmd;
@@ -118,6 +118,38 @@ TEST_F(TlsTest, LeaseManagerServesOnlyClientsWithTheClusterCertificate) {
       EXPECT_NE(err, 0) << who << " got a session";
     }
   }
+}
+
+// A client id is no credential: a session belongs to the certificate that
+// opened it, and another certificate naming the same id cannot resume it
+// (and so cannot release, renew or ack for it).
+TEST_F(TlsTest, ASessionBelongsToTheCertificateThatOpenedIt) {
+  lease::ManagerOptions mo;
+  mo.tls = Files("ca", "server");
+  std::string error;
+  auto manager = lease::ManagerServer::Start(mo, &error);
+  ASSERT_NE(manager, nullptr) << error;
+  auto agent_of = [&](const std::string& name, StatsRegistry* stats) {
+    lease::LeaseAgentOptions ao;
+    ao.manager = "127.0.0.1:" + std::to_string(manager->port());
+    ao.name = name;
+    ao.client_id = 42;
+    ao.credentials = ChannelCredentials(Files("ca", name), &error);
+    return std::make_unique<lease::LeaseAgent>(ao, [](uint64_t, lease::LeaseMode) {}, stats);
+  };
+  StatsRegistry stats_a, stats_b;
+  auto owner = agent_of("client", &stats_a);
+  ASSERT_EQ(owner->Start(milliseconds(10000), &error), 0) << error;
+  uint64_t token = 0;
+  ASSERT_EQ(owner->Acquire(9, lease::LeaseMode::kWrite, &token), 0);
+
+  auto impostor = agent_of("other-client", &stats_b);
+  EXPECT_EQ(impostor->Start(milliseconds(1500), &error), EIO);
+  EXPECT_NE(error.find("belongs to another client"), std::string::npos) << error;
+  impostor.reset();
+  EXPECT_TRUE(owner->Holds(9, lease::LeaseMode::kWrite));
+  uint64_t again = 0;
+  EXPECT_EQ(owner->Acquire(10, lease::LeaseMode::kWrite, &again), 0);  // still served
 }
 
 TEST_F(TlsTest, MissingOrBadFilesAreOneLineErrors) {
