@@ -56,10 +56,7 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
   if (addresses_.empty()) addresses_.push_back(options_.manager);  // fails at Start, clearly
   for (const std::string& address : addresses_) {
     stubs_.push_back(proto::LeaseManager::NewStub(
-        grpc::CreateCustomChannel(address,
-                                  options_.credentials ? options_.credentials
-                                                       : grpc::InsecureChannelCredentials(),
-                                  args)));
+        grpc::CreateCustomChannel(address, options_.credentials, args)));
   }
 }
 

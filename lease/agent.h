@@ -59,8 +59,8 @@ struct LeaseAgentOptions {
   uint64_t client_id = 0;
   // Emulated network round trip added to every message sent (0 = none).
   std::chrono::microseconds emulated_rtt{0};
-  // The channels' credentials (util/tls.h); null: plain text.
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // The channels' credentials (util/tls.h).
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   // How much earlier than the manager the agent stops trusting its leases,
   // to cover clock-rate drift. At most a quarter of the term is used.
   std::chrono::milliseconds drift_margin{100};

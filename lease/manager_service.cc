@@ -25,6 +25,8 @@ namespace dfuse::lease {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using Actions = StateMachine::Actions;
+using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
 
 // The common name of the client's certificate, "" in plain text.
 std::string PeerIdentity(const grpc::ServerContext& ctx) {
@@ -35,8 +37,6 @@ std::string PeerIdentity(const grpc::ServerContext& ctx) {
   }
   return "";
 }
-using Actions = StateMachine::Actions;
-using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
 
 }  // namespace
 

@@ -157,16 +157,11 @@ int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr
   if (err == 0) err = ValidateName(req.name());
   if (err != 0) return err;
   auto locked = dir_locks_.Lock(req.parent());
-  if (unlinked != nullptr) {
-    // What the name refers to; if the lookup fails, unlinkat says why.
-    proto::Attr before;
-    if (Entry(*parent, req.name(), &before) == 0) *unlinked = before;
-  }
-  if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) {
-    const int unlink_errno = errno;
-    if (unlinked != nullptr) unlinked->Clear();
-    return unlink_errno;
-  }
+  // What the name refers to; if the lookup fails, unlinkat says why.
+  proto::Attr before;
+  const bool found = unlinked != nullptr && Entry(*parent, req.name(), &before) == 0;
+  if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) return errno;
+  if (found) *unlinked = before;
   return 0;
 }
 

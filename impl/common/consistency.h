@@ -46,8 +46,8 @@ struct PolicyContext {
   std::string lease_manager;  // host:port[,host:port...], empty if none was given
   std::string node_name;
   std::chrono::microseconds emulated_rtt{0};
-  // For the lease manager's channel (util/tls.h); null: plain text.
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // For the lease manager's channel (util/tls.h).
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
 
   // The kernel's nodeid of a file: its GFID, except for the root.
   fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid ? FUSE_ROOT_ID : gfid; }

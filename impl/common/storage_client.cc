@@ -43,9 +43,7 @@ StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry*
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  channel_ = grpc::CreateCustomChannel(
-      options_.address,
-      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(options_.address, options_.credentials, args);
   stub_ = proto::Storage::NewStub(channel_);
 }
 

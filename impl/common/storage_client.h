@@ -34,8 +34,8 @@ struct StorageClientOptions {
   // Emulated network round trip added to every call; the fallback network
   // emulation where netem is unavailable (0 = none).
   std::chrono::microseconds emulated_rtt{0};
-  // The channel's credentials (util/tls.h); null: plain text.
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // The channel's credentials (util/tls.h).
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
 };
 
 class StorageClient {
