@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -23,6 +24,7 @@
 
 #include "lease/manager_service.h"
 #include "proto/lease.grpc.pb.h"
+#include "tests/fuzz/records.h"
 
 namespace dfuse::lease {
 namespace {
@@ -135,22 +137,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dfuse::lease;
   input_number++;
   Session sessions[kStreams];
-  size_t messages = 0;
-  while (size >= 2 && messages++ < kMaxMessages) {
-    Session& s = sessions[data[0] % kStreams];
-    const size_t len = std::min<size_t>(data[1], size - 2);
+  dfuse::fuzz::ForEachRecord(data, size, kMaxMessages, [&](uint8_t stream, std::string_view bytes) {
     dfuse::proto::ClientMessage msg;
-    const bool parsed = msg.ParseFromArray(data + 2, static_cast<int>(len));
-    data += 2 + len;
-    size -= 2 + len;
-    if (!parsed) continue;
+    if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
     Localize(&msg);
+    Session& s = sessions[stream % kStreams];
     if (!s.stream) {
       s.ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       s.stream = (*stub)->Session(&s.ctx);
     }
     s.stream->Write(msg);  // false once the manager ended the stream
-  }
+  });
   for (Session& s : sessions) {
     if (s.stream) Finish(&s);
   }

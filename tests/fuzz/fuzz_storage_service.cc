@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
@@ -34,6 +35,7 @@
 #include "proto/storage.pb.h"
 #include "storage/handle_table.h"
 #include "storage/service.h"
+#include "tests/fuzz/records.h"
 #include "util/stats.h"
 
 namespace dfuse::storage {
@@ -124,9 +126,10 @@ class Session {
   // Parses `bytes` as request type Req and calls `handler` with it.
   template <typename Req, typename Rep>
   void Call(grpc::Status (StorageService::*handler)(grpc::ServerContext*, const Req*, Rep*),
-            const std::string& bytes) {
+            std::string_view bytes) {
     Req req;
-    if (!req.ParseFromString(bytes)) return;  // gRPC would refuse it too
+    // gRPC would refuse what does not parse too.
+    if (!req.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
     MapGfids(&req);
     Rep rep;
     grpc::ServerContext ctx;
@@ -135,19 +138,12 @@ class Session {
   }
 
   void Run(const uint8_t* data, size_t size) {
-    size_t calls = 0;
-    while (size >= 2 && calls++ < kMaxCalls) {
-      const uint8_t rpc = data[0];
-      const size_t len = std::min<size_t>(data[1], size - 2);
-      const std::string bytes(reinterpret_cast<const char*>(data + 2), len);
-      data += 2 + len;
-      size -= 2 + len;
-      Dispatch(rpc, bytes);
-    }
+    fuzz::ForEachRecord(data, size, kMaxCalls,
+                        [this](uint8_t rpc, std::string_view bytes) { Dispatch(rpc, bytes); });
   }
 
  private:
-  void Dispatch(uint8_t rpc, const std::string& b) {
+  void Dispatch(uint8_t rpc, std::string_view b) {
     using S = StorageService;
     switch (rpc % 22) {
       case 0:

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "impl/common/storage_client.h"
 #include "lease/agent.h"
@@ -64,6 +65,25 @@ class TlsTest : public ::testing::Test {
     return creds;
   }
 
+  // A lease manager that requires the cluster's certificates.
+  static std::unique_ptr<lease::ManagerServer> StartManager() {
+    lease::ManagerOptions mo;
+    mo.tls = Files("ca", "server");
+    std::string error;
+    auto manager = lease::ManagerServer::Start(mo, &error);
+    EXPECT_NE(manager, nullptr) << error;
+    return manager;
+  }
+  static lease::LeaseAgentOptions AgentOptions(const lease::ManagerServer& manager,
+                                               const std::string& name,
+                                               std::shared_ptr<grpc::ChannelCredentials> creds) {
+    lease::LeaseAgentOptions ao;
+    ao.manager = "127.0.0.1:" + std::to_string(manager.port());
+    ao.name = name;
+    ao.credentials = std::move(creds);
+    return ao;
+  }
+
   static fs::path* dir_;
 };
 fs::path* TlsTest::dir_ = nullptr;
@@ -95,17 +115,12 @@ TEST_F(TlsTest, StorageServesOnlyClientsWithTheClusterCertificate) {
 }
 
 TEST_F(TlsTest, LeaseManagerServesOnlyClientsWithTheClusterCertificate) {
-  lease::ManagerOptions mo;
-  mo.tls = Files("ca", "server");
+  auto manager = StartManager();
+  ASSERT_NE(manager, nullptr);
   std::string error;
-  auto manager = lease::ManagerServer::Start(mo, &error);
-  ASSERT_NE(manager, nullptr) << error;
   for (const std::string who : {"cluster", "none", "other CA", "expired"}) {
     StatsRegistry stats;
-    lease::LeaseAgentOptions ao;
-    ao.manager = "127.0.0.1:" + std::to_string(manager->port());
-    ao.name = who;
-    ao.credentials = Client(who);
+    const lease::LeaseAgentOptions ao = AgentOptions(*manager, who, Client(who));
     lease::LeaseAgent agent(
         ao, [](uint64_t, lease::LeaseMode) {}, &stats);
     const int err = agent.Start(milliseconds(who == "cluster" ? 10000 : 1500), &error);
@@ -124,18 +139,15 @@ TEST_F(TlsTest, LeaseManagerServesOnlyClientsWithTheClusterCertificate) {
 // opened it, and another certificate naming the same id cannot resume it
 // (and so cannot release, renew or ack for it).
 TEST_F(TlsTest, ASessionBelongsToTheCertificateThatOpenedIt) {
-  lease::ManagerOptions mo;
-  mo.tls = Files("ca", "server");
+  auto manager = StartManager();
+  ASSERT_NE(manager, nullptr);
   std::string error;
-  auto manager = lease::ManagerServer::Start(mo, &error);
-  ASSERT_NE(manager, nullptr) << error;
   auto agent_of = [&](const std::string& name, StatsRegistry* stats) {
-    lease::LeaseAgentOptions ao;
-    ao.manager = "127.0.0.1:" + std::to_string(manager->port());
-    ao.name = name;
+    lease::LeaseAgentOptions ao =
+        AgentOptions(*manager, name, ChannelCredentials(Files("ca", name), &error));
     ao.client_id = 42;
-    ao.credentials = ChannelCredentials(Files("ca", name), &error);
-    return std::make_unique<lease::LeaseAgent>(ao, [](uint64_t, lease::LeaseMode) {}, stats);
+    return std::make_unique<lease::LeaseAgent>(
+        ao, [](uint64_t, lease::LeaseMode) {}, stats);
   };
   StatsRegistry stats_a, stats_b;
   auto owner = agent_of("client", &stats_a);
