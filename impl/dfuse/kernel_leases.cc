@@ -125,34 +125,50 @@ void KernelLeases::WorkerLoop() {
 
 void KernelLeases::Serve(const Upcall& u) {
   const auto start = Clock::now();
-  {
-    // A reap in progress gives the lease back: ask only after it.
-    std::unique_lock<std::mutex> l(mu_);
-    reap_cv_.wait(l, [&] { return stopping_ || !files_[u.gfid].reaping; });
-    File& f = files_[u.gfid];
-    f.forgotten = false;
-    f.serving++;
-  }
-  uint64_t token = 0;
-  const int err = agent_->Acquire(u.gfid, u.mode, &token);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    File& f = files_[u.gfid];
-    f.serving--;
-    if (err == 0 && u.mode == LeaseMode::kWrite) f.token = token;
-    // Forgotten while the acquire waited (an interrupted upcall): the
-    // reaper skipped it then.
-    if (f.forgotten && f.serving == 0) {
-      reap_queue_.push_back(u.gfid);
-      reap_cv_.notify_all();
-    }
-  }
+  const int err = Acquire(u.gfid, u.mode, /*kernel_asked=*/true);
   if (err != 0) {
     spdlog::warn("lease {} on {:#x} failed: errno {}",
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
   }
   upcall_latency_->Record(Clock::now() - start);
   Answer(u.unique, err, static_cast<uint32_t>(u.mode));
+}
+
+int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked) {
+  {
+    // A reap in progress gives the lease back: ask only after it.
+    std::unique_lock<std::mutex> l(mu_);
+    reap_cv_.wait(l, [&] { return stopping_ || !files_[gfid].reaping; });
+    File& f = files_[gfid];
+    if (kernel_asked) f.forgotten = false;  // the kernel has the inode again
+    f.serving++;
+  }
+  uint64_t token = 0;
+  const int err = agent_->Acquire(gfid, mode, &token);
+  std::lock_guard<std::mutex> l(mu_);
+  File& f = files_[gfid];
+  f.serving--;
+  if (err == 0 && mode == LeaseMode::kWrite) f.token = token;
+  // Forgotten while the acquire waited (an interrupted upcall, or a file
+  // the kernel no longer had): the reaper skipped it then.
+  if (f.forgotten && f.serving == 0) {
+    reap_queue_.push_back(gfid);
+    reap_cv_.notify_all();
+  }
+  return err;
+}
+
+int KernelLeases::LinkCountChanged(uint64_t gfid) {
+  // Other nodes' kernels answer fstat from the attributes they cached
+  // under their lease, link count included. Taking the WRITE lease
+  // releases each of them, and every release drops the cached attributes.
+  // This runs on a loop thread with the victim's i_rwsem held by the VFS;
+  // that is safe because a release never takes i_rwsem and this node's own
+  // release (an upgrade from READ) writes nothing back. The lease stays
+  // with this node until revoked or reaped, like one the kernel asked for.
+  const int err = Acquire(gfid, LeaseMode::kWrite, /*kernel_asked=*/false);
+  if (err != 0) spdlog::warn("link count of {:#x} changed, others not told: errno {}", gfid, err);
+  return err;
 }
 
 void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {

@@ -15,6 +15,10 @@
 // again; the agent never answers an acquire with a lease whose revoke is
 // still being handled.
 //
+// Link counts: the node that links, unlinks or replaces a file by rename
+// takes its WRITE lease before replying, so every other node's kernel
+// drops the attributes (link count included) it cached under its lease.
+//
 // Forget: once the kernel has forgotten an inode it caches nothing of the
 // file (an inode with dirty pages is not evicted, and its WRITEs are done
 // before the FORGET), so the reaper thread writes the buffer cache back,
@@ -58,6 +62,7 @@ class KernelLeases : public ConsistencyPolicy {
   // Gives every lease back and stops the workers.
   void Stop() override;
   uint64_t WriteToken(uint64_t gfid) override;
+  int LinkCountChanged(uint64_t gfid) override;
   void Forgotten(uint64_t gfid) override;
 
   // Lease workers block on the manager; there are never more than this.
@@ -82,6 +87,10 @@ class KernelLeases : public ConsistencyPolicy {
 
   void WorkerLoop();
   void Serve(const Upcall& u);
+  // Acquires `mode` on gfid through the agent, keeping the file's state
+  // (token, reap) as for an upcall. `kernel_asked`: the kernel has the
+  // inode (an upcall), so a forget seen before no longer applies.
+  int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked);
   // Answers a pending upcall unless it was answered already (interrupted).
   void Answer(uint64_t unique, int error, uint32_t mode);
   // Writes the reply to the device.

@@ -154,16 +154,7 @@ def test_other_node_sees_overwrite_append_and_truncate(make_cluster, mode):
     assert opened(a / "f") == (11, b"from b+more")
 
 
-# dfuse: a known open bug (README, "Known limitations"): dfuse.ko keeps a file's
-# attributes valid while it holds the file's lease, and another node's link, unlink or
-# replacing rename does not end that lease, so an fstat with no path lookup before it
-# keeps the old link count. Strict: the test fails here once the bug is fixed.
-LINK_COUNT_MODES = [pytest.param(m, marks=pytest.mark.xfail(
-    strict=True, reason="dfuse.ko: another node's unlink does not end this node's lease"))
-    if m == "dfuse" else m for m in STRONG_MODES]
-
-
-@pytest.mark.parametrize("mode", LINK_COUNT_MODES)
+@pytest.mark.parametrize("mode", STRONG_MODES)
 def test_link_count_changed_elsewhere_is_seen_at_once(make_cluster, mode):
     """A file's link count is part of the attributes a node caches under its
     lease: a link, unlink or replacing rename on another node is seen by the
