@@ -419,9 +419,10 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
   ClientNode node(sopts, copts, &stats);
   proto::RootReply root;
-  // A storage service that is up but slow to answer (a loaded machine) is
-  // waited for, as calls wait for it later (--storage-timeout, within 5 to
-  // 20 s); a wrong address takes this long to report.
+  // A storage service (and then a lease manager) that is up but slow to
+  // answer (a loaded machine) is waited for, as calls wait for it later
+  // (--storage-timeout, within 5 to 20 s); a wrong address takes this long
+  // to report.
   const std::chrono::milliseconds first_contact = std::clamp(
       sopts.unavailable_timeout, std::chrono::milliseconds(5000), std::chrono::milliseconds(20000));
   if (node.storage.GetRoot(first_contact, &root, &error) != 0) {
@@ -433,6 +434,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   pctx.credentials = credentials;
   pctx.node_name = s.node_name.empty() ? s.mountpoint : s.node_name;
   pctx.emulated_rtt = std::chrono::microseconds(s.emulated_rtt_us);
+  pctx.first_contact = first_contact;
   if (node.Start(spec.make_policy, pctx, &policy, &error) != 0) return fail_daemon(error);
   ClientFs& fs = *node.fs;
   ConsistencyPolicy& consistency = *node.policy;

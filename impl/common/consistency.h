@@ -46,6 +46,10 @@ struct PolicyContext {
   std::string lease_manager;  // host:port[,host:port...], empty if none was given
   std::string node_name;
   std::chrono::microseconds emulated_rtt{0};
+  // How long the lease manager may take to answer the first contact (as the
+  // storage service's: a loaded machine is waited for, a wrong address is
+  // reported after this long).
+  std::chrono::milliseconds first_contact{5000};
   // For the lease manager's channel (util/tls.h).
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
 

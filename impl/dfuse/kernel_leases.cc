@@ -55,7 +55,7 @@ int KernelLeases::Start(CachePolicy*, std::string* error) {
   opts.credentials = ctx_.credentials;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { Release(gfid, to); }, ctx_.stats);
-  const int err = agent_->Start(std::chrono::milliseconds(5000), error);
+  const int err = agent_->Start(ctx_.first_contact, error);
   if (err == 0) reaper_ = std::thread([this] { ReaperLoop(); });
   return err;
 }

@@ -45,7 +45,7 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { gate_.Revoke(gfid, to); }, ctx_.stats);
   gate_.SetAgent(agent_.get());
-  return agent_->Start(std::chrono::milliseconds(5000), error);
+  return agent_->Start(ctx_.first_contact, error);
 }
 
 void UserspaceLeases::Stop() {
