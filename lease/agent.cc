@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lease/lease_mode_proto.h"
+#include "lease/limits.h"
 
 namespace dfuse::lease {
 
@@ -44,6 +45,8 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  args.SetMaxReceiveMessageSize(kMaxLeaseMessageBytes);
+  args.SetMaxSendMessageSize(kMaxLeaseMessageBytes);
   for (size_t start = 0; start <= options_.manager.size();) {
     size_t end = options_.manager.find(',', start);
     if (end == std::string::npos) end = options_.manager.size();

@@ -249,6 +249,13 @@ int main(int argc, char** argv) {
                  "With --etcd: seconds a dead leader keeps the leadership (failover time)")
       ->check(CLI::Range(2, 60))
       ->capture_default_str();
+  app.add_option("--max-sessions-per-client", opt.max_sessions_per_client,
+                 "Sessions one client certificate may have open (0: no bound; not applied "
+                 "in plain text)")
+      ->capture_default_str();
+  app.add_option("--max-pending-acquires", opt.max_pending_acquires,
+                 "Acquires one session may have waiting for a grant (0: no bound)")
+      ->capture_default_str();
   app.add_option("--stats", stats_file,
                  "Dump stats JSON here every second, on SIGUSR1 and at exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")

@@ -1,10 +1,12 @@
 #include "lease/manager_service.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lease/lease_mode_proto.h"
+#include "lease/limits.h"
 #include "lease/state_machine.h"
 #include "proto/lease.grpc.pb.h"
 #include "util/stats.h"
@@ -27,16 +30,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Actions = StateMachine::Actions;
 using ServerStream = grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>;
-
-// The common name of the client's certificate, "" in plain text.
-std::string PeerIdentity(const grpc::ServerContext& ctx) {
-  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return "";
-  for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
-    return std::string(name.data(), name.size());
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -73,8 +66,12 @@ class ManagerService final : public proto::LeaseManager::Service {
   void Dispatch(const Actions& actions);
   void SendError(Stream* s, int code, const std::string& message, uint64_t request_id);
   // Whether `identity` may speak for `client`: a live session belongs to the
-  // identity that opened it. Records the claim. Requires mu_.
-  bool Claim(ClientId client, const std::string& identity);
+  // identity that opened it, and an identity opens at most
+  // max_sessions_per_client. Records the claim and returns 0, or EPERM or
+  // EUSERS with a one-line *why. Requires mu_.
+  int Claim(ClientId client, const std::string& identity, std::string* why);
+  // Acquires of `client` waiting for their grant. Requires mu_.
+  size_t PendingAcquires(ClientId client) const;
   void TimerLoop();
 
   const ManagerOptions options_;
@@ -168,14 +165,13 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
       rw->Write(refusal);
       return grpc::Status::OK;
     }
-    // One client may not resume, and so act for, another's session.
-    if (!Claim(msg.hello().client_id(), PeerIdentity(*ctx))) {
+    std::string why;
+    if (const int refused = Claim(msg.hello().client_id(), PeerIdentity(*ctx), &why)) {
       proto::ManagerMessage refusal;
-      refusal.mutable_error()->set_code(EPERM);
-      refusal.mutable_error()->set_message("client id " + std::to_string(msg.hello().client_id()) +
-                                           " belongs to another client's session");
+      refusal.mutable_error()->set_code(refused);
+      refusal.mutable_error()->set_message(why);
       l.unlock();
-      spdlog::warn("client {:x}: {}", msg.hello().client_id(), refusal.error().message());
+      spdlog::warn("client {:x}: {}", msg.hello().client_id(), why);
       rw->Write(refusal);
       return grpc::Status::OK;
     }
@@ -291,6 +287,11 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
   switch (msg.msg_case()) {
     case proto::ClientMessage::kAcquire: {
       const proto::Acquire& a = msg.acquire();
+      if (options_.max_pending_acquires > 0 &&
+          PendingAcquires(client) >= options_.max_pending_acquires) {
+        SendError(s, EAGAIN, "too many Acquires waiting for a grant", a.request_id());
+        break;
+      }
       const auto key = std::make_pair(client, a.request_id());
       acquires_[key] = Clock::now();
       const ByteRange range{a.range().start(), a.range().end()};
@@ -344,11 +345,33 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
   Dispatch(actions);
 }
 
-bool ManagerService::Claim(ClientId client, const std::string& identity) {
+int ManagerService::Claim(ClientId client, const std::string& identity, std::string* why) {
   auto it = owners_.find(client);
-  if (it != owners_.end() && it->second != identity && sm_->has_session(client)) return false;
+  if (it != owners_.end() && sm_->has_session(client)) {
+    if (it->second == identity) return 0;  // resuming its own session
+    *why = "client id " + std::to_string(client) + " belongs to another client's session";
+    return EPERM;
+  }
+  const size_t most = options_.max_sessions_per_client;
+  if (!identity.empty() && most > 0) {
+    const size_t open = std::count_if(owners_.begin(), owners_.end(), [&](const auto& e) {
+      return e.second == identity && sm_->has_session(e.first);
+    });
+    if (open >= most) {
+      *why = identity + " already has " + std::to_string(open) +
+             " sessions, the most one client may open (--max-sessions-per-client)";
+      return EUSERS;
+    }
+  }
   owners_[client] = identity;
-  return true;
+  return 0;
+}
+
+size_t ManagerService::PendingAcquires(ClientId client) const {
+  // acquires_ is ordered by (client, request id).
+  auto first = acquires_.lower_bound({client, 0});
+  auto last = acquires_.lower_bound({client + 1, 0});
+  return std::distance(first, last);
 }
 
 void ManagerService::SendError(Stream* s, int code, const std::string& message,
@@ -474,6 +497,8 @@ std::unique_ptr<ManagerServer> ManagerServer::Start(const ManagerOptions& option
   // gRPC sets SO_REUSEPORT by default: a second manager on a busy port
   // would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(kMaxLeaseMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxLeaseMessageBytes);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     s->server_.reset();

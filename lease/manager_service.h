@@ -40,6 +40,13 @@ struct ManagerOptions {
   // Hello is refused with an Error naming the leader, until Activate.
   bool standby = false;
   TlsFiles tls;  // none: plain text (util/tls.h)
+  // Bounds that keep one client from crowding out the others (0: none).
+  // Sessions opened with one certificate and not yet expired (a restarted
+  // client's old session counts until its term runs out); not applied in
+  // plain text, where clients have no identity.
+  size_t max_sessions_per_client = 16;
+  // Acquires of one session waiting for their grant at once.
+  size_t max_pending_acquires = 4096;
 };
 
 class ManagerServer {

@@ -52,6 +52,17 @@ int main(int argc, char** argv) {
                  "Threads waiting for calls; more start under load (0: gRPC's default)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--max-in-flight-per-client", opt.max_in_flight_per_client,
+                 "Calls one client may have in progress; more are refused (0: no bound)")
+      ->capture_default_str();
+  std::vector<std::string> access_rules;
+  std::string default_access = "rw";
+  app.add_option("--access", access_rules,
+                 "NAME=rw|ro|none: what the client whose certificate is NAME may do (repeat "
+                 "for more clients)");
+  app.add_option("--default-access", default_access,
+                 "rw, ro or none: what other clients, and all clients in plain text, may do")
+      ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the bound port to this file");
   dfuse::AddTlsOptions(&app, &opt.tls);
   app.add_option("--stats", stats_file,
@@ -78,6 +89,11 @@ int main(int argc, char** argv) {
   if (!lost_replies.empty()) {
     std::string error;  // checked while parsing
     dfuse::storage::ParseLostReplies(lost_replies, &opt.lost_replies, &error);
+  }
+  if (std::string error; !dfuse::storage::AccessRules::Parse(access_rules, default_access,
+                                                              &opt.access, &error)) {
+    std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", error.c_str());
+    return kExitUsage;
   }
   if (!dfuse::InitLogging("storage", log_level)) {
     std::fprintf(stderr, "dfuse-storage: unknown --log-level %s (see --help)\n", log_level.c_str());

@@ -124,7 +124,10 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
   s->table_ = HandleTable::Open(options.export_dir, state_dir, options.shard_id,
                                 CacheCapacity(options.max_cached_files), error);
   if (!s->table_) return nullptr;
-  s->service_ = std::make_unique<StorageService>(s->table_.get(), &s->stats_);
+  ServiceOptions service_options;
+  service_options.max_in_flight_per_client = options.max_in_flight_per_client;
+  service_options.access = options.access;
+  s->service_ = std::make_unique<StorageService>(s->table_.get(), &s->stats_, service_options);
   for (const auto& [rpc, count] : options.lost_replies) {
     if (!s->service_->InjectLostReplies(rpc, count)) {
       *error = "cannot lose replies of unknown RPC " + rpc;

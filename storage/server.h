@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/access.h"
 #include "util/stats.h"
 #include "util/tls.h"
 
@@ -28,6 +29,11 @@ struct StorageOptions {
   uint32_t shard_id = 1;               // 1..65535, the high bits of every GFID
   int threads = 0;                     // threads polling for calls; 0: gRPC's default
   size_t max_cached_files = 4096;      // LRU bound of the handle table
+  // Calls one client may have in progress at once; more get
+  // RESOURCE_EXHAUSTED (0: no bound). A client daemon has at most its FUSE
+  // threads, lease workers and write-back in flight.
+  size_t max_in_flight_per_client = 512;
+  AccessRules access;  // which clients may read and write (storage/access.h)
   TlsFiles tls;                        // none: plain text (util/tls.h)
   // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
   std::vector<std::pair<std::string, uint32_t>> lost_replies;

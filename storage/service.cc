@@ -14,6 +14,7 @@
 
 #include "storage/attr.h"
 #include "storage/names.h"
+#include "util/tls.h"
 
 namespace dfuse::storage {
 namespace {
@@ -25,10 +26,15 @@ constexpr const char* kRpcNames[] = {
 
 }  // namespace
 
-StorageService::StorageService(HandleTable* table, StatsRegistry* stats)
+StorageService::StorageService(HandleTable* table, StatsRegistry* stats,
+                               const ServiceOptions& options)
     : table_(table),
+      limits_(options.max_in_flight_per_client),
+      access_(options.access),
       fenced_writes_(stats->GetCounter("fenced_writes")),
       replayed_replies_(stats->GetCounter("replayed_replies")),
+      busy_refusals_(stats->GetCounter("busy_refusals")),
+      access_refusals_(stats->GetCounter("access_refusals")),
       bytes_read_(stats->GetCounter("bytes_read")),
       bytes_written_(stats->GetCounter("bytes_written")) {
   static_assert(std::size(kRpcNames) == kNumRpcs);
@@ -56,6 +62,52 @@ grpc::Status StorageService::Done(Rpc rpc) {
   if (n == 0) return grpc::Status::OK;
   // gRPC sends no reply message with a status other than OK.
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "reply lost (injected fault)");
+}
+
+bool StorageService::Changes(Rpc rpc) {
+  switch (rpc) {
+    case kSetAttr:
+    case kCreate:
+    case kMknod:
+    case kMkdir:
+    case kSymlink:
+    case kLink:
+    case kUnlink:
+    case kRmdir:
+    case kRename:
+    case kWrite:
+    case kFallocate:
+    case kSetXattr:
+    case kRemoveXattr:
+      return true;
+    default:
+      return false;
+  }
+}
+
+int StorageService::Permit(Rpc rpc, const Ctx* ctx, bool within_bound, grpc::Status* status) {
+  if (!within_bound) {
+    busy_refusals_->Add();
+    *status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "too many calls in progress from this client "
+                           "(--max-in-flight-per-client)");
+    return 0;
+  }
+  const std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
+  switch (access_.For(identity)) {
+    case Access::kReadWrite:
+      return 0;
+    case Access::kReadOnly:
+      if (!Changes(rpc)) return 0;
+      access_refusals_->Add();
+      return EROFS;
+    case Access::kNone:
+      break;
+  }
+  access_refusals_->Add();
+  *status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                         "client '" + identity + "' may not use this export (--access)");
+  return 0;
 }
 
 grpc::Status StorageService::Once(Rpc rpc, const proto::RequestId& id,
@@ -132,15 +184,17 @@ int StorageService::Admit(Node* node, uint64_t token, int* fd, std::unique_lock<
   return err;
 }
 
-grpc::Status StorageService::GetRoot(Ctx*, const proto::RootRequest*, proto::RootReply* reply) {
-  auto t = Time(kGetRoot);
+grpc::Status StorageService::GetRoot(Ctx* ctx, const proto::RootRequest*, proto::RootReply* reply) {
+  const Call call = Begin(kGetRoot, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   reply->set_shard_id(table_->shard_id());
   reply->set_err(Stat(*table_->root(), reply->mutable_attr()));
   return Done(kGetRoot);
 }
 
-grpc::Status StorageService::Lookup(Ctx*, const proto::NameRequest* req, proto::EntryReply* reply) {
-  auto t = Time(kLookup);
+grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req, proto::EntryReply* reply) {
+  const Call call = Begin(kLookup, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> parent;
   int err = ResolveDir(req->parent(), &parent);
   if (err == 0) err = ValidateName(req->name());
@@ -149,8 +203,9 @@ grpc::Status StorageService::Lookup(Ctx*, const proto::NameRequest* req, proto::
   return Done(kLookup);
 }
 
-grpc::Status StorageService::GetAttr(Ctx*, const proto::GfidRequest* req, proto::AttrReply* reply) {
-  auto t = Time(kGetAttr);
+grpc::Status StorageService::GetAttr(Ctx* ctx, const proto::GfidRequest* req, proto::AttrReply* reply) {
+  const Call call = Begin(kGetAttr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = Stat(*node, reply->mutable_attr());
@@ -162,9 +217,10 @@ grpc::Status StorageService::GetAttr(Ctx*, const proto::GfidRequest* req, proto:
 // clears set-id bits), then mode, then size (truncation updates mtime), then
 // times. A failure stops there; earlier changes stay, as with separate
 // syscalls on Linux.
-grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
+grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
                                      proto::AttrReply* reply) {
-  auto t = Time(kSetAttr);
+  const Call call = Begin(kSetAttr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   const uint32_t valid = req->valid();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
@@ -219,9 +275,10 @@ grpc::Status StorageService::SetAttr(Ctx*, const proto::SetAttrRequest* req,
   return Done(kSetAttr);
 }
 
-grpc::Status StorageService::Readlink(Ctx*, const proto::GfidRequest* req,
+grpc::Status StorageService::Readlink(Ctx* ctx, const proto::GfidRequest* req,
                                       proto::ReadlinkReply* reply) {
-  auto t = Time(kReadlink);
+  const Call call = Begin(kReadlink, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0 && !S_ISLNK(node->type())) err = EINVAL;
@@ -238,9 +295,10 @@ grpc::Status StorageService::Readlink(Ctx*, const proto::GfidRequest* req,
   return Done(kReadlink);
 }
 
-grpc::Status StorageService::StatFs(Ctx*, const proto::GfidRequest* req,
+grpc::Status StorageService::StatFs(Ctx* ctx, const proto::GfidRequest* req,
                                     proto::StatFsReply* reply) {
-  auto t = Time(kStatFs);
+  const Call call = Begin(kStatFs, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   struct statvfs sv;

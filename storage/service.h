@@ -22,6 +22,8 @@
 #include <string>
 
 #include "proto/storage.grpc.pb.h"
+#include "storage/access.h"
+#include "storage/client_limits.h"
 #include "storage/dir_locks.h"
 #include "storage/fencing.h"
 #include "storage/handle_table.h"
@@ -30,10 +32,18 @@
 
 namespace dfuse::storage {
 
+// What each client may do.
+struct ServiceOptions {
+  // Calls one client may have in progress at once (0: no bound).
+  size_t max_in_flight_per_client = 0;
+  AccessRules access;  // by default every client reads and writes
+};
+
 class StorageService final : public proto::Storage::Service {
  public:
   // `table` and `stats` must outlive the service.
-  StorageService(HandleTable* table, StatsRegistry* stats);
+  StorageService(HandleTable* table, StatsRegistry* stats,
+                 const ServiceOptions& options = ServiceOptions());
 
   using Ctx = grpc::ServerContext;
   grpc::Status GetRoot(Ctx*, const proto::RootRequest*, proto::RootReply*) override;
@@ -96,8 +106,37 @@ class StorageService final : public proto::Storage::Service {
     kRemoveXattr,
     kNumRpcs
   };
-  // Times one call into the `rpc_<name>` latency.
-  ScopedLatency Time(Rpc rpc) { return ScopedLatency(latency_[rpc]); }
+  // One call in progress: timed into the `rpc_<name>` latency and counted
+  // against its client's bound on calls in progress. A call not admitted
+  // ends at once with refusal(), its reply's err already set if any.
+  class Call {
+   public:
+    Call(Latency* latency, ClientLimits::Slot slot, bool admitted, grpc::Status refusal)
+        : time_(latency), slot_(std::move(slot)), admitted_(admitted), refusal_(std::move(refusal)) {}
+    bool admitted() const { return admitted_; }
+    const grpc::Status& refusal() const { return refusal_; }
+
+   private:
+    ScopedLatency time_;
+    ClientLimits::Slot slot_;
+    bool admitted_;
+    grpc::Status refusal_;
+  };
+  template <typename Reply>
+  Call Begin(Rpc rpc, const Ctx* ctx, Reply* reply) {
+    ClientLimits::Slot slot = limits_.Enter(ctx);
+    grpc::Status refusal;
+    const int err = Permit(rpc, ctx, static_cast<bool>(slot), &refusal);
+    if (err != 0) reply->set_err(err);
+    const bool admitted = err == 0 && refusal.ok();
+    return Call(latency_[rpc], std::move(slot), admitted, std::move(refusal));
+  }
+  // Whether a call of `rpc` from ctx's client may run: OK and 0 if so;
+  // EROFS for a change from a read-only client; a refusing *status for a
+  // client over its bound on calls in progress, or one with no access.
+  int Permit(Rpc rpc, const Ctx* ctx, bool within_bound, grpc::Status* status);
+  // Whether `rpc` changes the export (names, data, attributes).
+  static bool Changes(Rpc rpc);
   // The status a call of `rpc` that ran ends with: OK, unless its reply is
   // to be lost (InjectLostReplies).
   grpc::Status Done(Rpc rpc);
@@ -137,11 +176,15 @@ class StorageService final : public proto::Storage::Service {
   HandleTable* const table_;
   FencingTable fencing_;
   DirLocks dir_locks_;  // Remove and Move
+  ClientLimits limits_;
+  const AccessRules access_;
   ReplyCache replies_;
   std::array<std::atomic<uint32_t>, kNumRpcs> lost_replies_{};  // InjectLostReplies
   std::array<Latency*, kNumRpcs> latency_;
   Counter* const fenced_writes_;
   Counter* const replayed_replies_;
+  Counter* const busy_refusals_;
+  Counter* const access_refusals_;
   Counter* const bytes_read_;
   Counter* const bytes_written_;
 };

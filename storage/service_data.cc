@@ -63,8 +63,9 @@ int CheckRange(uint64_t offset, uint64_t length) {
 
 }  // namespace
 
-grpc::Status StorageService::Read(Ctx*, const proto::ReadRequest* req, proto::ReadReply* reply) {
-  auto t = Time(kRead);
+grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req, proto::ReadReply* reply) {
+  const Call call = Begin(kRead, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = ResolveData(req->gfid(), &node);
   if (err == 0 && static_cast<size_t>(req->extents_size()) > kMaxExtents) err = EINVAL;
@@ -91,8 +92,9 @@ grpc::Status StorageService::Read(Ctx*, const proto::ReadRequest* req, proto::Re
   return Done(kRead);
 }
 
-grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::WriteReply* reply) {
-  auto t = Time(kWrite);
+grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req, proto::WriteReply* reply) {
+  const Call call = Begin(kWrite, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
   int err = ResolveData(req->gfid(), &node);
@@ -123,8 +125,9 @@ grpc::Status StorageService::Write(Ctx*, const proto::WriteRequest* req, proto::
   return Done(kWrite);
 }
 
-grpc::Status StorageService::Fsync(Ctx*, const proto::FsyncRequest* req, proto::ErrReply* reply) {
-  auto t = Time(kFsync);
+grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req, proto::ErrReply* reply) {
+  const Call call = Begin(kFsync, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   Fd dir;
@@ -148,9 +151,10 @@ grpc::Status StorageService::Fsync(Ctx*, const proto::FsyncRequest* req, proto::
   return Done(kFsync);
 }
 
-grpc::Status StorageService::Fallocate(Ctx*, const proto::FallocateRequest* req,
+grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* req,
                                        proto::ErrReply* reply) {
-  auto t = Time(kFallocate);
+  const Call call = Begin(kFallocate, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
   int err = ResolveData(req->gfid(), &node);

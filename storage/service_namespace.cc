@@ -108,33 +108,38 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
   return 0;
 }
 
-grpc::Status StorageService::Create(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
-  auto t = Time(kCreate);
+grpc::Status StorageService::Create(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  const Call call = Begin(kCreate, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kCreate, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kCreate, *req, reply)); });
 }
 
-grpc::Status StorageService::Mknod(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
-  auto t = Time(kMknod);
+grpc::Status StorageService::Mknod(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  const Call call = Begin(kMknod, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kMknod, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kMknod, *req, reply)); });
 }
 
-grpc::Status StorageService::Mkdir(Ctx*, const proto::MakeRequest* req, proto::EntryReply* reply) {
-  auto t = Time(kMkdir);
+grpc::Status StorageService::Mkdir(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+  const Call call = Begin(kMkdir, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kMkdir, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kMkdir, *req, reply)); });
 }
 
-grpc::Status StorageService::Symlink(Ctx*, const proto::MakeRequest* req,
+grpc::Status StorageService::Symlink(Ctx* ctx, const proto::MakeRequest* req,
                                      proto::EntryReply* reply) {
-  auto t = Time(kSymlink);
+  const Call call = Begin(kSymlink, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kSymlink, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kSymlink, *req, reply)); });
 }
 
-grpc::Status StorageService::Link(Ctx*, const proto::LinkRequest* req, proto::EntryReply* reply) {
-  auto t = Time(kLink);
+grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req, proto::EntryReply* reply) {
+  const Call call = Begin(kLink, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kLink, req->request_id(), *req, reply, [&] {
     std::shared_ptr<Node> node, parent;
     int err = table_->Resolve(req->gfid(), &node);
@@ -165,9 +170,10 @@ int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr
   return 0;
 }
 
-grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req,
+grpc::Status StorageService::Unlink(Ctx* ctx, const proto::NameRequest* req,
                                     proto::UnlinkReply* reply) {
-  auto t = Time(kUnlink);
+  const Call call = Begin(kUnlink, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kUnlink, req->request_id(), *req, reply, [&] {
     proto::Attr unlinked;
     reply->set_err(Remove(*req, 0, &unlinked));
@@ -175,15 +181,17 @@ grpc::Status StorageService::Unlink(Ctx*, const proto::NameRequest* req,
   });
 }
 
-grpc::Status StorageService::Rmdir(Ctx*, const proto::NameRequest* req, proto::ErrReply* reply) {
-  auto t = Time(kRmdir);
+grpc::Status StorageService::Rmdir(Ctx* ctx, const proto::NameRequest* req, proto::ErrReply* reply) {
+  const Call call = Begin(kRmdir, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kRmdir, req->request_id(), *req, reply,
               [&] { reply->set_err(Remove(*req, AT_REMOVEDIR, nullptr)); });
 }
 
-grpc::Status StorageService::Rename(Ctx*, const proto::RenameRequest* req,
+grpc::Status StorageService::Rename(Ctx* ctx, const proto::RenameRequest* req,
                                     proto::UnlinkReply* reply) {
-  auto t = Time(kRename);
+  const Call call = Begin(kRename, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   return Once(kRename, req->request_id(), *req, reply, [&] {
     proto::Attr replaced;
     reply->set_err(Move(*req, &replaced));

@@ -24,9 +24,10 @@
 
 namespace dfuse::storage {
 
-grpc::Status StorageService::ReadDir(Ctx*, const proto::ReadDirRequest* req,
+grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
                                      proto::ReadDirReply* reply) {
-  auto t = Time(kReadDir);
+  const Call call = Begin(kReadDir, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> dir;
   int err = ResolveDir(req->gfid(), &dir);
   if (err == 0 && (req->max_entries() == 0 || req->offset() > static_cast<uint64_t>(INT64_MAX))) {

@@ -60,9 +60,10 @@ int ListVisible(const std::string& path, std::string* names) {
 
 }  // namespace
 
-grpc::Status StorageService::SetXattr(Ctx*, const proto::XattrRequest* req,
+grpc::Status StorageService::SetXattr(Ctx* ctx, const proto::XattrRequest* req,
                                       proto::ErrReply* reply) {
-  auto t = Time(kSetXattr);
+  const Call call = Begin(kSetXattr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
@@ -77,9 +78,10 @@ grpc::Status StorageService::SetXattr(Ctx*, const proto::XattrRequest* req,
   return Done(kSetXattr);
 }
 
-grpc::Status StorageService::GetXattr(Ctx*, const proto::XattrRequest* req,
+grpc::Status StorageService::GetXattr(Ctx* ctx, const proto::XattrRequest* req,
                                       proto::XattrReply* reply) {
-  auto t = Time(kGetXattr);
+  const Call call = Begin(kGetXattr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
@@ -100,9 +102,10 @@ grpc::Status StorageService::GetXattr(Ctx*, const proto::XattrRequest* req,
   return Done(kGetXattr);
 }
 
-grpc::Status StorageService::ListXattr(Ctx*, const proto::XattrRequest* req,
+grpc::Status StorageService::ListXattr(Ctx* ctx, const proto::XattrRequest* req,
                                        proto::XattrReply* reply) {
-  auto t = Time(kListXattr);
+  const Call call = Begin(kListXattr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   // Always read in full: the size a client is told must leave hidden names
@@ -118,9 +121,10 @@ grpc::Status StorageService::ListXattr(Ctx*, const proto::XattrRequest* req,
   return Done(kListXattr);
 }
 
-grpc::Status StorageService::RemoveXattr(Ctx*, const proto::XattrRequest* req,
+grpc::Status StorageService::RemoveXattr(Ctx* ctx, const proto::XattrRequest* req,
                                          proto::ErrReply* reply) {
-  auto t = Time(kRemoveXattr);
+  const Call call = Begin(kRemoveXattr, ctx, reply);
+  if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());

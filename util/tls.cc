@@ -90,6 +90,15 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsFiles& tls
   return grpc::SslCredentials(options);
 }
 
+std::string PeerIdentity(const grpc::ServerContext& ctx) {
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return "";
+  for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
+    return std::string(name.data(), name.size());
+  }
+  return "";
+}
+
 bool IsLoopbackAddress(const std::string& address) {
   const std::string host = HostOf(address);
   if (host == "localhost") return true;

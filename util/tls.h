@@ -14,6 +14,7 @@
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_context.h>
 
 namespace CLI {
 class App;
@@ -43,6 +44,10 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsFiles& tls,
 // Credentials for a channel to a server, as ServerCredentials.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsFiles& tls,
                                                              std::string* error);
+
+// Who is calling: the common name of the client's certificate under TLS,
+// "" in plain text.
+std::string PeerIdentity(const grpc::ServerContext& ctx);
 
 // True if HOST:PORT names a loopback host (127.0.0.0/8, [::1], localhost).
 bool IsLoopbackAddress(const std::string& address);

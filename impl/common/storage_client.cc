@@ -74,6 +74,10 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     }
     if (st.ok()) return ErrOf(*rep);
     rpc_failures_->Add();
+    if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      spdlog::error("storage {} refused: {}", name, st.error_message());
+      return EACCES;  // this client may not use the export (storage's --access)
+    }
     const bool retryable = st.error_code() == grpc::StatusCode::UNAVAILABLE;
     if (!retryable || std::chrono::system_clock::now() >= give_up) {
       spdlog::error("storage {} failed: {} ({})", name, st.error_message(),
@@ -112,6 +116,11 @@ int StorageClient::GetRoot(std::chrono::milliseconds timeout, proto::RootReply* 
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   grpc::Status st = stub_->GetRoot(&ctx, proto::RootRequest(), reply);
   if (!st.ok()) {
+    if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      *error = "the storage service at " + options_.address + " refused this client: " +
+               st.error_message();
+      return EACCES;
+    }
     // A refused TLS handshake looks like no answer: the channel keeps retrying.
     *error = "cannot reach the storage service at " + options_.address + ": " +
              (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED

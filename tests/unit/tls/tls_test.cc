@@ -1,10 +1,13 @@
 // Mutual TLS on the storage and lease manager links (util/tls.h), with
 // certificates made by tools/dfuse-certs: a client with the cluster's
 // certificate is served; one with no certificate, one from another CA or an
-// expired one gets nothing, from either service.
+// expired one gets nothing, from either service. And the bounds that keep
+// one client, identified by its certificate, from crowding out the others.
 #include "util/tls.h"
 
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -12,10 +15,19 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
 
 #include "impl/common/storage_client.h"
 #include "lease/agent.h"
+#include "lease/limits.h"
 #include "lease/manager_service.h"
+#include "proto/lease.grpc.pb.h"
+#include "proto/storage.grpc.pb.h"
+#include "storage/access.h"
+#include "storage/client_limits.h"
+#include "storage/limits.h"
 #include "storage/server.h"
 #include "util/stats.h"
 
@@ -38,6 +50,7 @@ class TlsTest : public ::testing::Test {
     for (const std::string& cmd :
          {certs + " ca " + d, certs + " issue " + d + " server --ip 127.0.0.1",
           certs + " issue " + d + " client", certs + " issue " + d + " other-client",
+          certs + " issue " + d + " writer",
           certs + " issue " + d + " expired --not-before 2020-01-01 --not-after 2020-02-01",
           certs + " ca " + other + " --name other", certs + " issue " + other + " stranger"}) {
       ASSERT_EQ(std::system((cmd + " > /dev/null").c_str()), 0) << cmd;
@@ -65,9 +78,25 @@ class TlsTest : public ::testing::Test {
     return creds;
   }
 
+  // A storage service that requires the cluster's certificates, exporting
+  // a fresh directory `name` under the suite's directory.
+  static std::unique_ptr<storage::StorageServer> StartStorage(
+      const std::string& name, storage::AccessRules access = storage::AccessRules()) {
+    const fs::path export_dir = *dir_ / name;
+    fs::create_directories(export_dir);
+    storage::StorageOptions so;
+    so.export_dir = export_dir.string();
+    so.tls = Files("ca", "server");
+    so.access = std::move(access);
+    std::string error;
+    auto server = storage::StorageServer::Start(so, &error);
+    EXPECT_NE(server, nullptr) << error;
+    return server;
+  }
+
   // A lease manager that requires the cluster's certificates.
-  static std::unique_ptr<lease::ManagerServer> StartManager() {
-    lease::ManagerOptions mo;
+  static std::unique_ptr<lease::ManagerServer> StartManager(
+      lease::ManagerOptions mo = lease::ManagerOptions()) {
     mo.tls = Files("ca", "server");
     std::string error;
     auto manager = lease::ManagerServer::Start(mo, &error);
@@ -89,14 +118,9 @@ class TlsTest : public ::testing::Test {
 fs::path* TlsTest::dir_ = nullptr;
 
 TEST_F(TlsTest, StorageServesOnlyClientsWithTheClusterCertificate) {
-  const fs::path export_dir = *dir_ / "export";
-  fs::create_directories(export_dir);
-  storage::StorageOptions so;
-  so.export_dir = export_dir.string();
-  so.tls = Files("ca", "server");
+  auto server = StartStorage("export");
+  ASSERT_NE(server, nullptr);
   std::string error;
-  auto server = storage::StorageServer::Start(so, &error);
-  ASSERT_NE(server, nullptr) << error;
   for (const std::string who : {"cluster", "none", "other CA", "expired"}) {
     StatsRegistry stats;
     StorageClientOptions co;
@@ -174,6 +198,169 @@ TEST_F(TlsTest, MissingOrBadFilesAreOneLineErrors) {
   EXPECT_EQ(ServerCredentials(missing, "127.0.0.1:0", &error), nullptr);
   EXPECT_NE(error.find("nobody.crt"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos);
+}
+
+// A client certificate opens at most max_sessions_per_client sessions;
+// a message past the size bound is refused; the other clients keep being
+// served either way.
+TEST_F(TlsTest, OneClientCannotCrowdOutTheOthersAtTheLeaseManager) {
+  lease::ManagerOptions mo;
+  mo.max_sessions_per_client = 2;
+  auto manager = StartManager(mo);
+  ASSERT_NE(manager, nullptr);
+  std::string error;
+  std::vector<std::unique_ptr<StatsRegistry>> stats;
+  std::vector<std::unique_ptr<lease::LeaseAgent>> agents;
+  auto start = [&](const std::string& cert) {
+    stats.push_back(std::make_unique<StatsRegistry>());
+    agents.push_back(std::make_unique<lease::LeaseAgent>(
+        AgentOptions(*manager, cert, ChannelCredentials(Files("ca", cert), &error)),
+        [](uint64_t, lease::LeaseMode) {}, stats.back().get()));
+    return agents.back()->Start(milliseconds(10000), &error);
+  };
+  ASSERT_EQ(start("client"), 0) << error;
+  ASSERT_EQ(start("client"), 0) << error;
+  EXPECT_EQ(start("client"), EIO);
+  EXPECT_NE(error.find("sessions"), std::string::npos) << error;
+  ASSERT_EQ(start("other-client"), 0) << error;
+
+  // A Hello past the size bound: the stream fails, the manager stays.
+  auto stub = proto::LeaseManager::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(manager->port()),
+      ChannelCredentials(Files("ca", "other-client"), &error)));
+  grpc::ClientContext ctx;
+  auto stream = stub->Session(&ctx);
+  proto::ClientMessage huge;
+  huge.mutable_hello()->set_client_id(77);
+  huge.mutable_hello()->set_name(std::string(lease::kMaxLeaseMessageBytes + 1, 'x'));
+  stream->Write(huge);
+  stream->WritesDone();
+  proto::ManagerMessage reply;
+  EXPECT_FALSE(stream->Read(&reply));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  uint64_t token = 0;
+  EXPECT_EQ(agents.back()->Acquire(11, lease::LeaseMode::kWrite, &token), 0);
+  EXPECT_EQ(agents.front()->Acquire(12, lease::LeaseMode::kWrite, &token), 0);
+}
+
+TEST_F(TlsTest, AnOversizedStorageCallIsRefusedAndOthersAreServed) {
+  auto server = StartStorage("export-big");
+  ASSERT_NE(server, nullptr);
+  std::string error;
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(-1);  // the client does not stop it: the server must
+  auto stub = proto::Storage::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server->port()),
+      ChannelCredentials(Files("ca", "client"), &error), args));
+  proto::WriteRequest big;
+  big.set_gfid(1);
+  big.add_chunks()->set_data(std::string(storage::kMaxMessageBytes + 1, 'x'));
+  proto::WriteReply reply;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub->Write(&ctx, big, &reply).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  StatsRegistry stats;
+  StorageClientOptions co;
+  co.address = "127.0.0.1:" + std::to_string(server->port());
+  co.credentials = Client("cluster");
+  StorageClient client(co, &stats);
+  proto::RootReply root;
+  EXPECT_EQ(client.GetRoot(milliseconds(10000), &root, &error), 0) << error;
+}
+
+// Export rights by certificate (storage's --access): a read-only client
+// reads but changes nothing, a client with no access gets no call at all,
+// and a client no rule names gets the default.
+TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
+  const fs::path export_dir = *dir_ / "export-access";
+  std::string error;
+  storage::AccessRules access;
+  ASSERT_TRUE(storage::AccessRules::Parse({"client=ro", "other-client=none"}, "rw", &access,
+                                          &error))
+      << error;
+  auto server = StartStorage("export-access", access);
+  ASSERT_NE(server, nullptr);
+  auto client_with = [&](const std::string& cert, StatsRegistry* stats) {
+    StorageClientOptions co;
+    co.address = "127.0.0.1:" + std::to_string(server->port());
+    co.credentials = ChannelCredentials(Files("ca", cert), &error);
+    return std::make_unique<StorageClient>(co, stats);
+  };
+  StatsRegistry s1, s2, s3;
+  auto writer = client_with("writer", &s1);
+  auto reader = client_with("client", &s2);
+  auto outsider = client_with("other-client", &s3);
+  proto::RootReply root;
+  ASSERT_EQ(writer->GetRoot(milliseconds(10000), &root, &error), 0) << error;
+  const uint64_t root_gfid = root.attr().gfid();
+  auto make = [&](StorageClient* c, const std::string& name, proto::Attr* attr) {
+    proto::MakeRequest req;
+    req.set_parent(root_gfid);
+    req.set_name(name);
+    req.set_mode(S_IFREG | 0644);
+    return c->Create(req, attr);
+  };
+  proto::Attr file;
+  ASSERT_EQ(make(writer.get(), "by-writer", &file), 0);
+
+  ASSERT_EQ(reader->GetRoot(milliseconds(10000), &root, &error), 0) << error;
+  proto::Attr seen;
+  EXPECT_EQ(reader->Lookup(root_gfid, "by-writer", &seen), 0);
+  EXPECT_EQ(seen.gfid(), file.gfid());
+  proto::Attr none;
+  EXPECT_EQ(make(reader.get(), "by-reader", &none), EROFS);
+  proto::WriteRequest w;
+  w.set_gfid(file.gfid());
+  proto::WriteChunk* chunk = w.add_chunks();
+  chunk->set_data("x");
+  proto::WriteReply wr;
+  EXPECT_EQ(reader->Write(w, &wr), EROFS);
+  EXPECT_EQ(reader->Unlink(root_gfid, "by-writer"), EROFS);
+  EXPECT_FALSE(fs::exists(export_dir / "by-reader"));
+  EXPECT_EQ(fs::file_size(export_dir / "by-writer"), 0u);
+
+  EXPECT_EQ(outsider->GetRoot(milliseconds(10000), &root, &error), EACCES);
+  EXPECT_NE(error.find("refused this client"), std::string::npos) << error;
+  EXPECT_EQ(outsider->Lookup(root_gfid, "by-writer", &seen), EACCES);
+  EXPECT_EQ(writer->Unlink(root_gfid, "by-writer"), 0);  // the writer still may
+}
+
+TEST(AccessRulesTest, BadRulesAreOneLineErrors) {
+  storage::AccessRules rules;
+  std::string error;
+  EXPECT_FALSE(storage::AccessRules::Parse({"c01=rx"}, "rw", &rules, &error));
+  EXPECT_NE(error.find("c01=rx"), std::string::npos) << error;
+  EXPECT_FALSE(storage::AccessRules::Parse({"=ro"}, "rw", &rules, &error));
+  EXPECT_FALSE(storage::AccessRules::Parse({"c01=ro", "c01=rw"}, "rw", &rules, &error));
+  EXPECT_NE(error.find("second time"), std::string::npos) << error;
+  EXPECT_FALSE(storage::AccessRules::Parse({}, "all", &rules, &error));
+  ASSERT_TRUE(storage::AccessRules::Parse({"c01=ro", "c02=none"}, "rw", &rules, &error));
+  EXPECT_EQ(rules.For("c01"), storage::Access::kReadOnly);
+  EXPECT_EQ(rules.For("c02"), storage::Access::kNone);
+  EXPECT_EQ(rules.For("c03"), storage::Access::kReadWrite);
+  EXPECT_EQ(rules.For(""), storage::Access::kReadWrite);
+}
+
+// The storage service's bound on one client's calls in progress.
+TEST(ClientLimitsTest, CallsPastTheBoundAreRefusedUntilOneEnds) {
+  storage::ClientLimits limits(2);
+  grpc::ServerContext ctx;  // no call: every such context is one client
+  auto a = limits.Enter(&ctx);
+  auto b = limits.Enter(&ctx);
+  EXPECT_TRUE(a && b);
+  {
+    auto c = limits.Enter(&ctx);
+    EXPECT_FALSE(c);
+  }
+  { auto moved = std::move(b); }  // the call ends
+  auto d = limits.Enter(&ctx);
+  EXPECT_TRUE(d);
+  EXPECT_TRUE(limits.Enter(nullptr));  // in-process callers are not counted
+  storage::ClientLimits unbounded(0);
+  std::vector<storage::ClientLimits::Slot> many;
+  for (int i = 0; i < 1000; i++) many.push_back(unbounded.Enter(&ctx));
+  EXPECT_TRUE(many.back());
 }
 
 TEST(TlsAddressTest, LoopbackAddresses) {
