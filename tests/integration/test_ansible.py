@@ -9,8 +9,8 @@ with its own sshd; Ansible reaches them over ssh as on real machines.
   that cannot take dfuse.ko and a port in use;
 * deploy.yml installs; a second deploy and a --check --diff deploy report
   no change;
-* up.yml brings a writethrough and then a weakwriteback cluster up (a second
-  up changes nothing); a file written on one client is read on the other;
+* up.yml brings a writethrough cluster up (a second up changes nothing); a
+  file written on one client is read on the other;
 * down.yml and teardown.yml leave no daemon, mount or file behind;
 * `make reproduce INVENTORY=...` runs a smoke profile of Figs. 8 and 9 for
   writethrough and weakwriteback on the hosts: its CSVs have a local run's
@@ -180,7 +180,9 @@ def test_deploy_up_down_teardown(hosts):
     assert all(v["changed"] == 0 for v in again.values()), f"second deploy changed: {again}"
     dry = recap(playbook(hosts, "deploy.yml", "--check", "--diff").stdout)
     assert all(v["changed"] == 0 and v["failed"] == 0 for v in dry.values()), dry
-    for mode in ("writethrough", "weakwriteback"):
+    # One mode here: the reproduce test below brings weakwriteback up and down
+    # through the same playbooks.
+    for mode in ("writethrough",):
         c1, c2 = (hosts.host_dir(c) / f"mnt/dfuse-{mode}" for c in ("c01", "c02"))
         playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}")
         for c in ("c01", "c02", "c03"):
