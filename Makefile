@@ -38,7 +38,8 @@ SANITIZE_BUILD ?= build-sanitize
 SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 sanitize: setup
-	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_SANITIZE=address,undefined -DDFUSE_BENCH=OFF \
+	  $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L unit
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
@@ -53,7 +54,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_EXECS ?=
 fuzz: setup
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDFUSE_FUZZ=ON \
-	  -DDFUSE_SANITIZE=address,undefined -DBUILD_TESTING=OFF \
+	  -DDFUSE_SANITIZE=address,undefined -DBUILD_TESTING=OFF -DDFUSE_BENCH=OFF \
 	  -DDFUSE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target dfuse_fuzz_targets
 	cd $(FUZZ_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L fuzz
