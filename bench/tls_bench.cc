@@ -42,9 +42,11 @@ struct Certs {
     char tmpl[] = "/tmp/dfuse-tls-bench-XXXXXX";
     dir = mkdtemp(tmpl);
     const std::string tool = std::string("/usr/bin/python3 ") + DFUSE_SOURCE_DIR +
-                             "/tools/dfuse-certs", d = dir + "/ca";
-    for (const std::string& cmd : {tool + " ca " + d, tool + " issue " + d + " server --ip 127.0.0.1",
-                                   tool + " issue " + d + " client"}) {
+                             "/tools/dfuse-certs",
+                      d = dir + "/ca";
+    for (const std::string& cmd :
+         {tool + " ca " + d, tool + " issue " + d + " server --ip 127.0.0.1",
+          tool + " issue " + d + " client"}) {
       Expect(std::system((cmd + " > /dev/null").c_str()) == 0, cmd.c_str());
     }
   }

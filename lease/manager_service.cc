@@ -1,7 +1,7 @@
 #include "lease/manager_service.h"
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <deque>

@@ -1,17 +1,11 @@
 #include "storage/client_limits.h"
 
-#include "util/tls.h"
-
 namespace dfuse::storage {
 
-std::string ClientLimits::ClientOf(const grpc::ServerContext& ctx) {
-  std::string identity = PeerIdentity(ctx);
-  return identity.empty() ? ctx.peer() : "cn:" + identity;
-}
-
-ClientLimits::Slot ClientLimits::Enter(const grpc::ServerContext* ctx) {
+ClientLimits::Slot ClientLimits::Enter(const grpc::ServerContext* ctx,
+                                       const std::string& identity) {
   if (ctx == nullptr || max_in_flight_ == 0) return Slot();
-  std::string client = ClientOf(*ctx);
+  std::string client = identity.empty() ? ctx->peer() : "cn:" + identity;
   std::lock_guard<std::mutex> l(mu_);
   size_t& calls = in_flight_[client];
   if (calls >= max_in_flight_) return Slot(nullptr, "", false);

@@ -49,11 +49,9 @@ class ClientLimits {
   };
 
   // Admits a call from the client `ctx` belongs to (null: an in-process
-  // caller, always admitted).
-  Slot Enter(const grpc::ServerContext* ctx);
-
-  // The client a call is counted against.
-  static std::string ClientOf(const grpc::ServerContext& ctx);
+  // caller, always admitted); `identity` is its PeerIdentity (util/tls.h),
+  // which the caller has looked up already.
+  Slot Enter(const grpc::ServerContext* ctx, const std::string& identity);
 
  private:
   void Leave(const std::string& client);

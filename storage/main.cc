@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
     std::string error;  // checked while parsing
     dfuse::storage::ParseLostReplies(lost_replies, &opt.lost_replies, &error);
   }
-  if (std::string error; !dfuse::storage::AccessRules::Parse(access_rules, default_access,
-                                                              &opt.access, &error)) {
+  if (std::string error;
+      !dfuse::storage::AccessRules::Parse(access_rules, default_access, &opt.access, &error)) {
     std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", error.c_str());
     return kExitUsage;
   }

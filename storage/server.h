@@ -34,7 +34,7 @@ struct StorageOptions {
   // threads, lease workers and write-back in flight.
   size_t max_in_flight_per_client = 512;
   AccessRules access;  // which clients may read and write (storage/access.h)
-  TlsFiles tls;                        // none: plain text (util/tls.h)
+  TlsFiles tls;        // none: plain text (util/tls.h)
   // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
   std::vector<std::pair<std::string, uint32_t>> lost_replies;
 };

@@ -14,7 +14,6 @@
 
 #include "storage/attr.h"
 #include "storage/names.h"
-#include "util/tls.h"
 
 namespace dfuse::storage {
 namespace {
@@ -85,7 +84,8 @@ bool StorageService::Changes(Rpc rpc) {
   }
 }
 
-int StorageService::Permit(Rpc rpc, const Ctx* ctx, bool within_bound, grpc::Status* status) {
+int StorageService::Permit(Rpc rpc, const std::string& identity, bool within_bound,
+                           grpc::Status* status) {
   if (!within_bound) {
     busy_refusals_->Add();
     *status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -93,7 +93,6 @@ int StorageService::Permit(Rpc rpc, const Ctx* ctx, bool within_bound, grpc::Sta
                            "(--max-in-flight-per-client)");
     return 0;
   }
-  const std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
   switch (access_.For(identity)) {
     case Access::kReadWrite:
       return 0;
@@ -192,7 +191,8 @@ grpc::Status StorageService::GetRoot(Ctx* ctx, const proto::RootRequest*, proto:
   return Done(kGetRoot);
 }
 
-grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req, proto::EntryReply* reply) {
+grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req,
+                                    proto::EntryReply* reply) {
   const Call call = Begin(kLookup, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> parent;
@@ -203,7 +203,8 @@ grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req, pro
   return Done(kLookup);
 }
 
-grpc::Status StorageService::GetAttr(Ctx* ctx, const proto::GfidRequest* req, proto::AttrReply* reply) {
+grpc::Status StorageService::GetAttr(Ctx* ctx, const proto::GfidRequest* req,
+                                     proto::AttrReply* reply) {
   const Call call = Begin(kGetAttr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;

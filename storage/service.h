@@ -29,6 +29,7 @@
 #include "storage/handle_table.h"
 #include "storage/reply_cache.h"
 #include "util/stats.h"
+#include "util/tls.h"
 
 namespace dfuse::storage {
 
@@ -112,7 +113,10 @@ class StorageService final : public proto::Storage::Service {
   class Call {
    public:
     Call(Latency* latency, ClientLimits::Slot slot, bool admitted, grpc::Status refusal)
-        : time_(latency), slot_(std::move(slot)), admitted_(admitted), refusal_(std::move(refusal)) {}
+        : time_(latency),
+          slot_(std::move(slot)),
+          admitted_(admitted),
+          refusal_(std::move(refusal)) {}
     bool admitted() const { return admitted_; }
     const grpc::Status& refusal() const { return refusal_; }
 
@@ -124,17 +128,19 @@ class StorageService final : public proto::Storage::Service {
   };
   template <typename Reply>
   Call Begin(Rpc rpc, const Ctx* ctx, Reply* reply) {
-    ClientLimits::Slot slot = limits_.Enter(ctx);
+    // One certificate lookup per call serves the bound and the access rules.
+    const std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
+    ClientLimits::Slot slot = limits_.Enter(ctx, identity);
     grpc::Status refusal;
-    const int err = Permit(rpc, ctx, static_cast<bool>(slot), &refusal);
+    const int err = Permit(rpc, identity, static_cast<bool>(slot), &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
     return Call(latency_[rpc], std::move(slot), admitted, std::move(refusal));
   }
-  // Whether a call of `rpc` from ctx's client may run: OK and 0 if so;
-  // EROFS for a change from a read-only client; a refusing *status for a
-  // client over its bound on calls in progress, or one with no access.
-  int Permit(Rpc rpc, const Ctx* ctx, bool within_bound, grpc::Status* status);
+  // Whether a call of `rpc` from the client `identity` may run: OK and 0 if
+  // so; EROFS for a change from a read-only client; a refusing *status for
+  // a client over its bound on calls in progress, or one with no access.
+  int Permit(Rpc rpc, const std::string& identity, bool within_bound, grpc::Status* status);
   // Whether `rpc` changes the export (names, data, attributes).
   static bool Changes(Rpc rpc);
   // The status a call of `rpc` that ran ends with: OK, unless its reply is

@@ -63,7 +63,8 @@ int CheckRange(uint64_t offset, uint64_t length) {
 
 }  // namespace
 
-grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req, proto::ReadReply* reply) {
+grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req,
+                                  proto::ReadReply* reply) {
   const Call call = Begin(kRead, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
@@ -92,7 +93,8 @@ grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req, proto
   return Done(kRead);
 }
 
-grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req, proto::WriteReply* reply) {
+grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
+                                   proto::WriteReply* reply) {
   const Call call = Begin(kWrite, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
@@ -125,7 +127,8 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req, pro
   return Done(kWrite);
 }
 
-grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req, proto::ErrReply* reply) {
+grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req,
+                                   proto::ErrReply* reply) {
   const Call call = Begin(kFsync, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;

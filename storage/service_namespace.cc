@@ -108,21 +108,24 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
   return 0;
 }
 
-grpc::Status StorageService::Create(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+grpc::Status StorageService::Create(Ctx* ctx, const proto::MakeRequest* req,
+                                    proto::EntryReply* reply) {
   const Call call = Begin(kCreate, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kCreate, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kCreate, *req, reply)); });
 }
 
-grpc::Status StorageService::Mknod(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+grpc::Status StorageService::Mknod(Ctx* ctx, const proto::MakeRequest* req,
+                                   proto::EntryReply* reply) {
   const Call call = Begin(kMknod, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kMknod, req->request_id(), *req, reply,
               [&] { reply->set_err(Make(kMknod, *req, reply)); });
 }
 
-grpc::Status StorageService::Mkdir(Ctx* ctx, const proto::MakeRequest* req, proto::EntryReply* reply) {
+grpc::Status StorageService::Mkdir(Ctx* ctx, const proto::MakeRequest* req,
+                                   proto::EntryReply* reply) {
   const Call call = Begin(kMkdir, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kMkdir, req->request_id(), *req, reply,
@@ -137,7 +140,8 @@ grpc::Status StorageService::Symlink(Ctx* ctx, const proto::MakeRequest* req,
               [&] { reply->set_err(Make(kSymlink, *req, reply)); });
 }
 
-grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req, proto::EntryReply* reply) {
+grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
+                                  proto::EntryReply* reply) {
   const Call call = Begin(kLink, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kLink, req->request_id(), *req, reply, [&] {
@@ -181,7 +185,8 @@ grpc::Status StorageService::Unlink(Ctx* ctx, const proto::NameRequest* req,
   });
 }
 
-grpc::Status StorageService::Rmdir(Ctx* ctx, const proto::NameRequest* req, proto::ErrReply* reply) {
+grpc::Status StorageService::Rmdir(Ctx* ctx, const proto::NameRequest* req,
+                                   proto::ErrReply* reply) {
   const Call call = Begin(kRmdir, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kRmdir, req->request_id(), *req, reply,

@@ -225,9 +225,9 @@ TEST_F(TlsTest, OneClientCannotCrowdOutTheOthersAtTheLeaseManager) {
   ASSERT_EQ(start("other-client"), 0) << error;
 
   // A Hello past the size bound: the stream fails, the manager stays.
-  auto stub = proto::LeaseManager::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(manager->port()),
-      ChannelCredentials(Files("ca", "other-client"), &error)));
+  auto stub = proto::LeaseManager::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(manager->port()),
+                          ChannelCredentials(Files("ca", "other-client"), &error)));
   grpc::ClientContext ctx;
   auto stream = stub->Session(&ctx);
   proto::ClientMessage huge;
@@ -250,9 +250,9 @@ TEST_F(TlsTest, AnOversizedStorageCallIsRefusedAndOthersAreServed) {
   std::string error;
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(-1);  // the client does not stop it: the server must
-  auto stub = proto::Storage::NewStub(grpc::CreateCustomChannel(
-      "127.0.0.1:" + std::to_string(server->port()),
-      ChannelCredentials(Files("ca", "client"), &error), args));
+  auto stub = proto::Storage::NewStub(
+      grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server->port()),
+                                ChannelCredentials(Files("ca", "client"), &error), args));
   proto::WriteRequest big;
   big.set_gfid(1);
   big.add_chunks()->set_data(std::string(storage::kMaxMessageBytes + 1, 'x'));
@@ -276,8 +276,8 @@ TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
   const fs::path export_dir = *dir_ / "export-access";
   std::string error;
   storage::AccessRules access;
-  ASSERT_TRUE(storage::AccessRules::Parse({"client=ro", "other-client=none"}, "rw", &access,
-                                          &error))
+  ASSERT_TRUE(
+      storage::AccessRules::Parse({"client=ro", "other-client=none"}, "rw", &access, &error))
       << error;
   auto server = StartStorage("export-access", access);
   ASSERT_NE(server, nullptr);
@@ -346,20 +346,26 @@ TEST(AccessRulesTest, BadRulesAreOneLineErrors) {
 TEST(ClientLimitsTest, CallsPastTheBoundAreRefusedUntilOneEnds) {
   storage::ClientLimits limits(2);
   grpc::ServerContext ctx;  // no call: every such context is one client
-  auto a = limits.Enter(&ctx);
-  auto b = limits.Enter(&ctx);
+  auto a = limits.Enter(&ctx, "");
+  auto b = limits.Enter(&ctx, "");
   EXPECT_TRUE(a && b);
   {
-    auto c = limits.Enter(&ctx);
+    auto c = limits.Enter(&ctx, "");
     EXPECT_FALSE(c);
   }
   { auto moved = std::move(b); }  // the call ends
-  auto d = limits.Enter(&ctx);
+  auto d = limits.Enter(&ctx, "");
   EXPECT_TRUE(d);
-  EXPECT_TRUE(limits.Enter(nullptr));  // in-process callers are not counted
+  EXPECT_TRUE(limits.Enter(nullptr, ""));  // in-process callers are not counted
+  // Each certificate has its own bound.
+  auto e = limits.Enter(&ctx, "c01");
+  auto f = limits.Enter(&ctx, "c01");
+  EXPECT_TRUE(e && f);
+  EXPECT_FALSE(limits.Enter(&ctx, "c01"));
+  EXPECT_TRUE(limits.Enter(&ctx, "c02"));
   storage::ClientLimits unbounded(0);
   std::vector<storage::ClientLimits::Slot> many;
-  for (int i = 0; i < 1000; i++) many.push_back(unbounded.Enter(&ctx));
+  for (int i = 0; i < 1000; i++) many.push_back(unbounded.Enter(&ctx, ""));
   EXPECT_TRUE(many.back());
 }
 
