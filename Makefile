@@ -29,7 +29,7 @@ test: setup
 	$(MAKE) kernel
 	$(MAKE) sanitize
 	$(MAKE) fuzz
-	cd $(BUILD) && ctest --output-on-failure --timeout 2400
+	cd $(BUILD) && ctest --output-on-failure --timeout 2400 -j $(JOBS)
 
 # The unit tests and the client's integration tests on real mounts, built
 # with AddressSanitizer and UndefinedBehaviorSanitizer in their own tree;
@@ -41,7 +41,7 @@ sanitize: setup
 	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_SANITIZE=address,undefined -DDFUSE_BENCH=OFF \
 	  $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
-	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L unit
+	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L unit -LE python
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
 	  -R '^integration[.](multinode|durability|shutdown|consistency|leases)$$'
 
@@ -50,7 +50,7 @@ sanitize: setup
 # corpus and explores FUZZ_SECONDS more. `make fuzz-long` records a long run
 # (FUZZ_EXECS executions per target) under results/fuzz/.
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 FUZZ_EXECS ?=
 fuzz: setup
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDFUSE_FUZZ=ON \

@@ -115,6 +115,49 @@ LEASE = {
 }
 
 
+# fuzz_kernel_upcalls: the selector's low 3 bits pick the record's kind, its
+# high 5 bits the inode (0 and 1 as they are, others an input's own).
+K_LEASE, K_INTERRUPT_ONE, K_INTERRUPT_RAW, K_FORGET, K_LINK, K_OTHER, K_OPCODE = 0, 2, 3, 4, 5, 6, 7
+NOINTR = 1
+
+
+def upcall(kind: int, inode: int, body: bytes = b"") -> bytes:
+    return call(inode << 3 | kind, body)
+
+
+def lease_in(mode: int, flags: int = 0, start: int = 0, end: int = (1 << 64) - 1) -> bytes:
+    """struct dfuse_lease_in, little-endian: u32 mode, u32 flags, u64 start, end."""
+    return (mode.to_bytes(4, "little") + flags.to_bytes(4, "little") +
+            start.to_bytes(8, "little") + end.to_bytes(8, "little"))
+
+
+UPCALLS = {
+    "read_then_upgrade_then_forget": [
+        upcall(K_LEASE, 2, lease_in(READ_LEASE)),
+        upcall(K_LEASE, 2, lease_in(WRITE_LEASE)),
+        upcall(K_LEASE, 3, lease_in(WRITE_LEASE, NOINTR)),
+        upcall(K_FORGET, 2),
+        upcall(K_LEASE, 2, lease_in(READ_LEASE)),
+    ],
+    "contended_with_another_node": [
+        upcall(K_LEASE, 4, lease_in(WRITE_LEASE)),
+        upcall(K_OTHER, 4, b"\x01"),
+        upcall(K_LEASE, 4, lease_in(READ_LEASE)),
+        upcall(K_INTERRUPT_ONE, 0, b"\x02"),
+        upcall(K_LINK, 5),
+        upcall(K_OTHER, 5, b"\x00"),
+    ],
+    "malformed_and_foreign": [
+        upcall(K_LEASE, 6, lease_in(7)),
+        upcall(K_LEASE, 6, lease_in(READ_LEASE)[:12]),
+        upcall(K_INTERRUPT_RAW, 0, (123456).to_bytes(8, "little")),
+        upcall(K_OPCODE, 6, (15).to_bytes(4, "little")),
+        upcall(K_LEASE, 1, lease_in(READ_LEASE)),
+        upcall(K_LEASE, 0, lease_in(WRITE_LEASE, 0xFFFFFFFF, 1 << 40, 0)),
+    ],
+}
+
+
 def write(target: str, seeds: dict) -> None:
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -129,6 +172,7 @@ def main() -> int:
         return 0 if sys.argv[1] in ("-h", "--help") else 2
     write("fuzz_storage_service", STORAGE)
     write("fuzz_lease_session", LEASE)
+    write("fuzz_kernel_upcalls", UPCALLS)
     return 0
 
 

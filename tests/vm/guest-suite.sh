@@ -21,4 +21,4 @@ if [ $# -eq 0 ]; then
 		tests/integration/test_differential.py tests/integration/test_durability.py \
 		"tests/integration/test_faults.py::test_failed_revoke_write_back_never_overwrites_the_new_holder"
 fi
-exec /usr/bin/python3 -m pytest -v -rs -p no:cacheprovider "$@"
+exec /usr/bin/python3 -m pytest -v -rs --durations=15 -p no:cacheprovider "$@"
