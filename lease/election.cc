@@ -131,11 +131,34 @@ Election::Election(ElectionOptions options)
 
 Election::~Election() { Resign(); }
 
+std::vector<std::string> Election::Connection() const {
+  std::vector<std::string> argv = {etcdctl_path_, "--dial-timeout", "1s"};
+  if (options_.tls_ca.empty()) {
+    argv.insert(argv.end(), {"--endpoints", options_.endpoints});
+    return argv;
+  }
+  // HOST:PORT endpoints are reached over https; etcdctl wants the scheme.
+  std::string endpoints;
+  size_t start = 0;
+  while (start <= options_.endpoints.size()) {
+    size_t end = options_.endpoints.find(',', start);
+    if (end == std::string::npos) end = options_.endpoints.size();
+    const std::string one = options_.endpoints.substr(start, end - start);
+    if (!one.empty()) {
+      if (!endpoints.empty()) endpoints += ',';
+      endpoints += one.find("://") == std::string::npos ? "https://" + one : one;
+    }
+    start = end + 1;
+  }
+  argv.insert(argv.end(), {"--endpoints", endpoints, "--cacert", options_.tls_ca, "--cert",
+                           options_.tls_cert, "--key", options_.tls_key});
+  return argv;
+}
+
 int Election::Etcdctl(const std::vector<std::string>& args, const std::string& input,
                       std::string* out, std::string* err) {
-  std::vector<std::string> argv = {
-      etcdctl_path_,       "--endpoints", options_.endpoints, "--dial-timeout", "1s",
-      "--command-timeout", "3s"};
+  std::vector<std::string> argv = Connection();
+  argv.insert(argv.end(), {"--command-timeout", "3s"});
   argv.insert(argv.end(), args.begin(), args.end());
   int in_fd = -1, out_fd = -1, err_fd = -1;
   const pid_t pid = Spawn(argv, /*die_with_parent=*/true, &in_fd, &out_fd, &err_fd);
@@ -295,9 +318,8 @@ ElectionRound Election::TryOnce() {
 }
 
 bool Election::StartKeepAlive(std::string* error) {
-  const std::vector<std::string> argv = {etcdctl_path_,    "--endpoints", options_.endpoints,
-                                         "--dial-timeout", "1s",          "lease",
-                                         "keep-alive",     lease_id_};
+  std::vector<std::string> argv = Connection();
+  argv.insert(argv.end(), {"lease", "keep-alive", lease_id_});
   keepalive_pid_ = Spawn(argv, /*die_with_parent=*/true, nullptr, &keepalive_fd_, nullptr);
   if (keepalive_pid_ < 0) {
     *error = std::string("cannot start etcdctl lease keep-alive: ") + std::strerror(errno);

@@ -46,6 +46,9 @@ struct ElectionOptions {
   std::string proposal;             // this manager's advertised HOST:PORT
   int ttl_s = 3;                    // of the leader key's etcd lease; etcd's minimum is 2
   std::string etcdctl = "etcdctl";  // a path, or a name looked up in PATH
+  // Mutual TLS to etcd (https endpoints), all three or none: the cluster CA,
+  // this manager's certificate and key (PEM files, util/tls.h).
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 // What one election round found.
@@ -86,6 +89,9 @@ class Election {
  private:
   using Clock = std::chrono::steady_clock;
 
+  // etcdctl and its connection flags: endpoints, dial timeout and, with TLS,
+  // https endpoints and the certificate files.
+  std::vector<std::string> Connection() const;
   // Runs etcdctl with `args` (after the connection flags) and `input` on its
   // stdin. Returns its exit status (-1 if it could not run or timed out);
   // *out gets stdout, *err the last line of stderr.

@@ -59,6 +59,32 @@ constexpr int64_t kWallClockSlot = 8;           // seconds per wall-clock epoch
 
 using dfuse::SignalWaiter;
 
+// Plain text to etcd only on loopback, as everywhere else: an https:// or
+// HOST:PORT endpoint needs the manager's TLS files, http:// is plain text.
+bool CheckEtcdTransport(const dfuse::TlsFiles& tls, const std::string& endpoints,
+                        std::string* error) {
+  size_t start = 0;
+  while (start < endpoints.size()) {
+    size_t end = endpoints.find(',', start);
+    if (end == std::string::npos) end = endpoints.size();
+    std::string endpoint = endpoints.substr(start, end - start);
+    start = end + 1;
+    if (endpoint.rfind("https://", 0) == 0 && !tls.enabled()) {
+      *error = "etcd endpoint " + endpoint + " needs --tls-ca, --tls-cert and --tls-key";
+      return false;
+    }
+    if (endpoint.rfind("http://", 0) == 0) {
+      endpoint = endpoint.substr(7);
+      if (tls.enabled()) {
+        *error = "etcd endpoint http://" + endpoint + " is plain text; with TLS give HOST:PORT";
+        return false;
+      }
+    }
+    if (!dfuse::CheckPlaintextAddress(tls, endpoint, error)) return false;
+  }
+  return true;
+}
+
 // Writes `text` to `path` via a temp file; with `durable`, fsyncs the file
 // and its directory so the content survives a crash.
 bool WriteFileAtomically(const std::string& path, const std::string& text, bool durable) {
@@ -238,7 +264,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--etcd", election_opt.endpoints,
                  "etcd endpoints HOST:PORT[,...]: run as one of a highly available group, "
-                 "active only while elected (the epoch then comes from etcd)");
+                 "active only while elected (the epoch then comes from etcd); reached over "
+                 "https with this manager's --tls-* files, or in plain text with --plaintext "
+                 "(loopback only)");
   app.add_option("--election-name", election_opt.name,
                  "With --etcd: managers with the same name form one group")
       ->capture_default_str();
@@ -272,6 +300,16 @@ int main(int argc, char** argv) {
                  log_level.c_str());
     return kExitUsage;
   }
+  if (std::string error; !dfuse::CheckTransportChoice(opt.tls, &error) ||
+                         !CheckEtcdTransport(opt.tls, election_opt.endpoints, &error)) {
+    std::fprintf(stderr, "dfuse-lease-manager: %s (see --help)\n", error.c_str());
+    return kExitUsage;
+  }
+  // The manager reaches etcd as it serves its clients: with its own
+  // certificate under the cluster CA, or in plain text on loopback.
+  election_opt.tls_ca = opt.tls.ca;
+  election_opt.tls_cert = opt.tls.cert;
+  election_opt.tls_key = opt.tls.key;
   opt.reclaim_ms = reclaim_ms < 0 ? opt.term_ms : static_cast<uint64_t>(reclaim_ms);
 
   const bool ha = !election_opt.endpoints.empty();

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     dfuse::storage::ParseLostReplies(lost_replies, &opt.lost_replies, &error);
   }
   if (std::string error;
+      !dfuse::CheckTransportChoice(opt.tls, &error) ||
       !dfuse::storage::AccessRules::Parse(access_rules, default_access, &opt.access, &error)) {
     std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", error.c_str());
     return kExitUsage;

@@ -435,7 +435,7 @@ class Cluster:
                  storage_args: Iterable[str] = (), ready_timeout: float = 30.0,
                  progress: Optional[Callable[[str], None]] = None,
                  lease_managers: Optional[int] = None, lease_manager_args: Iterable[str] = (),
-                 tls: bool = False):
+                 tls: bool = True):
         if mode not in MODES:
             raise ClusterError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if net not in NET_MODES:
@@ -466,8 +466,10 @@ class Cluster:
         self.lease_manager_count = int(lease_managers)
         self.lease_manager_args = list(lease_manager_args)
         self.lease_managers: list[dict] = []
-        # Mutual TLS on every client link, with a CA and certificates made in
-        # RUNDIR/tls by tools/dfuse-certs at up().
+        # Mutual TLS on every link (clients to storage and lease managers,
+        # managers to etcd), with a CA and certificates made in RUNDIR/tls by
+        # tools/dfuse-certs at up(). Without it every daemon gets --plaintext,
+        # which they accept on loopback addresses only.
         self.tls = bool(tls)
         self.etcd: dict = {}
         # Whether the client binary takes --lease-manager (asked once, on first use).
@@ -578,6 +580,10 @@ class Cluster:
                 self.mount(i).mkdir(parents=True, exist_ok=True)
             self._choose_net()
             self.save()
+            if self.net_used == "netns" and not self.tls:
+                raise ClusterError("plain text is refused off loopback, and the emulated network "
+                                   "(netns) has its own addresses: use TLS (the default) or "
+                                   "--net inprocess")
             if self.net_used == "netns":
                 self._setup_netns()
             if self.tls:
@@ -779,6 +785,8 @@ class Cluster:
         jobs = [["ca", d, "--force"], ["issue", d, "storage", *ips, "--force"],
                 ["issue", d, "lease-manager", *ips, "--force"]]
         jobs += [["issue", d, c["node_name"], "--force"] for c in self.clients]
+        if self.lease_manager_count >= 2:
+            jobs.append(["issue", d, "etcd", *ips, "--force"])
         for args in jobs:
             r = _run(tool + args, timeout=60)
             if r.returncode != 0:
@@ -787,7 +795,7 @@ class Cluster:
 
     def _tls_flags(self, name: str) -> list[str]:
         if not self.tls:
-            return []
+            return ["--plaintext"]
         d = self.tls_dir
         return ["--tls-ca", str(d / "ca.crt"), "--tls-cert", str(d / f"{name}.crt"),
                 "--tls-key", str(d / f"{name}.key")]
@@ -951,7 +959,9 @@ class Cluster:
         """A private single-member etcd on free loopback ports, data under RUNDIR/etcd."""
         ns, _ = self._service_host()
         client, peer = free_port(), free_port()
-        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        scheme = "https" if self.tls else "http"
+        # One member: its peer port stays on loopback in plain text.
+        client_url, peer_url = f"{scheme}://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
         data = self.rundir / "etcd" / "data"
         data.parent.mkdir(parents=True, exist_ok=True)
         cmd = self._nsenter(ns) + [
@@ -960,6 +970,10 @@ class Cluster:
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", f"{ETCD_NAME}={peer_url}", "--logger", "zap",
             "--log-level", "warn"]
+        if self.tls:
+            d = self.tls_dir
+            cmd += ["--cert-file", str(d / "etcd.crt"), "--key-file", str(d / "etcd.key"),
+                    "--trusted-ca-file", str(d / "ca.crt"), "--client-cert-auth"]
         log = self.rundir / "logs" / "etcd.log"
         proc = self._spawn(cmd, log)
         self.etcd = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "cmd": cmd,
@@ -981,8 +995,15 @@ class Cluster:
         """Run etcdctl against the cluster's etcd (in its namespace)."""
         if not self.etcd:
             raise ClusterError("this cluster has no etcd (lease_managers < 2)")
+        endpoint = self.etcd["endpoint"]
+        tls: list[str] = []
+        if self.tls:
+            d = self.tls_dir
+            endpoint = "https://" + endpoint
+            tls = ["--cacert", str(d / "ca.crt"), "--cert", str(d / "lease-manager.crt"),
+                   "--key", str(d / "lease-manager.key")]
         cmd = self._nsenter(self.etcd.get("netns")) + [
-            "etcdctl", "--endpoints", self.etcd["endpoint"], "--dial-timeout", "1s", *args]
+            "etcdctl", "--endpoints", endpoint, "--dial-timeout", "1s", *tls, *args]
         return _run(cmd, timeout=timeout)
 
     def _stop_lease_service(self) -> None:

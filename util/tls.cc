@@ -7,7 +7,6 @@
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 namespace dfuse {
@@ -57,16 +56,37 @@ void AddTlsOptions(CLI::App* app, TlsFiles* tls) {
   app->add_option("--tls-cert", tls->cert, "this process's certificate (PEM), issued by the CA")
       ->check(CLI::ExistingFile);
   app->add_option("--tls-key", tls->key, "its private key (PEM)")->check(CLI::ExistingFile);
+  app->add_flag("--plaintext", tls->plaintext,
+                "no TLS: unencrypted and unauthenticated, on loopback addresses only (one "
+                "machine: tests, benchmarks)");
+}
+
+bool CheckTransportChoice(const TlsFiles& tls, std::string* error) {
+  if (tls.enabled() && tls.plaintext) {
+    *error = "--plaintext and --tls-ca/--tls-cert/--tls-key exclude each other";
+    return false;
+  }
+  if (!tls.enabled() && !tls.plaintext) {
+    *error =
+        "no TLS certificate: give --tls-ca, --tls-cert and --tls-key (tools/dfuse-certs makes "
+        "them), or --plaintext for a cluster on loopback addresses only";
+    return false;
+  }
+  return true;
+}
+
+bool CheckPlaintextAddress(const TlsFiles& tls, const std::string& address, std::string* error) {
+  if (tls.enabled() || IsLoopbackAddress(address)) return true;
+  *error = "plain text refused on " + address +
+           ", which is not a loopback address: give --tls-ca, --tls-cert and --tls-key";
+  return false;
 }
 
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsFiles& tls,
                                                            const std::string& listen,
                                                            std::string* error) {
   if (!tls.enabled()) {
-    if (!IsLoopbackAddress(listen)) {
-      spdlog::warn("serving {} in plain text: anyone who reaches it is trusted (see --tls-ca)",
-                   listen);
-    }
+    if (!CheckPlaintextAddress(tls, listen, error)) return nullptr;
     return grpc::InsecureServerCredentials();
   }
   Pems pems;

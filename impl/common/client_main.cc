@@ -352,6 +352,13 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   if (s.storage.find(':') == std::string::npos) {
     return fail("storage address '" + s.storage + "' must be host:port");
   }
+  if (std::string error;
+      !CheckTransportChoice(s.tls, &error) || !CheckPlaintextAddress(s.tls, s.storage, &error)) {
+    return fail(error);
+  }
+  for (const std::string& manager : Split(s.lease_manager, ',')) {
+    if (std::string error; !CheckPlaintextAddress(s.tls, manager, &error)) return fail(error);
+  }
   struct stat st;
   if (stat(s.mountpoint.c_str(), &st) != 0) {
     return fail("mountpoint " + s.mountpoint + ": " + std::strerror(errno));

@@ -110,8 +110,7 @@ void SetUpOnce() {
   if (!node->manager) Fail(error);
   const std::string address = "127.0.0.1:" + std::to_string(node->manager->port());
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, node->device) != 0) Fail("socketpair");
-  node->cache =
-      std::make_unique<BufferCache>(BufferCacheOptions{}, &node->backend, &node->stats);
+  node->cache = std::make_unique<BufferCache>(BufferCacheOptions{}, &node->backend, &node->stats);
   node->storage =
       std::make_unique<StorageClient>(StorageClientOptions{"127.0.0.1:1"}, &node->stats);
   PolicyContext ctx;

@@ -11,6 +11,7 @@ with its own sshd; Ansible reaches them over ssh as on real machines.
   no change;
 * up.yml brings a writethrough cluster up (a second up changes nothing); a
   file written on one client is read on the other;
+* every daemon runs with mutual TLS (certificates from the tls role);
 * down.yml and teardown.yml leave no daemon, mount or file behind;
 * `make reproduce INVENTORY=...` runs a smoke profile of Figs. 8 and 9 for
   writethrough and weakwriteback on the hosts: its CSVs have a local run's
@@ -187,6 +188,14 @@ def test_deploy_up_down_teardown(hosts):
         playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}")
         for c in ("c01", "c02", "c03"):
             assert any(f"dfuse-{mode}" in m for m in hosts.mounts(c)), (c, hosts.mounts(c))
+        # Mutual TLS on every link, etcd included, with the certificates the
+        # tls role issued; nothing runs in plain text.
+        daemons = [p for h in hosts.names for p in hosts.processes(h)]
+        assert len(daemons) >= 6, daemons
+        for p in daemons:  # the daemons, etcd, and the lease manager's etcdctl
+            assert "--plaintext" not in p and "http://" not in p, p
+            assert any(flag in p for flag in ("--tls-cert=", "--cert-file=", "--cert ")), p
+        assert (hosts.host_dir("c01") / "etc/dfuse/tls/c01.key").stat().st_mode & 0o077 == 0
         steady = recap(playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}").stdout)
         assert all(v["changed"] == 0 for v in steady.values()), f"second up changed: {steady}"
         text = f"written on c01 in {mode} mode"

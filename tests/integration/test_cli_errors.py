@@ -56,7 +56,7 @@ def running_storage(workdir, storage_bin):
     export = workdir / "export"
     export.mkdir()
     port_file = workdir / "port"
-    p = subprocess.Popen([storage_bin, "--export", export, "--listen", "127.0.0.1:0",
+    p = subprocess.Popen([storage_bin, "--plaintext", "--export", export, "--listen", "127.0.0.1:0",
                           "--state-dir", workdir / "state", "--port-file", port_file],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -96,26 +96,26 @@ def test_client_help(client_bin):
 
 def test_storage_missing_export(storage_bin, workdir):
     missing = workdir / "no-such-export"
-    r = run([storage_bin, "--export", missing, "--listen", "127.0.0.1:0", "--state-dir", workdir / "st"])
+    r = run([storage_bin, "--plaintext", "--export", missing, "--listen", "127.0.0.1:0", "--state-dir", workdir / "st"])
     assert_clear_error(r, str(missing))
 
 
 def test_storage_export_is_a_file(storage_bin, workdir):
     f = workdir / "afile"
     f.write_text("x")
-    r = run([storage_bin, "--export", f, "--listen", "127.0.0.1:0", "--state-dir", workdir / "st"])
+    r = run([storage_bin, "--plaintext", "--export", f, "--listen", "127.0.0.1:0", "--state-dir", workdir / "st"])
     assert_clear_error(r, str(f))
 
 
 def test_storage_unknown_flag(storage_bin, workdir):
-    r = run([storage_bin, "--export", workdir / "e", "--listen", "127.0.0.1:0", "--no-such-flag"])
+    r = run([storage_bin, "--plaintext", "--export", workdir / "e", "--listen", "127.0.0.1:0", "--no-such-flag"])
     assert_clear_error(r, "no-such-flag")
 
 
 def test_storage_bad_listen_address(storage_bin, workdir):
     export = workdir / "export"
     export.mkdir()
-    r = run([storage_bin, "--export", export, "--listen", "not-an-address", "--state-dir", workdir / "st"])
+    r = run([storage_bin, "--plaintext", "--export", export, "--listen", "not-an-address", "--state-dir", workdir / "st"])
     assert_clear_error(r, "not-an-address")
 
 
@@ -123,7 +123,7 @@ def test_storage_port_in_use(storage_bin, workdir, running_storage):
     """A second server on a busy port must fail, not share it (gRPC enables SO_REUSEPORT by default)."""
     export2 = workdir / "export2"
     export2.mkdir()
-    r = run([storage_bin, "--export", export2, "--listen", running_storage, "--state-dir", workdir / "st2"],
+    r = run([storage_bin, "--plaintext", "--export", export2, "--listen", running_storage, "--state-dir", workdir / "st2"],
             timeout=10)
     assert_clear_error(r, running_storage.rsplit(":", 1)[1])
 
@@ -136,7 +136,7 @@ def test_client_unreachable_storage(client_bin, workdir):
     mnt = workdir / "mnt"
     mnt.mkdir()
     try:
-        r = run([client_bin, "127.0.0.1:1", mnt])
+        r = run([client_bin, "--plaintext", "127.0.0.1:1", mnt])
         assert_clear_error(r, "127.0.0.1:1")
     finally:
         left = dc.mount_fstype(mnt)
@@ -147,7 +147,7 @@ def test_client_unreachable_storage(client_bin, workdir):
 def test_client_missing_mountpoint(client_bin, workdir, running_storage):
     require_fuse()
     missing = workdir / "no-such-mnt"
-    r = run([client_bin, running_storage, missing])
+    r = run([client_bin, "--plaintext", running_storage, missing])
     assert_clear_error(r, str(missing))
 
 
@@ -188,7 +188,7 @@ def test_dfuse_refuses_to_start_without_its_module(workdir):
     binary = require_binaries("dfuse")["dfuse"]
     mnt = workdir / "mnt"
     mnt.mkdir()
-    r = run([binary, "--lease-manager", "127.0.0.1:1", "127.0.0.1:1", mnt])
+    r = run([binary, "--plaintext", "--lease-manager", "127.0.0.1:1", "127.0.0.1:1", mnt])
     assert_clear_error(r, "/dev/dfuse")
     assert "dfuse.ko" in r.stderr and "make kernel" in r.stderr and "dfuse-vm" in r.stderr
     assert dc.mount_fstype(mnt) is None
@@ -198,5 +198,43 @@ def test_other_modes_name_a_missing_fuse_device(workdir):
     binary = require_binaries("writethrough")["writethrough"]
     mnt = workdir / "mnt"
     mnt.mkdir()
-    r = run([binary, "--fuse-device", "/nonexistent/dev", "127.0.0.1:1", mnt])
+    r = run([binary, "--plaintext", "--fuse-device", "/nonexistent/dev", "127.0.0.1:1", mnt])
     assert_clear_error(r, "/nonexistent/dev")
+
+
+# ---- transport: TLS unless --plaintext, and plain text only on loopback
+
+
+def test_daemons_want_tls_or_an_explicit_plaintext(storage_bin, client_bin, workdir):
+    export = workdir / "export"
+    export.mkdir()
+    r = run([storage_bin, "--export", export, "--listen", "127.0.0.1:0", "--state-dir",
+             workdir / "st"])
+    assert_clear_error(r, "--tls-ca", "--plaintext")
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    r = run([client_bin, "127.0.0.1:1", mnt])
+    assert_clear_error(r, "--tls-ca", "--plaintext")
+    assert dc.mount_fstype(mnt) is None
+    lease_manager = require_binaries("lease-manager")["lease-manager"]
+    r = run([lease_manager, "--listen", "127.0.0.1:0", "--epoch", "1"])
+    assert_clear_error(r, "--tls-ca", "--plaintext")
+
+
+def test_plaintext_is_refused_off_loopback(storage_bin, client_bin, workdir):
+    export = workdir / "export"
+    export.mkdir()
+    r = run([storage_bin, "--plaintext", "--export", export, "--listen", "0.0.0.0:0",
+             "--state-dir", workdir / "st"])
+    assert_clear_error(r, "plain text refused on 0.0.0.0:0")
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    r = run([client_bin, "--plaintext", "192.0.2.1:7000", mnt])
+    assert_clear_error(r, "plain text refused on 192.0.2.1:7000")
+    assert dc.mount_fstype(mnt) is None
+    lease_manager = require_binaries("lease-manager")["lease-manager"]
+    r = run([lease_manager, "--plaintext", "--listen", "0.0.0.0:0", "--epoch", "1"])
+    assert_clear_error(r, "plain text refused on 0.0.0.0:0")
+    r = run([lease_manager, "--plaintext", "--listen", "127.0.0.1:0", "--etcd",
+             "192.0.2.1:2379", "--advertise", "127.0.0.1:1"])
+    assert_clear_error(r, "plain text refused on 192.0.2.1:2379")

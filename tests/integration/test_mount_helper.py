@@ -28,6 +28,12 @@ def _wait_unmounted(path: Path, timeout: float = 10) -> bool:
     return False
 
 
+def tls_options(cluster) -> str:
+    """The -o options that give a mount the cluster's CA and node0's certificate."""
+    d = cluster.tls_dir
+    return f"tls_ca={d}/ca.crt,tls_cert={d}/node0.crt,tls_key={d}/node0.key"
+
+
 @pytest.fixture
 def storage(make_cluster):
     """A running storage service (from a one-node cluster of the first mode)."""
@@ -44,7 +50,8 @@ def test_helper_link_mounts_detaches_and_unmounts(storage, workdir, mode):
     # mount(8)'s calling convention, with an fstab-only option and a daemon
     # option given through -o.
     r = subprocess.run([str(helper), storage.storage["address"], str(mnt), "-n", "-o",
-                        f"_netdev,cache_size=64M,log_file={workdir}/helper-{mode}.log"],
+                        f"_netdev,cache_size=64M,log_file={workdir}/helper-{mode}.log,"
+                        + tls_options(storage)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     try:
@@ -72,7 +79,8 @@ def test_helper_reports_failure_to_mount(workdir):
     helper = bins["writethrough"].parent / "mount.fuse.dfuse-writethrough"
     mnt = workdir / "unreachable"
     mnt.mkdir()
-    r = subprocess.run([str(helper), "127.0.0.1:1", str(mnt)], capture_output=True, text=True,
+    r = subprocess.run([str(helper), "127.0.0.1:1", str(mnt), "-o", "plaintext"],
+                       capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0
     assert "cannot reach the storage service at 127.0.0.1:1" in r.stderr
@@ -92,7 +100,7 @@ def test_real_mount_command(storage, workdir):
     link.symlink_to(bins["writethrough"])
     try:
         r = subprocess.run(["mount", "-t", "fuse.dfuse-writethrough", storage.storage["address"],
-                            str(mnt), "-o", "cache_size=32M"],
+                            str(mnt), "-o", "cache_size=32M," + tls_options(storage)],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         try:

@@ -82,7 +82,7 @@ def test_a_client_without_a_valid_certificate_cannot_mount(make_cluster, strange
     c = tls_cluster(make_cluster, nodes=1)
     certs("issue", str(c.tls_dir), "expired", "--not-before", "2020-01-01",
           "--not-after", "2020-02-01")
-    flags = {"no certificate": [],
+    flags = {"no certificate": ["--plaintext"],
              "another CA": tls_flags(stranger, "stranger"),
              "expired": tls_flags(c.tls_dir, "expired")}[who]
     rc, err = try_mount(c, workdir / "intruder", flags)

@@ -140,9 +140,9 @@ class StorageCrashTest : public StorageTest {
     pid_ = ::fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      ::execl(DFUSE_STORAGE_BIN, DFUSE_STORAGE_BIN, "--export", export_.c_str(), "--state-dir",
-              state_.c_str(), "--listen", "127.0.0.1:0", "--shard-id", "3", "--port-file",
-              port_file.c_str(), "--log-level", "warn", nullptr);
+      ::execl(DFUSE_STORAGE_BIN, DFUSE_STORAGE_BIN, "--plaintext", "--export", export_.c_str(),
+              "--state-dir", state_.c_str(), "--listen", "127.0.0.1:0", "--shard-id", "3",
+              "--port-file", port_file.c_str(), "--log-level", "warn", nullptr);
       ::_exit(127);
     }
     int port = 0;
