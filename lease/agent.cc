@@ -326,6 +326,10 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       const proto::Grant& g = msg.grant();
       grants_->Add();
       File& file = files_[g.gfid()];
+      if (g.token() != 0 && !g.token_proof().empty()) {
+        file.proofs[g.token()] = g.token_proof();
+        if (file.proofs.size() > kProofsKept) file.proofs.erase(file.proofs.begin());
+      }
       if (file.jobs == 0) {
         ApplyGrant(file, g);
         return;
@@ -648,6 +652,14 @@ bool LeaseAgent::HoldsLocked(uint64_t gfid, LeaseMode mode, uint64_t* token) {
   if (it == files_.end() || it->second.held < mode || Clock::now() >= valid_until_) return false;
   if (token != nullptr) *token = it->second.token;
   return true;
+}
+
+std::string LeaseAgent::Proof(uint64_t gfid, uint64_t token) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return "";
+  auto proof = it->second.proofs.find(token);
+  return proof == it->second.proofs.end() ? "" : proof->second;
 }
 
 void LeaseAgent::Release(uint64_t gfid) {

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -99,6 +100,10 @@ class LeaseAgent {
   // True if at least `mode` is held on gfid and its term (minus the drift
   // margin) has not run out since the last acknowledged renewal. No RPC.
   bool Holds(uint64_t gfid, LeaseMode mode, uint64_t* token = nullptr);
+  // The proof of origin the manager granted with `token` on gfid (storage
+  // wants it with every change under the token); "" if the manager sent
+  // none or the file's lease is gone.
+  std::string Proof(uint64_t gfid, uint64_t token);
 
   // True while the leases' term (minus the drift margin) has not run out
   // since the last acknowledged renewal. Lock-free: callers that cache
@@ -158,7 +163,12 @@ class LeaseAgent {
     uint64_t revoked_token = 0;
     int revokes = 0;  // kRevoke jobs queued or running
     std::shared_ptr<Request> request;  // the outstanding one, if any
+    // Proofs of the file's latest WRITE tokens, by token. A token still in
+    // use (held, queued or being revoked) is always among the newest
+    // kProofsKept: tokens only grow.
+    std::map<uint64_t, std::string> proofs;
   };
+  static constexpr size_t kProofsKept = 4;
 
   // Revoke-thread work, kept in arrival order.
   struct Job {

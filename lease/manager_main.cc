@@ -284,6 +284,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-pending-acquires", opt.max_pending_acquires,
                  "Acquires one session may have waiting for a grant (0: no bound)")
       ->capture_default_str();
+  std::string fencing_key;
+  app.add_option("--fencing-key", fencing_key,
+                 "Secret shared with the storage service (tools/dfuse-certs fencing-key): each "
+                 "WRITE grant carries its token's proof of origin for the client")
+      ->check(CLI::ExistingFile);
   app.add_option("--stats", stats_file,
                  "Dump stats JSON here every second, on SIGUSR1 and at exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
@@ -304,6 +309,14 @@ int main(int argc, char** argv) {
                          !CheckEtcdTransport(opt.tls, election_opt.endpoints, &error)) {
     std::fprintf(stderr, "dfuse-lease-manager: %s (see --help)\n", error.c_str());
     return kExitUsage;
+  }
+  if (!fencing_key.empty()) {
+    std::string error;
+    opt.fencing_key = dfuse::FencingKey::Load(fencing_key, &error);
+    if (!opt.fencing_key) {
+      std::fprintf(stderr, "dfuse-lease-manager: %s\n", error.c_str());
+      return kExitUsage;
+    }
   }
   // The manager reaches etcd as it serves its clients: with its own
   // certificate under the cluster CA, or in plain text on loopback.

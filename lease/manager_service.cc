@@ -400,6 +400,11 @@ void ManagerService::Dispatch(const Actions& actions) {
         g->set_gfid(a.gfid);
         g->set_mode(ToProto(a.mode));
         g->set_token(a.token);
+        if (options_.fencing_key && a.token != 0) {
+          const auto owner = owners_.find(a.client);
+          g->set_token_proof(options_.fencing_key->Prove(
+              a.gfid, a.token, owner == owners_.end() ? "" : owner->second));
+        }
         g->mutable_range()->set_start(a.range.start);
         g->mutable_range()->set_end(a.range.end);
         break;

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/fencing_key.h"
 #include "util/tls.h"
 
 namespace grpc {
@@ -47,6 +48,9 @@ struct ManagerOptions {
   size_t max_sessions_per_client = 16;
   // Acquires of one session waiting for their grant at once.
   size_t max_pending_acquires = 4096;
+  // With a key, each WRITE grant carries its token's proof of origin for the
+  // session's certificate identity (util/fencing_key.h).
+  std::shared_ptr<const FencingKey> fencing_key;
 };
 
 class ManagerServer {

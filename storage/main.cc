@@ -63,6 +63,11 @@ int main(int argc, char** argv) {
   app.add_option("--default-access", default_access,
                  "rw, ro or none: what other clients, and all clients in plain text, may do")
       ->capture_default_str();
+  std::string fencing_key;
+  app.add_option("--fencing-key", fencing_key,
+                 "Secret shared with the lease managers (tools/dfuse-certs fencing-key): a "
+                 "change under a fencing token needs the proof the manager granted with it")
+      ->check(CLI::ExistingFile);
   app.add_option("--port-file", port_file, "Write the bound port to this file");
   dfuse::AddTlsOptions(&app, &opt.tls);
   app.add_option("--stats", stats_file,
@@ -95,6 +100,14 @@ int main(int argc, char** argv) {
       !dfuse::storage::AccessRules::Parse(access_rules, default_access, &opt.access, &error)) {
     std::fprintf(stderr, "dfuse-storage: %s (see --help)\n", error.c_str());
     return kExitUsage;
+  }
+  if (!fencing_key.empty()) {
+    std::string error;
+    opt.fencing_key = dfuse::FencingKey::Load(fencing_key, &error);
+    if (!opt.fencing_key) {
+      std::fprintf(stderr, "dfuse-storage: %s\n", error.c_str());
+      return kExitUsage;
+    }
   }
   if (!dfuse::InitLogging("storage", log_level)) {
     std::fprintf(stderr, "dfuse-storage: unknown --log-level %s (see --help)\n", log_level.c_str());

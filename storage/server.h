@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "storage/access.h"
+#include "util/fencing_key.h"
 #include "util/stats.h"
 #include "util/tls.h"
 
@@ -34,6 +35,9 @@ struct StorageOptions {
   // threads, lease workers and write-back in flight.
   size_t max_in_flight_per_client = 512;
   AccessRules access;  // which clients may read and write (storage/access.h)
+  // Fencing tokens need their proof of origin (util/fencing_key.h); none:
+  // tokens are checked for order only.
+  std::shared_ptr<const FencingKey> fencing_key;
   TlsFiles tls;        // none: plain text (util/tls.h)
   // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
   std::vector<std::pair<std::string, uint32_t>> lost_replies;

@@ -12,6 +12,8 @@
 #include <climits>
 #include <iterator>
 
+#include <spdlog/spdlog.h>
+
 #include "storage/attr.h"
 #include "storage/names.h"
 
@@ -30,7 +32,9 @@ StorageService::StorageService(HandleTable* table, StatsRegistry* stats,
     : table_(table),
       limits_(options.max_in_flight_per_client),
       access_(options.access),
+      fencing_key_(options.fencing_key),
       fenced_writes_(stats->GetCounter("fenced_writes")),
+      unproven_tokens_(stats->GetCounter("unproven_tokens")),
       replayed_replies_(stats->GetCounter("replayed_replies")),
       busy_refusals_(stats->GetCounter("busy_refusals")),
       access_refusals_(stats->GetCounter("access_refusals")),
@@ -174,7 +178,17 @@ int StorageService::Entry(const Node& parent, const std::string& name, proto::At
   return 0;
 }
 
-int StorageService::Admit(Node* node, uint64_t token, int* fd, std::unique_lock<std::mutex>* lock) {
+int StorageService::Admit(const Call& call, Node* node, uint64_t token, const std::string& proof,
+                          int* fd, std::unique_lock<std::mutex>* lock) {
+  if (fencing_key_ && token != 0 &&
+      !fencing_key_->Verify(node->gfid(), token, call.identity(), proof)) {
+    // Made up, another client's, or from a manager with another key.
+    unproven_tokens_->Add();
+    spdlog::warn("refused fencing token {:#x} on {:#x} from client '{}': no valid proof (do the "
+                 "lease managers have this --fencing-key?)",
+                 token, node->gfid(), call.identity());
+    return EACCES;
+  }
   int data_fd;
   if (int err = node->DataFd(true, &data_fd); err != 0) return err;
   const int err = fencing_.Admit(node->gfid(), node->generation(), data_fd, token, lock);
@@ -231,7 +245,9 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
   if (err == 0 && (valid & proto::SETATTR_SIZE)) {
     err = ResolveData(req->gfid(), &node);
     if (err == 0 && req->size() > static_cast<uint64_t>(INT64_MAX)) err = EINVAL;
-    if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
+    if (err == 0) {
+      err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
+    }
   }
   if (err == 0 && (valid & (proto::SETATTR_UID | proto::SETATTR_GID))) {
     const uid_t uid = (valid & proto::SETATTR_UID) ? req->uid() : static_cast<uid_t>(-1);

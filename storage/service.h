@@ -28,6 +28,7 @@
 #include "storage/fencing.h"
 #include "storage/handle_table.h"
 #include "storage/reply_cache.h"
+#include "util/fencing_key.h"
 #include "util/stats.h"
 #include "util/tls.h"
 
@@ -38,6 +39,9 @@ struct ServiceOptions {
   // Calls one client may have in progress at once (0: no bound).
   size_t max_in_flight_per_client = 0;
   AccessRules access;  // by default every client reads and writes
+  // With a key, a change under a fencing token needs the token's proof of
+  // origin for the caller's identity (util/fencing_key.h); EACCES without.
+  std::shared_ptr<const FencingKey> fencing_key;
 };
 
 class StorageService final : public proto::Storage::Service {
@@ -112,17 +116,22 @@ class StorageService final : public proto::Storage::Service {
   // ends at once with refusal(), its reply's err already set if any.
   class Call {
    public:
-    Call(Latency* latency, ClientLimits::Slot slot, bool admitted, grpc::Status refusal)
+    Call(Latency* latency, ClientLimits::Slot slot, std::string identity, bool admitted,
+         grpc::Status refusal)
         : time_(latency),
           slot_(std::move(slot)),
+          identity_(std::move(identity)),
           admitted_(admitted),
           refusal_(std::move(refusal)) {}
     bool admitted() const { return admitted_; }
     const grpc::Status& refusal() const { return refusal_; }
+    // The caller's certificate identity, "" in plain text.
+    const std::string& identity() const { return identity_; }
 
    private:
     ScopedLatency time_;
     ClientLimits::Slot slot_;
+    std::string identity_;
     bool admitted_;
     grpc::Status refusal_;
   };
@@ -135,7 +144,7 @@ class StorageService final : public proto::Storage::Service {
     const int err = Permit(rpc, identity, static_cast<bool>(slot), &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
-    return Call(latency_[rpc], std::move(slot), admitted, std::move(refusal));
+    return Call(latency_[rpc], std::move(slot), identity, admitted, std::move(refusal));
   }
   // Whether a call of `rpc` from the client `identity` may run: OK and 0 if
   // so; EROFS for a change from a read-only client; a refusing *status for
@@ -175,19 +184,23 @@ class StorageService final : public proto::Storage::Service {
   // requested mode; `st` gets its attributes afterwards.
   int Own(const Node& parent, const Node& node, const proto::MakeRequest& req, struct stat* st);
   // Admits a data-changing call on the regular file `node` (see
-  // FencingTable), counting refusals. Once admitted, *fd is the file's
-  // writable descriptor.
-  int Admit(Node* node, uint64_t token, int* fd, std::unique_lock<std::mutex>* lock);
+  // FencingTable; with a fencing key, its token must come with the proof
+  // for the caller, EACCES otherwise), counting refusals. Once admitted,
+  // *fd is the file's writable descriptor.
+  int Admit(const Call& call, Node* node, uint64_t token, const std::string& proof, int* fd,
+            std::unique_lock<std::mutex>* lock);
 
   HandleTable* const table_;
   FencingTable fencing_;
   DirLocks dir_locks_;  // Remove and Move
   ClientLimits limits_;
   const AccessRules access_;
+  const std::shared_ptr<const FencingKey> fencing_key_;
   ReplyCache replies_;
   std::array<std::atomic<uint32_t>, kNumRpcs> lost_replies_{};  // InjectLostReplies
   std::array<Latency*, kNumRpcs> latency_;
   Counter* const fenced_writes_;
+  Counter* const unproven_tokens_;
   Counter* const replayed_replies_;
   Counter* const busy_refusals_;
   Counter* const access_refusals_;

@@ -110,7 +110,9 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   }
   // Admitted last: a malformed call never raises the file's token.
   int fd = -1;
-  if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
+  if (err == 0) {
+    err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
+  }
   // Chunks land in order; on an error the earlier ones stay written, as
   // with a short write.
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -163,7 +165,9 @@ grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* 
   int err = ResolveData(req->gfid(), &node);
   if (err == 0) err = CheckRange(req->offset(), req->length());
   int fd = -1;
-  if (err == 0) err = Admit(node.get(), req->fencing_token(), &fd, &fence);
+  if (err == 0) {
+    err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
+  }
   if (err == 0 && ::fallocate(fd, req->mode(), static_cast<off_t>(req->offset()),
                               static_cast<off_t>(req->length())) != 0) {
     err = errno;

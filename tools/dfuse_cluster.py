@@ -588,6 +588,7 @@ class Cluster:
                 self._setup_netns()
             if self.tls:
                 self._make_certs()
+            self._make_fencing_key()
             self.start_storage()
             self._start_lease_service()
             for i in range(self.nodes):
@@ -715,7 +716,7 @@ class Cluster:
                                    f"{host}:{port}", "--state-dir", str(self.state_dir),
                                    "--port-file", str(port_file),
                                    "--stats", str(self.rundir / "storage" / "stats.json")]
-        cmd += self._tls_flags("storage") + self.storage_args
+        cmd += self._tls_flags("storage") + self._fencing_flags() + self.storage_args
         log = self.rundir / "logs" / "storage.log"
         proc = self._spawn(cmd, log)
         self.storage = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "binary": binary, "cmd": cmd, "log": str(log),
@@ -793,6 +794,22 @@ class Cluster:
                 raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
         self.progress(f"TLS: CA and certificates in {d}")
 
+    @property
+    def fencing_key(self) -> Path:
+        return self.rundir / "fencing.key"
+
+    def _make_fencing_key(self) -> None:
+        """The secret the storage service and the lease managers share: fencing tokens
+        count at storage only with the proof their manager granted (util/fencing_key.h)."""
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        args = ["fencing-key", str(self.rundir), "--force"]
+        r = _run([python, str(REPO_ROOT / "tools" / "dfuse-certs"), *args], timeout=60)
+        if r.returncode != 0:
+            raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+
+    def _fencing_flags(self) -> list[str]:
+        return ["--fencing-key", str(self.fencing_key)] if self.fencing_key.exists() else []
+
     def _tls_flags(self, name: str) -> list[str]:
         if not self.tls:
             return ["--plaintext"]
@@ -848,7 +865,8 @@ class Cluster:
         else:
             # Epoch = last one in the state dir + 1: no wait for a wall-clock slot.
             cmd += ["--state-dir", m["state_dir"]]
-        return cmd + self._tls_flags("lease-manager") + self.lease_manager_args
+        return (cmd + self._tls_flags("lease-manager") + self._fencing_flags()
+                + self.lease_manager_args)
 
     def start_lease_manager(self, i: int, wait: bool = True) -> None:
         """Start lease manager ``i`` (on its old port once it had one)."""

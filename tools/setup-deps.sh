@@ -8,7 +8,8 @@ set -euo pipefail
 
 build_pkgs=(cmake g++ make ninja-build pkg-config git
   libfuse3-dev fuse3 libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev)
+  libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev)
 test_pkgs=(python3 python3-pytest python3-matplotlib fio iproute2 attr procps psmisc util-linux
   etcd-server etcd-client ansible ansible-lint openssh-server openssh-client
   clang libclang-rt-14-dev python3-cryptography)

@@ -62,7 +62,11 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
                                      int64_t* mtime_ns) {
   proto::WriteRequest req;
   req.set_gfid(gfid);
-  if (token_) req.set_fencing_token(token_(gfid));
+  if (fence_) {
+    Fence f = fence_(gfid);
+    req.set_fencing_token(f.token);
+    req.set_fencing_proof(std::move(f.proof));
+  }
   for (Chunk& c : chunks) {
     proto::WriteChunk* pc = req.add_chunks();
     pc->set_offset(c.offset);
@@ -344,7 +348,9 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   }
   // Taken after Enter: the token is the WRITE lease's (dfuse's kernel holds
   // it while it sends a size change).
-  sreq.set_fencing_token(self->consistency_->WriteToken(gfid));
+  Fence fence = self->consistency_->WriteFence(gfid);
+  sreq.set_fencing_token(fence.token);
+  sreq.set_fencing_proof(std::move(fence.proof));
   if (valid & proto::SETATTR_SIZE) {
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.
@@ -738,7 +744,9 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   if (err == 0) {
     proto::FallocateRequest freq;
     freq.set_gfid(gfid);
-    freq.set_fencing_token(self->consistency_->WriteToken(gfid));
+    Fence fence = self->consistency_->WriteFence(gfid);
+    freq.set_fencing_token(fence.token);
+    freq.set_fencing_proof(std::move(fence.proof));
     freq.set_mode(mode);
     freq.set_offset(static_cast<uint64_t>(offset));
     freq.set_length(static_cast<uint64_t>(length));

@@ -26,8 +26,9 @@ namespace dfuse {
 class StorageCacheBackend : public CacheBackend {
  public:
   explicit StorageCacheBackend(StorageClient* storage) : storage_(storage) {}
-  // The fencing token of every write of a file (ConsistencyPolicy::WriteToken).
-  void set_token_source(std::function<uint64_t(uint64_t gfid)> token) { token_ = std::move(token); }
+  // The fencing token and proof of every write of a file
+  // (ConsistencyPolicy::WriteFence).
+  void set_fence_source(std::function<Fence(uint64_t gfid)> fence) { fence_ = std::move(fence); }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
@@ -35,7 +36,7 @@ class StorageCacheBackend : public CacheBackend {
 
  private:
   StorageClient* storage_;
-  std::function<uint64_t(uint64_t gfid)> token_;
+  std::function<Fence(uint64_t gfid)> fence_;
 };
 
 // The core knows no mode: where modes differ it asks `consistency`.

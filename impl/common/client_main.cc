@@ -227,9 +227,9 @@ struct ClientNode {
       : stats(registry), storage(sopts, stats), backend(&storage), cache(copts, &backend, stats) {
     // Every change to a file's data carries the policy's fencing token: the
     // buffer cache's write-back here, truncates and fallocates in the core.
-    backend.set_token_source([this](uint64_t gfid) {
+    backend.set_fence_source([this](uint64_t gfid) {
       ConsistencyPolicy* p = token_policy.load();
-      return p ? p->WriteToken(gfid) : 0;
+      return p ? p->WriteFence(gfid) : Fence();
     });
   }
   ~ClientNode() { Stop(); }

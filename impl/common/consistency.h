@@ -57,6 +57,13 @@ struct PolicyContext {
   fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid ? FUSE_ROOT_ID : gfid; }
 };
 
+// What a change to a file's data on storage carries: the fencing token of
+// the writer's lease and its proof of origin.
+struct Fence {
+  uint64_t token = 0;
+  std::string proof;
+};
+
 class ConsistencyPolicy {
  public:
   // What a policy keeps held while the core serves one request from cached
@@ -95,6 +102,15 @@ class ConsistencyPolicy {
 
   // The fencing token for a change to gfid's data on storage (0: none).
   virtual uint64_t WriteToken(uint64_t /*gfid*/) { return 0; }
+  // The proof of origin the lease manager granted with `token` on gfid, ""
+  // if none (util/fencing_key.h).
+  virtual std::string FenceProof(uint64_t /*gfid*/, uint64_t /*token*/) { return ""; }
+  // Both, for a change to gfid's data on storage.
+  Fence WriteFence(uint64_t gfid) {
+    Fence f{WriteToken(gfid), ""};
+    if (f.token != 0) f.proof = FenceProof(gfid, f.token);
+    return f;
+  }
   // Before a READ (kRead), or a WRITE, truncate, fallocate or attribute
   // change (kWrite): *hold keeps what the request needs until the reply.
   // Returns 0 or an errno for the request.

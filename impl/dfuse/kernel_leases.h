@@ -62,6 +62,9 @@ class KernelLeases : public ConsistencyPolicy {
   // Gives every lease back and stops the workers.
   void Stop() override;
   uint64_t WriteToken(uint64_t gfid) override;
+  std::string FenceProof(uint64_t gfid, uint64_t token) override {
+    return agent_ ? agent_->Proof(gfid, token) : "";
+  }
   int LinkCountChanged(uint64_t gfid) override;
   void Forgotten(uint64_t gfid) override;
 

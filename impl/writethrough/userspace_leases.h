@@ -31,6 +31,9 @@ class UserspaceLeases : public ConsistencyPolicy {
   void Stop() override;
 
   uint64_t WriteToken(uint64_t gfid) override { return gate_.WriteToken(gfid); }
+  std::string FenceProof(uint64_t gfid, uint64_t token) override {
+    return agent_ ? agent_->Proof(gfid, token) : "";
+  }
   int Enter(uint64_t gfid, Access access, std::unique_ptr<Hold>* hold) override;
   int WriteStarting(uint64_t gfid) override { return gate_.BeginWrite(gfid); }
   void WriteDone(uint64_t gfid, uint64_t end) override;

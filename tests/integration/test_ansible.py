@@ -196,6 +196,11 @@ def test_deploy_up_down_teardown(hosts):
             assert "--plaintext" not in p and "http://" not in p, p
             assert any(flag in p for flag in ("--tls-cert=", "--cert-file=", "--cert ")), p
         assert (hosts.host_dir("c01") / "etc/dfuse/tls/c01.key").stat().st_mode & 0o077 == 0
+        # The fencing key is on the services that issue and check tokens only.
+        assert (hosts.host_dir("st01") / "etc/dfuse/tls/fencing.key").stat().st_mode & 0o077 == 0
+        assert not (hosts.host_dir("c01") / "etc/dfuse/tls/fencing.key").exists()
+        assert all("--fencing-key=" in p for p in daemons if "dfuse-storage" in p
+                   or "dfuse-lease-manager" in p), daemons
         steady = recap(playbook(hosts, "up.yml", "-e", f"dfuse_mode={mode}").stdout)
         assert all(v["changed"] == 0 for v in steady.values()), f"second up changed: {steady}"
         text = f"written on c01 in {mode} mode"

@@ -10,10 +10,12 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "storage/client_limits.h"
 #include "storage/limits.h"
 #include "storage/server.h"
+#include "util/fencing_key.h"
 #include "util/stats.h"
 
 namespace dfuse {
@@ -81,13 +84,15 @@ class TlsTest : public ::testing::Test {
   // A storage service that requires the cluster's certificates, exporting
   // a fresh directory `name` under the suite's directory.
   static std::unique_ptr<storage::StorageServer> StartStorage(
-      const std::string& name, storage::AccessRules access = storage::AccessRules()) {
+      const std::string& name, storage::AccessRules access = storage::AccessRules(),
+      std::shared_ptr<const FencingKey> fencing_key = nullptr) {
     const fs::path export_dir = *dir_ / name;
     fs::create_directories(export_dir);
     storage::StorageOptions so;
     so.export_dir = export_dir.string();
     so.tls = Files("ca", "server");
     so.access = std::move(access);
+    so.fencing_key = std::move(fencing_key);
     std::string error;
     auto server = storage::StorageServer::Start(so, &error);
     EXPECT_NE(server, nullptr) << error;
@@ -324,6 +329,105 @@ TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
   EXPECT_NE(error.find("refused this client"), std::string::npos) << error;
   EXPECT_EQ(outsider->Lookup(root_gfid, "by-writer", &seen), EACCES);
   EXPECT_EQ(writer->Unlink(root_gfid, "by-writer"), 0);  // the writer still may
+}
+
+// A fencing token counts at storage only with the proof the lease manager
+// granted with it, for the client it was granted to: a client can neither
+// make a token up nor use another client's.
+TEST_F(TlsTest, FencingTokensNeedTheProofTheirManagerGave) {
+  auto key = std::make_shared<const FencingKey>(std::string(32, 'k'));
+  auto server = StartStorage("export-fencing", storage::AccessRules(), key);
+  ASSERT_NE(server, nullptr);
+  lease::ManagerOptions mo;
+  mo.fencing_key = key;
+  auto manager = StartManager(mo);
+  ASSERT_NE(manager, nullptr);
+  std::string error;
+  auto client_with = [&](const std::string& cert, StatsRegistry* stats) {
+    StorageClientOptions co;
+    co.address = "127.0.0.1:" + std::to_string(server->port());
+    co.credentials = ChannelCredentials(Files("ca", cert), &error);
+    return std::make_unique<StorageClient>(co, stats);
+  };
+  StatsRegistry s1, s2, s3;
+  auto writer = client_with("writer", &s1);
+  auto other = client_with("other-client", &s2);
+  proto::RootReply root;
+  ASSERT_EQ(writer->GetRoot(milliseconds(10000), &root, &error), 0) << error;
+  ASSERT_EQ(other->GetRoot(milliseconds(10000), &root, &error), 0) << error;
+  proto::MakeRequest make;
+  make.set_parent(root.attr().gfid());
+  make.set_name("fenced");
+  make.set_mode(S_IFREG | 0644);
+  proto::Attr file;
+  ASSERT_EQ(writer->Create(make, &file), 0);
+
+  lease::LeaseAgent agent(
+      AgentOptions(*manager, "writer", ChannelCredentials(Files("ca", "writer"), &error)), nullptr,
+      &s3);
+  ASSERT_EQ(agent.Start(milliseconds(10000), &error), 0) << error;
+  uint64_t token = 0;
+  ASSERT_EQ(agent.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
+  ASSERT_NE(token, 0u);
+  const std::string proof = agent.Proof(file.gfid(), token);
+  EXPECT_TRUE(key->Verify(file.gfid(), token, "writer", proof));
+
+  auto write = [&](StorageClient* c, uint64_t t, const std::string& p) {
+    proto::WriteRequest w;
+    w.set_gfid(file.gfid());
+    w.set_fencing_token(t);
+    w.set_fencing_proof(p);
+    proto::WriteChunk* chunk = w.add_chunks();
+    chunk->set_data("x");
+    proto::WriteReply wr;
+    return c->Write(w, &wr);
+  };
+  EXPECT_EQ(write(writer.get(), token + 1000, proof), EACCES) << "a token made up";
+  EXPECT_EQ(write(writer.get(), token + 1000, ""), EACCES) << "a token made up, no proof";
+  EXPECT_EQ(write(other.get(), token, proof), EACCES) << "another client's token";
+  EXPECT_EQ(write(writer.get(), token, proof), 0) << "the holder's own token";
+  proto::FallocateRequest f;
+  f.set_gfid(file.gfid());
+  f.set_length(4096);
+  f.set_fencing_token(token);
+  EXPECT_EQ(writer->Fallocate(f), EACCES) << "the holder's token without its proof";
+  f.set_fencing_proof(proof);
+  EXPECT_EQ(writer->Fallocate(f), 0);
+  EXPECT_EQ(fs::file_size(*dir_ / "export-fencing" / "fenced"), 4096u);
+  agent.Shutdown();
+}
+
+TEST(FencingKeyTest, KeyFilesAreCheckedAndProofsBindEveryPart) {
+  const fs::path d = fs::temp_directory_path() / ("dfuse-fkey-" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  std::string error;
+  const fs::path shortkey = d / "short", open = d / "open", good = d / "good";
+  for (const auto& [path, bytes, mode] :
+       {std::tuple{shortkey, std::string(16, 's'), 0600}, std::tuple{open, std::string(32, 'o'), 0644},
+        std::tuple{good, std::string(40, 'g') + "\n", 0600}}) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(bytes.c_str(), f);
+    std::fclose(f);
+    ::chmod(path.c_str(), mode);
+  }
+  EXPECT_EQ(FencingKey::Load((d / "missing").string(), &error), nullptr);
+  EXPECT_NE(error.find("missing"), std::string::npos) << error;
+  EXPECT_EQ(FencingKey::Load(shortkey.string(), &error), nullptr);
+  EXPECT_NE(error.find("shorter than 32"), std::string::npos) << error;
+  EXPECT_EQ(FencingKey::Load(open.string(), &error), nullptr);
+  EXPECT_NE(error.find("chmod 600"), std::string::npos) << error;
+  auto key = FencingKey::Load(good.string(), &error);
+  ASSERT_NE(key, nullptr) << error;
+  const std::string p = key->Prove(7, 9, "c01");
+  EXPECT_EQ(p.size(), FencingKey::kProofBytes);
+  EXPECT_TRUE(key->Verify(7, 9, "c01", p));
+  EXPECT_FALSE(key->Verify(8, 9, "c01", p));
+  EXPECT_FALSE(key->Verify(7, 10, "c01", p));
+  EXPECT_FALSE(key->Verify(7, 9, "c02", p));
+  EXPECT_FALSE(key->Verify(7, 9, "c01", p.substr(1)));
+  EXPECT_FALSE(FencingKey(std::string(40, 'h')).Verify(7, 9, "c01", p)) << "another key";
+  fs::remove_all(d);
 }
 
 TEST(AccessRulesTest, BadRulesAreOneLineErrors) {
