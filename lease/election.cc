@@ -17,6 +17,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "util/strings.h"
+
 namespace dfuse::lease {
 
 namespace {
@@ -139,16 +141,9 @@ std::vector<std::string> Election::Connection() const {
   }
   // HOST:PORT endpoints are reached over https; etcdctl wants the scheme.
   std::string endpoints;
-  size_t start = 0;
-  while (start <= options_.endpoints.size()) {
-    size_t end = options_.endpoints.find(',', start);
-    if (end == std::string::npos) end = options_.endpoints.size();
-    const std::string one = options_.endpoints.substr(start, end - start);
-    if (!one.empty()) {
-      if (!endpoints.empty()) endpoints += ',';
-      endpoints += one.find("://") == std::string::npos ? "https://" + one : one;
-    }
-    start = end + 1;
+  for (const std::string& one : Split(options_.endpoints, ',')) {
+    if (!endpoints.empty()) endpoints += ',';
+    endpoints += one.find("://") == std::string::npos ? "https://" + one : one;
   }
   argv.insert(argv.end(), {"--endpoints", endpoints, "--cacert", options_.tls_ca, "--cert",
                            options_.tls_cert, "--key", options_.tls_key});

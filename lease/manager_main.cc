@@ -41,6 +41,7 @@
 #include "lease/manager_service.h"
 #include "util/log.h"
 #include "util/signal_waiter.h"
+#include "util/strings.h"
 
 namespace {
 
@@ -63,12 +64,7 @@ using dfuse::SignalWaiter;
 // HOST:PORT endpoint needs the manager's TLS files, http:// is plain text.
 bool CheckEtcdTransport(const dfuse::TlsFiles& tls, const std::string& endpoints,
                         std::string* error) {
-  size_t start = 0;
-  while (start < endpoints.size()) {
-    size_t end = endpoints.find(',', start);
-    if (end == std::string::npos) end = endpoints.size();
-    std::string endpoint = endpoints.substr(start, end - start);
-    start = end + 1;
+  for (std::string endpoint : dfuse::Split(endpoints, ',')) {
     if (endpoint.rfind("https://", 0) == 0 && !tls.enabled()) {
       *error = "etcd endpoint " + endpoint + " needs --tls-ca, --tls-cert and --tls-key";
       return false;

@@ -138,13 +138,13 @@ class StorageService final : public proto::Storage::Service {
   template <typename Reply>
   Call Begin(Rpc rpc, const Ctx* ctx, Reply* reply) {
     // One certificate lookup per call serves the bound and the access rules.
-    const std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
+    std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
     ClientLimits::Slot slot = limits_.Enter(ctx, identity);
     grpc::Status refusal;
     const int err = Permit(rpc, identity, static_cast<bool>(slot), &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
-    return Call(latency_[rpc], std::move(slot), identity, admitted, std::move(refusal));
+    return Call(latency_[rpc], std::move(slot), std::move(identity), admitted, std::move(refusal));
   }
   // Whether a call of `rpc` from the client `identity` may run: OK and 0 if
   // so; EROFS for a change from a read-only client; a refusing *status for

@@ -146,6 +146,15 @@ def missing_binaries(build_dir: Path, mode: str, lease_managers: int = 0) -> lis
     return out
 
 
+def _certs(args: list[str]) -> None:
+    """Runs tools/dfuse-certs with ``args``; a failure is a ClusterError with its message."""
+    # Debian's interpreter has python3-cryptography (another one on PATH may not).
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    r = _run([python, str(REPO_ROOT / "tools" / "dfuse-certs"), *args], timeout=60)
+    if r.returncode != 0:
+        raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -778,9 +787,6 @@ class Cluster:
     def _make_certs(self) -> None:
         """The cluster CA and a certificate for storage, the lease managers (both valid
         for every address they may listen on) and each client node."""
-        # Debian's interpreter has python3-cryptography (another one on PATH may not).
-        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-        tool = [python, str(REPO_ROOT / "tools" / "dfuse-certs")]
         d = str(self.tls_dir)
         ips = ["--ip", "127.0.0.1", "--ip", STORAGE_NS_ADDR]
         jobs = [["ca", d, "--force"], ["issue", d, "storage", *ips, "--force"],
@@ -789,9 +795,7 @@ class Cluster:
         if self.lease_manager_count >= 2:
             jobs.append(["issue", d, "etcd", *ips, "--force"])
         for args in jobs:
-            r = _run(tool + args, timeout=60)
-            if r.returncode != 0:
-                raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+            _certs(args)
         self.progress(f"TLS: CA and certificates in {d}")
 
     @property
@@ -801,11 +805,7 @@ class Cluster:
     def _make_fencing_key(self) -> None:
         """The secret the storage service and the lease managers share: fencing tokens
         count at storage only with the proof their manager granted (util/fencing_key.h)."""
-        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-        args = ["fencing-key", str(self.rundir), "--force"]
-        r = _run([python, str(REPO_ROOT / "tools" / "dfuse-certs"), *args], timeout=60)
-        if r.returncode != 0:
-            raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+        _certs(["fencing-key", str(self.rundir), "--force"])
 
     def _fencing_flags(self) -> list[str]:
         return ["--fencing-key", str(self.fencing_key)] if self.fencing_key.exists() else []

@@ -27,6 +27,7 @@
 #include "impl/common/storage_client.h"
 #include "util/log.h"
 #include "util/stats.h"
+#include "util/strings.h"
 #include "util/tls.h"
 
 namespace dfuse {
@@ -61,18 +62,6 @@ bool IsMountOnlyOption(const std::string& opt) {
   static const std::set<std::string> kIgnored = {"_netdev", "defaults", "auto", "noauto",
                                                  "user",    "nouser",   "users", "nofail"};
   return kIgnored.count(opt) || opt.rfind("x-", 0) == 0 || opt.rfind("comment=", 0) == 0;
-}
-
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(sep, start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 bool ParseSize(const std::string& text, uint64_t* out) {

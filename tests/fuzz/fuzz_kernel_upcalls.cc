@@ -39,6 +39,7 @@
 #include "kernel/dfuse/dfuse_proto.h"
 #include "lease/manager_service.h"
 #include "tests/fuzz/records.h"
+#include "tests/support/no_backend.h"
 
 namespace dfuse {
 namespace {
@@ -59,16 +60,7 @@ enum Kind : uint8_t {
   kOtherOpcode = 7,   // any other opcode: libfuse's to serve
 };
 
-// A cache with nothing in it: releases have nothing to write back, so the
-// storage service is never called.
-class NoBackend : public CacheBackend {
- public:
-  int ReadExtents(uint64_t, const std::vector<Extent>&, std::vector<std::string>*,
-                  uint64_t*) override {
-    return EIO;
-  }
-  int WriteChunks(uint64_t, std::vector<Chunk>, uint64_t*, int64_t*) override { return EIO; }
-};
+using test::NoBackend;  // releases have nothing to write back
 
 // What one input asked and what must come back for it.
 struct Request {

@@ -21,6 +21,7 @@
 
 #include "kernel/dfuse/dfuse_proto.h"
 #include "lease/manager_service.h"
+#include "tests/support/no_backend.h"
 
 namespace dfuse {
 namespace {
@@ -30,16 +31,7 @@ using std::chrono::milliseconds;
 
 constexpr uint64_t kFile = (uint64_t{1} << 48) | 42;
 
-// An empty buffer cache: revokes have nothing to flush, so storage is never
-// called.
-class NoBackend : public CacheBackend {
- public:
-  int ReadExtents(uint64_t, const std::vector<Extent>&, std::vector<std::string>*,
-                  uint64_t*) override {
-    return EIO;
-  }
-  int WriteChunks(uint64_t, std::vector<Chunk>, uint64_t*, int64_t*) override { return EIO; }
-};
+using test::NoBackend;  // revokes have nothing to flush
 
 struct Message {
   fuse_out_header header{};

@@ -99,6 +99,18 @@ class TlsTest : public ::testing::Test {
     return server;
   }
 
+  // A storage client of `server` presenting the certificate `cert`.
+  static std::unique_ptr<StorageClient> StorageClientFor(const storage::StorageServer& server,
+                                                         const std::string& cert,
+                                                         StatsRegistry* stats) {
+    std::string error;
+    StorageClientOptions co;
+    co.address = "127.0.0.1:" + std::to_string(server.port());
+    co.credentials = ChannelCredentials(Files("ca", cert), &error);
+    EXPECT_NE(co.credentials, nullptr) << error;
+    return std::make_unique<StorageClient>(co, stats);
+  }
+
   // A lease manager that requires the cluster's certificates.
   static std::unique_ptr<lease::ManagerServer> StartManager(
       lease::ManagerOptions mo = lease::ManagerOptions()) {
@@ -287,10 +299,7 @@ TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
   auto server = StartStorage("export-access", access);
   ASSERT_NE(server, nullptr);
   auto client_with = [&](const std::string& cert, StatsRegistry* stats) {
-    StorageClientOptions co;
-    co.address = "127.0.0.1:" + std::to_string(server->port());
-    co.credentials = ChannelCredentials(Files("ca", cert), &error);
-    return std::make_unique<StorageClient>(co, stats);
+    return StorageClientFor(*server, cert, stats);
   };
   StatsRegistry s1, s2, s3;
   auto writer = client_with("writer", &s1);
@@ -344,10 +353,7 @@ TEST_F(TlsTest, FencingTokensNeedTheProofTheirManagerGave) {
   ASSERT_NE(manager, nullptr);
   std::string error;
   auto client_with = [&](const std::string& cert, StatsRegistry* stats) {
-    StorageClientOptions co;
-    co.address = "127.0.0.1:" + std::to_string(server->port());
-    co.credentials = ChannelCredentials(Files("ca", cert), &error);
-    return std::make_unique<StorageClient>(co, stats);
+    return StorageClientFor(*server, cert, stats);
   };
   StatsRegistry s1, s2, s3;
   auto writer = client_with("writer", &s1);

@@ -1,0 +1,27 @@
+// A buffer cache backend with nothing behind it, for tests of the lease
+// policies: with an empty cache, revokes and reaps have nothing to write
+// back, so storage is never called (and would fail with EIO if it were).
+#ifndef DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
+#define DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
+
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "impl/common/buffer_cache.h"
+
+namespace dfuse::test {
+
+class NoBackend : public CacheBackend {
+ public:
+  int ReadExtents(uint64_t, const std::vector<Extent>&, std::vector<std::string>*,
+                  uint64_t*) override {
+    return EIO;
+  }
+  int WriteChunks(uint64_t, std::vector<Chunk>, uint64_t*, int64_t*) override { return EIO; }
+};
+
+}  // namespace dfuse::test
+
+#endif  // DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
