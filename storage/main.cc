@@ -56,12 +56,16 @@ int main(int argc, char** argv) {
                  "Calls one client may have in progress; more are refused (0: no bound)")
       ->capture_default_str();
   std::vector<std::string> access_rules;
-  std::string default_access = "rw";
+  std::string default_access = "rw,root_squash";
   app.add_option("--access", access_rules,
-                 "NAME=rw|ro|none: what the client whose certificate is NAME may do (repeat "
-                 "for more clients)");
+                 "NAME=OPTIONS: what the client whose certificate is NAME may do, and as whom "
+                 "(repeat for more clients). OPTIONS, comma-separated as in exports(5): rw, ro "
+                 "or none; root_squash (the default), no_root_squash or all_squash; "
+                 "anonuid=N, anongid=N (default 65534); uids=A-B, gids=A-B (ids it may act as)")
+      ->type_name("NAME=OPTIONS");
   app.add_option("--default-access", default_access,
-                 "rw, ro or none: what other clients, and all clients in plain text, may do")
+                 "OPTIONS for other clients, and all clients in plain text")
+      ->type_name("OPTIONS")
       ->capture_default_str();
   std::string fencing_key;
   app.add_option("--fencing-key", fencing_key,

@@ -16,6 +16,7 @@
 
 #include "storage/attr.h"
 #include "storage/names.h"
+#include "storage/permission.h"
 
 namespace dfuse::storage {
 namespace {
@@ -23,7 +24,8 @@ namespace {
 constexpr const char* kRpcNames[] = {
     "GetRoot", "Lookup", "GetAttr",   "SetAttr",  "Create",   "Mknod",     "Mkdir",      "Symlink",
     "Link",    "Unlink", "Rmdir",     "Rename",   "Readlink", "ReadDir",   "StatFs",     "Read",
-    "Write",   "Fsync",  "Fallocate", "SetXattr", "GetXattr", "ListXattr", "RemoveXattr"};
+    "Write",   "Fsync",  "Fallocate", "SetXattr", "GetXattr", "ListXattr", "RemoveXattr",
+    "Access"};
 
 }  // namespace
 
@@ -38,6 +40,7 @@ StorageService::StorageService(HandleTable* table, StatsRegistry* stats,
       replayed_replies_(stats->GetCounter("replayed_replies")),
       busy_refusals_(stats->GetCounter("busy_refusals")),
       access_refusals_(stats->GetCounter("access_refusals")),
+      permission_refusals_(stats->GetCounter("permission_refusals")),
       bytes_read_(stats->GetCounter("bytes_read")),
       bytes_written_(stats->GetCounter("bytes_written")) {
   static_assert(std::size(kRpcNames) == kNumRpcs);
@@ -49,6 +52,40 @@ StorageService::StorageService(HandleTable* table, StatsRegistry* stats,
 bool StorageService::IsRpcName(const std::string& rpc) {
   return std::find(std::begin(kRpcNames), std::end(kRpcNames), rpc) != std::end(kRpcNames);
 }
+
+namespace {
+
+// Whether `caller` may make the changes `req` asks of a file with `st`, as
+// Linux's setattr_prepare decides: owner or group changes and chmod need
+// ownership (EPERM), a new size write permission (EACCES). *mode gets the
+// mode to set, without S_ISGID where the caller is not in the file's group.
+// One deviation: explicit times need ownership or write permission, since a
+// write-back cache sends a writer's mtime explicitly.
+int MaySetAttr(const Caller& caller, const struct stat& st, const proto::SetAttrRequest& req,
+               mode_t* mode) {
+  const uint32_t valid = req.valid();
+  *mode = req.mode() & 07777;
+  if (Privileged(caller)) return 0;
+  const bool owner = caller.uid == st.st_uid;
+  if ((valid & proto::SETATTR_UID) && !(owner && req.uid() == st.st_uid)) return EPERM;
+  if ((valid & proto::SETATTR_GID) &&
+      !(owner && (req.gid() == st.st_gid || InGroup(caller, req.gid())))) {
+    return EPERM;
+  }
+  if (valid & proto::SETATTR_MODE) {
+    if (!owner) return EPERM;
+    const gid_t gid = (valid & proto::SETATTR_GID) ? req.gid() : st.st_gid;
+    if (!InGroup(caller, gid)) *mode &= ~S_ISGID;
+  }
+  const bool times = valid & (proto::SETATTR_ATIME | proto::SETATTR_MTIME |
+                              proto::SETATTR_ATIME_NOW | proto::SETATTR_MTIME_NOW);
+  if ((times || (valid & proto::SETATTR_SIZE)) && !owner) {
+    return Permission(caller, st, kMayWrite);
+  }
+  return 0;
+}
+
+}  // namespace
 
 bool StorageService::InjectLostReplies(const std::string& rpc, uint32_t count) {
   const auto it = std::find(std::begin(kRpcNames), std::end(kRpcNames), rpc);
@@ -88,8 +125,8 @@ bool StorageService::Changes(Rpc rpc) {
   }
 }
 
-int StorageService::Permit(Rpc rpc, const std::string& identity, bool within_bound,
-                           grpc::Status* status) {
+int StorageService::Permit(Rpc rpc, const Ctx* ctx, const std::string& identity,
+                           bool within_bound, Caller* caller, grpc::Status* status) {
   if (!within_bound) {
     busy_refusals_->Add();
     *status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -97,20 +134,53 @@ int StorageService::Permit(Rpc rpc, const std::string& identity, bool within_bou
                            "(--max-in-flight-per-client)");
     return 0;
   }
-  switch (access_.For(identity)) {
-    case Access::kReadWrite:
-      return 0;
-    case Access::kReadOnly:
-      if (!Changes(rpc)) return 0;
+  const ExportRule& rule = access_.For(identity);
+  switch (rule.access) {
+    case storage::Access::kReadWrite:
+      break;
+    case storage::Access::kReadOnly:
+      if (!Changes(rpc)) break;
       access_refusals_->Add();
       return EROFS;
-    case Access::kNone:
-      break;
+    case storage::Access::kNone:
+      access_refusals_->Add();
+      *status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                             "client '" + identity + "' may not use this export (--access)");
+      return 0;
   }
-  access_refusals_->Add();
-  *status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                         "client '" + identity + "' may not use this export (--access)");
+  // A call that names no user acts for the anonymous one.
+  Caller claimed{rule.anon_uid, rule.anon_gid, {}};
+  if (ctx != nullptr) {
+    const auto& metadata = ctx->client_metadata();
+    const auto it = metadata.find(kCallerKey);
+    if (it != metadata.end() &&
+        !DecodeCaller(std::string_view(it->second.data(), it->second.size()), &claimed)) {
+      *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             std::string("malformed ") + kCallerKey + " metadata");
+      return 0;
+    }
+  }
+  if (int err = rule.Map(claimed, caller); err != 0) {
+    permission_refusals_->Add();
+    spdlog::debug("refused {} from client '{}' as {}: not an allowed user", kRpcNames[rpc],
+                  identity, EncodeCaller(claimed));
+    return err;
+  }
   return 0;
+}
+
+int StorageService::Check(const Call& call, const Node& node, int mask, struct stat* st) {
+  // An unsquashed root needs no look at the file, but to execute it.
+  if (st == nullptr && Privileged(call.caller()) &&
+      (!(mask & kMayExec) || S_ISDIR(node.type()))) {
+    return 0;
+  }
+  struct stat local;
+  if (st == nullptr) st = &local;
+  if (::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (Permission(call.caller(), *st, mask) == 0) return 0;
+  permission_refusals_->Add();
+  return EACCES;
 }
 
 grpc::Status StorageService::Once(Rpc rpc, const proto::RequestId& id,
@@ -197,10 +267,20 @@ int StorageService::Admit(const Call& call, Node* node, uint64_t token, const st
   return err;
 }
 
+int StorageService::CheckData(const Call& call, const Node& node, int mask) {
+  if (Privileged(call.caller())) return 0;
+  struct stat st;
+  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (st.st_uid == call.caller().uid || Permission(call.caller(), st, mask) == 0) return 0;
+  permission_refusals_->Add();
+  return EACCES;
+}
+
 grpc::Status StorageService::GetRoot(Ctx* ctx, const proto::RootRequest*, proto::RootReply* reply) {
   const Call call = Begin(kGetRoot, ctx, reply);
   if (!call.admitted()) return call.refusal();
   reply->set_shard_id(table_->shard_id());
+  reply->set_root_squashed(access_.For(call.identity()).SquashesRoot());
   reply->set_err(Stat(*table_->root(), reply->mutable_attr()));
   return Done(kGetRoot);
 }
@@ -212,6 +292,7 @@ grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req,
   std::shared_ptr<Node> parent;
   int err = ResolveDir(req->parent(), &parent);
   if (err == 0) err = ValidateName(req->name());
+  if (err == 0) err = Check(call, *parent, kMayExec);
   if (err == 0) err = Entry(*parent, req->name(), reply->mutable_attr());
   reply->set_err(err);
   return Done(kLookup);
@@ -241,6 +322,15 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
   std::unique_lock<std::mutex> fence;
   int fd = -1;
   int err = table_->Resolve(req->gfid(), &node);
+  mode_t mode = req->mode() & 07777;
+  if (err == 0 && !Privileged(call.caller())) {
+    struct stat st;
+    if (::fstatat(node->path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      err = errno;
+    } else if ((err = MaySetAttr(call.caller(), st, *req, &mode)) != 0) {
+      permission_refusals_->Add();
+    }
+  }
   // Admitted before any change, so a refused call changes nothing.
   if (err == 0 && (valid & proto::SETATTR_SIZE)) {
     err = ResolveData(req->gfid(), &node);
@@ -260,7 +350,7 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
     // refused or, on older kernels, act on the link.
     if (S_ISLNK(node->type())) {
       err = EOPNOTSUPP;
-    } else if (::chmod(node->proc_path().c_str(), req->mode() & 07777) != 0) {
+    } else if (::chmod(node->proc_path().c_str(), mode) != 0) {
       err = errno;
     }
   }
@@ -333,6 +423,22 @@ grpc::Status StorageService::StatFs(Ctx* ctx, const proto::GfidRequest* req,
   }
   reply->set_err(err);
   return Done(kStatFs);
+}
+
+grpc::Status StorageService::Access(Ctx* ctx, const proto::AccessRequest* req,
+                                    proto::ErrReply* reply) {
+  const Call call = Begin(kAccess, ctx, reply);
+  if (!call.admitted()) return call.refusal();
+  std::shared_ptr<Node> node;
+  int err = table_->Resolve(req->gfid(), &node);
+  if (err == 0 && (req->mask() & ~uint32_t{kMayRead | kMayWrite | kMayExec}) != 0) err = EINVAL;
+  if (err == 0 && (req->mask() & kMayWrite) &&
+      access_.For(call.identity()).access == storage::Access::kReadOnly) {
+    err = EROFS;
+  }
+  if (err == 0) err = Check(call, *node, static_cast<int>(req->mask()));
+  reply->set_err(err);
+  return Done(kAccess);
 }
 
 }  // namespace dfuse::storage

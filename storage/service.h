@@ -28,6 +28,7 @@
 #include "storage/fencing.h"
 #include "storage/handle_table.h"
 #include "storage/reply_cache.h"
+#include "util/caller.h"
 #include "util/fencing_key.h"
 #include "util/stats.h"
 #include "util/tls.h"
@@ -38,7 +39,10 @@ namespace dfuse::storage {
 struct ServiceOptions {
   // Calls one client may have in progress at once (0: no bound).
   size_t max_in_flight_per_client = 0;
-  AccessRules access;  // by default every client reads and writes
+  // Export rules by client identity (storage/access.h): by default every
+  // client reads and writes as whoever it says, as library users want; the
+  // daemon's default squashes root.
+  AccessRules access;
   // With a key, a change under a fencing token needs the token's proof of
   // origin for the caller's identity (util/fencing_key.h); EACCES without.
   std::shared_ptr<const FencingKey> fencing_key;
@@ -74,6 +78,7 @@ class StorageService final : public proto::Storage::Service {
   grpc::Status GetXattr(Ctx*, const proto::XattrRequest*, proto::XattrReply*) override;
   grpc::Status ListXattr(Ctx*, const proto::XattrRequest*, proto::XattrReply*) override;
   grpc::Status RemoveXattr(Ctx*, const proto::XattrRequest*, proto::ErrReply*) override;
+  grpc::Status Access(Ctx*, const proto::AccessRequest*, proto::ErrReply*) override;
 
   // Testing: the next `count` calls of `rpc` (its name in the service
   // definition, e.g. "Mkdir") are applied and then answered with gRPC
@@ -109,6 +114,7 @@ class StorageService final : public proto::Storage::Service {
     kGetXattr,
     kListXattr,
     kRemoveXattr,
+    kAccess,
     kNumRpcs
   };
   // One call in progress: timed into the `rpc_<name>` latency and counted
@@ -116,22 +122,26 @@ class StorageService final : public proto::Storage::Service {
   // ends at once with refusal(), its reply's err already set if any.
   class Call {
    public:
-    Call(Latency* latency, ClientLimits::Slot slot, std::string identity, bool admitted,
-         grpc::Status refusal)
+    Call(Latency* latency, ClientLimits::Slot slot, std::string identity, Caller caller,
+         bool admitted, grpc::Status refusal)
         : time_(latency),
           slot_(std::move(slot)),
           identity_(std::move(identity)),
+          caller_(std::move(caller)),
           admitted_(admitted),
           refusal_(std::move(refusal)) {}
     bool admitted() const { return admitted_; }
     const grpc::Status& refusal() const { return refusal_; }
     // The caller's certificate identity, "" in plain text.
     const std::string& identity() const { return identity_; }
+    // The user the call acts for, mapped by the client's export rule.
+    const Caller& caller() const { return caller_; }
 
    private:
     ScopedLatency time_;
     ClientLimits::Slot slot_;
     std::string identity_;
+    Caller caller_;
     bool admitted_;
     grpc::Status refusal_;
   };
@@ -141,15 +151,31 @@ class StorageService final : public proto::Storage::Service {
     std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
     ClientLimits::Slot slot = limits_.Enter(ctx, identity);
     grpc::Status refusal;
-    const int err = Permit(rpc, identity, static_cast<bool>(slot), &refusal);
+    Caller caller;
+    const int err = Permit(rpc, ctx, identity, static_cast<bool>(slot), &caller, &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
-    return Call(latency_[rpc], std::move(slot), std::move(identity), admitted, std::move(refusal));
+    return Call(latency_[rpc], std::move(slot), std::move(identity), std::move(caller), admitted,
+                std::move(refusal));
   }
-  // Whether a call of `rpc` from the client `identity` may run: OK and 0 if
-  // so; EROFS for a change from a read-only client; a refusing *status for
-  // a client over its bound on calls in progress, or one with no access.
-  int Permit(Rpc rpc, const std::string& identity, bool within_bound, grpc::Status* status);
+  // Whether a call of `rpc` from the client `identity` may run, and as
+  // whom (*caller): OK and 0 if so; EROFS for a change from a read-only
+  // client; EPERM for a user its rule does not allow; a refusing *status
+  // for a client over its bound on calls in progress, one with no access,
+  // or a malformed caller.
+  int Permit(Rpc rpc, const Ctx* ctx, const std::string& identity, bool within_bound,
+             Caller* caller, grpc::Status* status);
+  // 0 if the call's caller has `mask` (storage/permission.h) on `node`,
+  // EACCES if not, or the errno of reading its attributes into *st (if
+  // given, filled in any case for a check that was made).
+  int Check(const Call& call, const Node& node, int mask, struct stat* st = nullptr);
+  // Check for reading or writing data: as Check, but the file's owner may
+  // always (as NFS servers allow, so that a file opened before a chmod
+  // stays usable, and pages written back after one still land).
+  int CheckData(const Call& call, const Node& node, int mask);
+  // Check for the extended attribute `name` (XattrPermission).
+  int CheckXattr(const Call& call, const Node& node, const std::string& name, bool change,
+                 bool remove);
   // Whether `rpc` changes the export (names, data, attributes).
   static bool Changes(Rpc rpc);
   // The status a call of `rpc` that ran ends with: OK, unless its reply is
@@ -172,17 +198,26 @@ class StorageService final : public proto::Storage::Service {
   int Entry(const Node& parent, const std::string& name, proto::Attr* attr);
   // Create, Mknod, Mkdir and Symlink (`rpc` says which): creates the name
   // in the parent, gives it its owner and fills the reply.
-  int Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply);
+  int Make(const Call& call, Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply);
   // Unlink (flags 0) and Rmdir (AT_REMOVEDIR); *unlinked (if not null)
   // gets the removed file's attributes as they were before.
-  int Remove(const proto::NameRequest& req, int flags, proto::Attr* unlinked);
+  int Remove(const Call& call, const proto::NameRequest& req, int flags, proto::Attr* unlinked);
   // Rename; *replaced gets the attributes of the file the new name referred
   // to before, if the rename took that name away from it.
-  int Move(const proto::RenameRequest& req, proto::Attr* replaced);
-  // Gives a file the server just created as root its requester's owner
-  // (with Linux's rule for directories with S_ISGID) and exactly the
+  int Move(const Call& call, const proto::RenameRequest& req, proto::Attr* replaced);
+  // Whether the call's caller may remove `name` from `dir` (write and
+  // search on it, its sticky bit), which *victim gets the attributes of;
+  // ENOENT if there is no such name.
+  int MayRemove(const Call& call, const Node& dir, const std::string& name, proto::Attr* victim);
+  // Whether the call's caller may rename `name` in `parent` to `new_name`
+  // in `new_parent` (with `flags`), as Linux's may_delete and may_create.
+  int MayMove(const Call& call, const Node& parent, const std::string& name,
+              const Node& new_parent, const std::string& new_name, uint32_t flags);
+  // Gives a file the server just created as root the owner `owner` (with
+  // Linux's rule for directories with S_ISGID) and exactly the
   // requested mode; `st` gets its attributes afterwards.
-  int Own(const Node& parent, const Node& node, const proto::MakeRequest& req, struct stat* st);
+  int Own(const Node& parent, const Node& node, const Caller& owner, const proto::MakeRequest& req,
+          struct stat* st);
   // Admits a data-changing call on the regular file `node` (see
   // FencingTable; with a fencing key, its token must come with the proof
   // for the caller, EACCES otherwise), counting refusals. Once admitted,
@@ -204,6 +239,7 @@ class StorageService final : public proto::Storage::Service {
   Counter* const replayed_replies_;
   Counter* const busy_refusals_;
   Counter* const access_refusals_;
+  Counter* const permission_refusals_;
   Counter* const bytes_read_;
   Counter* const bytes_written_;
 };

@@ -8,6 +8,7 @@
 #include <climits>
 
 #include "storage/limits.h"
+#include "storage/permission.h"
 #include "storage/service.h"
 
 namespace dfuse::storage {
@@ -76,6 +77,7 @@ grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req,
     if (e.offset() > kMaxOffset || e.length() > kMaxIoBytes - total) err = EINVAL;
     total += e.length();
   }
+  if (err == 0) err = CheckData(call, *node, kMayRead);
   int fd = -1;
   if (err == 0) err = node->DataFd(false, &fd);
   for (int i = 0; err == 0 && i < req->extents_size(); i++) {
@@ -108,7 +110,8 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
     if (err == 0) err = CheckRange(c.offset(), c.data().size());
     total += c.data().size();
   }
-  // Admitted last: a malformed call never raises the file's token.
+  if (err == 0) err = CheckData(call, *node, kMayWrite);
+  // Admitted last: a malformed or refused call never raises the file's token.
   int fd = -1;
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
@@ -164,6 +167,7 @@ grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* 
   std::unique_lock<std::mutex> fence;
   int err = ResolveData(req->gfid(), &node);
   if (err == 0) err = CheckRange(req->offset(), req->length());
+  if (err == 0) err = CheckData(call, *node, kMayWrite);
   int fd = -1;
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);

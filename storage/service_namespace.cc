@@ -9,6 +9,7 @@
 
 #include "storage/attr.h"
 #include "storage/names.h"
+#include "storage/permission.h"
 #include "storage/service.h"
 
 namespace dfuse::storage {
@@ -34,16 +35,38 @@ int MknodType(uint32_t mode, mode_t* type) {
   }
 }
 
+// The mode, owner and group of `attr` in a struct stat, for the checks.
+struct stat StatOf(const proto::Attr& attr) {
+  struct stat st = {};
+  st.st_mode = attr.mode();
+  st.st_uid = attr.uid();
+  st.st_gid = attr.gid();
+  return st;
+}
+
 }  // namespace
 
-int StorageService::Own(const Node& parent, const Node& node, const proto::MakeRequest& req,
-                        struct stat* st) {
+int StorageService::MayRemove(const Call& call, const Node& dir, const std::string& name,
+                              proto::Attr* victim) {
+  if (Privileged(call.caller())) return Entry(dir, name, victim);
+  struct stat dst;
+  if (int err = Check(call, dir, kMayWrite | kMayExec, &dst); err != 0) return err;
+  if (int err = Entry(dir, name, victim); err != 0) return err;
+  if (StickyForbids(call.caller(), dst, victim->uid())) {
+    permission_refusals_->Add();
+    return EPERM;
+  }
+  return 0;
+}
+
+int StorageService::Own(const Node& parent, const Node& node, const Caller& owner,
+                        const proto::MakeRequest& req, struct stat* st) {
   struct stat pst;
   if (::fstatat(parent.path_fd(), "", &pst, AT_EMPTY_PATH) != 0) return errno;
   // In a set-group-ID directory new files take the directory's group; the
   // kernel already gave new subdirectories S_ISGID as it created them.
-  const gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : req.cred().gid();
-  if (::fchownat(node.path_fd(), "", req.cred().uid(), gid, AT_EMPTY_PATH) != 0) return errno;
+  const gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : owner.gid;
+  if (::fchownat(node.path_fd(), "", owner.uid, gid, AT_EMPTY_PATH) != 0) return errno;
   if (::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   // The client applied its umask already; undo the server's umask, and put
   // back set-ID bits that chown cleared. mkdir keeps only the sticky bit
@@ -59,10 +82,12 @@ int StorageService::Own(const Node& parent, const Node& node, const proto::MakeR
   return 0;
 }
 
-int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryReply* reply) {
+int StorageService::Make(const Call& call, Rpc rpc, const proto::MakeRequest& req,
+                         proto::EntryReply* reply) {
   std::shared_ptr<Node> parent;
   int err = ResolveDir(req.parent(), &parent);
   if (err == 0) err = ValidateName(req.name());
+  if (err == 0) err = Check(call, *parent, kMayWrite | kMayExec);
   if (err != 0) return err;
   const int dir = parent->path_fd();
   const char* name = req.name().c_str();
@@ -77,6 +102,8 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
     case kMknod: {
       mode_t type;
       if ((err = MknodType(req.mode(), &type)) != 0) return err;
+      // Device nodes need CAP_MKNOD on Linux: here, an unsquashed root.
+      if ((S_ISCHR(type) || S_ISBLK(type)) && !Privileged(call.caller())) return EPERM;
       err = sys(::mknodat(dir, name, type | perm, static_cast<dev_t>(req.rdev())));
       break;
     }
@@ -98,7 +125,7 @@ int StorageService::Make(Rpc rpc, const proto::MakeRequest& req, proto::EntryRep
   // creation and this lookup gives ENOENT, as that race would locally.)
   if (!node && (err = table_->Lookup(*parent, name, &node, &st)) != 0) return err;
   if (created) {
-    if ((err = Own(*parent, *node, req, &st)) != 0) return err;
+    if ((err = Own(*parent, *node, call.caller(), req, &st)) != 0) return err;
   } else if (S_ISDIR(st.st_mode)) {
     return EISDIR;  // as open(O_CREAT) of an existing directory
   } else if (S_ISLNK(st.st_mode)) {
@@ -113,7 +140,7 @@ grpc::Status StorageService::Create(Ctx* ctx, const proto::MakeRequest* req,
   const Call call = Begin(kCreate, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kCreate, req->request_id(), *req, reply,
-              [&] { reply->set_err(Make(kCreate, *req, reply)); });
+              [&] { reply->set_err(Make(call, kCreate, *req, reply)); });
 }
 
 grpc::Status StorageService::Mknod(Ctx* ctx, const proto::MakeRequest* req,
@@ -121,7 +148,7 @@ grpc::Status StorageService::Mknod(Ctx* ctx, const proto::MakeRequest* req,
   const Call call = Begin(kMknod, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kMknod, req->request_id(), *req, reply,
-              [&] { reply->set_err(Make(kMknod, *req, reply)); });
+              [&] { reply->set_err(Make(call, kMknod, *req, reply)); });
 }
 
 grpc::Status StorageService::Mkdir(Ctx* ctx, const proto::MakeRequest* req,
@@ -129,7 +156,7 @@ grpc::Status StorageService::Mkdir(Ctx* ctx, const proto::MakeRequest* req,
   const Call call = Begin(kMkdir, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kMkdir, req->request_id(), *req, reply,
-              [&] { reply->set_err(Make(kMkdir, *req, reply)); });
+              [&] { reply->set_err(Make(call, kMkdir, *req, reply)); });
 }
 
 grpc::Status StorageService::Symlink(Ctx* ctx, const proto::MakeRequest* req,
@@ -137,7 +164,7 @@ grpc::Status StorageService::Symlink(Ctx* ctx, const proto::MakeRequest* req,
   const Call call = Begin(kSymlink, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kSymlink, req->request_id(), *req, reply,
-              [&] { reply->set_err(Make(kSymlink, *req, reply)); });
+              [&] { reply->set_err(Make(call, kSymlink, *req, reply)); });
 }
 
 grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
@@ -149,6 +176,19 @@ grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
     int err = table_->Resolve(req->gfid(), &node);
     if (err == 0) err = ResolveDir(req->new_parent(), &parent);
     if (err == 0) err = ValidateName(req->new_name());
+    if (err == 0) err = Check(call, *parent, kMayWrite | kMayExec);
+    // As Linux's protected_hardlinks: linking another user's file needs
+    // read and write permission on it.
+    if (err == 0 && !Privileged(call.caller())) {
+      struct stat st;
+      if (::fstatat(node->path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+        err = errno;
+      } else if (st.st_uid != call.caller().uid &&
+                 Permission(call.caller(), st, kMayRead | kMayWrite) != 0) {
+        permission_refusals_->Add();
+        err = EPERM;
+      }
+    }
     // AT_EMPTY_PATH links the inode itself (needs CAP_DAC_READ_SEARCH); the
     // kernel refuses directories with EPERM, as link(2) does.
     if (err == 0 && ::linkat(node->path_fd(), "", parent->path_fd(), req->new_name().c_str(),
@@ -160,7 +200,8 @@ grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
   });
 }
 
-int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr* unlinked) {
+int StorageService::Remove(const Call& call, const proto::NameRequest& req, int flags,
+                           proto::Attr* unlinked) {
   std::shared_ptr<Node> parent;
   int err = ResolveDir(req.parent(), &parent);
   if (err == 0) err = ValidateName(req.name());
@@ -168,9 +209,11 @@ int StorageService::Remove(const proto::NameRequest& req, int flags, proto::Attr
   auto locked = dir_locks_.Lock(req.parent());
   // What the name refers to; if the lookup fails, unlinkat says why.
   proto::Attr before;
-  const bool found = unlinked != nullptr && Entry(*parent, req.name(), &before) == 0;
+  err = MayRemove(call, *parent, req.name(), &before);
+  if (err != 0 && err != ENOENT) return err;
+  const bool found = err == 0;
   if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) return errno;
-  if (found) *unlinked = before;
+  if (found && unlinked != nullptr) *unlinked = before;
   return 0;
 }
 
@@ -180,7 +223,7 @@ grpc::Status StorageService::Unlink(Ctx* ctx, const proto::NameRequest* req,
   if (!call.admitted()) return call.refusal();
   return Once(kUnlink, req->request_id(), *req, reply, [&] {
     proto::Attr unlinked;
-    reply->set_err(Remove(*req, 0, &unlinked));
+    reply->set_err(Remove(call, *req, 0, &unlinked));
     if (unlinked.gfid() != 0) *reply->mutable_unlinked() = unlinked;
   });
 }
@@ -190,7 +233,7 @@ grpc::Status StorageService::Rmdir(Ctx* ctx, const proto::NameRequest* req,
   const Call call = Begin(kRmdir, ctx, reply);
   if (!call.admitted()) return call.refusal();
   return Once(kRmdir, req->request_id(), *req, reply,
-              [&] { reply->set_err(Remove(*req, AT_REMOVEDIR, nullptr)); });
+              [&] { reply->set_err(Remove(call, *req, AT_REMOVEDIR, nullptr)); });
 }
 
 grpc::Status StorageService::Rename(Ctx* ctx, const proto::RenameRequest* req,
@@ -199,12 +242,13 @@ grpc::Status StorageService::Rename(Ctx* ctx, const proto::RenameRequest* req,
   if (!call.admitted()) return call.refusal();
   return Once(kRename, req->request_id(), *req, reply, [&] {
     proto::Attr replaced;
-    reply->set_err(Move(*req, &replaced));
+    reply->set_err(Move(call, *req, &replaced));
     if (replaced.gfid() != 0) *reply->mutable_unlinked() = replaced;
   });
 }
 
-int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced) {
+int StorageService::Move(const Call& call, const proto::RenameRequest& req,
+                         proto::Attr* replaced) {
   std::shared_ptr<Node> parent, new_parent;
   int err = ResolveDir(req.parent(), &parent);
   if (err == 0) err = ResolveDir(req.new_parent(), &new_parent);
@@ -214,6 +258,9 @@ int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced)
   if (err == 0 && (req.flags() & ~uint32_t{RENAME_NOREPLACE | RENAME_EXCHANGE}) != 0) err = EINVAL;
   if (err != 0) return err;
   auto locked = dir_locks_.Lock(req.parent(), req.new_parent());
+  if ((err = MayMove(call, *parent, req.name(), *new_parent, req.new_name(), req.flags())) != 0) {
+    return err;
+  }
   // Only a plain rename replaces a file; EXCHANGE keeps both, NOREPLACE fails.
   proto::Attr source, target;
   const bool replaces = req.flags() == 0 && Entry(*new_parent, req.new_name(), &target) == 0 &&
@@ -224,6 +271,33 @@ int StorageService::Move(const proto::RenameRequest& req, proto::Attr* replaced)
     return errno;
   }
   if (replaces) *replaced = target;
+  return 0;
+}
+
+int StorageService::MayMove(const Call& call, const Node& parent, const std::string& name,
+                            const Node& new_parent, const std::string& new_name,
+                            uint32_t flags) {
+  if (Privileged(call.caller())) return 0;
+  proto::Attr source, target;
+  if (int err = MayRemove(call, parent, name, &source); err != 0) return err;
+  int err = MayRemove(call, new_parent, new_name, &target);
+  if (err == ENOENT) {
+    // No target: adding a name needs write and search on its directory.
+    target.Clear();
+    err = Check(call, new_parent, kMayWrite | kMayExec);
+  }
+  if (err != 0) return err;
+  // A directory that changes parent has its ".." rewritten: Linux wants
+  // write permission on it (on both, for an exchange).
+  if (parent.gfid() == new_parent.gfid()) return 0;
+  const bool exchange = flags & RENAME_EXCHANGE;
+  for (const proto::Attr* moved : {&source, exchange ? &target : nullptr}) {
+    if (moved == nullptr || moved->gfid() == 0 || !S_ISDIR(moved->mode())) continue;
+    if (Permission(call.caller(), StatOf(*moved), kMayWrite) != 0) {
+      permission_refusals_->Add();
+      return EACCES;
+    }
+  }
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "storage/attr.h"
 #include "storage/fd.h"
 #include "storage/limits.h"
+#include "storage/permission.h"
 #include "storage/service.h"
 #include "util/gfid.h"
 
@@ -33,6 +34,7 @@ grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
   if (err == 0 && (req->max_entries() == 0 || req->offset() > static_cast<uint64_t>(INT64_MAX))) {
     err = EINVAL;
   }
+  if (err == 0) err = Check(call, *dir, kMayRead);
   Fd fd;
   if (err == 0) {
     fd = Fd(::openat(dir->path_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -9,6 +9,8 @@
 // clients it does not exist. Getting or removing it says ENODATA, setting it
 // EPERM (what an unprivileged caller gets for a trusted.* name), and lists
 // leave it out.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <string_view>
 
 #include "storage/fencing.h"
+#include "storage/permission.h"
 #include "storage/service.h"
 
 namespace dfuse::storage {
@@ -33,8 +36,9 @@ int ValidateXattrName(const std::string& name) {
 
 bool IsHidden(std::string_view name) { return name == kFencingXattr; }
 
-// The node's attribute names ("name\0" each), without hidden ones.
-int ListVisible(const std::string& path, std::string* names) {
+// The node's attribute names ("name\0" each) that `caller` may see,
+// without hidden ones.
+int ListVisible(const Caller& caller, const std::string& path, std::string* names) {
   // The list may grow between sizing and reading it: then size it again.
   for (;;) {
     const ssize_t size = ::listxattr(path.c_str(), nullptr, 0);
@@ -51,7 +55,7 @@ int ListVisible(const std::string& path, std::string* names) {
     size_t end = names->find('\0', pos);
     if (end == std::string::npos) end = names->size();
     const std::string_view name(names->data() + pos, end - pos);
-    if (!IsHidden(name)) visible.append(name).push_back('\0');
+    if (!IsHidden(name) && XattrListed(caller, name)) visible.append(name).push_back('\0');
     pos = end + 1;
   }
   *names = std::move(visible);
@@ -59,6 +63,16 @@ int ListVisible(const std::string& path, std::string* names) {
 }
 
 }  // namespace
+
+int StorageService::CheckXattr(const Call& call, const Node& node, const std::string& name,
+                               bool change, bool remove) {
+  if (Privileged(call.caller())) return 0;
+  struct stat st;
+  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  const int err = XattrPermission(call.caller(), st, name, change, remove);
+  if (err == EACCES || err == EPERM) permission_refusals_->Add();
+  return err;
+}
 
 grpc::Status StorageService::SetXattr(Ctx* ctx, const proto::XattrRequest* req,
                                       proto::ErrReply* reply) {
@@ -70,6 +84,7 @@ grpc::Status StorageService::SetXattr(Ctx* ctx, const proto::XattrRequest* req,
   if (err == 0 && req->value().size() > XATTR_SIZE_MAX) err = E2BIG;
   if (err == 0 && (req->flags() & ~(XATTR_CREATE | XATTR_REPLACE)) != 0) err = EINVAL;
   if (err == 0 && IsHidden(req->name())) err = EPERM;
+  if (err == 0) err = CheckXattr(call, *node, req->name(), /*change=*/true, /*remove=*/false);
   if (err == 0 && ::setxattr(node->proc_path().c_str(), req->name().c_str(), req->value().data(),
                              req->value().size(), req->flags()) != 0) {
     err = errno;
@@ -86,6 +101,7 @@ grpc::Status StorageService::GetXattr(Ctx* ctx, const proto::XattrRequest* req,
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && IsHidden(req->name())) err = ENODATA;
+  if (err == 0) err = CheckXattr(call, *node, req->name(), /*change=*/false, /*remove=*/false);
   if (err == 0) {
     // No value is larger than XATTR_SIZE_MAX, so a larger buffer is useless.
     std::string value(std::min<uint32_t>(req->size(), XATTR_SIZE_MAX), '\0');
@@ -111,7 +127,7 @@ grpc::Status StorageService::ListXattr(Ctx* ctx, const proto::XattrRequest* req,
   // Always read in full: the size a client is told must leave hidden names
   // out as the list does.
   std::string names;
-  if (err == 0) err = ListVisible(node->proc_path(), &names);
+  if (err == 0) err = ListVisible(call.caller(), node->proc_path(), &names);
   if (err == 0 && req->size() != 0 && names.size() > req->size()) err = ERANGE;
   if (err == 0) {
     reply->set_size(static_cast<uint32_t>(names.size()));
@@ -129,6 +145,7 @@ grpc::Status StorageService::RemoveXattr(Ctx* ctx, const proto::XattrRequest* re
   int err = table_->Resolve(req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && IsHidden(req->name())) err = ENODATA;
+  if (err == 0) err = CheckXattr(call, *node, req->name(), /*change=*/true, /*remove=*/true);
   if (err == 0 && ::removexattr(node->proc_path().c_str(), req->name().c_str()) != 0) {
     err = errno;
   }

@@ -725,7 +725,12 @@ class Cluster:
                                    f"{host}:{port}", "--state-dir", str(self.state_dir),
                                    "--port-file", str(port_file),
                                    "--stats", str(self.rundir / "storage" / "stats.json")]
-        cmd += self._tls_flags("storage") + self._fencing_flags() + self.storage_args
+        cmd += self._tls_flags("storage") + self._fencing_flags()
+        # The test cluster's clients run their workloads as root: root is
+        # not squashed here unless the caller's storage_args say otherwise.
+        if "--default-access" not in self.storage_args:
+            cmd += ["--default-access", "rw,no_root_squash"]
+        cmd += self.storage_args
         log = self.rundir / "logs" / "storage.log"
         proc = self._spawn(cmd, log)
         self.storage = {"pid": proc.pid, "starttime": pid_starttime(proc.pid), "binary": binary, "cmd": cmd, "log": str(log),

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -60,6 +61,7 @@ int StorageCacheBackend::ReadExtents(uint64_t gfid, const std::vector<Extent>& e
 
 int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
                                      int64_t* mtime_ns) {
+  const CallerScope as(writer_ ? writer_(gfid) : CallerScope::Current());
   proto::WriteRequest req;
   req.set_gfid(gfid);
   if (fence_) {
@@ -81,12 +83,14 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
 }
 
 ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-                   BufferCache* cache, ConsistencyPolicy* consistency, StatsRegistry* stats)
+                   BufferCache* cache, ConsistencyPolicy* consistency, FileWriters* writers,
+                   StatsRegistry* stats)
     : policy_(policy),
       root_gfid_(root_gfid),
       storage_(storage),
       cache_(cache),
       consistency_(consistency),
+      writers_(writers),
       stats_(stats),
       dir_aliases_(stats) {
   for (std::string_view op : kOpNames) {
@@ -98,15 +102,16 @@ ClientFs* ClientFs::Self(fuse_req_t req) { return static_cast<ClientFs*>(fuse_re
 
 void ClientFs::Count(std::string_view op) { op_counters_.at(op)->Add(); }
 
-proto::MakeRequest ClientFs::NewMake(fuse_req_t req, fuse_ino_t parent, const char* name,
-                                     mode_t mode) {
-  const fuse_ctx* ctx = fuse_req_ctx(req);
+std::optional<Caller> ClientFs::CallerOf(fuse_req_t req, fuse_ino_t ino) {
+  if (fuse_req_ctx(req)->pid == 0) return writers_->Of(Gfid(ino));
+  return callers_.Of(req);
+}
+
+proto::MakeRequest ClientFs::NewMake(fuse_ino_t parent, const char* name, mode_t mode) {
   proto::MakeRequest mreq;
   mreq.set_parent(Gfid(parent));
   mreq.set_name(name);
   mreq.set_mode(mode);
-  mreq.mutable_cred()->set_uid(ctx->uid);  // new files belong to the caller
-  mreq.mutable_cred()->set_gid(ctx->gid);
   return mreq;
 }
 
@@ -164,6 +169,7 @@ void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
 
 void ClientFs::DropState(uint64_t gfid) {
   cache_->Forget(gfid);
+  writers_->Forget(gfid);
   consistency_->Forgotten(gfid);
   dir_aliases_.Forget(Ino(gfid));
 }
@@ -243,6 +249,7 @@ void ClientFs::Destroy(void* userdata) {
 
 void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("lookup");
   proto::Attr attr;
   int err = self->storage_->Lookup(self->Gfid(parent), name, &attr);
@@ -279,6 +286,7 @@ void ClientFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forge
 
 void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("getattr");
   const uint64_t gfid = self->Gfid(ino);
   auto fetch = [self, gfid](proto::Attr* attr) {
@@ -301,6 +309,7 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_set,
                        fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("setattr");
   const uint64_t gfid = self->Gfid(ino);
   proto::SetAttrRequest sreq;
@@ -370,6 +379,7 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
 
 void ClientFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("readlink");
   std::string target;
   int err = self->storage_->Readlink(self->Gfid(ino), &target);
@@ -383,8 +393,9 @@ void ClientFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
 void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                      dev_t rdev) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("mknod");
-  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
+  proto::MakeRequest mreq = self->NewMake(parent, name, mode);
   mreq.set_rdev(rdev);
   proto::Attr attr;
   int err = S_ISREG(mode) ? self->storage_->Create(mreq, &attr) : self->storage_->Mknod(mreq, &attr);
@@ -393,8 +404,9 @@ void ClientFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
 
 void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("mkdir");
-  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
+  proto::MakeRequest mreq = self->NewMake(parent, name, mode);
   proto::Attr attr;
   int err = self->storage_->Mkdir(mreq, &attr);
   self->ReplyMake(req, parent, name, err, attr);
@@ -402,8 +414,9 @@ void ClientFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
 
 void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("symlink");
-  proto::MakeRequest mreq = self->NewMake(req, parent, name, 0);
+  proto::MakeRequest mreq = self->NewMake(parent, name, 0);
   mreq.set_target(link);
   proto::Attr attr;
   int err = self->storage_->Symlink(mreq, &attr);
@@ -412,6 +425,7 @@ void ClientFs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, cons
 
 void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("link");
   proto::Attr attr;
   int err = self->storage_->Link(self->Gfid(ino), self->Gfid(newparent), newname, &attr);
@@ -421,6 +435,7 @@ void ClientFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("unlink");
   proto::Attr unlinked;
   int err = self->storage_->Unlink(self->Gfid(parent), name, &unlinked);
@@ -430,6 +445,7 @@ void ClientFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void ClientFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("rmdir");
   fuse_reply_err(req, self->storage_->Rmdir(self->Gfid(parent), name));
 }
@@ -437,6 +453,7 @@ void ClientFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
                       const char* newname, unsigned int flags) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("rename");
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
     fuse_reply_err(req, EINVAL);
@@ -451,26 +468,38 @@ void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_
 
 void ClientFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("open");
   const uint64_t gfid = self->Gfid(ino);
   fi->fh = 0;  // the storage service is stateless: files are addressed by GFID
   fi->keep_cache = self->policy_.keep_cache;
-  const int err = self->consistency_->Open(gfid, fuse_req_ctx(req)->pid, fi);
+  int err = self->CheckOpen(gfid, fi->flags);
+  if (err == 0) err = self->consistency_->Open(gfid, fuse_req_ctx(req)->pid, fi);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) self->writers_->Opened(gfid, CallerScope::Current());
   self->consistency_->Opened(gfid, fi->flags);
   if (fuse_reply_open(req, fi) != 0) {
     self->consistency_->Closed(gfid, fi->flags);  // the open was interrupted
   }
 }
 
+int ClientFs::CheckOpen(uint64_t gfid, int flags) {
+  const std::optional<Caller>& caller = CallerScope::Current();
+  if (!root_squashed_ || !caller || caller->uid != 0) return 0;
+  uint32_t mask = (flags & O_ACCMODE) == O_WRONLY ? W_OK : R_OK;
+  if ((flags & O_ACCMODE) == O_RDWR || (flags & O_TRUNC)) mask |= W_OK;
+  return storage_->Access(gfid, mask);
+}
+
 void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                       fuse_file_info* fi) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, parent));
   self->Count("create");
-  proto::MakeRequest mreq = self->NewMake(req, parent, name, mode);
+  proto::MakeRequest mreq = self->NewMake(parent, name, mode);
   mreq.set_exclusive((fi->flags & O_EXCL) != 0);
   proto::Attr attr;
   int err = self->storage_->Create(mreq, &attr);
@@ -484,6 +513,7 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
   self->TakeReference(parent, name, attr);
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
+  self->writers_->Opened(attr.gfid(), CallerScope::Current());
   self->consistency_->Opened(attr.gfid(), fi->flags);
   self->consistency_->BeforeEntryReply(attr.gfid());  // an existing file's attributes
   if (fuse_reply_create(req, &e, fi) != 0) self->consistency_->Closed(attr.gfid(), fi->flags);
@@ -491,6 +521,7 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
 
 void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("read");
   const uint64_t gfid = self->Gfid(ino);
   std::unique_ptr<ConsistencyPolicy::Hold> hold;
@@ -511,6 +542,7 @@ void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                      fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("write");
   const uint64_t gfid = self->Gfid(ino);
   std::unique_ptr<ConsistencyPolicy::Hold> hold;
@@ -526,6 +558,7 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
 
 void ClientFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("flush");
   // close(): write back so that the next open on any node sees the data,
   // and report data lost since (a failed revoke write-back, a fenced write).
@@ -544,6 +577,7 @@ void ClientFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void ClientFs::Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("fsync");
   const uint64_t gfid = self->Gfid(ino);
   int err = self->cache_->Flush(gfid);
@@ -570,6 +604,7 @@ void ClientFs::ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 }
 
 void ClientFs::DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  const CallerScope as(CallerOf(req, ino));
   proto::ReadDirRequest dreq;
   dreq.set_gfid(Gfid(ino));
   dreq.set_offset(static_cast<uint64_t>(off));
@@ -625,12 +660,14 @@ void ClientFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 
 void ClientFs::FsyncDir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("fsyncdir");
   fuse_reply_err(req, self->storage_->Fsync(self->Gfid(ino), datasync != 0));
 }
 
 void ClientFs::StatFs(fuse_req_t req, fuse_ino_t ino) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("statfs");
   proto::StatFsReply rep;
   int err = self->storage_->StatFs(self->Gfid(ino), &rep);
@@ -655,6 +692,7 @@ void ClientFs::StatFs(fuse_req_t req, fuse_ino_t ino) {
 void ClientFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                         size_t size, int flags) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("setxattr");
   const uint64_t gfid = self->Gfid(ino);
   proto::XattrRequest xreq;
@@ -669,6 +707,7 @@ void ClientFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const 
 
 void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("getxattr");
   const uint64_t gfid = self->Gfid(ino);
   const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
@@ -704,6 +743,7 @@ void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t
 
 void ClientFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("listxattr");
   proto::XattrRequest xreq;
   xreq.set_gfid(self->Gfid(ino));
@@ -721,6 +761,7 @@ void ClientFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void ClientFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("removexattr");
   const uint64_t gfid = self->Gfid(ino);
   proto::XattrRequest xreq;
@@ -734,6 +775,7 @@ void ClientFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                          fuse_file_info*) {
   ClientFs* self = Self(req);
+  const CallerScope as(self->CallerOf(req, ino));
   self->Count("fallocate");
   const uint64_t gfid = self->Gfid(ino);
   // Storage changes the bytes and maybe the size itself: write back first,

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "impl/common/buffer_cache.h"
+#include "impl/common/caller_scope.h"
 #include "impl/common/consistency.h"
 #include "impl/common/dir_aliases.h"
 #include "impl/common/inode_table.h"
@@ -29,6 +30,10 @@ class StorageCacheBackend : public CacheBackend {
   // The fencing token and proof of every write of a file
   // (ConsistencyPolicy::WriteFence).
   void set_fence_source(std::function<Fence(uint64_t gfid)> fence) { fence_ = std::move(fence); }
+  // The user each file's data is written as (FileWriters::Of).
+  void set_writer_source(std::function<std::optional<Caller>(uint64_t gfid)> writer) {
+    writer_ = std::move(writer);
+  }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
@@ -37,13 +42,16 @@ class StorageCacheBackend : public CacheBackend {
  private:
   StorageClient* storage_;
   std::function<Fence(uint64_t gfid)> fence_;
+  std::function<std::optional<Caller>(uint64_t gfid)> writer_;
 };
 
 // The core knows no mode: where modes differ it asks `consistency`.
 class ClientFs {
  public:
+  // `writers` learns who opens each file for writing.
   ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient* storage,
-           BufferCache* cache, ConsistencyPolicy* consistency, StatsRegistry* stats);
+           BufferCache* cache, ConsistencyPolicy* consistency, FileWriters* writers,
+           StatsRegistry* stats);
   ClientFs(const ClientFs&) = delete;
   ClientFs& operator=(const ClientFs&) = delete;
 
@@ -51,6 +59,10 @@ class ClientFs {
   static const fuse_lowlevel_ops& Ops();
 
   const CachePolicy& policy() const { return policy_; }
+
+  // The storage service squashes this client's root (RootReply): root's
+  // opens are checked there first, since the kernel lets root open anything.
+  void set_root_squashed(bool squashed) { root_squashed_ = squashed; }
 
   // The session is up: start the work that sends notifications to it.
   void Start(fuse_session* se) { dir_aliases_.Start(se); }
@@ -61,8 +73,15 @@ class ClientFs {
   fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid_ ? FUSE_ROOT_ID : gfid; }
 
   void Count(std::string_view op);
+  // The user the request on `ino` acts for. Requests the kernel makes on
+  // its own (no process: write-back of dirty pages and their times) act
+  // for the file's writer.
+  std::optional<Caller> CallerOf(fuse_req_t req, fuse_ino_t ino);
   void FillStat(const proto::Attr& attr, struct stat* st);
   void FillEntry(const proto::Attr& attr, fuse_entry_param* e);
+  // The storage service's say on an open with `flags` by a squashed root
+  // (root_squashed_); 0 for everyone else, whom the kernel checked.
+  int CheckOpen(uint64_t gfid, int flags);
   // The kernel now holds one more lookup reference to the file, as `name`
   // in `parent`.
   void TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr);
@@ -79,9 +98,9 @@ class ClientFs {
   void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
   double AttrTimeout(const proto::Attr& attr) const;
   void ObserveAttr(const proto::Attr& attr, bool own);
-  // A create/mknod/mkdir/symlink request for `name` in `parent`, owned by
-  // the caller.
-  proto::MakeRequest NewMake(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  // A create/mknod/mkdir/symlink request for `name` in `parent` (the new
+  // file belongs to the storage call's caller).
+  proto::MakeRequest NewMake(fuse_ino_t parent, const char* name, mode_t mode);
   void ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
                  const proto::Attr& attr);
 
@@ -135,7 +154,10 @@ class ClientFs {
   StorageClient* const storage_;
   BufferCache* const cache_;
   ConsistencyPolicy* const consistency_;
+  FileWriters* const writers_;
   StatsRegistry* const stats_;
+  RequestCallers callers_;
+  bool root_squashed_ = false;  // set before the session starts
   InodeTable inodes_;
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction

@@ -220,6 +220,8 @@ struct ClientNode {
       ConsistencyPolicy* p = token_policy.load();
       return p ? p->WriteFence(gfid) : Fence();
     });
+    // ... and acts for the user who opened the file for writing.
+    backend.set_writer_source([this](uint64_t gfid) { return writers.Of(gfid); });
   }
   ~ClientNode() { Stop(); }
   ClientNode(const ClientNode&) = delete;
@@ -236,7 +238,7 @@ struct ClientNode {
     token_policy.store(policy.get());
     if (const int err = policy->Start(cache_policy, error); err != 0) return err;
     fs = std::make_unique<ClientFs>(*cache_policy, ctx.root_gfid, &storage, &cache, policy.get(),
-                                    stats);
+                                    &writers, stats);
     return 0;
   }
 
@@ -259,6 +261,7 @@ struct ClientNode {
   StatsRegistry* const stats;
   std::atomic<ConsistencyPolicy*> token_policy{nullptr};  // policy, while it runs
   StorageClient storage;
+  FileWriters writers;
   StorageCacheBackend backend;
   BufferCache cache;
   std::unique_ptr<ConsistencyPolicy> policy;
@@ -413,6 +416,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   BufferCacheOptions copts;
   copts.capacity_bytes = cache_bytes;
   copts.writeback_delay = std::chrono::milliseconds(s.writeback_delay_ms);
+  // What the daemon does on its own (a revoke's fsync, attribute refreshes)
+  // names no user: it acts for the export rule's anonymous user, whom every
+  // rule allows. Users' requests name their user, and data written back
+  // after them its writer (caller_scope.h).
+  CallerScope::SetProcessDefault(std::nullopt);
   ClientNode node(sopts, copts, &stats);
   proto::RootReply root;
   // A storage service (and then a lease manager) that is up but slow to
@@ -433,6 +441,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   pctx.first_contact = first_contact;
   if (node.Start(spec.make_policy, pctx, &policy, &error) != 0) return fail_daemon(error);
   ClientFs& fs = *node.fs;
+  fs.set_root_squashed(root.root_squashed());
   ConsistencyPolicy& consistency = *node.policy;
 
   std::string opts = "fsname=dfuse:" + s.storage + ",subtype=dfuse-" + policy.mode +

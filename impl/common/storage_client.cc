@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "impl/common/caller_scope.h"
+
 namespace dfuse {
 
 namespace {
@@ -54,6 +56,8 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
       std::chrono::nanoseconds(wait_limit_ns_.load(std::memory_order_relaxed)));
   const auto give_up =
       std::min(std::chrono::system_clock::now() + options_.unavailable_timeout, limit);
+  const std::optional<Caller>& as = CallerScope::Current();
+  const std::string caller = as ? EncodeCaller(*as) : std::string();
   for (int attempt = 0;; attempt++) {
     if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
     grpc::ClientContext ctx;
@@ -61,6 +65,7 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     // service looks like a slow call, not an I/O error.
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(give_up);
+    if (as) ctx.AddMetadata(kCallerKey, caller);
     {
       std::lock_guard<std::mutex> l(inflight_mu_);
       if (cancelled_) return EIO;
@@ -300,6 +305,14 @@ int StorageClient::ListXattr(const proto::XattrRequest& req, proto::XattrReply* 
 int StorageClient::RemoveXattr(const proto::XattrRequest& req) {
   proto::ErrReply rep;
   return Call("RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
+}
+
+int StorageClient::Access(uint64_t gfid, uint32_t mask) {
+  proto::AccessRequest req;
+  req.set_gfid(gfid);
+  req.set_mask(mask);
+  proto::ErrReply rep;
+  return Call("Access", &proto::Storage::Stub::Access, req, &rep);
 }
 
 }  // namespace dfuse

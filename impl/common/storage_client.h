@@ -7,6 +7,8 @@
 // the service answers a retry of a call it already applied with the first
 // reply (its reply cache) instead of EEXIST or ENOENT. That holds while the
 // service runs; a retry that reaches a restarted service is applied again.
+//
+// Every call acts for the thread's current caller (caller_scope.h).
 #ifndef DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 #define DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 
@@ -75,6 +77,8 @@ class StorageClient {
   int GetXattr(const proto::XattrRequest& req, proto::XattrReply* reply);
   int ListXattr(const proto::XattrRequest& req, proto::XattrReply* reply);
   int RemoveXattr(const proto::XattrRequest& req);
+  // 0 if the caller may open `gfid` for `mask` (R_OK, W_OK, X_OK bits).
+  int Access(uint64_t gfid, uint32_t mask);
 
   // Shutdown: no call, running or future, waits past `deadline` any more.
   void LimitWaitsTo(std::chrono::system_clock::time_point deadline);

@@ -6,7 +6,10 @@
 // bytes]. A GFID field whose value is below 16 is replaced by the n-th GFID
 // the service has handed out in this input (the root first), so that the
 // fuzzer reaches files beyond the root without guessing 64-bit values; any
-// other value is passed as is, as a client guessing GFIDs would.
+// other value is passed as is, as a client guessing GFIDs would. The rpc
+// byte also says whom the call acts for (util/caller.h): root, an ordinary
+// user, or no one named (the anonymous user), under a rule that squashes
+// nothing, so that the permission checks are reached from both sides.
 //
 // After every input the test checks confinement: nothing outside the
 // export changed. Each input starts from an empty export on a small tmpfs
@@ -31,6 +34,7 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <grpcpp/test/server_context_test_spouse.h>
 
 #include "proto/storage.pb.h"
 #include "storage/handle_table.h"
@@ -48,6 +52,7 @@ const std::string kOutside = std::string(kRoot) + "/outside";
 const std::string kSecret = kOutside + "/secret";
 constexpr char kSecretData[] = "outside the export";
 constexpr size_t kMaxCalls = 24;
+constexpr int kRpcs = 23;  // the handlers Dispatch calls
 
 [[noreturn]] void Die(const char* what) {
   std::fprintf(stderr, "fuzz_storage_service: %s: %s\n", what, std::strerror(errno));
@@ -126,13 +131,16 @@ class Session {
   // Parses `bytes` as request type Req and calls `handler` with it.
   template <typename Req, typename Rep>
   void Call(grpc::Status (StorageService::*handler)(grpc::ServerContext*, const Req*, Rep*),
-            std::string_view bytes) {
+            std::string_view bytes, int caller) {
     Req req;
     // gRPC would refuse what does not parse too.
     if (!req.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
     MapGfids(&req);
     Rep rep;
     grpc::ServerContext ctx;
+    grpc::testing::ServerContextTestSpouse spouse(&ctx);
+    if (caller == 0) spouse.AddClientMetadata(kCallerKey, "0:0");
+    if (caller == 1) spouse.AddClientMetadata(kCallerKey, "1000:1000:100");
     (service_.get()->*handler)(&ctx, &req, &rep);
     Collect(rep);
   }
@@ -145,51 +153,54 @@ class Session {
  private:
   void Dispatch(uint8_t rpc, std::string_view b) {
     using S = StorageService;
-    switch (rpc % 22) {
+    const int c = (rpc / kRpcs) % 3;
+    switch (rpc % kRpcs) {
       case 0:
-        return Call(&S::Lookup, b);
+        return Call(&S::Lookup, b, c);
       case 1:
-        return Call(&S::GetAttr, b);
+        return Call(&S::GetAttr, b, c);
       case 2:
-        return Call(&S::SetAttr, b);
+        return Call(&S::SetAttr, b, c);
       case 3:
-        return Call(&S::Create, b);
+        return Call(&S::Create, b, c);
       case 4:
-        return Call(&S::Mknod, b);
+        return Call(&S::Mknod, b, c);
       case 5:
-        return Call(&S::Mkdir, b);
+        return Call(&S::Mkdir, b, c);
       case 6:
-        return Call(&S::Symlink, b);
+        return Call(&S::Symlink, b, c);
       case 7:
-        return Call(&S::Link, b);
+        return Call(&S::Link, b, c);
       case 8:
-        return Call(&S::Unlink, b);
+        return Call(&S::Unlink, b, c);
       case 9:
-        return Call(&S::Rmdir, b);
+        return Call(&S::Rmdir, b, c);
       case 10:
-        return Call(&S::Rename, b);
+        return Call(&S::Rename, b, c);
       case 11:
-        return Call(&S::Readlink, b);
+        return Call(&S::Readlink, b, c);
       case 12:
-        return Call(&S::ReadDir, b);
+        return Call(&S::ReadDir, b, c);
       case 13:
-        return Call(&S::StatFs, b);
+        return Call(&S::StatFs, b, c);
       case 14:
-        return Call(&S::Read, b);
+        return Call(&S::Read, b, c);
       case 15:
-        return Call(&S::Write, b);
+        return Call(&S::Write, b, c);
       case 16:
-        return Call(&S::Fsync, b);
+        return Call(&S::Fsync, b, c);
       case 17:
-        return Call(&S::Fallocate, b);
+        return Call(&S::Fallocate, b, c);
       case 18:
-        return Call(&S::SetXattr, b);
+        return Call(&S::SetXattr, b, c);
       case 19:
-        return Call(&S::GetXattr, b);
+        return Call(&S::GetXattr, b, c);
       case 20:
-        return Call(&S::ListXattr, b);
+        return Call(&S::ListXattr, b, c);
       case 21:
-        return Call(&S::RemoveXattr, b);
+        return Call(&S::RemoveXattr, b, c);
+      case 22:
+        return Call(&S::Access, b, c);
     }
   }
 

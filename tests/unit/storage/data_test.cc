@@ -191,9 +191,9 @@ TEST_F(StorageReadDirTest, PagingCoversEveryEntryOnce) {
 }
 
 TEST_F(StorageReadDirTest, PlusFillsAttributesExceptForDots) {
-  const auto d = Mkdir(root_, "d");
+  const auto d = Mkdir(root_, "d", 0777);
   ASSERT_EQ(d.err(), 0);
-  const auto f = Create(d.attr().gfid(), "f", 0600, true, 5, 6);
+  const auto f = Create(d.attr().gfid(), "f", 0600, true, {5, 6});
   const auto sub = Mkdir(d.attr().gfid(), "sub");
   const auto l = Symlink(d.attr().gfid(), "l", "/etc/passwd");
   ASSERT_EQ(f.err() | sub.err() | l.err(), 0);

@@ -84,7 +84,7 @@ TEST_F(StorageNamespaceTest, CreateErrnos) {
 }
 
 TEST_F(StorageNamespaceTest, OwnerComesFromCredentials) {
-  const auto f = Create(root_, "f", 0644, true, 1234, 5678);
+  const auto f = Create(root_, "f", 0644, true, {1234, 5678});
   ASSERT_EQ(f.err(), 0);
   EXPECT_EQ(f.attr().uid(), 1234u);
   EXPECT_EQ(f.attr().gid(), 5678u);
@@ -93,7 +93,7 @@ TEST_F(StorageNamespaceTest, OwnerComesFromCredentials) {
   EXPECT_EQ(st.st_uid, 1234u);
   EXPECT_EQ(st.st_gid, 5678u);
 
-  const auto d = Mkdir(root_, "d", 0755, 42, 43);
+  const auto d = Mkdir(root_, "d", 0755, {42, 43});
   ASSERT_EQ(d.err(), 0);
   EXPECT_EQ(d.attr().uid(), 42u);
   EXPECT_EQ(d.attr().gid(), 43u);
@@ -102,9 +102,7 @@ TEST_F(StorageNamespaceTest, OwnerComesFromCredentials) {
   req.set_parent(root_);
   req.set_name("l");
   req.set_target("f");
-  req.mutable_cred()->set_uid(7);
-  req.mutable_cred()->set_gid(8);
-  const auto l = Call(&Stub::Symlink, req);
+  const auto l = Call(&Stub::Symlink, req, {7, 8});
   ASSERT_EQ(l.err(), 0);
   EXPECT_EQ(l.attr().uid(), 7u);
   EXPECT_EQ(l.attr().gid(), 8u);
@@ -116,7 +114,7 @@ TEST_F(StorageNamespaceTest, OwnerComesFromCredentials) {
 }
 
 TEST_F(StorageNamespaceTest, SetgidDirectoryGivesItsGroup) {
-  const auto d = Mkdir(root_, "d", 0775, 10, 500);
+  const auto d = Mkdir(root_, "d", 0775, {10, 500});
   ASSERT_EQ(d.err(), 0);
   proto::SetAttrRequest sa;
   sa.set_gfid(d.attr().gfid());
@@ -124,11 +122,11 @@ TEST_F(StorageNamespaceTest, SetgidDirectoryGivesItsGroup) {
   sa.set_mode(02775);
   ASSERT_EQ(Call(&Stub::SetAttr, sa).err(), 0);
 
-  const auto f = Create(d.attr().gfid(), "f", 0644, true, 11, 600);
+  const auto f = Create(d.attr().gfid(), "f", 0644, true, {11, 600, {500}});
   ASSERT_EQ(f.err(), 0);
   EXPECT_EQ(f.attr().uid(), 11u);
   EXPECT_EQ(f.attr().gid(), 500u);
-  const auto sub = Mkdir(d.attr().gfid(), "sub", 0755, 11, 600);
+  const auto sub = Mkdir(d.attr().gfid(), "sub", 0755, {11, 600, {500}});
   ASSERT_EQ(sub.err(), 0);
   EXPECT_EQ(sub.attr().gid(), 500u);
   EXPECT_EQ(sub.attr().mode(), S_IFDIR | S_ISGID | 0755u);

@@ -19,7 +19,8 @@ void StorageTest::SetUp() {
   base_ = tmpl;
   export_ = base_ + "/export";
   state_ = base_ + "/state";
-  ASSERT_EQ(::mkdir(export_.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(export_.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(export_.c_str(), 0777), 0);  // past the umask
   StartServer();
 }
 
@@ -36,6 +37,7 @@ void StorageTest::StartServer() {
   opt.listen = "127.0.0.1:0";
   opt.max_cached_files = max_cached_files_;
   opt.threads = threads_;
+  opt.access = access_;
   std::string error;
   server_ = StorageServer::Start(opt, &error);
   ASSERT_TRUE(server_) << error;
@@ -44,7 +46,10 @@ void StorageTest::StartServer() {
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   stub_ = proto::Storage::NewStub(grpc::CreateCustomChannel(
       "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials(), args));
-  const auto root = Call(&proto::Storage::Stub::GetRoot, proto::RootRequest());
+  // As the client's first contact: naming no user, which every rule allows.
+  grpc::ClientContext ctx;
+  proto::RootReply root;
+  ASSERT_TRUE(stub_->GetRoot(&ctx, proto::RootRequest(), &root).ok());
   ASSERT_EQ(root.err(), 0);
   root_ = root.attr().gfid();
 }
@@ -68,26 +73,22 @@ proto::AttrReply StorageTest::GetAttr(uint64_t gfid) {
 }
 
 proto::EntryReply StorageTest::Create(uint64_t parent, const std::string& name, uint32_t mode,
-                                      bool exclusive, uint32_t uid, uint32_t gid) {
+                                      bool exclusive, const Caller& as) {
   proto::MakeRequest req;
   req.set_parent(parent);
   req.set_name(name);
   req.set_mode(mode);
   req.set_exclusive(exclusive);
-  req.mutable_cred()->set_uid(uid);
-  req.mutable_cred()->set_gid(gid);
-  return Call(&proto::Storage::Stub::Create, req);
+  return Call(&proto::Storage::Stub::Create, req, as);
 }
 
 proto::EntryReply StorageTest::Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
-                                     uint32_t uid, uint32_t gid) {
+                                     const Caller& as) {
   proto::MakeRequest req;
   req.set_parent(parent);
   req.set_name(name);
   req.set_mode(mode);
-  req.mutable_cred()->set_uid(uid);
-  req.mutable_cred()->set_gid(gid);
-  return Call(&proto::Storage::Stub::Mkdir, req);
+  return Call(&proto::Storage::Stub::Mkdir, req, as);
 }
 
 proto::EntryReply StorageTest::Symlink(uint64_t parent, const std::string& name,

@@ -11,6 +11,7 @@
 
 #include "proto/storage.grpc.pb.h"
 #include "storage/server.h"
+#include "util/caller.h"
 
 namespace dfuse::storage::testing {
 
@@ -23,11 +24,13 @@ class StorageTest : public ::testing::Test {
   void StartServer();
   void StopServer();
 
-  // Calls one RPC, expecting the call itself (not its errno) to succeed.
+  // Calls one RPC as `as` (root by default), expecting the call itself
+  // (not its errno) to succeed.
   template <typename Req, typename Rep>
   Rep Call(grpc::Status (proto::Storage::Stub::*rpc)(grpc::ClientContext*, const Req&, Rep*),
-           const Req& req) {
+           const Req& req, const Caller& as = Caller()) {
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kCallerKey, EncodeCaller(as));
     Rep rep;
     const grpc::Status s = (stub_.get()->*rpc)(&ctx, req, &rep);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -36,10 +39,12 @@ class StorageTest : public ::testing::Test {
 
   proto::EntryReply Lookup(uint64_t parent, const std::string& name);
   proto::AttrReply GetAttr(uint64_t gfid);
+  // New files belong to the caller `as`. The export's root is 0777, so
+  // anyone may create there.
   proto::EntryReply Create(uint64_t parent, const std::string& name, uint32_t mode = 0644,
-                           bool exclusive = true, uint32_t uid = 0, uint32_t gid = 0);
+                           bool exclusive = true, const Caller& as = Caller());
   proto::EntryReply Mkdir(uint64_t parent, const std::string& name, uint32_t mode = 0755,
-                          uint32_t uid = 0, uint32_t gid = 0);
+                          const Caller& as = Caller());
   proto::EntryReply Symlink(uint64_t parent, const std::string& name, const std::string& target);
   int Unlink(uint64_t parent, const std::string& name);
   int Rmdir(uint64_t parent, const std::string& name);
@@ -57,6 +62,7 @@ class StorageTest : public ::testing::Test {
   // Server settings a fixture may change in its constructor.
   size_t max_cached_files_ = 4096;
   int threads_ = 0;
+  AccessRules access_;  // trusting: no squashing
 
   std::string base_;    // temporary directory holding the two below
   std::string export_;  // the exported directory

@@ -294,7 +294,8 @@ TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
   std::string error;
   storage::AccessRules access;
   ASSERT_TRUE(
-      storage::AccessRules::Parse({"client=ro", "other-client=none"}, "rw", &access, &error))
+      storage::AccessRules::Parse({"client=ro", "other-client=none"}, "rw,no_root_squash",
+                                  &access, &error))
       << error;
   auto server = StartStorage("export-access", access);
   ASSERT_NE(server, nullptr);
@@ -446,10 +447,11 @@ TEST(AccessRulesTest, BadRulesAreOneLineErrors) {
   EXPECT_NE(error.find("second time"), std::string::npos) << error;
   EXPECT_FALSE(storage::AccessRules::Parse({}, "all", &rules, &error));
   ASSERT_TRUE(storage::AccessRules::Parse({"c01=ro", "c02=none"}, "rw", &rules, &error));
-  EXPECT_EQ(rules.For("c01"), storage::Access::kReadOnly);
-  EXPECT_EQ(rules.For("c02"), storage::Access::kNone);
-  EXPECT_EQ(rules.For("c03"), storage::Access::kReadWrite);
-  EXPECT_EQ(rules.For(""), storage::Access::kReadWrite);
+  EXPECT_EQ(rules.For("c01").access, storage::Access::kReadOnly);
+  EXPECT_EQ(rules.For("c02").access, storage::Access::kNone);
+  EXPECT_EQ(rules.For("c03").access, storage::Access::kReadWrite);
+  EXPECT_EQ(rules.For("").access, storage::Access::kReadWrite);
+  EXPECT_TRUE(rules.For("").SquashesRoot());  // the daemon's rules squash root by default
 }
 
 // The storage service's bound on one client's calls in progress.
