@@ -531,11 +531,16 @@ uint64_t BufferCache::LocalSize(uint64_t gfid, uint64_t storage_size) {
 }
 
 void BufferCache::Forget(uint64_t gfid) {
-  std::lock_guard<std::mutex> l(mu_);
-  FilePtr f = GetFile(gfid, false);
-  if (!f) return;
-  f->forgotten = true;
-  flusher_cv_.notify_one();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    FilePtr f = GetFile(gfid, false);
+    if (f) {
+      f->forgotten = true;  // the flusher writes it back, drops it, then says so
+      flusher_cv_.notify_one();
+      return;
+    }
+  }
+  backend_->Dropped(gfid);
 }
 
 void BufferCache::Remember(uint64_t gfid) {
@@ -581,6 +586,7 @@ void BufferCache::FlusherLoop() {
       if (it == files_.end() || it->second != f) continue;
       while (!f->pages.empty()) DropPage(f.get(), f->pages.begin()->first);
       files_.erase(it);
+      backend_->Dropped(gfid);
     }
   }
 }

@@ -56,6 +56,9 @@ class CacheBackend {
   // Writes every chunk in one call. Returns an errno.
   virtual int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
                           int64_t* mtime_ns) = 0;
+  // The cache holds nothing of a forgotten file any more (BufferCache::
+  // Forget): it will not write the file back again.
+  virtual void Dropped(uint64_t /*gfid*/) {}
 };
 
 struct BufferCacheOptions {

@@ -61,7 +61,8 @@ class RequestCallers {
 // Who each file's data is written back as: the user who last opened it for
 // writing. Write-back happens after the writer's request (the kernel's
 // writeback of dirty pages carries no user; the buffer cache flushes from
-// its own thread), so the file remembers its writer until it is forgotten.
+// its own thread, also after the kernel forgot the file), so a file keeps
+// its writer until the buffer cache dropped it (CacheBackend::Dropped).
 class FileWriters {
  public:
   void Opened(uint64_t gfid, const std::optional<Caller>& caller);

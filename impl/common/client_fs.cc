@@ -168,8 +168,7 @@ void ClientFs::DropReferences(fuse_ino_t ino, uint64_t n) {
 }
 
 void ClientFs::DropState(uint64_t gfid) {
-  cache_->Forget(gfid);
-  writers_->Forget(gfid);
+  cache_->Forget(gfid);  // its writer is forgotten once the cache wrote it back
   consistency_->Forgotten(gfid);
   dir_aliases_.Forget(Ino(gfid));
 }

@@ -34,6 +34,11 @@ class StorageCacheBackend : public CacheBackend {
   void set_writer_source(std::function<std::optional<Caller>(uint64_t gfid)> writer) {
     writer_ = std::move(writer);
   }
+  // Called once the cache holds nothing of a forgotten file.
+  void set_drop_hook(std::function<void(uint64_t gfid)> hook) { drop_hook_ = std::move(hook); }
+  void Dropped(uint64_t gfid) override {
+    if (drop_hook_) drop_hook_(gfid);
+  }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
@@ -43,6 +48,7 @@ class StorageCacheBackend : public CacheBackend {
   StorageClient* storage_;
   std::function<Fence(uint64_t gfid)> fence_;
   std::function<std::optional<Caller>(uint64_t gfid)> writer_;
+  std::function<void(uint64_t gfid)> drop_hook_;
 };
 
 // The core knows no mode: where modes differ it asks `consistency`.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,23 @@ with open(p, "a") as f:
     st = (shared / "f").stat()
     assert (st.st_uid, st.st_gid) == (1000, 1000)
     assert (shared / "f").read_text() == data + "end"
+
+    # Written and closed with no fsync, then forgotten by the kernel: the
+    # client's buffer cache writes it back later, from its own thread, still
+    # as user 1000.
+    r = as_user(1000, 1000, [5000], f"""
+import os
+fd = os.open({str(m / 'shared' / 'late')!r}, os.O_CREAT | os.O_WRONLY, 0o600)
+os.write(fd, b"written late")
+os.close(fd)
+""")
+    assert r.returncode == 0, r.stderr
+    Path("/proc/sys/vm/drop_caches").write_text("2")
+    deadline = time.monotonic() + 30
+    while (shared / "late").read_text() != "written late" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (shared / "late").read_text() == "written late"
+    assert refusals() == before
 
     # Without the group, the kernel already refuses; with it but as a user
     # outside the allowed ids, the storage service does.
