@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  opt.handle_keys = true;  // GFIDs cannot be guessed into (storage/handle_secret.h)
   dfuse::SignalWaiter signals;
   std::string error;
   auto server = dfuse::storage::StorageServer::Start(opt, &error);

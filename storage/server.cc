@@ -128,6 +128,10 @@ std::unique_ptr<StorageServer> StorageServer::Start(const StorageOptions& option
   service_options.max_in_flight_per_client = options.max_in_flight_per_client;
   service_options.access = options.access;
   service_options.fencing_key = options.fencing_key;
+  if (options.handle_keys) {
+    service_options.handle_secret = HandleSecret::OpenOrCreate(state_dir, error);
+    if (!service_options.handle_secret) return nullptr;
+  }
   s->service_ = std::make_unique<StorageService>(s->table_.get(), &s->stats_, service_options);
   for (const auto& [rpc, count] : options.lost_replies) {
     if (!s->service_->InjectLostReplies(rpc, count)) {

@@ -38,6 +38,10 @@ struct StorageOptions {
   // Fencing tokens need their proof of origin (util/fencing_key.h); none:
   // tokens are checked for order only.
   std::shared_ptr<const FencingKey> fencing_key;
+  // Issue a key beside every GFID and refuse a GFID without its key
+  // (storage/handle_secret.h; the secret lives in the state dir). The
+  // daemon always does; off for library users that name GFIDs directly.
+  bool handle_keys = false;
   TlsFiles tls;        // none: plain text (util/tls.h)
   // Testing only: (RPC name, N) pairs, see StorageServer::InjectLostReplies.
   std::vector<std::pair<std::string, uint32_t>> lost_replies;

@@ -17,6 +17,7 @@
 #include "storage/attr.h"
 #include "storage/names.h"
 #include "storage/permission.h"
+#include "util/handle_keys.h"
 
 namespace dfuse::storage {
 namespace {
@@ -35,12 +36,14 @@ StorageService::StorageService(HandleTable* table, StatsRegistry* stats,
       limits_(options.max_in_flight_per_client),
       access_(options.access),
       fencing_key_(options.fencing_key),
+      handle_secret_(options.handle_secret),
       fenced_writes_(stats->GetCounter("fenced_writes")),
       unproven_tokens_(stats->GetCounter("unproven_tokens")),
       replayed_replies_(stats->GetCounter("replayed_replies")),
       busy_refusals_(stats->GetCounter("busy_refusals")),
       access_refusals_(stats->GetCounter("access_refusals")),
       permission_refusals_(stats->GetCounter("permission_refusals")),
+      bad_handle_keys_(stats->GetCounter("bad_handle_keys")),
       bytes_read_(stats->GetCounter("bytes_read")),
       bytes_written_(stats->GetCounter("bytes_written")) {
   static_assert(std::size(kRpcNames) == kNumRpcs);
@@ -219,13 +222,37 @@ grpc::Status StorageService::Once(Rpc rpc, const proto::RequestId& id,
                           std::to_string(id.seq()) + " was used by a different call");
 }
 
-int StorageService::ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node) {
+std::string StorageService::HandleKeysOf(const Ctx* ctx) {
+  if (ctx == nullptr) return "";
+  const auto& metadata = ctx->client_metadata();
+  const auto it = metadata.find(kHandleKeysKey);
+  return it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+int StorageService::Resolve(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node) {
   if (int err = table_->Resolve(gfid, node); err != 0) return err;
+  if (!handle_secret_) return 0;
+  uint64_t key;
+  if (FindHandleKey(call.handle_keys(), gfid, &key) &&
+      key == handle_secret_->KeyOf(gfid, (*node)->generation())) {
+    return 0;
+  }
+  bad_handle_keys_->Add();
+  node->reset();
+  return ESTALE;
+}
+
+void StorageService::IssueKey(proto::Attr* attr) const {
+  if (handle_secret_) attr->set_handle_key(handle_secret_->KeyOf(attr->gfid(), attr->generation()));
+}
+
+int StorageService::ResolveDir(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node) {
+  if (int err = Resolve(call, gfid, node); err != 0) return err;
   return S_ISDIR((*node)->type()) ? 0 : ENOTDIR;
 }
 
-int StorageService::ResolveData(uint64_t gfid, std::shared_ptr<Node>* node) {
-  if (int err = table_->Resolve(gfid, node); err != 0) return err;
+int StorageService::ResolveData(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node) {
+  if (int err = Resolve(call, gfid, node); err != 0) return err;
   const mode_t type = (*node)->type();
   if (S_ISREG(type)) return 0;
   if (S_ISDIR(type)) return EISDIR;
@@ -237,6 +264,7 @@ int StorageService::Stat(const Node& node, proto::Attr* attr) {
   struct stat st;
   if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   FillAttr(st, node.gfid(), node.generation(), attr);
+  IssueKey(attr);
   return 0;
 }
 
@@ -245,6 +273,7 @@ int StorageService::Entry(const Node& parent, const std::string& name, proto::At
   struct stat st;
   if (int err = table_->Lookup(parent, name.c_str(), &node, &st); err != 0) return err;
   FillAttr(st, node->gfid(), node->generation(), attr);
+  IssueKey(attr);
   return 0;
 }
 
@@ -290,7 +319,7 @@ grpc::Status StorageService::Lookup(Ctx* ctx, const proto::NameRequest* req,
   const Call call = Begin(kLookup, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> parent;
-  int err = ResolveDir(req->parent(), &parent);
+  int err = ResolveDir(call, req->parent(), &parent);
   if (err == 0) err = ValidateName(req->name());
   if (err == 0) err = Check(call, *parent, kMayExec);
   if (err == 0) err = Entry(*parent, req->name(), reply->mutable_attr());
@@ -303,7 +332,7 @@ grpc::Status StorageService::GetAttr(Ctx* ctx, const proto::GfidRequest* req,
   const Call call = Begin(kGetAttr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0) err = Stat(*node, reply->mutable_attr());
   reply->set_err(err);
   return Done(kGetAttr);
@@ -321,7 +350,7 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
   int fd = -1;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   mode_t mode = req->mode() & 07777;
   if (err == 0 && !Privileged(call.caller())) {
     struct stat st;
@@ -333,7 +362,7 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
   }
   // Admitted before any change, so a refused call changes nothing.
   if (err == 0 && (valid & proto::SETATTR_SIZE)) {
-    err = ResolveData(req->gfid(), &node);
+    err = ResolveData(call, req->gfid(), &node);
     if (err == 0 && req->size() > static_cast<uint64_t>(INT64_MAX)) err = EINVAL;
     if (err == 0) {
       err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
@@ -387,7 +416,7 @@ grpc::Status StorageService::Readlink(Ctx* ctx, const proto::GfidRequest* req,
   const Call call = Begin(kReadlink, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0 && !S_ISLNK(node->type())) err = EINVAL;
   if (err == 0) {
     char buf[PATH_MAX];
@@ -407,7 +436,7 @@ grpc::Status StorageService::StatFs(Ctx* ctx, const proto::GfidRequest* req,
   const Call call = Begin(kStatFs, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   struct statvfs sv;
   if (err == 0 && ::fstatvfs(node->path_fd(), &sv) != 0) err = errno;
   if (err == 0) {
@@ -430,7 +459,7 @@ grpc::Status StorageService::Access(Ctx* ctx, const proto::AccessRequest* req,
   const Call call = Begin(kAccess, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0 && (req->mask() & ~uint32_t{kMayRead | kMayWrite | kMayExec}) != 0) err = EINVAL;
   if (err == 0 && (req->mask() & kMayWrite) &&
       access_.For(call.identity()).access == storage::Access::kReadOnly) {

@@ -26,6 +26,7 @@
 #include "storage/client_limits.h"
 #include "storage/dir_locks.h"
 #include "storage/fencing.h"
+#include "storage/handle_secret.h"
 #include "storage/handle_table.h"
 #include "storage/reply_cache.h"
 #include "util/caller.h"
@@ -46,6 +47,9 @@ struct ServiceOptions {
   // With a key, a change under a fencing token needs the token's proof of
   // origin for the caller's identity (util/fencing_key.h); EACCES without.
   std::shared_ptr<const FencingKey> fencing_key;
+  // With a secret, every GFID handed out carries a key and a call naming a
+  // GFID without it gets ESTALE (storage/handle_secret.h).
+  std::shared_ptr<const HandleSecret> handle_secret;
 };
 
 class StorageService final : public proto::Storage::Service {
@@ -123,11 +127,12 @@ class StorageService final : public proto::Storage::Service {
   class Call {
    public:
     Call(Latency* latency, ClientLimits::Slot slot, std::string identity, Caller caller,
-         bool admitted, grpc::Status refusal)
+         std::string handle_keys, bool admitted, grpc::Status refusal)
         : time_(latency),
           slot_(std::move(slot)),
           identity_(std::move(identity)),
           caller_(std::move(caller)),
+          handle_keys_(std::move(handle_keys)),
           admitted_(admitted),
           refusal_(std::move(refusal)) {}
     bool admitted() const { return admitted_; }
@@ -136,12 +141,15 @@ class StorageService final : public proto::Storage::Service {
     const std::string& identity() const { return identity_; }
     // The user the call acts for, mapped by the client's export rule.
     const Caller& caller() const { return caller_; }
+    // The keys the call names for its GFIDs (util/handle_keys.h).
+    const std::string& handle_keys() const { return handle_keys_; }
 
    private:
     ScopedLatency time_;
     ClientLimits::Slot slot_;
     std::string identity_;
     Caller caller_;
+    std::string handle_keys_;
     bool admitted_;
     grpc::Status refusal_;
   };
@@ -155,8 +163,8 @@ class StorageService final : public proto::Storage::Service {
     const int err = Permit(rpc, ctx, identity, static_cast<bool>(slot), &caller, &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
-    return Call(latency_[rpc], std::move(slot), std::move(identity), std::move(caller), admitted,
-                std::move(refusal));
+    return Call(latency_[rpc], std::move(slot), std::move(identity), std::move(caller),
+                HandleKeysOf(ctx), admitted, std::move(refusal));
   }
   // Whether a call of `rpc` from the client `identity` may run, and as
   // whom (*caller): OK and 0 if so; EROFS for a change from a read-only
@@ -188,13 +196,20 @@ class StorageService final : public proto::Storage::Service {
   grpc::Status Once(Rpc rpc, const proto::RequestId& id, const google::protobuf::Message& req,
                     google::protobuf::Message* reply, const std::function<void()>& execute);
 
+  // The call's handle keys metadata, "" if none.
+  static std::string HandleKeysOf(const Ctx* ctx);
+  // Resolves a GFID the call names, with its key if keys are issued
+  // (ESTALE without).
+  int Resolve(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node);
   // Resolves a GFID that must name a directory (ENOTDIR otherwise).
-  int ResolveDir(uint64_t gfid, std::shared_ptr<Node>* node);
+  int ResolveDir(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node);
   // Resolves a GFID for a data call and checks that it is a regular file.
-  int ResolveData(uint64_t gfid, std::shared_ptr<Node>* node);
-  // Current attributes of `node`.
+  int ResolveData(const Call& call, uint64_t gfid, std::shared_ptr<Node>* node);
+  // Sets attr's handle key, if keys are issued.
+  void IssueKey(proto::Attr* attr) const;
+  // Current attributes of `node`, with its key.
   int Stat(const Node& node, proto::Attr* attr);
-  // Looks `name` up in `parent` and fills `attr`.
+  // Looks `name` up in `parent` and fills `attr`, with its key.
   int Entry(const Node& parent, const std::string& name, proto::Attr* attr);
   // Create, Mknod, Mkdir and Symlink (`rpc` says which): creates the name
   // in the parent, gives it its owner and fills the reply.
@@ -231,6 +246,7 @@ class StorageService final : public proto::Storage::Service {
   ClientLimits limits_;
   const AccessRules access_;
   const std::shared_ptr<const FencingKey> fencing_key_;
+  const std::shared_ptr<const HandleSecret> handle_secret_;
   ReplyCache replies_;
   std::array<std::atomic<uint32_t>, kNumRpcs> lost_replies_{};  // InjectLostReplies
   std::array<Latency*, kNumRpcs> latency_;
@@ -240,6 +256,7 @@ class StorageService final : public proto::Storage::Service {
   Counter* const busy_refusals_;
   Counter* const access_refusals_;
   Counter* const permission_refusals_;
+  Counter* const bad_handle_keys_;
   Counter* const bytes_read_;
   Counter* const bytes_written_;
 };

@@ -69,7 +69,7 @@ grpc::Status StorageService::Read(Ctx* ctx, const proto::ReadRequest* req,
   const Call call = Begin(kRead, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = ResolveData(req->gfid(), &node);
+  int err = ResolveData(call, req->gfid(), &node);
   if (err == 0 && static_cast<size_t>(req->extents_size()) > kMaxExtents) err = EINVAL;
   uint64_t total = 0;
   for (int i = 0; err == 0 && i < req->extents_size(); i++) {
@@ -101,7 +101,7 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
-  int err = ResolveData(req->gfid(), &node);
+  int err = ResolveData(call, req->gfid(), &node);
   if (err == 0 && static_cast<size_t>(req->chunks_size()) > kMaxExtents) err = EINVAL;
   uint64_t total = 0;
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -137,7 +137,7 @@ grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req,
   const Call call = Begin(kFsync, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   Fd dir;
   int fd = -1;
   if (err == 0) {
@@ -165,7 +165,7 @@ grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* 
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
   std::unique_lock<std::mutex> fence;
-  int err = ResolveData(req->gfid(), &node);
+  int err = ResolveData(call, req->gfid(), &node);
   if (err == 0) err = CheckRange(req->offset(), req->length());
   if (err == 0) err = CheckData(call, *node, kMayWrite);
   int fd = -1;

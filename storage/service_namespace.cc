@@ -85,7 +85,7 @@ int StorageService::Own(const Node& parent, const Node& node, const Caller& owne
 int StorageService::Make(const Call& call, Rpc rpc, const proto::MakeRequest& req,
                          proto::EntryReply* reply) {
   std::shared_ptr<Node> parent;
-  int err = ResolveDir(req.parent(), &parent);
+  int err = ResolveDir(call, req.parent(), &parent);
   if (err == 0) err = ValidateName(req.name());
   if (err == 0) err = Check(call, *parent, kMayWrite | kMayExec);
   if (err != 0) return err;
@@ -132,6 +132,7 @@ int StorageService::Make(const Call& call, Rpc rpc, const proto::MakeRequest& re
     return ELOOP;  // as open(O_CREAT | O_NOFOLLOW) of a symlink
   }
   FillAttr(st, node->gfid(), node->generation(), reply->mutable_attr());
+  IssueKey(reply->mutable_attr());
   return 0;
 }
 
@@ -173,8 +174,8 @@ grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
   if (!call.admitted()) return call.refusal();
   return Once(kLink, req->request_id(), *req, reply, [&] {
     std::shared_ptr<Node> node, parent;
-    int err = table_->Resolve(req->gfid(), &node);
-    if (err == 0) err = ResolveDir(req->new_parent(), &parent);
+    int err = Resolve(call, req->gfid(), &node);
+    if (err == 0) err = ResolveDir(call, req->new_parent(), &parent);
     if (err == 0) err = ValidateName(req->new_name());
     if (err == 0) err = Check(call, *parent, kMayWrite | kMayExec);
     // As Linux's protected_hardlinks: linking another user's file needs
@@ -203,7 +204,7 @@ grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
 int StorageService::Remove(const Call& call, const proto::NameRequest& req, int flags,
                            proto::Attr* unlinked) {
   std::shared_ptr<Node> parent;
-  int err = ResolveDir(req.parent(), &parent);
+  int err = ResolveDir(call, req.parent(), &parent);
   if (err == 0) err = ValidateName(req.name());
   if (err != 0) return err;
   auto locked = dir_locks_.Lock(req.parent());
@@ -250,8 +251,8 @@ grpc::Status StorageService::Rename(Ctx* ctx, const proto::RenameRequest* req,
 int StorageService::Move(const Call& call, const proto::RenameRequest& req,
                          proto::Attr* replaced) {
   std::shared_ptr<Node> parent, new_parent;
-  int err = ResolveDir(req.parent(), &parent);
-  if (err == 0) err = ResolveDir(req.new_parent(), &new_parent);
+  int err = ResolveDir(call, req.parent(), &parent);
+  if (err == 0) err = ResolveDir(call, req.new_parent(), &new_parent);
   if (err == 0) err = ValidateName(req.name());
   if (err == 0) err = ValidateName(req.new_name());
   // RENAME_WHITEOUT is for overlay file systems, not for clients.

@@ -30,11 +30,19 @@ grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
   const Call call = Begin(kReadDir, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> dir;
-  int err = ResolveDir(req->gfid(), &dir);
+  int err = ResolveDir(call, req->gfid(), &dir);
   if (err == 0 && (req->max_entries() == 0 || req->offset() > static_cast<uint64_t>(INT64_MAX))) {
     err = EINVAL;
   }
   if (err == 0) err = Check(call, *dir, kMayRead);
+  // Attributes come with handle keys: only for a caller who may also
+  // search the directory, as looking the names up would take.
+  bool plus = req->plus();
+  if (err == 0 && plus && !Privileged(call.caller())) {
+    struct stat dst;
+    plus = ::fstatat(dir->path_fd(), "", &dst, AT_EMPTY_PATH) == 0 &&
+           Permission(call.caller(), dst, kMayExec) == 0;
+  }
   Fd fd;
   if (err == 0) {
     fd = Fd(::openat(dir->path_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -74,7 +82,7 @@ grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
       } else if (name == "..") {
         // The export root's parent is outside the export: name the root.
         e->set_gfid(dir == table_->root() ? dir->gfid() : MakeGfid(shard, d->d_ino));
-      } else if (req->plus()) {
+      } else if (plus) {
         std::shared_ptr<Node> child;
         struct stat st;
         // An entry removed since getdents, or a mount point, is listed
@@ -82,6 +90,7 @@ grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
         if (table_->Lookup(*dir, d->d_name, &child, &st) == 0) {
           e->set_gfid(child->gfid());
           FillAttr(st, child->gfid(), child->generation(), e->mutable_attr());
+          IssueKey(e->mutable_attr());
         } else {
           e->set_gfid(MakeGfid(shard, d->d_ino));
         }

@@ -79,7 +79,7 @@ grpc::Status StorageService::SetXattr(Ctx* ctx, const proto::XattrRequest* req,
   const Call call = Begin(kSetXattr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && req->value().size() > XATTR_SIZE_MAX) err = E2BIG;
   if (err == 0 && (req->flags() & ~(XATTR_CREATE | XATTR_REPLACE)) != 0) err = EINVAL;
@@ -98,7 +98,7 @@ grpc::Status StorageService::GetXattr(Ctx* ctx, const proto::XattrRequest* req,
   const Call call = Begin(kGetXattr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && IsHidden(req->name())) err = ENODATA;
   if (err == 0) err = CheckXattr(call, *node, req->name(), /*change=*/false, /*remove=*/false);
@@ -123,7 +123,7 @@ grpc::Status StorageService::ListXattr(Ctx* ctx, const proto::XattrRequest* req,
   const Call call = Begin(kListXattr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   // Always read in full: the size a client is told must leave hidden names
   // out as the list does.
   std::string names;
@@ -142,7 +142,7 @@ grpc::Status StorageService::RemoveXattr(Ctx* ctx, const proto::XattrRequest* re
   const Call call = Begin(kRemoveXattr, ctx, reply);
   if (!call.admitted()) return call.refusal();
   std::shared_ptr<Node> node;
-  int err = table_->Resolve(req->gfid(), &node);
+  int err = Resolve(call, req->gfid(), &node);
   if (err == 0) err = ValidateXattrName(req->name());
   if (err == 0 && IsHidden(req->name())) err = ENODATA;
   if (err == 0) err = CheckXattr(call, *node, req->name(), /*change=*/true, /*remove=*/true);

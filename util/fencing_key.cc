@@ -1,14 +1,13 @@
 #include "util/fencing_key.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include "util/hmac.h"
 
 namespace dfuse {
 
@@ -47,18 +46,12 @@ std::string FencingKey::Prove(uint64_t gfid, uint64_t token, std::string_view ho
     for (int i = 0; i < 8; i++) message.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
   }
   message.append(holder);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len);
-  return std::string(reinterpret_cast<const char*>(mac), kProofBytes);
+  return HmacSha256(secret_, message).substr(0, kProofBytes);
 }
 
 bool FencingKey::Verify(uint64_t gfid, uint64_t token, std::string_view holder,
                         std::string_view proof) const {
-  if (proof.size() != kProofBytes) return false;
-  const std::string want = Prove(gfid, token, holder);
-  return CRYPTO_memcmp(want.data(), proof.data(), kProofBytes) == 0;
+  return SameSecret(Prove(gfid, token, holder), proof);
 }
 
 }  // namespace dfuse

@@ -157,6 +157,8 @@ void ClientFs::FillEntry(const proto::Attr& attr, fuse_entry_param* e) {
 void ClientFs::TakeReference(fuse_ino_t parent, const std::string& name, const proto::Attr& attr) {
   inodes_.Ref(attr.gfid(), attr.mode(), [&] {
     cache_->Remember(attr.gfid());
+    // Again, after Remember: a forget just before may have dropped the key.
+    storage_->Learn(attr);
     consistency_->EntryGiven(attr, parent, name);
     if (S_ISDIR(attr.mode())) dir_aliases_.Seen(Ino(attr.gfid()), parent, name);
   });

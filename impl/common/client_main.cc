@@ -222,7 +222,11 @@ struct ClientNode {
     });
     // ... and acts for the user who opened the file for writing.
     backend.set_writer_source([this](uint64_t gfid) { return writers.Of(gfid); });
-    backend.set_drop_hook([this](uint64_t gfid) { writers.Forget(gfid); });
+    // A file the kernel forgot is forgotten here once written back.
+    backend.set_drop_hook([this](uint64_t gfid) {
+      writers.Forget(gfid);
+      storage.ForgetHandle(gfid);
+    });
   }
   ~ClientNode() { Stop(); }
   ClientNode(const ClientNode&) = delete;

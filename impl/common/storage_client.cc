@@ -1,5 +1,6 @@
 #include "impl/common/storage_client.h"
 
+#include <array>
 #include <cerrno>
 #include <random>
 #include <thread>
@@ -7,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "impl/common/caller_scope.h"
+#include "util/handle_keys.h"
 
 namespace dfuse {
 
@@ -49,6 +51,45 @@ StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry*
   stub_ = proto::Storage::NewStub(channel_);
 }
 
+namespace {
+
+// The GFIDs each request names (0: none).
+using Gfids = std::array<uint64_t, 2>;
+Gfids GfidsOf(const proto::NameRequest& r) { return {r.parent(), 0}; }
+Gfids GfidsOf(const proto::MakeRequest& r) { return {r.parent(), 0}; }
+Gfids GfidsOf(const proto::LinkRequest& r) { return {r.gfid(), r.new_parent()}; }
+Gfids GfidsOf(const proto::RenameRequest& r) { return {r.parent(), r.new_parent()}; }
+template <typename Req>
+Gfids GfidsOf(const Req& r) {
+  return {r.gfid(), 0};
+}
+
+}  // namespace
+
+void StorageClient::Learn(const proto::Attr& attr) {
+  if (attr.handle_key() == 0) return;
+  std::lock_guard<std::mutex> l(keys_mu_);
+  keys_[attr.gfid()] = attr.handle_key();
+}
+
+void StorageClient::ForgetHandle(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(keys_mu_);
+  keys_.erase(gfid);
+}
+
+std::string StorageClient::KeysFor(const std::array<uint64_t, 2>& gfids) {
+  std::vector<std::pair<uint64_t, uint64_t>> keys;
+  {
+    std::lock_guard<std::mutex> l(keys_mu_);
+    for (uint64_t gfid : gfids) {
+      if (gfid == 0) continue;
+      auto it = keys_.find(gfid);
+      if (it != keys_.end()) keys.emplace_back(gfid, it->second);
+    }
+  }
+  return EncodeHandleKeys(keys);
+}
+
 template <typename Req, typename Rep>
 int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep) {
   ScopedLatency timer(stats_->GetLatency(std::string("rpc.") + name));
@@ -58,6 +99,7 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
       std::min(std::chrono::system_clock::now() + options_.unavailable_timeout, limit);
   const std::optional<Caller>& as = CallerScope::Current();
   const std::string caller = as ? EncodeCaller(*as) : std::string();
+  const std::string keys = KeysFor(GfidsOf(req));
   for (int attempt = 0;; attempt++) {
     if (options_.emulated_rtt.count() > 0) std::this_thread::sleep_for(options_.emulated_rtt);
     grpc::ClientContext ctx;
@@ -66,6 +108,7 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(give_up);
     if (as) ctx.AddMetadata(kCallerKey, caller);
+    if (!keys.empty()) ctx.AddMetadata(kHandleKeysKey, keys);
     {
       std::lock_guard<std::mutex> l(inflight_mu_);
       if (cancelled_) return EIO;
@@ -136,6 +179,7 @@ int StorageClient::GetRoot(std::chrono::milliseconds timeout, proto::RootReply* 
     return EIO;
   }
   if (reply->err() != 0) *error = "storage service refused GetRoot: errno " + std::to_string(reply->err());
+  if (reply->err() == 0) Learn(reply->attr());
   return reply->err();
 }
 
@@ -145,7 +189,10 @@ int StorageClient::Lookup(uint64_t parent, const std::string& name, proto::Attr*
   req.set_name(name);
   proto::EntryReply rep;
   int err = Call("Lookup", &proto::Storage::Stub::Lookup, req, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -154,14 +201,20 @@ int StorageClient::GetAttr(uint64_t gfid, proto::Attr* attr) {
   req.set_gfid(gfid);
   proto::AttrReply rep;
   int err = Call("GetAttr", &proto::Storage::Stub::GetAttr, req, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
 int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) {
   proto::AttrReply rep;
   int err = Call("SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -170,7 +223,10 @@ int StorageClient::Create(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Create", &proto::Storage::Stub::Create, once, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -179,7 +235,10 @@ int StorageClient::Mknod(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Mknod", &proto::Storage::Stub::Mknod, once, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -188,7 +247,10 @@ int StorageClient::Mkdir(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Mkdir", &proto::Storage::Stub::Mkdir, once, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -197,7 +259,10 @@ int StorageClient::Symlink(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Symlink", &proto::Storage::Stub::Symlink, once, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -210,7 +275,10 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   *req.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
-  if (err == 0) *attr = rep.attr();
+  if (err == 0) {
+    Learn(rep.attr());
+    *attr = rep.attr();
+  }
   return err;
 }
 
@@ -259,7 +327,13 @@ int StorageClient::Readlink(uint64_t gfid, std::string* target) {
 }
 
 int StorageClient::ReadDir(const proto::ReadDirRequest& req, proto::ReadDirReply* reply) {
-  return Call("ReadDir", &proto::Storage::Stub::ReadDir, req, reply);
+  const int err = Call("ReadDir", &proto::Storage::Stub::ReadDir, req, reply);
+  if (err == 0) {
+    for (const proto::DirEntry& e : reply->entries()) {
+      if (e.has_attr()) Learn(e.attr());
+    }
+  }
+  return err;
 }
 
 int StorageClient::StatFs(uint64_t gfid, proto::StatFsReply* reply) {

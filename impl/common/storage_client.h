@@ -8,10 +8,14 @@
 // reply (its reply cache) instead of EEXIST or ENOENT. That holds while the
 // service runs; a retry that reaches a restarted service is applied again.
 //
-// Every call acts for the thread's current caller (caller_scope.h).
+// Every call acts for the thread's current caller (caller_scope.h), and
+// names the handle key the service issued for each GFID it uses: the client
+// learns keys from the replies that hand GFIDs out and keeps them until
+// ForgetHandle (storage/handle_secret.h).
 #ifndef DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 #define DFUSE_IMPL_COMMON_STORAGE_CLIENT_H_
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +23,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -80,6 +85,12 @@ class StorageClient {
   // 0 if the caller may open `gfid` for `mask` (R_OK, W_OK, X_OK bits).
   int Access(uint64_t gfid, uint32_t mask);
 
+  // Keeps the handle key of `attr`'s GFID, if it has one (every reply that
+  // hands a GFID out does this already).
+  void Learn(const proto::Attr& attr);
+  // No call will name `gfid` again: its handle key is dropped.
+  void ForgetHandle(uint64_t gfid);
+
   // Shutdown: no call, running or future, waits past `deadline` any more.
   void LimitWaitsTo(std::chrono::system_clock::time_point deadline);
   // Shutdown: fails every running call now and every later one at once.
@@ -95,6 +106,8 @@ class StorageClient {
   int Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep);
   // The id of a new call that is not idempotent; its retries reuse it.
   proto::RequestId NewRequestId();
+  // The handle keys metadata for `gfids`.
+  std::string KeysFor(const std::array<uint64_t, 2>& gfids);
 
   StorageClientOptions options_;
   const uint64_t client_id_;  // random, non-zero, one per instance
@@ -108,6 +121,8 @@ class StorageClient {
   std::set<grpc::ClientContext*> inflight_;  // guarded by inflight_mu_
   bool cancelled_ = false;                   // guarded by inflight_mu_
   Counter* rpc_failures_;
+  std::mutex keys_mu_;
+  std::unordered_map<uint64_t, uint64_t> keys_;  // GFID -> handle key; guarded by keys_mu_
 };
 
 }  // namespace dfuse

@@ -13,6 +13,7 @@
 #include "storage/permission.h"
 #include "tests/unit/storage/storage_test_env.h"
 #include "util/caller.h"
+#include "util/handle_keys.h"
 
 namespace dfuse::storage::testing {
 namespace {
@@ -292,6 +293,98 @@ TEST(ExportRuleTest, ParsesOptionsAndMapsUsers) {
   ASSERT_EQ(rule.Map(Caller{0, 0, {0, 150, 300}}, &mapped), 0);
   EXPECT_EQ(mapped, (Caller{7, 8, {150}}));  // root squashed, groups outside dropped
   EXPECT_EQ(rule.Map(Caller{1000, 50}, &mapped), EPERM);
+}
+
+}  // namespace
+}  // namespace dfuse::storage::testing
+
+namespace dfuse::storage::testing {
+namespace {
+
+// GFIDs that cannot be guessed into (storage/handle_secret.h).
+class HandleKeyTest : public PermissionTest {
+ protected:
+  HandleKeyTest() { handle_keys_ = true; }
+
+  // Calls `rpc` as `as`, naming `keys` for the request's GFIDs.
+  template <typename Req, typename Rep>
+  Rep CallWith(grpc::Status (proto::Storage::Stub::*rpc)(grpc::ClientContext*, const Req&, Rep*),
+               const Req& req, const std::vector<std::pair<uint64_t, uint64_t>>& keys,
+               const Caller& as = Caller()) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kCallerKey, EncodeCaller(as));
+    if (!keys.empty()) ctx.AddMetadata(kHandleKeysKey, EncodeHandleKeys(keys));
+    Rep rep;
+    EXPECT_TRUE((stub_.get()->*rpc)(&ctx, req, &rep).ok());
+    return rep;
+  }
+
+  proto::EntryReply LookupWith(uint64_t parent, uint64_t key, const std::string& name,
+                               const Caller& as = Caller()) {
+    proto::NameRequest req;
+    req.set_parent(parent);
+    req.set_name(name);
+    return CallWith(&Stub::Lookup, req, {{parent, key}}, as);
+  }
+
+  int GetAttrWith(uint64_t gfid, uint64_t key, const Caller& as = Caller()) {
+    proto::GfidRequest req;
+    req.set_gfid(gfid);
+    return CallWith(&Stub::GetAttr, req, {{gfid, key}}, as).err();
+  }
+};
+
+TEST_F(HandleKeyTest, AGuessedGfidIsStaleWithoutTheKeyOnlyAPermittedLookupGives) {
+  ASSERT_NE(root_key_, 0u);
+  // Bob's private directory, with a file Alice could guess: its GFID is
+  // the shard and the inode number.
+  const std::string dir = export_ + "/bob";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(dir.c_str(), kBob.uid, kBob.gid), 0);
+  const std::string file = dir + "/f";
+  const int fd = ::open(file.c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  struct stat st;
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+
+  const auto bob_dir = LookupWith(root_, root_key_, "bob", kAlice);
+  ASSERT_EQ(bob_dir.err(), 0);
+  const uint64_t dir_key = bob_dir.attr().handle_key();
+  ASSERT_NE(dir_key, 0u);
+  // Alice may not search it, so she gets no key for f...
+  EXPECT_EQ(LookupWith(bob_dir.attr().gfid(), dir_key, "f", kAlice).err(), EACCES);
+  proto::ReadDirRequest list;
+  list.set_gfid(bob_dir.attr().gfid());
+  list.set_max_entries(10);
+  list.set_plus(true);
+  EXPECT_EQ(CallWith(&Stub::ReadDir, list, {{bob_dir.attr().gfid(), dir_key}}, kAlice).err(),
+            EACCES);
+  // ... and her guess of its GFID is stale, with no key or a made-up one,
+  // while Bob's lookup gives the key that works.
+  const auto bobs = LookupWith(bob_dir.attr().gfid(), dir_key, "f", kBob);
+  ASSERT_EQ(bobs.err(), 0);
+  const uint64_t guessed = bobs.attr().gfid();
+  EXPECT_EQ(GetAttrWith(guessed, 0, kAlice), ESTALE);
+  EXPECT_EQ(GetAttrWith(guessed, bobs.attr().handle_key() ^ 1, kAlice), ESTALE);
+  EXPECT_EQ(GetAttrWith(guessed, bobs.attr().handle_key(), kBob), 0);
+  proto::GfidRequest no_keys;
+  no_keys.set_gfid(guessed);
+  EXPECT_EQ(Call(&Stub::GetAttr, no_keys).err(), ESTALE);  // root too needs the key
+  EXPECT_EQ(server_->stats()->GetCounter("bad_handle_keys")->Get(), 3u);
+
+  // A directory Alice may read but not search lists its names, without
+  // the attributes (and keys) a lookup would have needed search for.
+  ASSERT_EQ(::chmod(dir.c_str(), 0704), 0);
+  const auto names = CallWith(&Stub::ReadDir, list, {{bob_dir.attr().gfid(), dir_key}}, kAlice);
+  ASSERT_EQ(names.err(), 0);
+  for (const auto& e : names.entries()) EXPECT_FALSE(e.has_attr()) << e.name();
+
+  // Keys survive a restart of the service.
+  const uint64_t key = bobs.attr().handle_key();
+  StopServer();
+  StartServer();
+  EXPECT_EQ(GetAttrWith(guessed, key, kBob), 0);
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ void StorageTest::StartServer() {
   opt.max_cached_files = max_cached_files_;
   opt.threads = threads_;
   opt.access = access_;
+  opt.handle_keys = handle_keys_;
   std::string error;
   server_ = StorageServer::Start(opt, &error);
   ASSERT_TRUE(server_) << error;
@@ -52,6 +53,8 @@ void StorageTest::StartServer() {
   ASSERT_TRUE(stub_->GetRoot(&ctx, proto::RootRequest(), &root).ok());
   ASSERT_EQ(root.err(), 0);
   root_ = root.attr().gfid();
+  root_key_ = root.attr().handle_key();
+  Learn(root.attr());
 }
 
 void StorageTest::StopServer() {

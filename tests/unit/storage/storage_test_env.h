@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "proto/storage.grpc.pb.h"
 #include "storage/server.h"
 #include "util/caller.h"
+#include "util/handle_keys.h"
 
 namespace dfuse::storage::testing {
 
@@ -25,16 +27,24 @@ class StorageTest : public ::testing::Test {
   void StopServer();
 
   // Calls one RPC as `as` (root by default), expecting the call itself
-  // (not its errno) to succeed.
+  // (not its errno) to succeed. It names every handle key replies have
+  // handed out so far (a server that issues keys: handle_keys_, the binary).
   template <typename Req, typename Rep>
   Rep Call(grpc::Status (proto::Storage::Stub::*rpc)(grpc::ClientContext*, const Req&, Rep*),
            const Req& req, const Caller& as = Caller()) {
     grpc::ClientContext ctx;
     ctx.AddMetadata(kCallerKey, EncodeCaller(as));
+    if (!keys_.empty()) {
+      ctx.AddMetadata(kHandleKeysKey, EncodeHandleKeys({keys_.begin(), keys_.end()}));
+    }
     Rep rep;
     const grpc::Status s = (stub_.get()->*rpc)(&ctx, req, &rep);
     EXPECT_TRUE(s.ok()) << s.error_message();
+    if constexpr (requires { rep.attr().handle_key(); }) Learn(rep.attr());
     return rep;
+  }
+  void Learn(const proto::Attr& attr) {
+    if (attr.handle_key() != 0) keys_[attr.gfid()] = attr.handle_key();
   }
 
   proto::EntryReply Lookup(uint64_t parent, const std::string& name);
@@ -63,13 +73,16 @@ class StorageTest : public ::testing::Test {
   size_t max_cached_files_ = 4096;
   int threads_ = 0;
   AccessRules access_;  // trusting: no squashing
+  bool handle_keys_ = false;  // calls name GFIDs without keys
 
   std::string base_;    // temporary directory holding the two below
   std::string export_;  // the exported directory
   std::string state_;   // the state directory
   std::unique_ptr<StorageServer> server_;
   std::unique_ptr<proto::Storage::Stub> stub_;
-  uint64_t root_ = 0;  // GFID of the export root
+  uint64_t root_ = 0;      // GFID of the export root
+  uint64_t root_key_ = 0;  // its handle key (handle_keys_)
+  std::map<uint64_t, uint64_t> keys_;  // GFID -> handle key, learned by Call
 };
 
 // A directory's entry names in listing order.
