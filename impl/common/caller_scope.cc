@@ -3,6 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace dfuse {
@@ -63,6 +67,25 @@ Caller RequestCallers::Of(fuse_req_t req) {
   if (by_pid_.size() >= kMaxEntries) by_pid_.clear();
   by_pid_[ctx->pid] = Entry{caller, now + kGroupsLifetime};
   return caller;
+}
+
+bool IsKernelThread(pid_t pid) {
+  if (pid <= 0) return pid == 0;
+  // /proc/PID/stat: "pid (comm) state ppid ..."; flags is the 9th field,
+  // the 7th after the comm, which may itself hold spaces and parentheses.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  const size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return false;
+  std::istringstream fields(stat.substr(comm_end + 1));
+  std::string field;
+  unsigned long flags = 0;
+  for (int i = 0; i < 7 && fields >> field; i++) {
+    if (i == 6) flags = std::strtoul(field.c_str(), nullptr, 10);
+  }
+  constexpr unsigned long kPfKthread = 0x00200000;  // PF_KTHREAD
+  return (flags & kPfKthread) != 0;
 }
 
 void FileWriters::Opened(uint64_t gfid, const std::optional<Caller>& caller) {

@@ -58,6 +58,10 @@ class RequestCallers {
   std::unordered_map<pid_t, Entry> by_pid_;  // guarded by mu_
 };
 
+// Whether `pid` is a kernel thread (a request the kernel made on its own,
+// such as writing a file's times back). Reads /proc: for rare requests only.
+bool IsKernelThread(pid_t pid);
+
 // Who each file's data is written back as: the user who last opened it for
 // writing. Write-back happens after the writer's request (the kernel's
 // writeback of dirty pages carries no user; the buffer cache flushes from

@@ -310,7 +310,14 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_set,
                        fuse_file_info*) {
   ClientFs* self = Self(req);
-  const CallerScope as(self->CallerOf(req, ino));
+  // The kernel writes a file's times back from its own threads, as root
+  // (write_inode): that acts for the file's writer, as its data does.
+  constexpr int kTimes = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                         FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  const bool kernel_times = (to_set & ~kTimes) == 0 && ctx->uid == 0 && IsKernelThread(ctx->pid);
+  const CallerScope as(kernel_times ? self->writers_->Of(self->Gfid(ino))
+                                    : self->CallerOf(req, ino));
   self->Count("setattr");
   const uint64_t gfid = self->Gfid(ino);
   proto::SetAttrRequest sreq;
