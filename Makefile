@@ -43,7 +43,7 @@ sanitize: setup
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L unit -LE python
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
-	  -R '^integration[.](multinode|durability|shutdown|consistency|leases)$$'
+	  -R '^integration[.](multinode|durability|shutdown|consistency)$$'
 
 # The libFuzzer targets (tests/fuzz), built with clang, AddressSanitizer and
 # UndefinedBehaviorSanitizer in their own tree: each runs over its seed
