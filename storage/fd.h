@@ -1,9 +1,11 @@
-// An owned file descriptor, closed on destruction.
+// An owned file descriptor, closed on destruction, and reading one whole.
 #ifndef DFUSE_STORAGE_FD_H_
 #define DFUSE_STORAGE_FD_H_
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <string>
 #include <utility>
 
 namespace dfuse::storage {
@@ -34,6 +36,19 @@ class Fd {
  private:
   int fd_ = -1;
 };
+
+// Appends what `fd` holds from its offset to end of file to *out; false on
+// a read error (errno says which).
+inline bool ReadAll(int fd, std::string* out) {
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out->append(buf, static_cast<size_t>(n));
+  }
+}
 
 }  // namespace dfuse::storage
 

@@ -87,17 +87,6 @@ int WriteAll(int fd, std::string_view data) {
   return 0;
 }
 
-bool ReadAll(int fd, std::string* out) {
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    if (n == 0) return true;
-    out->append(buf, static_cast<size_t>(n));
-  }
-}
-
 std::string Errno(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
 // Replaces the log with a header and one line per record, atomically.

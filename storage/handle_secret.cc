@@ -8,23 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "storage/fd.h"
 #include "util/hmac.h"
 
 namespace dfuse::storage {
-namespace {
-
-bool ReadAll(int fd, std::string* out) {
-  char buf[256];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    if (n == 0) return true;
-    out->append(buf, static_cast<size_t>(n));
-  }
-}
-
-}  // namespace
 
 std::unique_ptr<HandleSecret> HandleSecret::OpenOrCreate(const std::string& state_dir,
                                                          std::string* error) {
