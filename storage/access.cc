@@ -2,25 +2,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 
 #include "util/strings.h"
 
 namespace dfuse::storage {
 namespace {
 
-bool ParseId(const std::string& text, uint32_t* id) {
-  const char* end = text.data() + text.size();
-  const auto [next, ec] = std::from_chars(text.data(), end, *id);
-  return ec == std::errc() && next == end && !text.empty();
-}
-
 bool ParseRange(const std::string& text, IdRange* range) {
   const size_t dash = text.find('-');
   if (dash == std::string::npos) return false;
   IdRange parsed;
-  if (!ParseId(text.substr(0, dash), &parsed.first) ||
-      !ParseId(text.substr(dash + 1), &parsed.last) || parsed.first > parsed.last) {
+  if (!ParseNumber(text.substr(0, dash), &parsed.first) ||
+      !ParseNumber(text.substr(dash + 1), &parsed.last) || parsed.first > parsed.last) {
     return false;
   }
   *range = parsed;
@@ -41,9 +34,9 @@ bool ParseOption(const std::string& option, ExportRule* rule) {
   } else if (option == "all_squash") {
     rule->squash = Squash::kAll;
   } else if (option.rfind("anonuid=", 0) == 0) {
-    return ParseId(option.substr(8), &rule->anon_uid);
+    return ParseNumber(option.substr(8), &rule->anon_uid);
   } else if (option.rfind("anongid=", 0) == 0) {
-    return ParseId(option.substr(8), &rule->anon_gid);
+    return ParseNumber(option.substr(8), &rule->anon_gid);
   } else if (option.rfind("uids=", 0) == 0) {
     return ParseRange(option.substr(5), &rule->uids);
   } else if (option.rfind("gids=", 0) == 0) {

@@ -59,6 +59,8 @@ int Fstat(int fd, struct stat* st) {
 
 std::string Node::proc_path() const { return "/proc/self/fd/" + std::to_string(path_.get()); }
 
+int Node::Stat(struct stat* st) const { return Fstat(path_.get(), st); }
+
 int Node::DataFd(bool write, int* fd) {
   std::lock_guard<std::mutex> l(mu_);
   if (data_.valid() && (data_writable_ || !write)) {

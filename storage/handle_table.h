@@ -45,6 +45,8 @@ class Node {
   // The /proc/self/fd path of path_fd(), for calls that have no *at() form.
   // It names this very inode and is never resolved further.
   std::string proc_path() const;
+  // The inode's current attributes: 0 or an errno.
+  int Stat(struct stat* st) const;
 
   // A descriptor for reading (write = false) or writing a regular file,
   // opened on first use and kept while the node is cached. Returns 0 or an

@@ -129,7 +129,8 @@ bool StorageService::Changes(Rpc rpc) {
 }
 
 int StorageService::Permit(Rpc rpc, const Ctx* ctx, const std::string& identity,
-                           bool within_bound, Caller* caller, grpc::Status* status) {
+                           const ExportRule& rule, bool within_bound, Caller* caller,
+                           grpc::Status* status) {
   if (!within_bound) {
     busy_refusals_->Add();
     *status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -137,7 +138,6 @@ int StorageService::Permit(Rpc rpc, const Ctx* ctx, const std::string& identity,
                            "(--max-in-flight-per-client)");
     return 0;
   }
-  const ExportRule& rule = access_.For(identity);
   switch (rule.access) {
     case storage::Access::kReadWrite:
       break;
@@ -180,7 +180,7 @@ int StorageService::Check(const Call& call, const Node& node, int mask, struct s
   }
   struct stat local;
   if (st == nullptr) st = &local;
-  if (::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (int err = node.Stat(st); err != 0) return err;
   if (Permission(call.caller(), *st, mask) == 0) return 0;
   permission_refusals_->Add();
   return EACCES;
@@ -262,7 +262,7 @@ int StorageService::ResolveData(const Call& call, uint64_t gfid, std::shared_ptr
 
 int StorageService::Stat(const Node& node, proto::Attr* attr) {
   struct stat st;
-  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (int err = node.Stat(&st); err != 0) return err;
   FillAttr(st, node.gfid(), node.generation(), attr);
   IssueKey(attr);
   return 0;
@@ -299,7 +299,7 @@ int StorageService::Admit(const Call& call, Node* node, uint64_t token, const st
 int StorageService::CheckData(const Call& call, const Node& node, int mask) {
   if (Privileged(call.caller())) return 0;
   struct stat st;
-  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (int err = node.Stat(&st); err != 0) return err;
   if (st.st_uid == call.caller().uid || Permission(call.caller(), st, mask) == 0) return 0;
   permission_refusals_->Add();
   return EACCES;
@@ -309,7 +309,7 @@ grpc::Status StorageService::GetRoot(Ctx* ctx, const proto::RootRequest*, proto:
   const Call call = Begin(kGetRoot, ctx, reply);
   if (!call.admitted()) return call.refusal();
   reply->set_shard_id(table_->shard_id());
-  reply->set_root_squashed(access_.For(call.identity()).SquashesRoot());
+  reply->set_root_squashed(call.rule().SquashesRoot());
   reply->set_err(Stat(*table_->root(), reply->mutable_attr()));
   return Done(kGetRoot);
 }
@@ -354,9 +354,8 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
   mode_t mode = req->mode() & 07777;
   if (err == 0 && !Privileged(call.caller())) {
     struct stat st;
-    if (::fstatat(node->path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      err = errno;
-    } else if ((err = MaySetAttr(call.caller(), st, *req, &mode)) != 0) {
+    err = node->Stat(&st);
+    if (err == 0 && (err = MaySetAttr(call.caller(), st, *req, &mode)) != 0) {
       permission_refusals_->Add();
     }
   }
@@ -462,7 +461,7 @@ grpc::Status StorageService::Access(Ctx* ctx, const proto::AccessRequest* req,
   int err = Resolve(call, req->gfid(), &node);
   if (err == 0 && (req->mask() & ~uint32_t{kMayRead | kMayWrite | kMayExec}) != 0) err = EINVAL;
   if (err == 0 && (req->mask() & kMayWrite) &&
-      access_.For(call.identity()).access == storage::Access::kReadOnly) {
+      call.rule().access == storage::Access::kReadOnly) {
     err = EROFS;
   }
   if (err == 0) err = Check(call, *node, static_cast<int>(req->mask()));

@@ -126,11 +126,12 @@ class StorageService final : public proto::Storage::Service {
   // ends at once with refusal(), its reply's err already set if any.
   class Call {
    public:
-    Call(Latency* latency, ClientLimits::Slot slot, std::string identity, Caller caller,
-         std::string handle_keys, bool admitted, grpc::Status refusal)
+    Call(Latency* latency, ClientLimits::Slot slot, std::string identity, const ExportRule* rule,
+         Caller caller, std::string handle_keys, bool admitted, grpc::Status refusal)
         : time_(latency),
           slot_(std::move(slot)),
           identity_(std::move(identity)),
+          rule_(rule),
           caller_(std::move(caller)),
           handle_keys_(std::move(handle_keys)),
           admitted_(admitted),
@@ -139,6 +140,8 @@ class StorageService final : public proto::Storage::Service {
     const grpc::Status& refusal() const { return refusal_; }
     // The caller's certificate identity, "" in plain text.
     const std::string& identity() const { return identity_; }
+    // The client's export rule (storage/access.h).
+    const ExportRule& rule() const { return *rule_; }
     // The user the call acts for, mapped by the client's export rule.
     const Caller& caller() const { return caller_; }
     // The keys the call names for its GFIDs (util/handle_keys.h).
@@ -148,6 +151,7 @@ class StorageService final : public proto::Storage::Service {
     ScopedLatency time_;
     ClientLimits::Slot slot_;
     std::string identity_;
+    const ExportRule* rule_;  // owned by the service's AccessRules
     Caller caller_;
     std::string handle_keys_;
     bool admitted_;
@@ -158,21 +162,22 @@ class StorageService final : public proto::Storage::Service {
     // One certificate lookup per call serves the bound and the access rules.
     std::string identity = ctx != nullptr ? PeerIdentity(*ctx) : "";
     ClientLimits::Slot slot = limits_.Enter(ctx, identity);
+    const ExportRule& rule = access_.For(identity);
     grpc::Status refusal;
     Caller caller;
-    const int err = Permit(rpc, ctx, identity, static_cast<bool>(slot), &caller, &refusal);
+    const int err = Permit(rpc, ctx, identity, rule, static_cast<bool>(slot), &caller, &refusal);
     if (err != 0) reply->set_err(err);
     const bool admitted = err == 0 && refusal.ok();
-    return Call(latency_[rpc], std::move(slot), std::move(identity), std::move(caller),
+    return Call(latency_[rpc], std::move(slot), std::move(identity), &rule, std::move(caller),
                 HandleKeysOf(ctx), admitted, std::move(refusal));
   }
-  // Whether a call of `rpc` from the client `identity` may run, and as
-  // whom (*caller): OK and 0 if so; EROFS for a change from a read-only
-  // client; EPERM for a user its rule does not allow; a refusing *status
-  // for a client over its bound on calls in progress, one with no access,
-  // or a malformed caller.
-  int Permit(Rpc rpc, const Ctx* ctx, const std::string& identity, bool within_bound,
-             Caller* caller, grpc::Status* status);
+  // Whether a call of `rpc` from the client `identity`, whose export rule
+  // is `rule`, may run, and as whom (*caller): OK and 0 if so; EROFS for a
+  // change from a read-only client; EPERM for a user its rule does not
+  // allow; a refusing *status for a client over its bound on calls in
+  // progress, one with no access, or a malformed caller.
+  int Permit(Rpc rpc, const Ctx* ctx, const std::string& identity, const ExportRule& rule,
+             bool within_bound, Caller* caller, grpc::Status* status);
   // 0 if the call's caller has `mask` (storage/permission.h) on `node`,
   // EACCES if not, or the errno of reading its attributes into *st (if
   // given, filled in any case for a check that was made).
@@ -221,8 +226,9 @@ class StorageService final : public proto::Storage::Service {
   // to before, if the rename took that name away from it.
   int Move(const Call& call, const proto::RenameRequest& req, proto::Attr* replaced);
   // Whether the call's caller may remove `name` from `dir` (write and
-  // search on it, its sticky bit), which *victim gets the attributes of;
-  // ENOENT if there is no such name.
+  // search on it, its sticky bit); *victim (if not null) gets the name's
+  // attributes. ENOENT if there is no such name (not looked for when the
+  // caller is privileged and no victim is asked for).
   int MayRemove(const Call& call, const Node& dir, const std::string& name, proto::Attr* victim);
   // Whether the call's caller may rename `name` in `parent` to `new_name`
   // in `new_parent` (with `flags`), as Linux's may_delete and may_create.

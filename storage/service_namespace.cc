@@ -48,7 +48,9 @@ struct stat StatOf(const proto::Attr& attr) {
 
 int StorageService::MayRemove(const Call& call, const Node& dir, const std::string& name,
                               proto::Attr* victim) {
-  if (Privileged(call.caller())) return Entry(dir, name, victim);
+  if (Privileged(call.caller())) return victim != nullptr ? Entry(dir, name, victim) : 0;
+  proto::Attr local;  // the sticky bit needs the victim's owner
+  if (victim == nullptr) victim = &local;
   struct stat dst;
   if (int err = Check(call, dir, kMayWrite | kMayExec, &dst); err != 0) return err;
   if (int err = Entry(dir, name, victim); err != 0) return err;
@@ -62,12 +64,12 @@ int StorageService::MayRemove(const Call& call, const Node& dir, const std::stri
 int StorageService::Own(const Node& parent, const Node& node, const Caller& owner,
                         const proto::MakeRequest& req, struct stat* st) {
   struct stat pst;
-  if (::fstatat(parent.path_fd(), "", &pst, AT_EMPTY_PATH) != 0) return errno;
+  if (int err = parent.Stat(&pst); err != 0) return err;
   // In a set-group-ID directory new files take the directory's group; the
   // kernel already gave new subdirectories S_ISGID as it created them.
   const gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : owner.gid;
   if (::fchownat(node.path_fd(), "", owner.uid, gid, AT_EMPTY_PATH) != 0) return errno;
-  if (::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (int err = node.Stat(st); err != 0) return err;
   // The client applied its umask already; undo the server's umask, and put
   // back set-ID bits that chown cleared. mkdir keeps only the sticky bit
   // besides the permissions, plus S_ISGID inherited from the parent.
@@ -75,11 +77,8 @@ int StorageService::Own(const Node& parent, const Node& node, const Caller& owne
   mode_t want = req.mode() & 07777;
   if (S_ISDIR(st->st_mode)) want = (want & 01777) | (st->st_mode & S_ISGID);
   if ((st->st_mode & 07777) == want) return 0;
-  if (::chmod(node.proc_path().c_str(), want) != 0 ||
-      ::fstatat(node.path_fd(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno;
-  }
-  return 0;
+  if (::chmod(node.proc_path().c_str(), want) != 0) return errno;
+  return node.Stat(st);
 }
 
 int StorageService::Make(const Call& call, Rpc rpc, const proto::MakeRequest& req,
@@ -182,10 +181,9 @@ grpc::Status StorageService::Link(Ctx* ctx, const proto::LinkRequest* req,
     // read and write permission on it.
     if (err == 0 && !Privileged(call.caller())) {
       struct stat st;
-      if (::fstatat(node->path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-        err = errno;
-      } else if (st.st_uid != call.caller().uid &&
-                 Permission(call.caller(), st, kMayRead | kMayWrite) != 0) {
+      err = node->Stat(&st);
+      if (err == 0 && st.st_uid != call.caller().uid &&
+          Permission(call.caller(), st, kMayRead | kMayWrite) != 0) {
         permission_refusals_->Add();
         err = EPERM;
       }
@@ -210,7 +208,7 @@ int StorageService::Remove(const Call& call, const proto::NameRequest& req, int 
   auto locked = dir_locks_.Lock(req.parent());
   // What the name refers to; if the lookup fails, unlinkat says why.
   proto::Attr before;
-  err = MayRemove(call, *parent, req.name(), &before);
+  err = MayRemove(call, *parent, req.name(), unlinked != nullptr ? &before : nullptr);
   if (err != 0 && err != ENOENT) return err;
   const bool found = err == 0;
   if (::unlinkat(parent->path_fd(), req.name().c_str(), flags) != 0) return errno;

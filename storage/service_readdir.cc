@@ -40,7 +40,7 @@ grpc::Status StorageService::ReadDir(Ctx* ctx, const proto::ReadDirRequest* req,
   bool plus = req->plus();
   if (err == 0 && plus && !Privileged(call.caller())) {
     struct stat dst;
-    plus = ::fstatat(dir->path_fd(), "", &dst, AT_EMPTY_PATH) == 0 &&
+    plus = dir->Stat(&dst) == 0 &&
            Permission(call.caller(), dst, kMayExec) == 0;
   }
   Fd fd;

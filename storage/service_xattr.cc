@@ -68,7 +68,7 @@ int StorageService::CheckXattr(const Call& call, const Node& node, const std::st
                                bool change, bool remove) {
   if (Privileged(call.caller())) return 0;
   struct stat st;
-  if (::fstatat(node.path_fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (int err = node.Stat(&st); err != 0) return err;
   const int err = XattrPermission(call.caller(), st, name, change, remove);
   if (err == EACCES || err == EPERM) permission_refusals_->Add();
   return err;

@@ -2,16 +2,9 @@
 
 #include <charconv>
 
+#include "util/strings.h"
+
 namespace dfuse {
-namespace {
-
-bool ParseHex(std::string_view text, uint64_t* value) {
-  const char* end = text.data() + text.size();
-  const auto [next, ec] = std::from_chars(text.data(), end, *value, 16);
-  return ec == std::errc() && next == end && !text.empty();
-}
-
-}  // namespace
 
 std::string EncodeHandleKeys(const std::vector<std::pair<uint64_t, uint64_t>>& keys) {
   std::string out;
@@ -31,8 +24,8 @@ bool FindHandleKey(std::string_view text, uint64_t gfid, uint64_t* key) {
     const std::string_view item = text.substr(0, comma);
     const size_t colon = item.find(':');
     uint64_t g;
-    if (colon == std::string_view::npos || !ParseHex(item.substr(0, colon), &g)) return false;
-    if (g == gfid) return ParseHex(item.substr(colon + 1), key);
+    if (colon == std::string_view::npos || !ParseNumber(item.substr(0, colon), &g, 16)) return false;
+    if (g == gfid) return ParseNumber(item.substr(colon + 1), key, 16);
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
   }

@@ -1,8 +1,11 @@
-// Small string helpers shared by the command lines.
+// Small string helpers shared by the command lines and wire formats.
 #ifndef DFUSE_UTIL_STRINGS_H_
 #define DFUSE_UTIL_STRINGS_H_
 
+#include <charconv>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace dfuse {
@@ -18,6 +21,15 @@ inline std::vector<std::string> Split(const std::string& s, char sep) {
     start = end + 1;
   }
   return out;
+}
+
+// Parses all of `text` as an unsigned number in `base`: false if it is
+// empty, holds anything else, or does not fit in T.
+template <typename T>
+bool ParseNumber(std::string_view text, T* value, int base = 10) {
+  const char* end = text.data() + text.size();
+  const auto [next, ec] = std::from_chars(text.data(), end, *value, base);
+  return ec == std::errc() && next == end && !text.empty();
 }
 
 }  // namespace dfuse
