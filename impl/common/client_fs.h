@@ -80,8 +80,10 @@ class ClientFs {
 
   void Count(std::string_view op);
   // The user the request on `ino` acts for. Requests the kernel makes on
-  // its own (no process: write-back of dirty pages and their times) act
-  // for the file's writer.
+  // its own with no process (write-back of dirty pages) act for the file's
+  // writer; so does its write-back of times from a kernel thread, which
+  // SetAttr tells apart itself (that takes a /proc read, kept off every
+  // other request).
   std::optional<Caller> CallerOf(fuse_req_t req, fuse_ino_t ino);
   void FillStat(const proto::Attr& attr, struct stat* st);
   void FillEntry(const proto::Attr& attr, fuse_entry_param* e);

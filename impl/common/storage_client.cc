@@ -77,6 +77,16 @@ void StorageClient::ForgetHandle(uint64_t gfid) {
   keys_.erase(gfid);
 }
 
+template <typename Rep>
+void StorageClient::LearnFrom(const Rep& rep) {
+  if constexpr (requires { rep.attr(); }) Learn(rep.attr());
+  if constexpr (requires { rep.entries(); }) {
+    for (const proto::DirEntry& e : rep.entries()) {
+      if (e.has_attr()) Learn(e.attr());
+    }
+  }
+}
+
 std::string StorageClient::KeysFor(const std::array<uint64_t, 2>& gfids) {
   std::vector<std::pair<uint64_t, uint64_t>> keys;
   {
@@ -120,7 +130,11 @@ int StorageClient::Call(const char* name, Method<Req, Rep> method, const Req& re
       std::lock_guard<std::mutex> l(inflight_mu_);
       inflight_.erase(&ctx);
     }
-    if (st.ok()) return ErrOf(*rep);
+    if (st.ok()) {
+      const int err = ErrOf(*rep);
+      if (err == 0) LearnFrom(*rep);
+      return err;
+    }
     rpc_failures_->Add();
     if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       spdlog::error("storage {} refused: {}", name, st.error_message());
@@ -189,10 +203,7 @@ int StorageClient::Lookup(uint64_t parent, const std::string& name, proto::Attr*
   req.set_name(name);
   proto::EntryReply rep;
   int err = Call("Lookup", &proto::Storage::Stub::Lookup, req, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -201,20 +212,14 @@ int StorageClient::GetAttr(uint64_t gfid, proto::Attr* attr) {
   req.set_gfid(gfid);
   proto::AttrReply rep;
   int err = Call("GetAttr", &proto::Storage::Stub::GetAttr, req, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
 int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) {
   proto::AttrReply rep;
   int err = Call("SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -223,10 +228,7 @@ int StorageClient::Create(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Create", &proto::Storage::Stub::Create, once, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -235,10 +237,7 @@ int StorageClient::Mknod(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Mknod", &proto::Storage::Stub::Mknod, once, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -247,10 +246,7 @@ int StorageClient::Mkdir(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Mkdir", &proto::Storage::Stub::Mkdir, once, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -259,10 +255,7 @@ int StorageClient::Symlink(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Symlink", &proto::Storage::Stub::Symlink, once, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -275,10 +268,7 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   *req.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
-  if (err == 0) {
-    Learn(rep.attr());
-    *attr = rep.attr();
-  }
+  if (err == 0) *attr = rep.attr();
   return err;
 }
 
@@ -327,13 +317,7 @@ int StorageClient::Readlink(uint64_t gfid, std::string* target) {
 }
 
 int StorageClient::ReadDir(const proto::ReadDirRequest& req, proto::ReadDirReply* reply) {
-  const int err = Call("ReadDir", &proto::Storage::Stub::ReadDir, req, reply);
-  if (err == 0) {
-    for (const proto::DirEntry& e : reply->entries()) {
-      if (e.has_attr()) Learn(e.attr());
-    }
-  }
-  return err;
+  return Call("ReadDir", &proto::Storage::Stub::ReadDir, req, reply);
 }
 
 int StorageClient::StatFs(uint64_t gfid, proto::StatFsReply* reply) {

@@ -85,8 +85,8 @@ class StorageClient {
   // 0 if the caller may open `gfid` for `mask` (R_OK, W_OK, X_OK bits).
   int Access(uint64_t gfid, uint32_t mask);
 
-  // Keeps the handle key of `attr`'s GFID, if it has one (every reply that
-  // hands a GFID out does this already).
+  // Keeps the handle key of `attr`'s GFID, if it has one (every call whose
+  // reply hands GFIDs out does this already).
   void Learn(const proto::Attr& attr);
   // No call will name `gfid` again: its handle key is dropped.
   void ForgetHandle(uint64_t gfid);
@@ -106,6 +106,10 @@ class StorageClient {
   int Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep);
   // The id of a new call that is not idempotent; its retries reuse it.
   proto::RequestId NewRequestId();
+  // Keeps the handle keys a successful reply hands out (its attributes,
+  // or its directory entries').
+  template <typename Rep>
+  void LearnFrom(const Rep& rep);
   // The handle keys metadata for `gfids`.
   std::string KeysFor(const std::array<uint64_t, 2>& gfids);
 
