@@ -1049,7 +1049,11 @@ class Cluster:
     def _client_cmd(self, i: int) -> list[str]:
         c = self.clients[i]
         addr = self.storage["address"]
-        args = ["--stats", c["stats"], "--node-name", c["node_name"]]
+        # The client waits for its storage service and lease managers as long
+        # as this tool waits for the mount (DFUSE_CLUSTER_TIMEOUT on a slow
+        # machine or guest), not its own 20 s.
+        args = ["--stats", c["stats"], "--node-name", c["node_name"],
+                "--connect-timeout", f"{self.ready_timeout:g}"]
         args += self._tls_flags(c["node_name"])
         if self.cache_size:
             args += ["--cache-size", str(self.cache_size)]

@@ -53,6 +53,7 @@ struct Settings {
   unsigned max_threads = 16;
   double shutdown_timeout = 15;
   double storage_timeout = 60;
+  double connect_timeout = 0;  // 0: --storage-timeout within 5 to 20 s
   std::string lease_manager;
   std::string fuse_device = "/dev/fuse";
 };
@@ -310,6 +311,10 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
                  "seconds a call waits for an unreachable storage service before it fails "
                  "with EIO (a revoke then discards the data it could not write back)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--connect-timeout", s.connect_timeout,
+                 "seconds the daemon waits at start for its first answer from the storage "
+                 "service and the lease manager (default: --storage-timeout, within 5 to 20)")
+      ->check(CLI::PositiveNumber);
   AddTlsOptions(&app, &s.tls);
   app.add_option("--emulated-rtt-us", s.emulated_rtt_us,
                  "add this network round trip to every storage call (network emulation)");
@@ -430,10 +435,13 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   proto::RootReply root;
   // A storage service (and then a lease manager) that is up but slow to
   // answer (a loaded machine) is waited for, as calls wait for it later
-  // (--storage-timeout, within 5 to 20 s); a wrong address takes this long
-  // to report.
-  const std::chrono::milliseconds first_contact = std::clamp(
-      sopts.unavailable_timeout, std::chrono::milliseconds(5000), std::chrono::milliseconds(20000));
+  // (--storage-timeout, within 5 to 20 s, unless --connect-timeout says); a
+  // wrong address takes this long to report.
+  const std::chrono::milliseconds first_contact =
+      s.connect_timeout > 0
+          ? std::chrono::milliseconds(static_cast<int64_t>(s.connect_timeout * 1000))
+          : std::clamp(sopts.unavailable_timeout, std::chrono::milliseconds(5000),
+                       std::chrono::milliseconds(20000));
   if (node.storage.GetRoot(first_contact, &root, &error) != 0) {
     return fail_daemon(error);
   }
