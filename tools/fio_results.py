@@ -13,11 +13,13 @@ class FioOutputError(ValueError):
     """A node's fio output is not a valid measurement."""
 
 
-# A node's threads together must have run at least this share of
-# threads x runtime: fio stops a thread early on an error or a short read at
-# end of file, and such a point measures something else. (No upper bound
-# yet: the final fsync is counted in fio's runtime.)
+# A node's threads together must have run threads x runtime, give or take:
+# fio stops a thread early on an error or a short read at end of file, and
+# an I/O that blocks well past the end (a stuck revoke) stretches it; such a
+# point measures something else. (The runner fsyncs after fio, timed apart,
+# so fio's runtime is the I/O phase alone.)
 MIN_RUNTIME_SHARE = 0.9
+MAX_RUNTIME_SHARE = 1.15
 
 
 def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> None:
@@ -49,6 +51,10 @@ def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> N
         raise FioOutputError(f"{path}: the threads ran {runtime_ms / 1000:.1f} s of the "
                              f"{want_ms / 1000:.0f} s configured ({threads} x {runtime_s:g} s): "
                              "some stopped early")
+    if runtime_ms > MAX_RUNTIME_SHARE * want_ms:
+        raise FioOutputError(f"{path}: the threads ran {runtime_ms / 1000:.1f} s where "
+                             f"{want_ms / 1000:.0f} s were configured ({threads} x "
+                             f"{runtime_s:g} s): an I/O outlasted the runtime")
 
 
 def summarize(outputs: list[Path]) -> dict:

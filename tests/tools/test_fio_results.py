@@ -35,6 +35,7 @@ def test_a_whole_run_passes_and_sums(tmp_path):
     ({"reads": 0}, 100, "no read completed"),          # the 0-bytes-read point
     ({"writes": 0}, 50, "no write completed"),
     ({"runtime_ms": 646}, 50, "ran 0.6 s of the 4 s configured"),
+    ({"runtime_ms": 4700}, 50, "ran 4.7 s where 4 s were configured"),
     ({"error": 5}, 50, "ended with error 5"),
 ])
 def test_an_invalid_run_is_refused(tmp_path, kw, read_pct, message):
