@@ -92,7 +92,8 @@ OUT ?= results
 VM_MEMORY ?= 12288
 REPRODUCE_RUN := $(or $(RUN),reproduce-$(PROFILE)-$(shell date -u +%Y%m%d-%H%M%S))
 REPRODUCE_ARGS := --profile $(PROFILE) --out $(OUT) --run $(REPRODUCE_RUN) \
-  $(if $(MODES),--modes $(MODES)) $(if $(FIGURES),--figures $(FIGURES))
+  $(if $(MODES),--modes $(MODES)) $(if $(FIGURES),--figures $(FIGURES)) \
+  $(if $(REPEATS),--repeats $(REPEATS))
 ifdef INVENTORY
 # dfuse.ko is built here and shipped to the clients, unless MODES leaves dfuse out.
 reproduce: setup build $(if $(MODES),$(if $(filter dfuse,$(subst $(comma), ,$(MODES))),kernel),kernel)

@@ -65,6 +65,28 @@ def value(rows: list[dict], field: str, **match) -> float:
     return float(r[field]) if r else float("nan")
 
 
+def spread(rows: list[dict], field: str, **match) -> tuple[float, float]:
+    """How far below and above the median the lowest and highest repetition of a point
+    were (0, 0 for one repetition or a run from before repetitions)."""
+    r = lookup(rows, **match)
+    if not r or r.get(f"{field}_min") in (None, "") or r.get(f"{field}_max") in (None, ""):
+        return (0.0, 0.0)
+    v = float(r[field])
+    return (v - float(r[f"{field}_min"]), float(r[f"{field}_max"]) - v)
+
+
+Series = dict[str, list[float]]
+Errors = dict[str, list[tuple[float, float]]]
+
+
+def series(rows: list[dict], field: str, modes: list[str],
+           points: list[dict]) -> tuple[Series, Errors]:
+    """Each mode's median of ``field`` at each point (a dict of columns to match), and
+    the spread of its repetitions there."""
+    return ({m: [value(rows, field, mode=m, **pt) for pt in points] for m in modes},
+            {m: [spread(rows, field, mode=m, **pt) for pt in points] for m in modes})
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -93,13 +115,18 @@ def save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def bars(ax, xs: list, series: dict[str, list[float]], ylabel: str) -> None:
-    """Grouped bars, one colour per mode."""
-    n = len(series)
+def bars(ax, xs: list, measured: Series, ylabel: str, errors: Errors | None = None) -> None:
+    """Grouped bars, one colour per mode; error bars from the lowest to the highest
+    repetition where there were several."""
+    n = len(measured)
     width = 0.8 / max(n, 1)
-    for k, (mode, ys) in enumerate(series.items()):
+    for k, (mode, ys) in enumerate(measured.items()):
         pos = [i + (k - (n - 1) / 2) * width for i in range(len(xs))]
-        ax.bar(pos, ys, width, color=COLORS[mode], label=mode)
+        err = (errors or {}).get(mode)
+        yerr = [[lo for lo, _ in err], [hi for _, hi in err]] if err and any(map(any, err)) \
+            else None
+        ax.bar(pos, ys, width, color=COLORS[mode], label=mode, yerr=yerr, capsize=2,
+               error_kw={"elinewidth": 0.8})
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_ylabel(ylabel)

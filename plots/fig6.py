@@ -25,10 +25,10 @@ def draw(run: Path, out: Path) -> list[Path]:
     labels = [f"{r}:{100 - r}" for r in paper.READ_PCT]
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5), sharex=True)
     for col, (pattern, metric, field, unit) in enumerate(PANELS):
-        measured = {m: [common.value(rows, field, mode=m, pattern=pattern, read_pct=r)
-                        for r in paper.READ_PCT] for m in modes}
+        measured, errors = common.series(rows, field, modes, [
+            dict(pattern=pattern, read_pct=r) for r in paper.READ_PCT])
         top, bottom = axes[0][col], axes[1][col]
-        common.bars(top, labels, measured, unit)
+        common.bars(top, labels, measured, unit, errors)
         top.set_title(f"{pattern} {metric}")
         common.ratio_panel(bottom, labels, common.relative_to_writethrough(measured),
                            common.paper_ratio(paper.FIG6[(pattern, metric)]),

@@ -18,10 +18,10 @@ def draw(run: Path, out: Path) -> list[Path]:
     rows = common.read_rows(run, "fig7")
     modes = common.modes_in(rows)
     xs = paper.CONTENTION_PCT
-    measured = {m: [common.value(rows, "throughput_mb_s", mode=m, contention_pct=c) for c in xs]
-                for m in modes}
+    measured, errors = common.series(rows, "throughput_mb_s", modes,
+                                     [dict(contention_pct=c) for c in xs])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    common.bars(left, [f"{c}%" for c in xs], measured, "MB/s")
+    common.bars(left, [f"{c}%" for c in xs], measured, "MB/s", errors)
     left.set_title("throughput")
     left.set_xlabel("contention")
     left.legend(fontsize=8)

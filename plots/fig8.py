@@ -19,10 +19,12 @@ def draw(run: Path, out: Path) -> list[Path]:
     modes = common.modes_in(rows)
     nodes = sorted({r["nodes"] for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    measured = {}
+    measured, errors = common.series(rows, "throughput_mb_s", modes,
+                                     [dict(nodes=n) for n in nodes])
     for m in modes:
-        measured[m] = [common.value(rows, "throughput_mb_s", mode=m, nodes=n) for n in nodes]
-        left.plot(nodes, measured[m], marker="o", color=common.COLORS[m], label=m)
+        left.errorbar(nodes, measured[m], yerr=[[lo for lo, _ in errors[m]],
+                                                [hi for _, hi in errors[m]]],
+                      marker="o", color=common.COLORS[m], label=m, capsize=2)
     left.set_xlabel("client nodes")
     left.set_ylabel("MB/s (sum over nodes)")
     left.set_xticks(nodes)

@@ -26,9 +26,9 @@ def draw(run: Path, out: Path) -> list[Path]:
     fig, axes = plt.subplots(2, 2, figsize=(14, 7.5), sharex=True)
     for col, (field, unit, k) in enumerate([("throughput_mb_s", "MB/s", 0),
                                            ("lat_mean_ms", "ms per op", 1)]):
-        measured = {m: [common.value(rows, field, mode=m, personality=p, contention_pct=c)
-                        for p, c in cases] for m in modes}
-        common.bars(axes[0][col], labels, measured, unit)
+        measured, errors = common.series(rows, field, modes, [
+            dict(personality=p, contention_pct=c) for p, c in cases])
+        common.bars(axes[0][col], labels, measured, unit, errors)
         axes[0][col].set_title("throughput" if k == 0 else "latency")
         rel = common.relative_to_writethrough(measured)
         ref = [paper.FIG9[case]["dfuse"][k] / paper.FIG9[case]["writethrough"][k] for case in cases]

@@ -28,10 +28,22 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(r) + " |" for r in rows] + [""])
 
 
-def ratios(rows: list[dict], field: str, **match) -> tuple[float, float]:
-    d = common.value(rows, field, mode="dfuse", **match)
-    return (common.ratio(d, common.value(rows, field, mode="writethrough", **match)),
-            common.ratio(d, common.value(rows, field, mode="weakwriteback", **match)))
+def ratios(rows: list[dict], field: str, **match) -> tuple[str, str]:
+    """dfuse / writethrough and dfuse / weakwriteback of the medians, each with the widest
+    ratio the repetitions allow (lowest of one over highest of the other and the
+    reverse) where there were several."""
+    out = []
+    for base in ("writethrough", "weakwriteback"):
+        d = common.value(rows, field, mode="dfuse", **match)
+        b = common.value(rows, field, mode=base, **match)
+        text = pct(common.ratio(d, b))
+        (d_lo, d_hi), (b_lo, b_hi) = (common.spread(rows, field, mode="dfuse", **match),
+                                      common.spread(rows, field, mode=base, **match))
+        if d == d and b == b and (d_lo or d_hi or b_lo or b_hi):
+            text += (f" [{common.ratio(d - d_lo, b + b_hi):.2f}-"
+                     f"{common.ratio(d + d_hi, b - b_lo):.2f}]")
+        out.append(text)
+    return out[0], out[1]
 
 
 HEADER = ["dfuse / writethrough", "paper DFUSE / WT+OCC", "dfuse / weakwriteback"]
@@ -43,8 +55,8 @@ def fig6(run: Path) -> list[str]:
     t, tw = ratios(rows, "throughput_mib_s", pattern="random", read_pct=0)
     lat, lw = ratios(rows, "lat_mean_ms", pattern="random", read_pct=0)
     out += table(["metric"] + HEADER, [
-        ["throughput", pct(t), pct(1 + paper.HEADLINE_THROUGHPUT), pct(tw)],
-        ["mean latency", pct(lat), pct(1 + paper.HEADLINE_LATENCY), pct(lw)]])
+        ["throughput", t, pct(1 + paper.HEADLINE_THROUGHPUT), tw],
+        ["mean latency", lat, pct(1 + paper.HEADLINE_LATENCY), lw]])
     out += ["## Fig. 6: fio, no contention", ""]
     body = []
     for pattern in ("random", "sequential"):
@@ -52,8 +64,8 @@ def fig6(run: Path) -> list[str]:
             ref = paper.FIG6[(pattern, metric)]
             for i, r in enumerate(paper.READ_PCT):
                 a, b = ratios(rows, field, pattern=pattern, read_pct=r)
-                body.append([pattern, metric, f"{r}:{100 - r}", pct(a),
-                             pct(ref["dfuse"][i] / ref["writethrough"][i]), pct(b)])
+                body.append([pattern, metric, f"{r}:{100 - r}", a,
+                             pct(ref["dfuse"][i] / ref["writethrough"][i]), b])
     return out + table(["pattern", "metric", "R:W"] + HEADER, body)
 
 
@@ -62,8 +74,7 @@ def fig7(run: Path) -> list[str]:
     body = []
     for i, c in enumerate(paper.CONTENTION_PCT):
         a, b = ratios(rows, "throughput_mb_s", contention_pct=c)
-        body.append([f"{c}%", pct(a), pct(paper.FIG7["dfuse"][i] / paper.FIG7["writethrough"][i]),
-                     pct(b)])
+        body.append([f"{c}%", a, pct(paper.FIG7["dfuse"][i] / paper.FIG7["writethrough"][i]), b])
     return ["## Fig. 7: contention (throughput)", ""] + table(["contention"] + HEADER, body)
 
 
@@ -74,7 +85,7 @@ def fig8(run: Path) -> list[str]:
         a, b = ratios(rows, "throughput_mb_s", nodes=n)
         ref = (pct(paper.FIG8["dfuse"][paper.NODES.index(n)] /
                    paper.FIG8["writethrough"][paper.NODES.index(n)]) if n in paper.NODES else "—")
-        body.append([str(n), pct(a), ref, pct(b)])
+        body.append([str(n), a, ref, b])
     return ["## Fig. 8: nodes at 50 % contention (throughput)", ""] + table(["nodes"] + HEADER, body)
 
 
@@ -87,8 +98,8 @@ def fig9(run: Path) -> list[str]:
                                                  ("latency", "lat_mean_ms"))):
                 a, b = ratios(rows, field, personality=p, contention_pct=c)
                 ref = paper.FIG9[(p, c)]
-                body.append([p, f"{c}%", metric, pct(a),
-                             pct(ref["dfuse"][k] / ref["writethrough"][k]), pct(b)])
+                body.append([p, f"{c}%", metric, a,
+                             pct(ref["dfuse"][k] / ref["writethrough"][k]), b])
     return (["## Fig. 9: personalities", ""]
             + table(["personality", "contention", "metric"] + HEADER, body))
 
@@ -111,7 +122,8 @@ SECTIONS = (fig6, fig7, fig8, fig9, consistency)
 def summarize(run: Path) -> str:
     lines = [f"# Results `{run.name}`: ratios next to the paper's", "",
              "Ratios of modes measured side by side in this run; one machine's absolute "
-             "numbers are noise.", ""]
+             "numbers are noise. Where points were measured several times, ratios are of "
+             "the medians, with [lowest-highest] the ratio the repetitions span.", ""]
     for section in SECTIONS:
         try:
             lines += section(run)

@@ -69,7 +69,7 @@ class Matrix:
 PROFILE_KEYS = {
     "nodes", "threads", "files_per_node", "file_size", "bs", "runtime", "ramp", "scale_nodes",
     "personality_threads", "personality_runtime", "personality_files", "checker_nodes",
-    "checker_ops", "checker_runs", "rtt_us",
+    "checker_ops", "checker_runs", "rtt_us", "repeats",
 }
 
 
@@ -85,6 +85,8 @@ def load(profile: str, figures: Optional[list[str]] = None,
     missing = PROFILE_KEYS - prof.keys()
     if missing:
         raise ValueError(f"profile {profile!r} lacks {', '.join(sorted(missing))}")
+    if not isinstance(prof["repeats"], int) or prof["repeats"] < 1:
+        raise ValueError(f"profile {profile!r}: repeats must be a whole number, at least 1")
     if prof["files_per_node"] % 4:
         raise ValueError("files_per_node must be a multiple of 4 (25 % contention steps)")
     parse_size(prof["file_size"])

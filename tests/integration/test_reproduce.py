@@ -138,3 +138,36 @@ def test_a_failing_point_stops_the_run_and_says_why(tmp_path: Path):
     assert manifest["status"].startswith("complete with 5 failed runs")
     assert len(rows(tmp_path / "go-on" / "failures.csv")) == 5
     assert len(rows(tmp_path / "go-on" / "fig6.csv")) == 5  # the random points
+
+
+def test_repeated_points_give_the_median_and_the_spread(tmp_path: Path):
+    require_fuse()
+    require_binaries("storage", "writethrough", "weakwriteback")
+    modes = ["writethrough", "weakwriteback"]
+    r = reproduce("--profile", "smoke", "--modes", ",".join(modes), "--figures", "fig7",
+                  "--repeats", "3", "--out", str(tmp_path), "--run", "rep")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "rep"
+    assert "x 3 = 30 runs" in r.stdout
+    reps = rows(run / "repetitions.csv")
+    assert len(reps) == 5 * 2 * 3
+    # The modes take turns: at a point, a different mode goes first in each repetition.
+    firsts = {}
+    for x in reps:
+        firsts.setdefault((x["point"], x["repetition"]), x["mode"])
+    for point in {x["point"] for x in reps}:
+        assert len({firsts[(point, str(k))] for k in (1, 2, 3)}) == 2, point
+    fig7 = rows(run / "fig7.csv")
+    assert len(fig7) == 5 * 2
+    for f in fig7:
+        mine = sorted(float(x["throughput_mb_s"]) for x in reps
+                      if x["mode"] == f["mode"] and x["point"] ==
+                      f"fio-random-r50-c{f['contention_pct']}-n2")
+        assert f["repeats"] == "3" and len(mine) == 3
+        assert float(f["throughput_mb_s"]) == pytest.approx(mine[1], abs=1e-3)
+        assert (float(f["throughput_mb_s_min"]), float(f["throughput_mb_s_max"])) == \
+            pytest.approx((mine[0], mine[2]), abs=1e-3)
+        for k in (1, 2, 3):
+            stem = f"fio-random-r50-c{f['contention_pct']}-n2-rep{k}"
+            assert (run / "raw" / f["mode"] / f"{stem}-node1.json").exists()
+            assert (run / "raw" / f["mode"] / f"{stem}-node1.fsync.json").exists()

@@ -175,3 +175,36 @@ def test_summary_states_the_measured_ratios_next_to_the_papers(run: Path):
     assert "| mean latency | 0.62x (-37.5%) | 0.60x (-40.4%) |" in headline
     assert "| 16 |" not in text  # Fig. 8 lists only the node counts measured
     assert "| weakwriteback | 8000 | 18 of 32 |" in text
+
+
+def test_repetitions_give_error_bars_and_ratio_ranges(run: Path):
+    # Fig. 7 measured three times: dfuse 1.6x writethrough at the median, each mode's
+    # repetitions 10% below and above it.
+    fields = runner.FIO_FIELDS + runner.repetitions.spread_columns(runner.FIO_FIELDS)
+    rows = []
+    for m in MODES:
+        for c in paper.CONTENTION_PCT:
+            r = fio_row("fig7", m, "random", 50, c, 4)
+            for f in ("throughput_mib_s", "throughput_mb_s", "lat_mean_ms"):
+                r[f"{f}_min"], r[f"{f}_max"] = r[f] * 0.9, r[f] * 1.1
+            rows.append({**r, "repeats": 3})
+    write(run / "fig7.csv", fields, rows)
+    text = summary.summarize(run)
+    fig7_text = text[text.index("## Fig. 7"):text.index("## Fig. 8")]
+    lo, hi = 1.6 * 0.9 / 1.1, 1.6 * 1.1 / 0.9
+    assert f"| 0% | 1.60x (+60.0%) [{lo:.2f}-{hi:.2f}] |" in fig7_text
+    assert "[" not in text[text.index("## Fig. 8"):]  # one repetition: no range
+
+    import matplotlib.pyplot as plt
+    import fig7
+    captured = {}
+    real_save = fig7.common.save
+    fig7.common.save = lambda fig, out, name: captured.setdefault("fig", fig) and []
+    try:
+        fig7.draw(run, run / "figures")
+    finally:
+        fig7.common.save = real_save
+    bars = [c for c in captured["fig"].axes[0].containers if hasattr(c, "patches")]
+    assert len(bars) == len(MODES)
+    assert all(b.errorbar is not None for b in bars)
+    plt.close("all")
