@@ -1,5 +1,7 @@
 #include "storage/permission.h"
 
+#include <sys/xattr.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -50,6 +52,27 @@ int XattrPermission(const Caller& caller, const struct stat& st, std::string_vie
   if (remove && name == "security.capability") return Permission(caller, st, kMayWrite);
   if (StartsWith(name, "system.posix_acl_") && caller.uid == st.st_uid) return 0;
   return EPERM;
+}
+
+mode_t SetIdBitsToDrop(mode_t mode) {
+  mode_t drop = mode & S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+  return drop;
+}
+
+int DropPrivileges(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return 0;
+  if (const mode_t drop = SetIdBitsToDrop(st.st_mode);
+      drop != 0 && ::fchmod(fd, st.st_mode & 07777 & ~drop) != 0) {
+    return errno;
+  }
+  // ENODATA (no capabilities) is the common answer: one system call.
+  if (::fremovexattr(fd, "security.capability") != 0 && errno != ENODATA && errno != ENOTSUP) {
+    return errno;
+  }
+  return 0;
 }
 
 bool XattrListed(const Caller& caller, std::string_view name) {

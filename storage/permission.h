@@ -56,6 +56,20 @@ int XattrPermission(const Caller& caller, const struct stat& st, std::string_vie
 // Whether `caller` sees `name` in a listing (trusted.* only the privileged).
 bool XattrListed(const Caller& caller, std::string_view name);
 
+// The set-ID bits a change of data by an unprivileged caller takes away
+// from a file with `mode`, as Linux's should_remove_suid decides: S_ISUID,
+// and S_ISGID where the group may execute (without it, S_ISGID marks
+// mandatory locking and stays).
+mode_t SetIdBitsToDrop(mode_t mode);
+
+// What a write, truncate or fallocate by an unprivileged caller takes away
+// from the open file `fd`: SetIdBitsToDrop and the file capabilities
+// (security.capability), as the kernel does for a local writer. The
+// storage service does it itself for every such call, whatever the
+// client's kernel did, so that no client (dfuse.ko trusts its lease
+// instead of asking before every write) can keep them. 0 or an errno.
+int DropPrivileges(int fd);
+
 }  // namespace dfuse::storage
 
 #endif  // DFUSE_STORAGE_PERMISSION_H_

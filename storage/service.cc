@@ -62,8 +62,11 @@ namespace {
 // Linux's setattr_prepare decides: owner or group changes and chmod need
 // ownership (EPERM), a new size write permission (EACCES). *mode gets the
 // mode to set, without S_ISGID where the caller is not in the file's group.
-// One deviation: explicit times need ownership or write permission, since a
-// write-back cache sends a writer's mtime explicitly.
+// Two deviations: explicit times need ownership or write permission, since a
+// write-back cache sends a writer's mtime explicitly; and a chmod that only
+// clears set-ID bits a write would clear needs write permission, since that
+// is how a client's kernel clears them when its user writes (FUSE sends the
+// kernel's forced kill of the bits as a plain chmod).
 int MaySetAttr(const Caller& caller, const struct stat& st, const proto::SetAttrRequest& req,
                mode_t* mode) {
   const uint32_t valid = req.valid();
@@ -75,8 +78,12 @@ int MaySetAttr(const Caller& caller, const struct stat& st, const proto::SetAttr
       !(owner && (req.gid() == st.st_gid || InGroup(caller, req.gid())))) {
     return EPERM;
   }
-  if (valid & proto::SETATTR_MODE) {
-    if (!owner) return EPERM;
+  if ((valid & proto::SETATTR_MODE) && !owner) {
+    // Only some of the set-ID bits a write would clear, nothing else.
+    const mode_t now = st.st_mode & 07777;
+    const bool clears_set_id = *mode != now && (*mode | SetIdBitsToDrop(now)) == now;
+    if (!clears_set_id || Permission(caller, st, kMayWrite) != 0) return EPERM;
+  } else if (valid & proto::SETATTR_MODE) {
     const gid_t gid = (valid & proto::SETATTR_GID) ? req.gid() : st.st_gid;
     if (!InGroup(caller, gid)) *mode &= ~S_ISGID;
   }
@@ -381,6 +388,9 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
     } else if (::chmod(node->proc_path().c_str(), mode) != 0) {
       err = errno;
     }
+  }
+  if (err == 0 && (valid & proto::SETATTR_SIZE) && !Privileged(call.caller())) {
+    err = DropPrivileges(fd);
   }
   if (err == 0 && (valid & proto::SETATTR_SIZE) &&
       ::ftruncate(fd, static_cast<off_t>(req->size())) != 0) {

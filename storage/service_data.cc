@@ -116,6 +116,7 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
   }
+  if (err == 0 && !Privileged(call.caller())) err = DropPrivileges(fd);
   // Chunks land in order; on an error the earlier ones stay written, as
   // with a short write.
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -172,6 +173,7 @@ grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* 
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
   }
+  if (err == 0 && !Privileged(call.caller())) err = DropPrivileges(fd);
   if (err == 0 && ::fallocate(fd, req->mode(), static_cast<off_t>(req->offset()),
                               static_cast<off_t>(req->length())) != 0) {
     err = errno;

@@ -160,3 +160,60 @@ with open({str(a)!r}, "w") as f:
     finally:
         writer.communicate("\n", timeout=60)
     assert writer.returncode == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_users_write_clears_set_id_bits_on_every_node(make_cluster, workdir, mode):
+    """A write(2) by a user without CAP_FSETID clears S_ISUID, and S_ISGID where the
+    group may execute, as on a local file system: the write succeeds, and the bits
+    are gone at the storage service and on the other node, also once the writer's
+    node has written to the file before (a client may skip asking the kernel's
+    question before each write, dfuse.ko under its lease) and when another node set
+    the bit in between."""
+    os.chmod(workdir, 0o711)
+    c = make_cluster(mode, nodes=2, storage_args=["--default-access", "rw,no_root_squash"])
+    os.chmod(c.export_dir, 0o777)
+    a, b = c.mount(0), c.mount(1)
+
+    def user_appends(path: Path) -> None:
+        r = as_user(1000, 1000, [], f"""
+import os
+with open({str(path)!r}, "a") as f:
+    f.write("more\\n")
+    f.flush()
+    os.fsync(f.fileno())
+""")
+        assert r.returncode == 0, r.stderr
+
+    def modes(name: str) -> tuple[int, int, int]:
+        """The file's mode on both nodes and at storage; weakwriteback's nodes see
+        another node's change once their cached attributes time out."""
+        deadline = time.monotonic() + (0 if mode in STRONG_MODES else 10)
+        while True:
+            seen = tuple(os.stat(p / name).st_mode & 0o7777 for p in (a, b, c.export_dir))
+            if len(set(seen)) == 1 or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.2)
+
+    for mode_bits, left in ((0o4777, 0o777), (0o6777, 0o777), (0o2767, 0o2767)):
+        name = f"f{mode_bits:o}"
+        (a / name).write_text("root's\n")
+        os.chmod(a / name, mode_bits)
+        user_appends(a / name)
+        assert modes(name) == (left,) * 3, name
+
+    # Written by the user before (a cache may remember that nothing needed
+    # clearing), then set-user-ID again, on this node and on the other one.
+    user_appends(a / "f4777")
+    os.chmod(a / "f4777", 0o4777)
+    user_appends(a / "f4777")
+    assert modes("f4777") == (0o777,) * 3
+    user_appends(a / "f4777")
+    os.chmod(b / "f4777", 0o4777)
+    user_appends(a / "f4777")
+    assert modes("f4777") == (0o777,) * 3
+    # Root (CAP_FSETID) keeps them.
+    os.chmod(a / "f4777", 0o4777)
+    with open(a / "f4777", "a") as f:
+        f.write("root's again\n")
+    assert modes("f4777") == (0o4777,) * 3

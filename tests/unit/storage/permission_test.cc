@@ -169,6 +169,64 @@ TEST_F(PermissionTest, OrdinaryUsersGetLinuxPermissions) {
   EXPECT_EQ(Call(&Stub::Mknod, mk, kAlice).err(), EPERM);
 }
 
+// A write, truncate or fallocate by an unprivileged user takes the set-ID
+// bits and file capabilities away at the storage service itself, as the
+// kernel does for a local writer, whatever the client's kernel asked.
+TEST_F(PermissionTest, UnprivilegedChangesOfDataDropSetIdBitsAndCapabilities) {
+  auto mode_of = [&](const std::string& name) {
+    struct stat st;
+    EXPECT_EQ(::stat((export_ + "/" + name).c_str(), &st), 0);
+    return st.st_mode & 07777;
+  };
+  const uint64_t suid = LocalFile("suid", 06777, 0, 0);  // sgid with group exec
+  ASSERT_EQ(WriteAs(suid, kAlice), 0);
+  EXPECT_EQ(mode_of("suid"), 0777u);
+  // S_ISGID without group exec marks mandatory locking: it stays.
+  const uint64_t lock = LocalFile("lock", 06767, 0, 0);
+  ASSERT_EQ(WriteAs(lock, kAlice), 0);
+  EXPECT_EQ(mode_of("lock"), 02767u);
+  // The privileged keep them.
+  const uint64_t roots = LocalFile("roots", 04777, 0, 0);
+  ASSERT_EQ(WriteAs(roots, kRoot), 0);
+  EXPECT_EQ(mode_of("roots"), 04777u);
+  // Truncate and fallocate too.
+  const uint64_t trunc = LocalFile("trunc", 04777, 0, 0);
+  proto::SetAttrRequest size;
+  size.set_gfid(trunc);
+  size.set_valid(proto::SETATTR_SIZE);
+  size.set_size(1);
+  ASSERT_EQ(Call(&Stub::SetAttr, size, kAlice).err(), 0);
+  EXPECT_EQ(mode_of("trunc"), 0777u);
+  const uint64_t falloc = LocalFile("falloc", 04777, 0, 0);
+  proto::FallocateRequest fa;
+  fa.set_gfid(falloc);
+  fa.set_length(4096);
+  ASSERT_EQ(Call(&Stub::Fallocate, fa, kAlice).err(), 0);
+  EXPECT_EQ(mode_of("falloc"), 0777u);
+
+  // File capabilities go as well (where the export's file system keeps them).
+  const uint64_t caps = LocalFile("caps", 0777, 0, 0);
+  const std::string path = export_ + "/caps";
+  // A version 2 capability set with CAP_NET_RAW permitted and effective.
+  const unsigned char cap[20] = {0x01, 0, 0, 0x02, 0, 0x20, 0, 0};
+  if (::setxattr(path.c_str(), "security.capability", cap, sizeof(cap), 0) == 0) {
+    ASSERT_EQ(WriteAs(caps, kAlice), 0);
+    EXPECT_LT(::getxattr(path.c_str(), "security.capability", nullptr, 0), 0);
+    EXPECT_EQ(errno, ENODATA);
+  }
+
+  // The kernel clears the bits of a file its user writes with a chmod, as that
+  // user: allowed to whoever may write, for the set-ID bits a write clears only.
+  const uint64_t other = LocalFile("other", 06777, kBob.uid, kBob.gid);
+  EXPECT_EQ(SetAttrAs(other, proto::SETATTR_MODE, kAlice, 02777), 0);
+  EXPECT_EQ(mode_of("other"), 02777u);
+  EXPECT_EQ(SetAttrAs(other, proto::SETATTR_MODE, kAlice, 0666), EPERM);  // more than set-ID
+  EXPECT_EQ(SetAttrAs(other, proto::SETATTR_MODE, kAlice, 02777), EPERM);  // no change
+  const uint64_t readonly = LocalFile("readonly", 04755, kBob.uid, kBob.gid);
+  EXPECT_EQ(SetAttrAs(readonly, proto::SETATTR_MODE, kAlice, 0755), EPERM);  // may not write
+  EXPECT_EQ(mode_of("readonly"), 04755u);
+}
+
 TEST_F(PermissionTest, DirectoriesAreSearchedWrittenAndStickyAsOnLinux) {
   const auto priv = Mkdir(root_, "private", 0700, kBob);
   ASSERT_EQ(priv.err(), 0);
