@@ -351,6 +351,12 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 		err = err ?: ret;
 	}
 	fuse_invalidate_attr(inode);
+	/*
+	 * S_NOSEC (nothing for a write to clear) was learnt under the lease;
+	 * once it is lowered another node may set a set-ID bit.  The flags
+	 * change atomically: this path does not take i_rwsem.
+	 */
+	inode_set_flags(inode, 0, S_NOSEC);
 
 	spin_lock(&l->lock);
 	if (l->mode > to)

@@ -10,6 +10,14 @@
  * waits for the entered ones to leave, writes back and drops what the new
  * mode no longer covers, and only then lowers the mode.
  *
+ * A mount with leases has SB_NOSEC: after one check finds no set-ID bit
+ * and no file capability, writes under the lease stop asking the daemon
+ * for security.capability before each write(2).  Every attribute refresh
+ * and every release clears S_NOSEC again, so a change made on another
+ * node (which takes the lease away first) is checked; the storage service
+ * drops set-ID bits and capabilities on every unprivileged write itself,
+ * so an xattr set elsewhere without a lease is no way around it either.
+ *
  * Lock order: lease, then i_rwsem.  Entry points that run with i_rwsem
  * already held by the VFS (setattr) or that take it for a read-only lease
  * (llseek) use dfuse_lease_enter_nested(), which never waits for a release
