@@ -6,7 +6,7 @@
 # durability, the failed-revoke fault test) for dfuse mode only, since the
 # host runs them for the other two modes on stock FUSE. Operation counts
 # are scaled down: software emulation is 5-30x slower than the host. Ends
-# with pytest's own summaries; fails if either part failed.
+# with pytest's own summaries; fails if any run failed.
 #   tests/vm/guest-suite.sh [PYTEST_ARGS...]   (default: the whole suite)
 set -u
 sysctl -qw kernel.hung_task_timeout_secs=30 2>/dev/null || true
@@ -25,11 +25,14 @@ if [ $# -gt 0 ]; then
 	pytest "$@"
 	exit
 fi
-pytest tests/integration/test_kernel_leases.py tests/integration/test_multinode.py \
-	tests/integration/test_squash.py
-every_mode=$?
-DFUSE_TEST_MODES=dfuse pytest tests/integration/test_differential.py \
-	tests/integration/test_durability.py \
-	"tests/integration/test_faults.py::test_failed_revoke_write_back_never_overwrites_the_new_holder"
-dfuse_mode=$?
-[ "$every_mode" -eq 0 ] && [ "$dfuse_mode" -eq 0 ]
+# One pytest run per file: each prints its failures as soon as it ends, so
+# a guest that runs out of time later still shows them on the console.
+failed=0
+for f in test_kernel_leases.py test_multinode.py test_squash.py; do
+	pytest "tests/integration/$f" || failed=1
+done
+for t in test_differential.py test_durability.py \
+	"test_faults.py::test_failed_revoke_write_back_never_overwrites_the_new_holder"; do
+	DFUSE_TEST_MODES=dfuse pytest "tests/integration/$t" || failed=1
+done
+[ "$failed" -eq 0 ]
