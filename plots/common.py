@@ -87,6 +87,13 @@ def series(rows: list[dict], field: str, modes: list[str],
             {m: [spread(rows, field, mode=m, **pt) for pt in points] for m in modes})
 
 
+def yerr(errors: list[tuple[float, float]]) -> list[list[float]] | None:
+    """matplotlib's yerr (lows, highs) for one mode's spreads; None when there is none."""
+    if not any(lo or hi for lo, hi in errors):
+        return None
+    return [[lo for lo, _ in errors], [hi for _, hi in errors]]
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -122,11 +129,8 @@ def bars(ax, xs: list, measured: Series, ylabel: str, errors: Errors | None = No
     width = 0.8 / max(n, 1)
     for k, (mode, ys) in enumerate(measured.items()):
         pos = [i + (k - (n - 1) / 2) * width for i in range(len(xs))]
-        err = (errors or {}).get(mode)
-        yerr = [[lo for lo, _ in err], [hi for _, hi in err]] if err and any(map(any, err)) \
-            else None
-        ax.bar(pos, ys, width, color=COLORS[mode], label=mode, yerr=yerr, capsize=2,
-               error_kw={"elinewidth": 0.8})
+        ax.bar(pos, ys, width, color=COLORS[mode], label=mode,
+               yerr=yerr((errors or {}).get(mode, [])), capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_ylabel(ylabel)

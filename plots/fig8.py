@@ -22,9 +22,8 @@ def draw(run: Path, out: Path) -> list[Path]:
     measured, errors = common.series(rows, "throughput_mb_s", modes,
                                      [dict(nodes=n) for n in nodes])
     for m in modes:
-        left.errorbar(nodes, measured[m], yerr=[[lo for lo, _ in errors[m]],
-                                                [hi for _, hi in errors[m]]],
-                      marker="o", color=common.COLORS[m], label=m, capsize=2)
+        left.errorbar(nodes, measured[m], yerr=common.yerr(errors[m]), marker="o",
+                      color=common.COLORS[m], label=m, capsize=2)
     left.set_xlabel("client nodes")
     left.set_ylabel("MB/s (sum over nodes)")
     left.set_xticks(nodes)

@@ -32,13 +32,13 @@ def ratios(rows: list[dict], field: str, **match) -> tuple[str, str]:
     """dfuse / writethrough and dfuse / weakwriteback of the medians, each with the widest
     ratio the repetitions allow (lowest of one over highest of the other and the
     reverse) where there were several."""
+    d = common.value(rows, field, mode="dfuse", **match)
+    d_lo, d_hi = common.spread(rows, field, mode="dfuse", **match)
     out = []
     for base in ("writethrough", "weakwriteback"):
-        d = common.value(rows, field, mode="dfuse", **match)
         b = common.value(rows, field, mode=base, **match)
+        b_lo, b_hi = common.spread(rows, field, mode=base, **match)
         text = pct(common.ratio(d, b))
-        (d_lo, d_hi), (b_lo, b_hi) = (common.spread(rows, field, mode="dfuse", **match),
-                                      common.spread(rows, field, mode=base, **match))
         if d == d and b == b and (d_lo or d_hi or b_lo or b_hi):
             text += (f" [{common.ratio(d - d_lo, b + b_hi):.2f}-"
                      f"{common.ratio(d + d_hi, b - b_lo):.2f}]")

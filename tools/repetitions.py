@@ -44,10 +44,3 @@ def combine(rows: list[dict]) -> dict:
     out["repeats"] = len(rows)
     return out
 
-
-def spread_pct(row: dict, field: str = "throughput_mb_s") -> float:
-    """(max - min) / median of ``field``, in percent (0 for one repetition)."""
-    lo, hi, mid = row.get(f"{field}_min"), row.get(f"{field}_max"), row.get(field)
-    if lo is None or hi is None or not mid:
-        return 0.0
-    return (float(hi) - float(lo)) / float(mid) * 100.0

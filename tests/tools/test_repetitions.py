@@ -25,13 +25,11 @@ def test_the_median_and_the_extremes_of_each_headline_quantity():
     assert (r["lat_mean_ms"], r["lat_mean_ms_min"], r["lat_mean_ms_max"]) == (3.0, 1.0, 4.0)
     assert r["ops"] == 120 and r["fsync_s"] == 0.5
     assert r["mode"] == "dfuse" and r["nodes"] == 4  # what the point is, unchanged
-    assert repetitions.spread_pct(r) == pytest.approx(20.0 / 12.0 * 100)
 
 
 def test_one_repetition_has_no_spread_and_none_is_an_error():
     r = repetitions.combine([row(10.0, 4.0, 100)])
     assert r["repeats"] == 1 and r["throughput_mb_s_min"] == r["throughput_mb_s_max"] == 10.0
-    assert repetitions.spread_pct(r) == 0.0
     with pytest.raises(ValueError):
         repetitions.combine([])
 
