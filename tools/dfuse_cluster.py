@@ -146,8 +146,53 @@ def missing_binaries(build_dir: Path, mode: str, lease_managers: int = 0) -> lis
     return out
 
 
+_help_texts: dict = {}
+
+
+def _takes_flag(binary: str, flag: str) -> bool:
+    """Whether ``binary --help`` lists ``flag``; asked once per build of the binary."""
+    key = (binary, os.stat(binary).st_mtime_ns)
+    if key not in _help_texts:
+        r = _run([binary, "--help"], timeout=10)
+        _help_texts[key] = r.stdout + r.stderr
+    return flag in _help_texts[key]
+
+
+_certs_module = None
+
+
+def _load_certs_module():
+    """tools/dfuse-certs as a module, loaded once; None if this interpreter lacks
+    python3-cryptography (the tool then runs under Debian's interpreter)."""
+    global _certs_module
+    if _certs_module is None:
+        import importlib.machinery
+        import importlib.util
+        path = str(REPO_ROOT / "tools" / "dfuse-certs")
+        loader = importlib.machinery.SourceFileLoader("dfuse_certs", path)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
+                                                                                 loader))
+        try:
+            loader.exec_module(module)
+        except SystemExit:  # its import of cryptography failed
+            module = False
+        _certs_module = module
+    return _certs_module or None
+
+
 def _certs(args: list[str]) -> None:
-    """Runs tools/dfuse-certs with ``args``; a failure is a ClusterError with its message."""
+    """Runs tools/dfuse-certs with ``args``; a failure is a ClusterError with its message.
+
+    In this process when it can: a cluster's start needs six certificates and
+    keys, and starting the tool six times cost seconds per cluster under the
+    VM testbed's software emulation."""
+    certs = _load_certs_module()
+    if certs is not None:
+        try:
+            certs.run(certs.parser().parse_args(args))
+        except (certs.Refused, OSError) as e:
+            raise ClusterError(f"dfuse-certs {' '.join(args)}: {e}") from None
+        return
     # Debian's interpreter has python3-cryptography (another one on PATH may not).
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     r = _run([python, str(REPO_ROOT / "tools" / "dfuse-certs"), *args], timeout=60)
@@ -1070,8 +1115,7 @@ class Cluster:
         """Whether the client binary accepts --lease-manager (older builds reject it)."""
         if self.lease_flag is None:
             binary = str(binary_path(self.build_dir, self.mode))
-            r = _run([binary, "--help"], timeout=10)
-            self.lease_flag = "--lease-manager" in (r.stdout + r.stderr)
+            self.lease_flag = _takes_flag(binary, "--lease-manager")
             if not self.lease_flag:
                 self.progress(f"{binary} has no --lease-manager flag: clients run without leases")
             self.save()
