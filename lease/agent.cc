@@ -42,8 +42,14 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
       handler_latency_(stats->GetLatency("lease.revoke_handler")) {
   grpc::ChannelArguments args;
   // A restarted manager's reclaim window is short (a term): reconnect fast.
+  // The "min reconnect backoff" is gRPC's minimum connect timeout, what one
+  // attempt (TCP, TLS handshake, HTTP/2 settings) may take: a default term,
+  // not 50 ms, at which a loaded machine's handshakes never finished and a
+  // client waited its whole --connect-timeout without a session; no longer
+  // than a term either, so a manager that swallows packets does not keep
+  // the next one of a group from being tried.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   args.SetMaxReceiveMessageSize(kMaxLeaseMessageBytes);
   args.SetMaxSendMessageSize(kMaxLeaseMessageBytes);

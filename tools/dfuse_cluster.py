@@ -1094,11 +1094,12 @@ class Cluster:
     def _client_cmd(self, i: int) -> list[str]:
         c = self.clients[i]
         addr = self.storage["address"]
-        # The client waits for its storage service and lease managers as long
-        # as this tool waits for the mount (DFUSE_CLUSTER_TIMEOUT on a slow
-        # machine or guest), not its own 20 s.
+        # The client waits for its storage service and lease managers nearly
+        # as long as this tool waits for the mount (DFUSE_CLUSTER_TIMEOUT on a
+        # slow machine or guest), not its own 20 s; a little less, so its own
+        # reason for giving up is in its log when this tool reports it.
         args = ["--stats", c["stats"], "--node-name", c["node_name"],
-                "--connect-timeout", f"{self.ready_timeout:g}"]
+                "--connect-timeout", f"{max(1.0, self.ready_timeout * 0.9):g}"]
         args += self._tls_flags(c["node_name"])
         if self.cache_size:
             args += ["--cache-size", str(self.cache_size)]

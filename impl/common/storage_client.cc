@@ -43,8 +43,12 @@ StorageClient::StorageClient(const StorageClientOptions& options, StatsRegistry*
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Reconnect quickly after a storage restart instead of backing off for
-  // tens of seconds.
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // tens of seconds. The "min reconnect backoff" is gRPC's minimum connect
+  // timeout, the time one attempt (TCP, TLS handshake, HTTP/2 settings) may
+  // take: it stays at gRPC's 20 s. At 100 ms a loaded machine never
+  // finished a handshake in time, and a client waited its whole
+  // --connect-timeout without ever connecting.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   channel_ = grpc::CreateCustomChannel(options_.address, options_.credentials, args);

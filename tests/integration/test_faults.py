@@ -13,6 +13,10 @@ The rest runs for writethrough (userspace leases):
   lease state goes with the kernel's inode.
 * SIGTERM during heavy revocation traffic: the daemon writes back, unmounts
   and exits 0.
+* A slow link (every chunk of bytes delayed, both ways, so a TLS handshake
+  takes about a second, as on a starved machine): a client still connects to
+  its storage service and lease manager, mounts, and serves reads and
+  writes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -172,3 +177,69 @@ def test_sigterm_during_heavy_revocation_exits_cleanly(make_cluster, workdir):
     finally:
         checker.kill()
         checker.wait()
+
+
+class SlowLink:
+    """A TCP relay on loopback that holds every chunk of bytes for `delay` seconds
+    before passing it on, both ways: a slow network for one address."""
+
+    def __init__(self, upstream: str, delay: float):
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.listener.accept()
+                up = socket.create_connection(self.upstream)
+            except OSError:
+                return
+            self.sockets += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                time.sleep(self.delay)
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_client_connects_and_works_over_a_slow_link(make_cluster):
+    # gRPC gives one connection attempt (TCP, TLS handshake, HTTP/2 settings)
+    # only its "minimum connect timeout": the client once set it to 50 ms for
+    # the lease manager and 100 ms for storage, and in a starved VM guest no
+    # handshake finished in time, so clients waited out --connect-timeout
+    # without ever connecting. 0.15 s per chunk makes a handshake take about
+    # a second here.
+    c = leased_cluster(make_cluster, nodes=1)
+    storage, manager = SlowLink(c.storage["address"], 0.15), None
+    try:
+        manager = SlowLink(c.lease_manager_addresses[0], 0.15)
+        c.storage["address"] = storage.address
+        c.lease_managers[0]["address"] = manager.address
+        c.restart_client(0)  # connects through the slow links, or fails to mount
+        stats = c.stats(0)["counters"]
+        path = c.mount(0) / "slow"
+        path.write_bytes(b"over a slow link\n" * 100)
+        assert path.read_bytes() == b"over a slow link\n" * 100
+        assert c.stats(0)["counters"].get("lease.grants", 0) > stats.get("lease.grants", 0), \
+            "the write went through without a lease"
+    finally:
+        c.stop_client(0)
+        storage.close()
+        if manager:
+            manager.close()
