@@ -50,7 +50,10 @@ The mode actually used is recorded in cluster.json (``net.used``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import shutil
@@ -158,26 +161,20 @@ def _takes_flag(binary: str, flag: str) -> bool:
     return flag in _help_texts[key]
 
 
-_certs_module = None
+CERTS_TOOL = REPO_ROOT / "tools" / "dfuse-certs"
 
 
-def _load_certs_module():
+@functools.cache
+def _certs_module():
     """tools/dfuse-certs as a module, loaded once; None if this interpreter lacks
     python3-cryptography (the tool then runs under Debian's interpreter)."""
-    global _certs_module
-    if _certs_module is None:
-        import importlib.machinery
-        import importlib.util
-        path = str(REPO_ROOT / "tools" / "dfuse-certs")
-        loader = importlib.machinery.SourceFileLoader("dfuse_certs", path)
-        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
-                                                                                 loader))
-        try:
-            loader.exec_module(module)
-        except SystemExit:  # its import of cryptography failed
-            module = False
-        _certs_module = module
-    return _certs_module or None
+    loader = importlib.machinery.SourceFileLoader("dfuse_certs", str(CERTS_TOOL))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    try:
+        loader.exec_module(module)
+    except SystemExit:  # its import of cryptography failed
+        return None
+    return module
 
 
 def _certs(args: list[str]) -> None:
@@ -186,7 +183,7 @@ def _certs(args: list[str]) -> None:
     In this process when it can: a cluster's start needs six certificates and
     keys, and starting the tool six times cost seconds per cluster under the
     VM testbed's software emulation."""
-    certs = _load_certs_module()
+    certs = _certs_module()
     if certs is not None:
         try:
             certs.run(certs.parser().parse_args(args))
@@ -195,7 +192,7 @@ def _certs(args: list[str]) -> None:
         return
     # Debian's interpreter has python3-cryptography (another one on PATH may not).
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    r = _run([python, str(REPO_ROOT / "tools" / "dfuse-certs"), *args], timeout=60)
+    r = _run([python, str(CERTS_TOOL), *args], timeout=60)
     if r.returncode != 0:
         raise ClusterError(f"dfuse-certs {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
 
