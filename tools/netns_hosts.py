@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -114,6 +115,7 @@ class NetnsHosts:
             self._start_sshd(h)
         for h in self.names:
             self._wait_ssh(h)
+            self._drop_copied_mounts(h)
         self._write_inventory()
         self.progress(f"{len(self.names)} namespace hosts up: " +
                       ", ".join(f"{h} {self.address[h]}" for h in self.names))
@@ -286,13 +288,35 @@ class NetnsHosts:
         """Runs ``cmd`` on ``host`` over ssh."""
         return self.run_control(self.ssh_command(host, cmd), check=check, timeout=60)
 
+    def _fuse_mounts(self, host: str) -> list[tuple[str, str]]:
+        """(target, fstype) of every FUSE mount in ``host``'s mount namespace."""
+        # `ip netns exec` execs unshare, which execs sshd: the Popen's pid is sshd's.
+        found = []
+        with open(f"/proc/{self.sshd[host].pid}/mountinfo") as f:
+            for line in f:
+                fields, _, right = line.partition(" - ")
+                fields = fields.split()
+                fstype = right.split()[0] if right else ""
+                if len(fields) >= 5 and fstype.startswith(("fuse", "dfuse")):
+                    target = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+                    found.append((target, fstype))
+        return found
+
+    def _drop_copied_mounts(self, host: str) -> None:
+        """Detach the FUSE mounts the host's namespace copied from this machine.
+
+        A new mount namespace starts as a copy of its parent's, so FUSE mounts
+        that other programs had up at that moment (another test's cluster) would
+        show on every host, and a private copy would also keep that file system
+        alive after its owner unmounts it. A fresh machine has none of them.
+        """
+        for target, _ in self._fuse_mounts(host):
+            _run(["nsenter", "-t", str(self.sshd[host].pid), "-m", "umount", "-l", target],
+                 check=False)
+
     def mounts(self, host: str) -> list[str]:
         """FUSE mounts (``TARGET FSTYPE``) in ``host``'s mount namespace."""
-        # `ip netns exec` execs unshare, which execs sshd: the Popen's pid is sshd's.
-        r = _run(["nsenter", "-t", str(self.sshd[host].pid), "-m", "findmnt", "-rn",
-                  "-o", "TARGET,FSTYPE"])
-        return [line for line in r.stdout.splitlines()
-                if len(line.split()) == 2 and line.split()[1].startswith(("fuse", "dfuse"))]
+        return [f"{target} {fstype}" for target, fstype in self._fuse_mounts(host)]
 
     def processes(self, host: str) -> list[str]:
         """Command lines of processes in ``host``'s namespace other than its sshd."""
