@@ -207,6 +207,7 @@ bool LeaseAgent::RunStream() {
       std::lock_guard<std::mutex> l(mu_);
       OnWelcome(msg.welcome(), hello_sent);
       generation = generation_;
+      stream_ = stream.get();
     }
     cv_.notify_all();
     writer = std::thread([this, s = stream.get(), generation] { WriteLoop(s, generation); });
@@ -219,10 +220,14 @@ bool LeaseAgent::RunStream() {
     }
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     if (connected_) disconnected_since_ = Clock::now();
     connected_ = false;
     out_.clear();
+    // A caller may still be in Write on this stream (SendQueued).
+    if (ctx_ != nullptr && writing_) ctx_->TryCancel();
+    cv_.wait(l, [this] { return !writing_; });
+    stream_ = nullptr;
   }
   out_cv_.notify_all();
   cv_.notify_all();
@@ -242,7 +247,8 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
     out_cv_.wait(l, [&] {
-      return !connected_ || generation_ != generation || !out_.empty() || closing_;
+      return !connected_ || generation_ != generation ||
+             ((!out_.empty() || closing_) && !writing_);
     });
     if (!connected_ || generation_ != generation) return;
     if (out_.empty()) {  // closing_, and everything queued is sent
@@ -256,9 +262,12 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
     }
     proto::ClientMessage msg = std::move(out_.front().msg);
     out_.pop_front();
+    writing_ = true;
     l.unlock();
     const bool ok = stream->Write(msg);
     l.lock();
+    writing_ = false;
+    if (!connected_) cv_.notify_all();  // the session waits to end the stream
     if (!ok) {
       if (ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
       return;
@@ -266,12 +275,36 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
   }
 }
 
+void LeaseAgent::SendQueued(std::unique_lock<std::mutex>& l) {
+  const uint64_t generation = generation_;
+  Stream* const stream = stream_;
+  // Not once closing_: the writer thread may be in WritesDone.
+  while (connected_ && generation_ == generation && !writing_ && !closing_ && !out_.empty() &&
+         out_.front().due <= Clock::now()) {
+    proto::ClientMessage msg = std::move(out_.front().msg);
+    out_.pop_front();
+    writing_ = true;
+    l.unlock();
+    const bool ok = stream->Write(msg);
+    l.lock();
+    writing_ = false;
+    if (!connected_) cv_.notify_all();  // the session waits to end the stream
+    if (!ok) {
+      if (ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
+      return;
+    }
+  }
+  // Whatever is left (not yet due, or queued behind another thread's
+  // Write) is the writer thread's.
+  if (!out_.empty()) out_cv_.notify_one();
+}
+
 void LeaseAgent::Send(proto::ClientMessage msg) {
   // Lost with the stream otherwise: the Welcome of the next stream re-sends
   // what matters (requests) and the manager re-sends unacked revokes.
   if (!connected_) return;
   out_.push_back({std::move(msg), Clock::now() + options_.emulated_rtt});
-  out_cv_.notify_one();
+  if (!caller_sends_) out_cv_.notify_one();
 }
 
 void LeaseAgent::SendAcquire(const Request& req) {
@@ -607,7 +640,14 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
     // from a READ holder as an upgrade that gives up the READ lease, even
     // one whose grant is still on its way to us.
     std::shared_ptr<Request> req = files_[gfid].request;
-    if (!req) req = NewRequest(gfid, mode);
+    if (!req) {
+      // The caller writes its request itself: a hand-off to the writer
+      // thread would cost a wake-up on the way to every grant.
+      caller_sends_ = true;
+      req = NewRequest(gfid, mode);
+      caller_sends_ = false;
+      SendQueued(l);
+    }
     asked = true;
     req->waiters++;
     int err = 0;
@@ -669,7 +709,7 @@ std::string LeaseAgent::Proof(uint64_t gfid, uint64_t token) {
 }
 
 void LeaseAgent::Release(uint64_t gfid) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l(mu_);
   auto it = files_.find(gfid);
   if (it == files_.end()) return;
   File& file = it->second;
@@ -680,12 +720,17 @@ void LeaseAgent::Release(uint64_t gfid) {
   file.revoked_from = LeaseMode::kNone;
   file.revoked_token = 0;
   file.losses++;  // a grant still queued is released too
-  if (connected_) {
-    SendRelease(gfid);
-  } else {
-    unsent_releases_.push_back(gfid);
-  }
   Forget(gfid);
+  if (!connected_) {
+    unsent_releases_.push_back(gfid);
+    return;
+  }
+  // Written by the caller, as an Acquire is: the writer thread's Write
+  // would otherwise be under way when this caller's next Acquire comes.
+  caller_sends_ = true;
+  SendRelease(gfid);
+  caller_sends_ = false;
+  SendQueued(l);
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

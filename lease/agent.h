@@ -2,7 +2,9 @@
 // per client daemon, shared by all its files (ARCHITECTURE.md section 5).
 //
 // Threads: a session thread connects, reads the stream and reconnects with
-// the same client id when it breaks; a writer thread sends; a timer thread
+// the same client id when it breaks; a writer thread sends (the caller of
+// Acquire or Release writes its own message when no other Write is under
+// way, saving a wake-up); a timer thread
 // heartbeats every term/3 and notices when the term runs out; a revoke
 // thread runs the RevokeHandler, so a long flush delays neither heartbeats
 // nor grants for other files.
@@ -198,6 +200,10 @@ class LeaseAgent {
   // welcomed (or not) and possibly named `leader`. Under mu_.
   bool NextAddress(bool welcomed, const std::string& leader);
   void WriteLoop(Stream* stream, uint64_t generation);
+  // Writes the queued messages that are due from the calling thread, unless
+  // another thread is writing (which then sends them); the rest is left to
+  // the writer thread. Under mu_ (released around each Write).
+  void SendQueued(std::unique_lock<std::mutex>& l);
   void TimerLoop();
   void RevokeLoop();
 
@@ -239,6 +245,9 @@ class LeaseAgent {
   uint64_t welcomes_ = 0;
   std::string refusal_;  // why a manager last refused a Hello
   grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
+  Stream* stream_ = nullptr;            // the current stream, while welcomed
+  bool writing_ = false;       // a thread is in stream_->Write (one at a time)
+  bool caller_sends_ = false;  // Send leaves the message to SendQueued's caller
   Clock::time_point disconnected_since_;
   std::chrono::milliseconds term_{0};  // from the Welcome
   std::chrono::milliseconds margin_{0};

@@ -53,13 +53,21 @@ class ManagerService final : public proto::LeaseManager::Service {
     ClientId client = 0;
     bool attached = false;  // streams_[client] == this
     bool closing = false;   // the writer stops
+    bool writing = false;   // a thread is in rw->Write (one at a time)
     std::deque<proto::ManagerMessage> out;
     std::condition_variable cv;
   };
 
   uint64_t NowMs() const;
   void WriteLoop(Stream* s);
+  // Queues msg on s; its writer thread sends it, unless it is for the
+  // stream whose message is being handled, whose session thread sends the
+  // replies itself (SendQueued) without a hand-off.
   void Send(Stream* s, proto::ManagerMessage msg);
+  // Writes s's queue from the calling thread unless another thread is
+  // writing to s (which then sends the rest). Under mu_, released around
+  // each Write.
+  void SendQueued(Stream* s, std::unique_lock<std::mutex>& l);
   void Attach(Stream* s, const proto::Hello& hello);
   void Detach(Stream* s);
   void Handle(Stream* s, const proto::ClientMessage& msg);
@@ -83,6 +91,7 @@ class ManagerService final : public proto::LeaseManager::Service {
   std::string leader_;                // while standby: the active manager's address, if known
   std::unique_ptr<StateMachine> sm_;  // null while standby
   std::unordered_map<ClientId, Stream*> streams_;  // the attached stream of each client
+  Stream* handling_ = nullptr;  // whose message Handle is applying (its thread sends)
   // The certificate identity (util/tls.h) that opened each live session;
   // "" for streams in plain text.
   std::unordered_map<ClientId, std::string> owners_;
@@ -185,8 +194,11 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
   timer_cv_.notify_one();
   while (rw->Read(&msg)) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      std::unique_lock<std::mutex> l(mu_);
+      handling_ = &s;
       Handle(&s, msg);
+      handling_ = nullptr;
+      SendQueued(&s, l);
     }
     timer_cv_.notify_one();
   }
@@ -204,13 +216,15 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
 void ManagerService::WriteLoop(Stream* s) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    s->cv.wait(l, [s] { return !s->out.empty() || s->closing; });
+    s->cv.wait(l, [s] { return (!s->out.empty() && !s->writing) || s->closing; });
     if (s->closing) return;  // the stream is over: nobody would read the rest
     proto::ManagerMessage msg = std::move(s->out.front());
     s->out.pop_front();
+    s->writing = true;
     l.unlock();
     const bool ok = s->rw->Write(msg);
     l.lock();
+    s->writing = false;
     if (!ok) {
       // The client is gone; make the reader notice too.
       s->ctx->TryCancel();
@@ -219,9 +233,26 @@ void ManagerService::WriteLoop(Stream* s) {
   }
 }
 
+void ManagerService::SendQueued(Stream* s, std::unique_lock<std::mutex>& l) {
+  while (!s->out.empty() && !s->writing && !s->closing) {
+    proto::ManagerMessage msg = std::move(s->out.front());
+    s->out.pop_front();
+    s->writing = true;
+    l.unlock();
+    const bool ok = s->rw->Write(msg);
+    l.lock();
+    s->writing = false;
+    if (!ok) {
+      s->ctx->TryCancel();
+      s->out.clear();
+    }
+  }
+  if (!s->out.empty()) s->cv.notify_one();
+}
+
 void ManagerService::Send(Stream* s, proto::ManagerMessage msg) {
   s->out.push_back(std::move(msg));
-  s->cv.notify_one();
+  if (s != handling_) s->cv.notify_one();
 }
 
 void ManagerService::Attach(Stream* s, const proto::Hello& hello) {

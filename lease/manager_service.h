@@ -5,7 +5,9 @@
 // Every client message and every timer tick is applied to the state machine
 // under one mutex, and the actions it produces are queued, in order, on the
 // stream of the client they are for; each stream has its own writer thread,
-// so a client that reads slowly delays only itself.
+// so a client that reads slowly delays only itself. Replies to the client
+// whose message was handled (a grant without a conflict, an error) are
+// written by that stream's own session thread, without a hand-off.
 #ifndef DFUSE_LEASE_MANAGER_SERVICE_H_
 #define DFUSE_LEASE_MANAGER_SERVICE_H_
 
