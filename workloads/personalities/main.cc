@@ -1,6 +1,7 @@
 // dfuse-personality: the paper's filebench workloads (fileserver, webserver,
 // netsfs; Table 2) as one small tool. `create` lays out a fileset, `run`
-// drives it for a fixed time and prints a JSON summary.
+// drives it for a fixed time and prints a JSON summary, `present` says which
+// files exist (for `run --present`, so a run need not stat them first).
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
@@ -19,10 +20,11 @@ int Main(int argc, char** argv) {
       "Filebench-style personalities (fileserver, webserver, netsfs) with the\n"
       "parameters of the DFUSE paper's Table 2. `create` lays out a fileset,\n"
       "`run` drives it from several threads and prints a JSON summary.\n"
+      "`present` prints which files exist, for `run --present` on another node.\n"
       "Exit status: 0 done, 2 usage or I/O error."};
   app.require_subcommand(1);
 
-  std::string name, json_path;
+  std::string name, json_path, present;
   RunOptions o;
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_option("--personality", name, "fileserver, webserver or netsfs")
@@ -47,6 +49,12 @@ int Main(int argc, char** argv) {
   run_cmd->add_option("--log-name", o.log_name, "Log file (under --dir) for webserver's appends")
       ->capture_default_str();
   run_cmd->add_option("--json", json_path, "Write the summary here instead of stdout");
+  run_cmd->add_option("--present", present,
+                      "Which files exist at the start, as `present` printed it (default: stat "
+                      "every file first)");
+  CLI::App* present_cmd =
+      app.add_subcommand("present", "Print which files of the fileset exist, for run --present");
+  add_common(present_cmd);
 
   try {
     app.parse(argc, argv);
@@ -67,6 +75,11 @@ int Main(int argc, char** argv) {
               static_cast<unsigned long long>(o.file_size));
       return 0;
     }
+    if (*present_cmd) {
+      printf("%s\n", PresentFiles(o).c_str());
+      return 0;
+    }
+    if (!present.empty()) o.present = ParsePresent(present, o.files);
     const nlohmann::json summary = RunWorkload(p, o);
     const std::string text = summary.dump(2) + "\n";
     if (json_path.empty()) {

@@ -221,6 +221,15 @@ void MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) throw IoError("mkdir", path);
 }
 
+std::vector<bool> StatFiles(const FilesetLayout& layout, size_t files) {
+  std::vector<bool> present(files);
+  for (size_t i = 0; i < files; i++) {
+    struct stat st;
+    present[i] = stat(layout.FilePath(i).c_str(), &st) == 0;
+  }
+  return present;
+}
+
 }  // namespace
 
 const char* FlowopName(Flowop op) {
@@ -287,13 +296,43 @@ size_t CreateFileset(const Personality& p, const RunOptions& o) {
   return made;
 }
 
+std::string PresentFiles(const RunOptions& o) {
+  const std::vector<bool> present = StatFiles(FilesetLayout(o.dir, o.files, o.dir_width), o.files);
+  std::string text;
+  for (size_t i = 0; i < present.size(); i += 4) {
+    int digit = 0;
+    for (size_t b = 0; b < 4 && i + b < present.size(); b++) digit |= present[i + b] << b;
+    text += "0123456789abcdef"[digit];
+  }
+  return text;
+}
+
+std::vector<bool> ParsePresent(const std::string& text, size_t files) {
+  if (text.size() != (files + 3) / 4) {
+    throw std::invalid_argument("--present has " + std::to_string(text.size()) +
+                                " digits; " + std::to_string(files) + " files need " +
+                                std::to_string((files + 3) / 4));
+  }
+  std::vector<bool> present(files);
+  for (size_t i = 0; i < files; i++) {
+    const char c = text[i / 4];
+    int digit;
+    if (c >= '0' && c <= '9') {
+      digit = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      digit = c - 'a' + 10;
+    } else {
+      throw std::invalid_argument(std::string("--present: '") + c + "' is not a hex digit");
+    }
+    present[i] = (digit >> (i % 4)) & 1;
+  }
+  return present;
+}
+
 nlohmann::json RunWorkload(const Personality& p, const RunOptions& o) {
   const FilesetLayout layout(o.dir, o.files, o.dir_width);
-  std::vector<bool> present(o.files);
-  for (size_t i = 0; i < o.files; i++) {
-    struct stat st;
-    present[i] = stat(layout.FilePath(i).c_str(), &st) == 0;
-  }
+  std::vector<bool> present = o.present.empty() ? StatFiles(layout, o.files) : o.present;
+  if (present.size() != o.files) throw std::invalid_argument("present: wrong number of files");
   FilesetView view(std::move(present));
   if (view.present() == 0) throw std::runtime_error("no files under " + o.dir + ": run create first");
 

@@ -52,6 +52,10 @@ struct RunOptions {
   double seconds = 10;
   uint64_t seed = 1;
   std::string log_name = "log";  // kAppendLog's file, under dir
+  // Which files exist at the start (index i: file i); when empty, RunWorkload
+  // stats every file to find out. A harness gets it from PresentFiles on the
+  // storage host, so the clients' counters hold the measured phase alone.
+  std::vector<bool> present;
 };
 
 // Options with the personality's defaults for every field left at zero.
@@ -60,6 +64,13 @@ RunOptions WithDefaults(const Personality& p, RunOptions o);
 // Lays out the fileset under o.dir: directories, prealloc_percent of the
 // files at full size, and the log file. Returns the number of files made.
 size_t CreateFileset(const Personality& p, const RunOptions& o);
+
+// Which of the fileset's files exist, as text for RunOptions::present: one
+// hex digit per four files, file i in bit i % 4 of digit i / 4.
+std::string PresentFiles(const RunOptions& o);
+// The inverse for `files` files; throws std::invalid_argument, naming the
+// problem, on a wrong length or a character that is not a hex digit.
+std::vector<bool> ParsePresent(const std::string& text, size_t files);
 
 // Runs the personality's loop on o.threads threads for o.seconds and returns
 // the summary: ops and bytes by flowop, throughput (MB/s, 10^6), mean latency

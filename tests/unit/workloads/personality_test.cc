@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,28 @@ TEST_F(PersonalityTest, CreatePreallocatesTheShareOfFiles) {
 TEST_F(PersonalityTest, RunRefusesAnEmptyFileset) {
   const Personality& p = *FindPersonality("webserver");
   EXPECT_THROW(RunWorkload(p, Small(p, 10)), std::runtime_error);
+}
+
+// `present` on one node and `run --present` on another agree with what a
+// stat of every file would find, and a run takes the view it is given.
+TEST_F(PersonalityTest, PresentFilesRoundTripsAndRunTakesIt) {
+  const Personality& p = *FindPersonality("fileserver");
+  RunOptions o = Small(p, 10);  // 80 % of each hundred preallocated: all ten
+  EXPECT_EQ(PresentFiles(o), "000");
+  CreateFileset(p, o);
+  EXPECT_EQ(PresentFiles(o), "ff3");
+  std::filesystem::remove(o.dir + "/d0/f1");
+  const std::vector<bool> present = ParsePresent(PresentFiles(o), o.files);
+  std::vector<bool> want = {true, true, true, true, true, true, true, true, true, true};
+  EXPECT_EQ(ParsePresent("ff3", o.files), want);
+  want[1] = false;
+  EXPECT_EQ(present, want);
+  EXPECT_THROW(ParsePresent("ff", 10), std::invalid_argument);   // too short
+  EXPECT_THROW(ParsePresent("ffg", 10), std::invalid_argument);  // not hex
+  EXPECT_THROW(ParsePresent("FF0", 10), std::invalid_argument);  // as printed: lower case
+  // Told that nothing exists, the run does not look for itself.
+  o.present = ParsePresent("000", o.files);
+  EXPECT_THROW(RunWorkload(p, o), std::runtime_error);
 }
 
 // Every personality runs, moves bytes in its own read:write proportions,
