@@ -80,6 +80,8 @@ int LeaseAgent::Start(milliseconds timeout, std::string* error) {
     }
     started_ = true;
   }
+  spdlog::info("contacting the lease manager at {} (waiting up to {} ms)", options_.manager,
+               timeout.count());
   session_thread_ = std::thread([this] { SessionLoop(); });
   timer_thread_ = std::thread([this] { TimerLoop(); });
   revoke_thread_ = std::thread([this] { RevokeLoop(); });

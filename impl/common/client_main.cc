@@ -442,6 +442,9 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
           ? std::chrono::milliseconds(static_cast<int64_t>(s.connect_timeout * 1000))
           : std::clamp(sopts.unavailable_timeout, std::chrono::milliseconds(5000),
                        std::chrono::milliseconds(20000));
+  // Said before the wait, so that a client stuck here has a log that says so.
+  spdlog::info("contacting the storage service at {} (waiting up to {} ms)", s.storage,
+               first_contact.count());
   if (node.storage.GetRoot(first_contact, &root, &error) != 0) {
     return fail_daemon(error);
   }
