@@ -262,18 +262,7 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
       out_cv_.wait_until(l, out_.front().due);
       continue;
     }
-    proto::ClientMessage msg = std::move(out_.front().msg);
-    out_.pop_front();
-    writing_ = true;
-    l.unlock();
-    const bool ok = stream->Write(msg);
-    l.lock();
-    writing_ = false;
-    if (!connected_) cv_.notify_all();  // the session waits to end the stream
-    if (!ok) {
-      if (ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
-      return;
-    }
+    if (!WriteFront(stream, l)) return;
   }
 }
 
@@ -283,22 +272,24 @@ void LeaseAgent::SendQueued(std::unique_lock<std::mutex>& l) {
   // Not once closing_: the writer thread may be in WritesDone.
   while (connected_ && generation_ == generation && !writing_ && !closing_ && !out_.empty() &&
          out_.front().due <= Clock::now()) {
-    proto::ClientMessage msg = std::move(out_.front().msg);
-    out_.pop_front();
-    writing_ = true;
-    l.unlock();
-    const bool ok = stream->Write(msg);
-    l.lock();
-    writing_ = false;
-    if (!connected_) cv_.notify_all();  // the session waits to end the stream
-    if (!ok) {
-      if (ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
-      return;
-    }
+    if (!WriteFront(stream, l)) return;
   }
   // Whatever is left (not yet due, or queued behind another thread's
   // Write) is the writer thread's.
   if (!out_.empty()) out_cv_.notify_one();
+}
+
+bool LeaseAgent::WriteFront(Stream* stream, std::unique_lock<std::mutex>& l) {
+  proto::ClientMessage msg = std::move(out_.front().msg);
+  out_.pop_front();
+  writing_ = true;
+  l.unlock();
+  const bool ok = stream->Write(msg);
+  l.lock();
+  writing_ = false;
+  if (!connected_) cv_.notify_all();  // the session waits to end the stream
+  if (!ok && ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
+  return ok;
 }
 
 void LeaseAgent::Send(proto::ClientMessage msg) {

@@ -204,6 +204,10 @@ class LeaseAgent {
   // another thread is writing (which then sends them); the rest is left to
   // the writer thread. Under mu_ (released around each Write).
   void SendQueued(std::unique_lock<std::mutex>& l);
+  // Pops the first queued message and writes it with mu_ released (one
+  // writer at a time: writing_). False if the write failed; the stream is
+  // then cancelled, so the session thread reconnects.
+  bool WriteFront(Stream* stream, std::unique_lock<std::mutex>& l);
   void TimerLoop();
   void RevokeLoop();
 

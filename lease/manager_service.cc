@@ -68,6 +68,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   // writing to s (which then sends the rest). Under mu_, released around
   // each Write.
   void SendQueued(Stream* s, std::unique_lock<std::mutex>& l);
+  // Pops s's first queued message and writes it with mu_ released (one
+  // writer at a time: s->writing); a failed write cancels the stream.
+  void WriteFront(Stream* s, std::unique_lock<std::mutex>& l);
   void Attach(Stream* s, const proto::Hello& hello);
   void Detach(Stream* s);
   void Handle(Stream* s, const proto::ClientMessage& msg);
@@ -218,36 +221,28 @@ void ManagerService::WriteLoop(Stream* s) {
   for (;;) {
     s->cv.wait(l, [s] { return (!s->out.empty() && !s->writing) || s->closing; });
     if (s->closing) return;  // the stream is over: nobody would read the rest
-    proto::ManagerMessage msg = std::move(s->out.front());
-    s->out.pop_front();
-    s->writing = true;
-    l.unlock();
-    const bool ok = s->rw->Write(msg);
-    l.lock();
-    s->writing = false;
-    if (!ok) {
-      // The client is gone; make the reader notice too.
-      s->ctx->TryCancel();
-      s->out.clear();
-    }
+    WriteFront(s, l);
   }
 }
 
 void ManagerService::SendQueued(Stream* s, std::unique_lock<std::mutex>& l) {
-  while (!s->out.empty() && !s->writing && !s->closing) {
-    proto::ManagerMessage msg = std::move(s->out.front());
-    s->out.pop_front();
-    s->writing = true;
-    l.unlock();
-    const bool ok = s->rw->Write(msg);
-    l.lock();
-    s->writing = false;
-    if (!ok) {
-      s->ctx->TryCancel();
-      s->out.clear();
-    }
-  }
+  while (!s->out.empty() && !s->writing && !s->closing) WriteFront(s, l);
   if (!s->out.empty()) s->cv.notify_one();
+}
+
+void ManagerService::WriteFront(Stream* s, std::unique_lock<std::mutex>& l) {
+  proto::ManagerMessage msg = std::move(s->out.front());
+  s->out.pop_front();
+  s->writing = true;
+  l.unlock();
+  const bool ok = s->rw->Write(msg);
+  l.lock();
+  s->writing = false;
+  if (!ok) {
+    // The client is gone; make the reader notice too.
+    s->ctx->TryCancel();
+    s->out.clear();
+  }
 }
 
 void ManagerService::Send(Stream* s, proto::ManagerMessage msg) {
