@@ -27,6 +27,7 @@
 #ifndef DFUSE_LEASE_AGENT_H_
 #define DFUSE_LEASE_AGENT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -115,6 +116,15 @@ class LeaseAgent {
   bool Trusted() const {
     return Clock::now().time_since_epoch().count() <
            trusted_until_.load(std::memory_order_acquire);
+  }
+  // How much longer Trusted() stays true if no renewal comes (zero once it
+  // is false): the most a cache that is not checked on every use (the
+  // kernel's attributes) may be trusted for.
+  std::chrono::steady_clock::duration TrustedFor() const {
+    const auto left =
+        std::chrono::steady_clock::duration(trusted_until_.load(std::memory_order_acquire)) -
+        std::chrono::steady_clock::now().time_since_epoch();
+    return std::max(left, std::chrono::steady_clock::duration::zero());
   }
 
   // Gives up the lease on gfid (e.g. on forget). The caller has already

@@ -188,18 +188,19 @@ int ClientFs::LinkCountChanged(const proto::Attr& file) {
 
 void ClientFs::ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
                           const proto::Attr& attr) {
-  fuse_entry_param e;
-  FillEntry(attr, &e);
   TakeReference(parent, name, attr);
-  if (S_ISDIR(attr.mode())) dir_aliases_.WaitSettled(e.ino, kAliasSettleTimeout);
-  if (S_ISREG(attr.mode())) consistency_->BeforeEntryReply(attr.gfid());
+  proto::Attr given = attr;
+  if (S_ISDIR(attr.mode())) dir_aliases_.WaitSettled(Ino(attr.gfid()), kAliasSettleTimeout);
+  if (S_ISREG(attr.mode())) consistency_->BeforeEntryReply(&given);
+  fuse_entry_param e;
+  FillEntry(given, &e);
   fuse_reply_entry(req, &e);
 }
 
-void ClientFs::ReplyAttr(fuse_req_t req, const proto::Attr& attr) {
+void ClientFs::ReplyAttr(fuse_req_t req, const proto::Attr& attr, double timeout) {
   struct stat st;
   FillStat(attr, &st);
-  fuse_reply_attr(req, &st, AttrTimeout(attr));
+  fuse_reply_attr(req, &st, timeout >= 0 ? timeout : AttrTimeout(attr));
 }
 
 void ClientFs::ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
@@ -297,14 +298,15 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   };
   std::unique_ptr<ConsistencyPolicy::Hold> hold;  // kept until the reply is sent
   proto::Attr attr;
+  double timeout = -1;
   const int err = self->inodes_.IsRegular(gfid)
-                      ? self->consistency_->GetAttr(gfid, fetch, &attr, &hold)
+                      ? self->consistency_->GetAttr(gfid, fetch, &attr, &timeout, &hold)
                       : fetch(&attr);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
-  self->ReplyAttr(req, attr);
+  self->ReplyAttr(req, attr, timeout);
 }
 
 void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_set,
@@ -516,14 +518,15 @@ void ClientFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_
     return;
   }
   self->ObserveAttr(attr, /*own=*/true);
-  fuse_entry_param e;
-  self->FillEntry(attr, &e);
   self->TakeReference(parent, name, attr);
   fi->fh = 0;
   fi->keep_cache = self->policy_.keep_cache;
   self->writers_->Opened(attr.gfid(), CallerScope::Current());
   self->consistency_->Opened(attr.gfid(), fi->flags);
-  self->consistency_->BeforeEntryReply(attr.gfid());  // an existing file's attributes
+  proto::Attr given = attr;
+  self->consistency_->BeforeEntryReply(&given);  // may be an existing file's
+  fuse_entry_param e;
+  self->FillEntry(given, &e);
   if (fuse_reply_create(req, &e, fi) != 0) self->consistency_->Closed(attr.gfid(), fi->flags);
 }
 
@@ -635,8 +638,9 @@ void ClientFs::DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       fuse_entry_param e;
       std::memset(&e, 0, sizeof(e));
       if (d.has_attr()) {
-        FillEntry(d.attr(), &e);
-        if (S_ISREG(d.attr().mode())) consistency_->BeforeEntryReply(d.attr().gfid());
+        proto::Attr given = d.attr();
+        if (S_ISREG(given.mode())) consistency_->BeforeEntryReply(&given);
+        FillEntry(given, &e);
       } else {  // "." and "..": listed, but no lookup reference is handed out
         e.attr.st_ino = d.gfid();
         e.attr.st_mode = d.type() << 12;

@@ -103,7 +103,8 @@ class ClientFs {
   // Replies to a request that handed the kernel `name` in `parent`.
   void ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
                   const proto::Attr& attr);
-  void ReplyAttr(fuse_req_t req, const proto::Attr& attr);
+  // `timeout` in seconds; negative: AttrTimeout(attr).
+  void ReplyAttr(fuse_req_t req, const proto::Attr& attr, double timeout = -1);
   double AttrTimeout(const proto::Attr& attr) const;
   void ObserveAttr(const proto::Attr& attr, bool own);
   // A create/mknod/mkdir/symlink request for `name` in `parent` (the new

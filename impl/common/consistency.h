@@ -124,14 +124,18 @@ class ConsistencyPolicy {
   // the end of the bytes it put in the buffer cache, 0 if none.
   virtual void WriteDone(uint64_t /*gfid*/, uint64_t /*end*/) {}
   // A GETATTR: `fetch` asks storage. The policy may answer from what it
-  // holds; *hold is kept until the reply is sent.
+  // holds, and may let the kernel trust the answer for *timeout seconds
+  // (left negative: the mode's attribute timeout); *hold is kept until the
+  // reply is sent.
   virtual int GetAttr(uint64_t /*gfid*/, const std::function<int(proto::Attr*)>& fetch,
-                      proto::Attr* attr, std::unique_ptr<Hold>* /*hold*/) {
+                      proto::Attr* attr, double* /*timeout*/, std::unique_ptr<Hold>* /*hold*/) {
     return fetch(attr);
   }
-  // A reply is about to hand the kernel regular file gfid's attributes in
-  // an entry (LOOKUP, MKNOD, LINK, CREATE, a READDIRPLUS entry).
-  virtual void BeforeEntryReply(uint64_t /*gfid*/) {}
+  // A reply is about to hand the kernel a regular file's attributes in an
+  // entry (LOOKUP, MKNOD, LINK, CREATE, a READDIRPLUS entry). The policy may
+  // replace *attr with what its GETATTRs answer, so that the kernel is not
+  // told two different mtimes (it drops a file's pages on every change).
+  virtual void BeforeEntryReply(proto::Attr* /*attr*/) {}
   // The kernel was handed a file (any type) as `name` in directory
   // `parent`: a lookup, create or readdirplus entry.
   virtual void EntryGiven(const proto::Attr& /*attr*/, fuse_ino_t /*parent*/,

@@ -94,6 +94,21 @@ int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   }
 }
 
+bool LeaseGate::TryEnter(uint64_t gfid, LeaseMode mode, Access* access) {
+  std::shared_ptr<File> f;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = files_.find(gfid);
+    if (it == files_.end()) return false;
+    f = it->second;
+  }
+  std::shared_lock<std::shared_mutex> lock(f->io_mu, std::try_to_lock);
+  if (!lock.owns_lock() || f->held < mode || !agent_->Trusted()) return false;
+  access->file_ = std::move(f);
+  access->lock_ = std::move(lock);
+  return true;
+}
+
 int LeaseGate::EnterForAttributes(uint64_t gfid, Access* access) {
   for (;;) {
     WaitKernelClean(gfid);
@@ -165,15 +180,22 @@ int LeaseGate::BeginWrite(uint64_t gfid) {
 
 void LeaseGate::EndWrite(uint64_t gfid) {
   std::shared_ptr<File> f = Get(gfid);
-  std::lock_guard<std::mutex> l(mu_);
-  if (f->intents == 0 || --f->intents > 0) return;
-  if (f->stale_fill) {
-    // Queued before the last intent ends: a GETATTR that waited for the
-    // writes finds it pending (EnterForAttributes).
-    QueueInvalidationLocked(gfid, f.get());
-    stale_fill_invalidations_->Add();
+  bool stale = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (f->intents == 0 || --f->intents > 0) return;
+    if (f->stale_fill) {
+      // Queued before the last intent ends: a GETATTR that waited for the
+      // writes finds it pending (EnterForAttributes).
+      QueueInvalidationLocked(gfid, f.get());
+      stale_fill_invalidations_->Add();
+      stale = true;
+    }
+    cv_.notify_all();
   }
-  cv_.notify_all();
+  // The kernel's write path drops the size and mtime it holds too, but the
+  // next read(2) must not depend on that to ask (and so wait).
+  if (stale) invalidate_(gfid, /*pages=*/false);
 }
 
 void LeaseGate::ReadStarting(const Access& access) {

@@ -16,9 +16,10 @@
 // without it because, with auto_inval_data, the kernel sends a GETATTR
 // before serving a read(2) from its cache whenever its attributes are not
 // valid, and GETATTR first waits until the file's pending kernel
-// invalidation is done. Attribute timeout 0 is not enough for that (the
-// kernel trusts them until the next jiffy), so before the ack the revoke
-// also drops the kernel's attributes, which needs no lock.
+// invalidation is done. The kernel keeps the attributes a GETATTR under the
+// lease hands it for as long as the lease is trusted (so a read(2) under a
+// held lease costs no round trip), so before the ack the revoke drops
+// them, which needs no page lock.
 // The invalidation itself waits only for requests that wait for the
 // manager, never for this node, so it always finishes.
 //
@@ -44,8 +45,9 @@
 // WRITE, with no attribute change that would have dropped the page; the
 // exact kernel path is not pinned down. So a READ served while a write
 // intent is in flight marks the file (ReadStarting), and the write that
-// ends the last intent queues a kernel invalidation, which the next
-// read(2)'s GETATTR waits for as it does after a revoke.
+// ends the last intent queues a kernel invalidation and drops the kernel's
+// attributes, so the next read(2)'s GETATTR waits for it as it does after a
+// revoke.
 #ifndef DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 #define DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 
@@ -104,6 +106,9 @@ class LeaseGate {
   // Blocks until this node holds at least `mode` on gfid; *access keeps it
   // held until destroyed. Returns 0 or the agent's errno.
   int Enter(uint64_t gfid, LeaseMode mode, Access* access);
+  // Enter without waiting or asking the manager: false unless `mode` is
+  // held (and trusted) right now.
+  bool TryEnter(uint64_t gfid, LeaseMode mode, Access* access);
   // Enter(kRead) for a GETATTR, which the kernel sends before serving a
   // read(2) from its cache: returns holding the lease once local writes are
   // done and the kernel's cache holds nothing from before the last revoke.

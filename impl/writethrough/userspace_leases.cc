@@ -31,8 +31,9 @@ UserspaceLeases::~UserspaceLeases() { Stop(); }
 
 int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   // Leases keep caches coherent: the kernel may keep pages across opens,
-  // and it asks for attributes before every read it would serve from them
-  // (see lease_gate.h). Close still writes back: not for consistency, but
+  // and it asks for attributes before a read it would serve from them
+  // whenever a revoke or a write has dropped its own (see lease_gate.h;
+  // other replies' attributes are not trusted beyond the moment). Close still writes back: not for consistency, but
   // because users expect a closed file's data on the storage service.
   cache->keep_cache = true;
   cache->auto_inval_data = true;
@@ -86,27 +87,50 @@ void UserspaceLeases::WriteDone(uint64_t gfid, uint64_t end) {
 }
 
 int UserspaceLeases::GetAttr(uint64_t gfid, const std::function<int(proto::Attr*)>& fetch,
-                             proto::Attr* attr, std::unique_ptr<Hold>* hold) {
-  // The kernel asks for attributes before every read(2) it could serve
-  // from its cache: drop what an earlier revoke left there first, then read
-  // size and mtime under the lease, from storage once per epoch.
+                             proto::Attr* attr, double* timeout, std::unique_ptr<Hold>* hold) {
+  // The kernel asks for attributes before a read(2) it could serve from
+  // its cache whenever the ones it has are not valid: drop what an earlier
+  // revoke left there first, then read size and mtime under the lease,
+  // from storage once per epoch.
   auto h = std::make_unique<LeaseHold>();
   int err = gate_.EnterForAttributes(gfid, &h->access);
   if (err != 0) return err;
   const uint64_t epoch = h->access.epoch();
   if (attrs_.Get(gfid, epoch, attr)) {
     cached_getattrs_->Add();
-    *hold = std::move(h);
-    return 0;
+  } else {
+    const uint64_t writes = attrs_.Writes(gfid);
+    if ((err = fetch(attr)) != 0) return err;
+    // Only a size that already counts this node's buffered bytes is cached.
+    if (ctx_.cache->LocalSize(gfid, attr->size()) == attr->size()) {
+      attrs_.Put(gfid, epoch, *attr, writes);
+    }
   }
-  const uint64_t writes = attrs_.Writes(gfid);
-  if ((err = fetch(attr)) != 0) return err;
-  // Only a size that already counts this node's buffered bytes is cached.
-  if (ctx_.cache->LocalSize(gfid, attr->size()) == attr->size()) {
-    attrs_.Put(gfid, epoch, *attr, writes);
-  }
+  // The kernel may keep these, and serve read(2)s from its pages without
+  // asking again, for as long as the lease is trusted: every revoke drops
+  // them before its ack (LeaseGate::Revoke), and the kernel discards a
+  // reply that a revoke's invalidation overtook (it counts attribute
+  // versions). As the paper's WT+OCC, reads under a held lease then cost
+  // no round trip at all.
+  *timeout = std::chrono::duration<double>(agent_->TrustedFor()).count();
   *hold = std::move(h);
   return 0;
+}
+
+void UserspaceLeases::BeforeEntryReply(proto::Attr* attr) {
+  const uint64_t gfid = attr->gfid();
+  gate_.WaitWritesDone(gfid);
+  // While the lease is held, GETATTRs answer the attributes cached under it,
+  // whose mtime does not move with this node's writes. An entry straight
+  // from storage would tell the kernel a newer mtime, the next GETATTR the
+  // older one again, and each change drops the file's pages: a reopen would
+  // read the whole file again over FUSE. A revoke after this check is no
+  // harm: it drops the kernel's attributes, which makes the kernel ignore
+  // this reply's (it counts attribute versions).
+  LeaseGate::Access access;
+  if (!gate_.TryEnter(gfid, LeaseMode::kRead, &access)) return;
+  proto::Attr cached;
+  if (attrs_.Get(gfid, access.epoch(), &cached)) *attr = cached;
 }
 
 void UserspaceLeases::Opened(uint64_t gfid, int flags) {

@@ -38,8 +38,8 @@ class UserspaceLeases : public ConsistencyPolicy {
   int WriteStarting(uint64_t gfid) override { return gate_.BeginWrite(gfid); }
   void WriteDone(uint64_t gfid, uint64_t end) override;
   int GetAttr(uint64_t gfid, const std::function<int(proto::Attr*)>& fetch, proto::Attr* attr,
-              std::unique_ptr<Hold>* hold) override;
-  void BeforeEntryReply(uint64_t gfid) override { gate_.WaitWritesDone(gfid); }
+              double* timeout, std::unique_ptr<Hold>* hold) override;
+  void BeforeEntryReply(proto::Attr* attr) override;
   void Opened(uint64_t gfid, int flags) override;
   void Closed(uint64_t gfid, int flags) override;
   void Observed(const proto::Attr& attr, bool own, bool changed_elsewhere) override;

@@ -94,8 +94,12 @@ TEST_F(UserspaceLeasesTest, GetAttrUnderAHeldLeaseAsksStorageOncePerEpoch) {
   proto::Attr attr;
   for (int i = 0; i < 3; i++) {
     Hold h;
-    ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &h), 0);
+    double timeout = -1;
+    ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &timeout, &h), 0);
     EXPECT_EQ(attr.gfid(), gfid_);
+    // The kernel may keep them while the lease is trusted, never longer.
+    EXPECT_GT(timeout, 5.0);
+    EXPECT_LE(timeout, 10.0);
   }
   EXPECT_EQ(fetches, 1);
   EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 2u);
@@ -104,8 +108,41 @@ TEST_F(UserspaceLeasesTest, GetAttrUnderAHeldLeaseAsksStorageOncePerEpoch) {
     ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
   }
   Hold h;
-  ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &h), 0);
+  double timeout = -1;
+  ASSERT_EQ(a().GetAttr(gfid_, fetch, &attr, &timeout, &h), 0);
   EXPECT_EQ(fetches, 2);
+}
+
+// An entry (LOOKUP, READDIRPLUS) handed out while the lease is held carries
+// the attributes GETATTRs answer, not storage's newer mtime: the kernel
+// drops a file's pages on every mtime change it is told about.
+TEST_F(UserspaceLeasesTest, EntriesUnderAHeldLeaseCarryTheLeasedAttributes) {
+  auto fetch = [&](proto::Attr* attr) { return nodes_[0]->storage->GetAttr(gfid_, attr); };
+  proto::Attr leased;
+  {
+    Hold h;
+    double timeout = -1;
+    ASSERT_EQ(a().GetAttr(gfid_, fetch, &leased, &timeout, &h), 0);
+  }
+  // Storage's mtime moves (as when this node's written bytes reach it).
+  proto::SetAttrRequest set;
+  set.set_gfid(gfid_);
+  set.set_valid(proto::SETATTR_MTIME);
+  set.set_mtime_ns(leased.mtime_ns() + 5'000'000'000);
+  proto::Attr stored;
+  ASSERT_EQ(nodes_[0]->storage->SetAttr(set, &stored), 0);
+  ASSERT_NE(stored.mtime_ns(), leased.mtime_ns());
+
+  proto::Attr entry = stored;
+  a().BeforeEntryReply(&entry);
+  EXPECT_EQ(entry.mtime_ns(), leased.mtime_ns()) << "the kernel would drop the file's pages";
+  {
+    Hold h;  // node b writes: a's lease is revoked
+    ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
+  }
+  entry = stored;
+  a().BeforeEntryReply(&entry);
+  EXPECT_EQ(entry.mtime_ns(), stored.mtime_ns()) << "no lease, no cached attributes";
 }
 
 // A link count is not in the lease's write path, yet a GETATTR under the
@@ -118,7 +155,8 @@ TEST_F(UserspaceLeasesTest, LinkCountChangedElsewhereEndsTheCachedAttributes) {
   proto::Attr attr;
   for (int i = 0; i < 2; i++) {
     Hold h;
-    ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &h), 0);
+    double timeout = -1;
+    ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &timeout, &h), 0);
   }
   EXPECT_EQ(attr.nlink(), 1u);
   EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 1u);
@@ -128,7 +166,8 @@ TEST_F(UserspaceLeasesTest, LinkCountChangedElsewhereEndsTheCachedAttributes) {
   ASSERT_EQ(b().LinkCountChanged(gfid_), 0);
   EXPECT_GT(b().WriteToken(gfid_), 0u);  // b holds the WRITE lease now
   Hold h;
-  ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &h), 0);
+  double timeout = -1;
+  ASSERT_EQ(a().GetAttr(gfid_, fetch_on(0), &attr, &timeout, &h), 0);
   EXPECT_EQ(attr.nlink(), 2u);
   EXPECT_EQ(nodes_[0]->Counter("lease.cached_getattrs"), 1u);  // fetched anew
 }
