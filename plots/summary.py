@@ -2,8 +2,10 @@
 """The ratios of a results run next to the paper's, as Markdown (RUN/summary.md).
 
 Ratios compare modes measured side by side in the one run: dfuse / writethrough
-against the paper's DFUSE / WT+OCC, and dfuse / weakwriteback against the weak
-upper bound the paper does not measure. A figure the run lacks is left out.
+against the paper's DFUSE / WT+OCC, dfuse / weakwriteback against the weak upper
+bound the paper does not measure, and writethrough / weakwriteback, how strong the
+baseline is (also in a run without dfuse, such as one on stock FUSE). A figure
+the run lacks is left out.
 """
 
 from __future__ import annotations
@@ -28,44 +30,56 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(r) + " |" for r in rows] + [""])
 
 
-def ratios(rows: list[dict], field: str, **match) -> tuple[str, str]:
-    """dfuse / writethrough and dfuse / weakwriteback of the medians, each with the widest
-    ratio the repetitions allow (lowest of one over highest of the other and the
-    reverse) where there were several."""
-    d = common.value(rows, field, mode="dfuse", **match)
-    d_lo, d_hi = common.spread(rows, field, mode="dfuse", **match)
-    out = []
-    for base in ("writethrough", "weakwriteback"):
-        b = common.value(rows, field, mode=base, **match)
-        b_lo, b_hi = common.spread(rows, field, mode=base, **match)
-        text = pct(common.ratio(d, b))
-        if d == d and b == b and (d_lo or d_hi or b_lo or b_hi):
-            text += (f" [{common.ratio(d - d_lo, b + b_hi):.2f}-"
-                     f"{common.ratio(d + d_hi, b - b_lo):.2f}]")
-        out.append(text)
-    return out[0], out[1]
+# The measured ratios of every table, in its column order after the paper's.
+PAIRS = (("dfuse", "writethrough"), ("dfuse", "weakwriteback"),
+         ("writethrough", "weakwriteback"))
 
 
-HEADER = ["dfuse / writethrough", "paper DFUSE / WT+OCC", "dfuse / weakwriteback"]
+def ratio_text(rows: list[dict], field: str, mode: str, base: str, **match) -> str:
+    """mode / base of the medians, with the widest ratio the repetitions allow (lowest
+    of one over highest of the other and the reverse) where there were several."""
+    a = common.value(rows, field, mode=mode, **match)
+    a_lo, a_hi = common.spread(rows, field, mode=mode, **match)
+    b = common.value(rows, field, mode=base, **match)
+    b_lo, b_hi = common.spread(rows, field, mode=base, **match)
+    text = pct(common.ratio(a, b))
+    if a == a and b == b and (a_lo or a_hi or b_lo or b_hi):
+        text += (f" [{common.ratio(a - a_lo, b + b_hi):.2f}-"
+                 f"{common.ratio(a + a_hi, b - b_lo):.2f}]")
+    return text
+
+
+def ratios(rows: list[dict], field: str, **match) -> list[str]:
+    """The PAIRS' ratios at one point."""
+    return [ratio_text(rows, field, mode, base, **match) for mode, base in PAIRS]
+
+
+def row(first: list[str], measured: list[str], paper_ratio: str) -> list[str]:
+    """A table row: its labels, dfuse / writethrough, the paper's, then the rest."""
+    return first + measured[:1] + [paper_ratio] + measured[1:]
+
+
+HEADER = ["dfuse / writethrough", "paper DFUSE / WT+OCC", "dfuse / weakwriteback",
+          "writethrough / weakwriteback"]
 
 
 def fig6(run: Path) -> list[str]:
     rows = common.read_rows(run, "fig6")
     out = ["## Headline (Fig. 6a and 6c: random, 0:100)", ""]
-    t, tw = ratios(rows, "throughput_mib_s", pattern="random", read_pct=0)
-    lat, lw = ratios(rows, "lat_mean_ms", pattern="random", read_pct=0)
     out += table(["metric"] + HEADER, [
-        ["throughput", t, pct(1 + paper.HEADLINE_THROUGHPUT), tw],
-        ["mean latency", lat, pct(1 + paper.HEADLINE_LATENCY), lw]])
+        row(["throughput"], ratios(rows, "throughput_mib_s", pattern="random", read_pct=0),
+            pct(1 + paper.HEADLINE_THROUGHPUT)),
+        row(["mean latency"], ratios(rows, "lat_mean_ms", pattern="random", read_pct=0),
+            pct(1 + paper.HEADLINE_LATENCY))])
     out += ["## Fig. 6: fio, no contention", ""]
     body = []
     for pattern in ("random", "sequential"):
         for metric, field in (("throughput", "throughput_mib_s"), ("latency", "lat_mean_ms")):
             ref = paper.FIG6[(pattern, metric)]
             for i, r in enumerate(paper.READ_PCT):
-                a, b = ratios(rows, field, pattern=pattern, read_pct=r)
-                body.append([pattern, metric, f"{r}:{100 - r}", a,
-                             pct(ref["dfuse"][i] / ref["writethrough"][i]), b])
+                body.append(row([pattern, metric, f"{r}:{100 - r}"],
+                                ratios(rows, field, pattern=pattern, read_pct=r),
+                                pct(ref["dfuse"][i] / ref["writethrough"][i])))
     return out + table(["pattern", "metric", "R:W"] + HEADER, body)
 
 
@@ -73,8 +87,8 @@ def fig7(run: Path) -> list[str]:
     rows = common.read_rows(run, "fig7")
     body = []
     for i, c in enumerate(paper.CONTENTION_PCT):
-        a, b = ratios(rows, "throughput_mb_s", contention_pct=c)
-        body.append([f"{c}%", a, pct(paper.FIG7["dfuse"][i] / paper.FIG7["writethrough"][i]), b])
+        body.append(row([f"{c}%"], ratios(rows, "throughput_mb_s", contention_pct=c),
+                        pct(paper.FIG7["dfuse"][i] / paper.FIG7["writethrough"][i])))
     return ["## Fig. 7: contention (throughput)", ""] + table(["contention"] + HEADER, body)
 
 
@@ -82,10 +96,9 @@ def fig8(run: Path) -> list[str]:
     rows = common.read_rows(run, "fig8")
     body = []
     for n in sorted({r["nodes"] for r in rows}):
-        a, b = ratios(rows, "throughput_mb_s", nodes=n)
         ref = (pct(paper.FIG8["dfuse"][paper.NODES.index(n)] /
                    paper.FIG8["writethrough"][paper.NODES.index(n)]) if n in paper.NODES else "—")
-        body.append([str(n), a, ref, b])
+        body.append(row([str(n)], ratios(rows, "throughput_mb_s", nodes=n), ref))
     return ["## Fig. 8: nodes at 50 % contention (throughput)", ""] + table(["nodes"] + HEADER, body)
 
 
@@ -96,10 +109,10 @@ def fig9(run: Path) -> list[str]:
         for c in (0, 100):
             for k, (metric, field) in enumerate((("throughput", "throughput_mb_s"),
                                                  ("latency", "lat_mean_ms"))):
-                a, b = ratios(rows, field, personality=p, contention_pct=c)
                 ref = paper.FIG9[(p, c)]
-                body.append([p, f"{c}%", metric, a,
-                             pct(ref["dfuse"][k] / ref["writethrough"][k]), b])
+                body.append(row([p, f"{c}%", metric],
+                                ratios(rows, field, personality=p, contention_pct=c),
+                                pct(ref["dfuse"][k] / ref["writethrough"][k])))
     return (["## Fig. 9: personalities", ""]
             + table(["personality", "contention", "metric"] + HEADER, body))
 
