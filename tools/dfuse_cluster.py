@@ -374,6 +374,31 @@ def pid_matches(pid: Optional[int], starttime: Optional[int]) -> bool:
     return starttime is None or pid_starttime(pid) == starttime
 
 
+def kernel_stacks(pid: int) -> str:
+    """The threads of ``pid`` that sleep uninterruptibly (state D, which even SIGKILL
+    waits for) with their kernel stacks, for the report of a daemon that will not
+    exit; "" if none or unreadable (the stacks need root)."""
+    out = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError:
+        return ""
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            if stat[stat.rindex(")") + 2] != "D":
+                continue
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stack") as f:
+                frames = [ln.split()[-1].split("+")[0] for ln in f if ln.strip()]
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append(f"{tid} {comm}: " + " < ".join(frames[:8]))
+    return "; ".join(out)
+
+
 def stop_pid(pid: Optional[int], starttime: Optional[int] = None, term_timeout: float = 10,
              popen: Optional[subprocess.Popen] = None) -> None:
     """SIGTERM ``pid``, wait up to ``term_timeout`` s, then SIGKILL; reap if ours.
@@ -1176,6 +1201,9 @@ class Cluster:
     def _unstick(self, c: dict, pid: int, popen: Optional[subprocess.Popen], why: str) -> None:
         """Abort the FUSE connection of a client that cannot exit, and note the anomaly."""
         msg = f"node{c['index']} (pid {pid}) {why}"
+        stuck = kernel_stacks(pid)
+        if stuck:
+            msg += f"; threads blocked in the kernel: {stuck}"
         conn = c.get("fuse_conn")
         if conn is not None and abort_fuse_connection(conn):
             msg += f"; aborted FUSE connection {conn}"

@@ -23,6 +23,7 @@
 #include "impl/common/buffer_cache.h"
 #include "impl/common/client_fs.h"
 #include "impl/common/device_mount.h"
+#include "impl/common/fuse_connection.h"
 #include "impl/common/request_loop.h"
 #include "impl/common/storage_client.h"
 #include "util/log.h"
@@ -492,6 +493,7 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     if (own_mount) umount2(s.mountpoint.c_str(), MNT_DETACH);
     return fail_daemon("cannot mount on " + s.mountpoint);
   }
+  const int fuse_conn = FuseConnectionOf(s.mountpoint);  // for a forced exit
   fs.Start(se);
   consistency.Attach(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
@@ -556,7 +558,12 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       if (!g_exiting.load()) {
-        spdlog::warn("mount still in use after unmount; exiting");
+        spdlog::warn("mount still in use after unmount; aborting the connection and exiting");
+        // A thread of ours may wait in the kernel for a request that only
+        // we could answer, which would keep this process from ever ending
+        // (fuse_connection.h).
+        std::string why;
+        if (!AbortFuseConnection(fuse_conn, &why)) spdlog::warn("cannot abort: {}", why);
         dump_stats();
         std::_Exit(err ? 1 : 0);
       }

@@ -136,13 +136,20 @@ def test_killed_writer_blocks_others_for_about_one_term(make_cluster):
     a.write_bytes(b"durable")
     fa = os.open(a, os.O_RDWR)
     os.pwrite(fa, b"lost!!!", 0)  # never fsynced or closed: lost with the node
+    killed = time.monotonic()
     c.kill_client(0, sig=signal.SIGKILL)  # still holding the WRITE lease
-    t0 = time.monotonic()
+    t0 = time.monotonic()  # the kill has taken effect: node 0 is gone
     assert b.read_bytes() == b"durable"
-    waited = time.monotonic() - t0
+    done = time.monotonic()
     with pytest.raises(OSError):
         os.close(fa)  # its mount died with the daemon
-    assert TERM_MS / 1000 * 0.8 <= waited <= TERM_MS / 1000 + 10, f"waited {waited:.2f}s"
+    # The manager regrants a full term after the last renewal it saw, which
+    # was at most a heartbeat interval (a third of the term) before the kill;
+    # the kill itself can take a while on a loaded machine, so count from
+    # before it.
+    term = TERM_MS / 1000
+    assert done - killed >= term * 2 / 3 - 0.05, f"regranted {done - killed:.2f}s after the kill"
+    assert done - t0 <= term + 10, f"waited {done - t0:.2f}s"
 
 
 def test_manager_failover_during_a_checker_run(make_cluster, workdir):
