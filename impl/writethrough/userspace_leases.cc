@@ -33,8 +33,9 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   // Leases keep caches coherent: the kernel may keep pages across opens,
   // and it asks for attributes before a read it would serve from them
   // whenever a revoke or a write has dropped its own (see lease_gate.h;
-  // other replies' attributes are not trusted beyond the moment). Close still writes back: not for consistency, but
-  // because users expect a closed file's data on the storage service.
+  // other replies' attributes are not trusted beyond the moment). Close
+  // still writes back: not for consistency, but because users expect a
+  // closed file's data on the storage service.
   cache->keep_cache = true;
   cache->auto_inval_data = true;
   cache->attr_timeout = 0;
