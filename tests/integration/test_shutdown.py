@@ -33,19 +33,12 @@ def wait_gone(pid: int, timeout: float) -> bool:
 def fail_stuck(c, i: int, what: str):
     """Record the failure, then let the tool abort the connection so nothing stays wedged."""
     pid = c.pid(i)
-    stacks = []
-    for t in sorted(os.listdir(f"/proc/{pid}/task")) if dc.pid_alive(pid) else []:
-        try:
-            st = open(f"/proc/{pid}/task/{t}/stack").read().split()
-            funcs = [w.split("+")[0] for w in st if "+" in w][:5]
-            if "request_wait_answer" in funcs:
-                stacks.append(f"thread {t}: " + " <- ".join(funcs))
-        except OSError:
-            pass
+    # A thread waiting on a FUSE request (its own mount?) sleeps in state D.
+    stacks = dc.kernel_stacks(pid)
     c.abort_client(i)
     c.anomalies.clear()
-    pytest.fail(f"node{i} (pid {pid}) {what}; threads waiting on a FUSE request "
-                f"(its own mount?): {stacks or 'none seen'}")
+    pytest.fail(f"node{i} (pid {pid}) {what}; threads blocked in the kernel: "
+                f"{stacks or 'none seen'}")
 
 
 def sigterm_and_wait(c, i: int, timeout: float, what: str) -> int:
