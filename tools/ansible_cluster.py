@@ -4,7 +4,8 @@ tools/dfuse-reproduce --inventory FILE brings each mode's cluster up and down
 with the playbooks in ansible/ and runs the workloads on the client hosts
 over ssh, with the same node interface as the runner's local cluster
 (dfuse-reproduce's LocalCluster): ``mount``, ``export_dir``, ``tool``,
-``fio_job``, ``start_on``, ``on_storage``, ``stats`` and ``start_delay``::
+``fio_job``, ``start_on``, ``on_storage``, ``stats`` and ``start_delay``; and, as the
+hosts share no clock, ``on_client`` and ``clock_offset`` for the checker::
 
     plan = Inventory("ansible/inventory/lab.yml", progress=print)
     plan.check("writethrough")                # check.yml: before anything starts
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import subprocess
 import time
@@ -42,6 +44,11 @@ ANSIBLE_DIR = REPO_ROOT / "ansible"
 # workload begins together, whatever ssh took to reach each host.
 _AT = ("import os,sys,time; time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
        "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+# Answers every line on stdin with the host's CLOCK_REALTIME in ns
+# (Inventory.clock_offset brackets each answer with this machine's clock).
+_CLOCK_ECHO = "import sys,time\nfor _ in sys.stdin: print(time.time_ns(), flush=True)"
 
 
 def _run(cmd: Sequence[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
@@ -133,6 +140,45 @@ class Inventory:
             raise ClusterError(f"{host}: {shlex.join(cmd)} exited {r.returncode}: "
                                f"{r.stderr.strip()[-500:]}")
         return r.stdout
+
+    def clock_offset(self, host: str, samples: int = 50) -> tuple[int, int]:
+        """Bounds in ns on ``host``'s clock minus this machine's, from ``samples`` round
+        trips over one ssh session. An answer r, asked at t0 and received at t1 on this
+        machine's clock, was read between the two, so the offset lies within
+        [r - t1, r - t0]; every sample holds it, so their intersection does too. Its width
+        is the fastest round trip, not a guess. Raises ClusterError if the samples do not
+        overlap (a clock stepped while measuring)."""
+        cmd = self.ssh_command(host, ["python3", "-u", "-c", _CLOCK_ECHO])
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        lo, hi = None, None
+        try:
+            for _ in range(samples):
+                t0 = time.time_ns()
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                # One line asked, one answered: nothing is ever buffered ahead of select.
+                ready, _, _ = select.select([proc.stdout], [], [], 20)
+                answer = proc.stdout.readline() if ready else ""
+                t1 = time.time_ns()
+                if not answer.strip().isdigit():
+                    proc.kill()
+                    raise ClusterError(f"{host}: no clock reading over ssh within 20 s "
+                                       f"({proc.stderr.read().strip()[-300:] or 'no answer'})")
+                r = int(answer)
+                lo = r - t1 if lo is None else max(lo, r - t1)
+                hi = r - t0 if hi is None else min(hi, r - t0)
+        finally:
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if lo > hi:
+            raise ClusterError(f"{host}: its clock readings disagree with each other "
+                               "(a clock stepped while measuring)")
+        return lo, hi
 
     def describe(self) -> dict:
         """Hosts, groups, each host's kernel, and the measured client-to-storage round trip."""
@@ -228,6 +274,13 @@ class AnsibleCluster:
 
     def on_storage(self, cmd: Sequence[str], timeout: float = 3600) -> str:
         return self.inv.on(self.storage_host, cmd, timeout=timeout)
+
+    def on_client(self, i: int, cmd: Sequence[str], timeout: float = 600) -> str:
+        return self.inv.on(self.hosts[i], cmd, timeout=timeout)
+
+    def clock_offset(self, i: int) -> tuple[int, int]:
+        """Bounds in ns on client ``i``'s clock minus this machine's (Inventory.clock_offset)."""
+        return self.inv.clock_offset(self.hosts[i])
 
     def stats(self, i: int) -> dict:
         """Client ``i``'s stats (the daemon rewrites them every second)."""

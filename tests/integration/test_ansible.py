@@ -13,10 +13,13 @@ with its own sshd; Ansible reaches them over ssh as on real machines.
   file written on one client is read on the other;
 * every daemon runs with mutual TLS (certificates from the tls role);
 * down.yml and teardown.yml leave no daemon, mount or file behind;
-* `make reproduce INVENTORY=...` runs a smoke profile of Figs. 8 and 9 for
-  writethrough and weakwriteback on the hosts: its CSVs have a local run's
-  columns, the figures are drawn, the manifest names the hosts, their
-  kernels and the round trip, and nothing is left on the hosts;
+* `make reproduce INVENTORY=...` runs a smoke profile of Figs. 8 and 9 and
+  the consistency checker for writethrough and weakwriteback on the hosts:
+  its CSVs have a local run's columns, the figures are drawn, the manifest
+  names the hosts, their kernels and the round trip, the checker's histories
+  from two hosts merge within a measured clock bound that holds the true
+  offset (0: the namespaces share one clock) and writethrough's is
+  linearizable, and nothing is left on the hosts;
 * ansible-lint is clean and systemd-analyze verify accepts the units.
 """
 
@@ -228,7 +231,7 @@ def test_make_reproduce_on_namespace_hosts(hosts, tmp_path):
     out = tmp_path / "results"
     r = hosts.run_control(
         ["make", "-C", str(REPO), "reproduce", f"INVENTORY={hosts.inventory}", "PROFILE=smoke",
-         "MODES=writethrough,weakwriteback", "FIGURES=fig8,fig9", f"OUT={out}",
+         "MODES=writethrough,weakwriteback", "FIGURES=fig8,fig9,consistency", f"OUT={out}",
          "RUN=cluster", f"BUILD={build_dir()}"], check=False, timeout=1800)
     print(r.stdout[-5000:], r.stderr[-3000:])
     assert r.returncode == 0
@@ -245,8 +248,20 @@ def test_make_reproduce_on_namespace_hosts(hosts, tmp_path):
         ("writethrough", "3")]
     assert all(float(row["throughput_mb_s"]) > 0 and int(row["ops"]) > 0 for row in fig8), fig8
     assert len(list(csv.DictReader(open(run / "fig9.csv")))) == 12
-    for fig in ("fig8", "fig9"):
+    for fig in ("fig8", "fig9", "consistency"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 0
+    # The checker ran on c01 and c02, each against its own mount, and their
+    # histories were merged here within each host's measured clock offset.
+    verdicts = {row["mode"]: row for row in csv.DictReader(open(run / "consistency.csv"))}
+    assert sorted(verdicts) == ["weakwriteback", "writethrough"]
+    wt = verdicts["writethrough"]
+    assert (int(wt["operations"]), int(wt["non_linearizable"])) == (300, 0), wt
+    report = json.loads((run / "raw/writethrough/checker-0-n2.report.json").read_text())
+    assert len(report["clock_offsets_ns"]) == 2
+    for lo, hi in report["clock_offsets_ns"]:
+        # Namespaces share the kernel's clock: the true offset, 0, must lie within the
+        # measured bound, and the bound is a round trip over ssh, not seconds.
+        assert lo <= 0 <= hi and hi - lo < 500_000_000, report["clock_offsets_ns"]
     assert (run / "summary.md").exists()
     # Every node's raw output came back, as in a local run.
     assert (run / "raw/writethrough/fio-random-r50-c50-n3-node2.json").stat().st_size > 0
@@ -255,10 +270,10 @@ def test_make_reproduce_on_namespace_hosts(hosts, tmp_path):
     local = tmp_path / "local"
     r = subprocess.run(["/usr/bin/python3", str(REPO / "tools/dfuse-reproduce"), "--build-dir",
                         str(build_dir()), "--net", "none", "--profile", "smoke", "--modes",
-                        "weakwriteback", "--figures", "fig8,fig9", "--out", str(local),
+                        "weakwriteback", "--figures", "fig8,fig9,consistency", "--out", str(local),
                         "--run", "local"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("fig8.csv", "fig9.csv", "lease_latency.csv"):
+    for name in ("fig8.csv", "fig9.csv", "consistency.csv", "lease_latency.csv"):
         assert csv_header(run / name) == csv_header(local / "local" / name), name
     assert ({p.name for p in (run / "raw/weakwriteback").iterdir()}
             == {p.name for p in (local / "local/raw/weakwriteback").iterdir()})

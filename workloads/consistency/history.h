@@ -11,7 +11,9 @@
 //    "invoke_ns":...,"return_ns":...}
 // with "torn":true on torn reads and "ok":false on failed syscalls. Times are
 // CLOCK_MONOTONIC nanoseconds; all processes of a run share the clock, so
-// real-time order between any two ops is exact.
+// real-time order between any two ops is exact. A run on one host of several
+// uses CLOCK_REALTIME instead, and its history is merged with the others'
+// within measured clock bounds (merge.h).
 #ifndef DFUSE_WORKLOADS_CONSISTENCY_HISTORY_H_
 #define DFUSE_WORKLOADS_CONSISTENCY_HISTORY_H_
 

@@ -1,17 +1,20 @@
 // dfuse-checker: runs a read/write workload on several mounts of one file
 // system and checks that the history it recorded is linearizable
-// (ARCHITECTURE.md section 9), or checks a history recorded earlier.
+// (ARCHITECTURE.md section 9), or checks histories recorded earlier: one
+// host's, or several hosts' merged onto one clock (merge.h).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "workloads/consistency/checker.h"
+#include "workloads/consistency/merge.h"
 #include "workloads/consistency/workload.h"
 
 namespace dfuse::checker {
@@ -33,6 +36,19 @@ void AddCheckOptions(CLI::App* cmd, CheckOptions* o, std::string* report_path) {
       ->capture_default_str();
   cmd->add_option("--threads", o->threads, "Checker threads (0: one per core)")
       ->capture_default_str();
+}
+
+// The shared files: the same on every host of a run and in `prepare`.
+void AddLayoutOptions(CLI::App* cmd, RunOptions* o) {
+  cmd->add_option("--files", o->files, "Shared files")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  cmd->add_option("--blocks", o->blocks, "Blocks per file")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 24));
+  cmd->add_option("--block-size", o->block_size, "Bytes per block (a multiple of 8)")
+      ->capture_default_str()
+      ->check(CLI::Range(8u, 1u << 24));
 }
 
 void WriteJsonFile(const std::string& path, const nlohmann::json& j) {
@@ -69,7 +85,9 @@ int Main(int argc, char** argv) {
   RunOptions run;
   CheckOptions check;
   std::string history_path, report_path;
-  bool have_seed = false;
+  std::vector<std::string> history_paths, clock_offsets;
+  bool have_seed = false, no_check = false;
+  std::string clock = "monotonic";
 
   CLI::App* run_cmd = app.add_subcommand("run", "Run the workload on the mounts, then check it");
   run_cmd->add_option("--mount", run.mounts, "A client node's mount point (repeat per node)")
@@ -78,15 +96,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
   run_cmd->add_option("--ops", run.ops, "Operations in total")->capture_default_str();
-  run_cmd->add_option("--files", run.files, "Shared files")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 1u << 20));
-  run_cmd->add_option("--blocks", run.blocks, "Blocks per file")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 1u << 24));
-  run_cmd->add_option("--block-size", run.block_size, "Bytes per block (a multiple of 8)")
-      ->capture_default_str()
-      ->check(CLI::Range(8u, 1u << 24));
+  AddLayoutOptions(run_cmd, &run);
   run_cmd->add_option("--write-ratio", run.write_ratio, "Fraction of operations that write")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -96,21 +106,55 @@ int Main(int argc, char** argv) {
                    "Stop the workers after this many seconds (0: no limit)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  run_cmd->add_option("--history", history_path, "Write the history (JSON Lines) to this file");
+  run_cmd->add_option("--history", history_path,
+                      "Write the history (JSON Lines) to this file ('-': standard output)");
   run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress on stderr");
+  // A cluster runs one `run` per host against that host's mount, then merges
+  // and checks the histories in one place (`check --clock-offset`).
+  run_cmd
+      ->add_option("--first-node", run.first_node,
+                   "This host's first node number (one run per host, histories merged later)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1u << 16));
+  run_cmd->add_flag("!--no-create", run.create_files,
+                    "Use the shared files another run's 'prepare' made");
+  run_cmd
+      ->add_option("--clock", clock,
+                   "Clock of the history's times: monotonic (one host) or realtime (merged with "
+                   "other hosts' histories)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"monotonic", "realtime"}));
+  CLI::Option* no_check_opt =
+      run_cmd->add_flag("--no-check", no_check, "Only record the history (needs --history)");
   AddCheckOptions(run_cmd, &check, &report_path);
+  no_check_opt->excludes("--report");
 
-  CLI::App* check_cmd = app.add_subcommand("check", "Check a recorded history");
-  check_cmd->add_option("--history", history_path, "History file (JSON Lines)")
+  CLI::App* prepare_cmd = app.add_subcommand(
+      "prepare", "Create the shared files for runs on several hosts (each with --no-create)");
+  prepare_cmd->add_option("--mount", run.mounts, "The mount point to create them through")
+      ->required()
+      ->expected(1);
+  AddLayoutOptions(prepare_cmd, &run);
+
+  CLI::App* check_cmd = app.add_subcommand("check", "Check recorded histories");
+  check_cmd
+      ->add_option("--history", history_paths,
+                   "History file (JSON Lines); repeat for the histories of several hosts")
       ->required()
       ->check(CLI::ExistingFile);
+  check_cmd->add_option("--clock-offset", clock_offsets,
+                        "MIN:MAX ns: the matching history's clock minus the reference clock "
+                        "(one per --history, in order; none: all on one clock)");
   AddCheckOptions(check_cmd, &check, &report_path);
 
   try {
     app.parse(argc, argv);
     have_seed = run_cmd->count("--seed") > 0;
-    if (*run_cmd && run.block_size % 8 != 0) {
+    if ((*run_cmd || *prepare_cmd) && run.block_size % 8 != 0) {
       throw CLI::ValidationError("--block-size", "must be a multiple of 8");
+    }
+    if (no_check && history_path.empty()) {
+      throw CLI::ValidationError("--no-check", "needs --history, or the run is lost");
     }
   } catch (const CLI::Success& e) {
     return app.exit(e);
@@ -124,16 +168,21 @@ int Main(int argc, char** argv) {
       if (!have_seed)
         run.seed = std::random_device{}() * (uint64_t{1} << 32) ^ std::random_device{}();
       fprintf(stderr, "dfuse-checker: seed %llu\n", static_cast<unsigned long long>(run.seed));
+      run.realtime_clock = clock == "realtime";
       RunResult result = RunWorkload(run);
       if (result.stopped_early) {
         fprintf(stderr, "dfuse-checker: duration limit reached after %zu operations\n",
                 result.history.size());
       }
-      if (!history_path.empty()) {
+      if (history_path == "-") {
+        WriteHistory(std::cout, result.history);
+        if (!std::cout.flush()) throw std::runtime_error("cannot write the history to stdout");
+      } else if (!history_path.empty()) {
         std::ofstream out(history_path);
         WriteHistory(out, result.history);
         if (!out.flush()) throw std::runtime_error("cannot write " + history_path);
       }
+      if (no_check) return kExitPass;
       const Report report = CheckHistory(result.history, check);
       nlohmann::json json = ReportToJson(report);
       json["seed"] = run.seed;
@@ -142,10 +191,30 @@ int Main(int argc, char** argv) {
       json["stopped_early"] = result.stopped_early;
       return Conclude(report, std::move(json), report_path);
     }
-    std::ifstream in(history_path);
-    if (!in) throw std::runtime_error("cannot open " + history_path);
-    const Report report = CheckHistory(ReadHistory(in), check);
-    return Conclude(report, ReportToJson(report), report_path);
+    if (*prepare_cmd) {
+      CreateFiles(run);
+      return kExitPass;
+    }
+    std::vector<std::vector<Op>> parts;
+    for (const std::string& path : history_paths) {
+      std::ifstream in(path);
+      if (!in) throw std::runtime_error("cannot open " + path);
+      try {
+        parts.push_back(ReadHistory(in));
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(path + ": " + e.what());
+      }
+    }
+    std::vector<ClockBound> bounds;
+    for (const std::string& text : clock_offsets) bounds.push_back(ParseClockBound(text));
+    const Report report = CheckHistory(MergeHistories(std::move(parts), bounds), check);
+    nlohmann::json json = ReportToJson(report);
+    if (!bounds.empty()) {
+      nlohmann::json offsets = nlohmann::json::array();
+      for (const ClockBound& b : bounds) offsets.push_back({b.min_offset_ns, b.max_offset_ns});
+      json["clock_offsets_ns"] = offsets;
+    }
+    return Conclude(report, std::move(json), report_path);
   } catch (const std::exception& e) {
     fprintf(stderr, "dfuse-checker: %s\n", e.what());
     return kExitError;

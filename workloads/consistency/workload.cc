@@ -24,9 +24,9 @@ namespace dfuse::checker {
 
 namespace {
 
-int64_t NowNs() {
+int64_t NowNs(clockid_t clock = CLOCK_MONOTONIC) {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
@@ -85,23 +85,6 @@ class TempDir {
 
 uint64_t FileSize(const RunOptions& o) { return uint64_t{o.blocks} * o.block_size; }
 
-void CreateFiles(const RunOptions& o) {
-  const std::vector<char> zeros(o.block_size, 0);
-  for (uint32_t i = 0; i < o.files; ++i) {
-    const std::string path = o.mounts[0] + "/" + SharedFileName(i);
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error(ErrnoText("cannot create " + path));
-    for (uint32_t b = 0; b < o.blocks; ++b) {
-      if (pwrite(fd, zeros.data(), zeros.size(), off_t{b} * o.block_size) !=
-          static_cast<ssize_t>(zeros.size())) {
-        close(fd);
-        throw std::runtime_error(ErrnoText("cannot write " + path));
-      }
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) throw std::runtime_error(ErrnoText("fsync " + path));
-  }
-}
-
 // Opens the shared files on `mount`. Another node may briefly not see them
 // yet (a cached negative entry or size), so keep trying for a few seconds.
 std::vector<int> OpenFiles(const RunOptions& o, const std::string& mount) {
@@ -126,22 +109,26 @@ std::vector<int> OpenFiles(const RunOptions& o, const std::string& mount) {
   return fds;
 }
 
-// The body of worker `id` (a forked child); returns its exit status.
-int RunWorker(const RunOptions& o, uint32_t id, uint32_t node, uint64_t quota,
-              const std::string& out_path, SharedCounters& shared) {
+// The body of this run's worker `worker` (a forked child); returns its exit
+// status.
+int RunWorker(const RunOptions& o, uint32_t worker, uint64_t quota, const std::string& out_path,
+              SharedCounters& shared) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const uint32_t node = worker / o.procs;               // index into o.mounts
+  const uint32_t id = o.first_node * o.procs + worker;  // unique across hosts
   try {
     const std::vector<int> fds = OpenFiles(o, o.mounts[node]);
     FILE* out = fopen(out_path.c_str(), "wb");
     if (out == nullptr) throw std::runtime_error(ErrnoText("cannot create " + out_path));
     std::mt19937_64 rng(SplitMix64(o.seed ^ SplitMix64(id)));
     std::uniform_real_distribution<double> coin(0, 1);
+    const clockid_t clock = o.realtime_clock ? CLOCK_REALTIME : CLOCK_MONOTONIC;
     std::vector<uint64_t> words(o.block_size / sizeof(uint64_t));
     uint64_t seq = 0;
     for (uint64_t i = 0; i < quota && shared.stop().load(std::memory_order_relaxed) == 0; ++i) {
       Op op;
       op.process = id;
-      op.node = node;
+      op.node = o.first_node + node;
       op.file = static_cast<uint32_t>(rng() % o.files);
       op.block = static_cast<uint32_t>(rng() % o.blocks);
       const int fd = fds[op.file];
@@ -150,16 +137,16 @@ int RunWorker(const RunOptions& o, uint32_t id, uint32_t node, uint64_t quota,
         op.kind = OpKind::kWrite;
         op.value = (uint64_t{id} << 40) | ++seq;
         std::fill(words.begin(), words.end(), op.value);
-        op.invoke_ns = NowNs();
+        op.invoke_ns = NowNs(clock);
         const ssize_t n = pwrite(fd, words.data(), o.block_size, offset);
-        op.return_ns = NowNs();
+        op.return_ns = NowNs(clock);
         // A short write may have landed in part: as uncertain as an error.
         op.ok = n == static_cast<ssize_t>(o.block_size);
       } else {
         op.kind = OpKind::kRead;
-        op.invoke_ns = NowNs();
+        op.invoke_ns = NowNs(clock);
         const ssize_t n = pread(fd, words.data(), o.block_size, offset);
-        op.return_ns = NowNs();
+        op.return_ns = NowNs(clock);
         op.ok = n >= 0;
         if (op.ok) {
           // The file never shrinks, so a short read is a wrong answer: the
@@ -171,7 +158,7 @@ int RunWorker(const RunOptions& o, uint32_t id, uint32_t node, uint64_t quota,
         }
       }
       if (fwrite(&op, sizeof op, 1, out) != 1) throw std::runtime_error(ErrnoText(out_path));
-      shared.done(id).fetch_add(1, std::memory_order_relaxed);
+      shared.done(worker).fetch_add(1, std::memory_order_relaxed);
     }
     if (fclose(out) != 0) throw std::runtime_error(ErrnoText(out_path));
     return 0;
@@ -195,13 +182,30 @@ std::vector<Op> ReadWorkerFile(const std::string& path) {
 
 std::string SharedFileName(uint32_t i) { return "dfuse-checker." + std::to_string(i); }
 
+void CreateFiles(const RunOptions& o) {
+  const std::vector<char> zeros(o.block_size, 0);
+  for (uint32_t i = 0; i < o.files; ++i) {
+    const std::string path = o.mounts[0] + "/" + SharedFileName(i);
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error(ErrnoText("cannot create " + path));
+    for (uint32_t b = 0; b < o.blocks; ++b) {
+      if (pwrite(fd, zeros.data(), zeros.size(), off_t{b} * o.block_size) !=
+          static_cast<ssize_t>(zeros.size())) {
+        close(fd);
+        throw std::runtime_error(ErrnoText("cannot write " + path));
+      }
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) throw std::runtime_error(ErrnoText("fsync " + path));
+  }
+}
+
 RunResult RunWorkload(const RunOptions& o) {
   for (const std::string& m : o.mounts) {
     struct stat st;
     if (stat(m.c_str(), &st) != 0) throw std::runtime_error(ErrnoText("mount " + m));
     if (!S_ISDIR(st.st_mode)) throw std::runtime_error("mount " + m + " is not a directory");
   }
-  CreateFiles(o);
+  if (o.create_files) CreateFiles(o);
 
   const size_t workers = o.mounts.size() * o.procs;
   SharedCounters shared(workers);
@@ -217,7 +221,7 @@ RunResult RunWorkload(const RunOptions& o) {
       for (pid_t p : pids) waitpid(p, nullptr, 0);
       throw std::runtime_error(ErrnoText("fork"));
     }
-    if (pid == 0) _exit(RunWorker(o, w, w / o.procs, quota, tmp.File(w), shared));
+    if (pid == 0) _exit(RunWorker(o, w, quota, tmp.File(w), shared));
     pids.push_back(pid);
   }
 

@@ -28,6 +28,16 @@ struct RunOptions {
   uint64_t seed = 0;
   double duration_limit = 0;  // seconds; 0: none. Workers stop early past it.
   bool progress = true;       // a line on stderr at most once a second
+  // One run per host, their histories merged later (merge.h): this run's
+  // mounts are nodes first_node, first_node + 1, ..., and its workers are
+  // numbered from first_node * procs, so ids and written values are unique
+  // across hosts that use the same procs.
+  uint32_t first_node = 0;
+  bool create_files = true;  // false: another run (`prepare`) made them
+  // Operations are stamped with CLOCK_MONOTONIC, exact on one host; a run
+  // whose history is merged with other hosts' needs CLOCK_REALTIME, which
+  // the hosts keep close (NTP) and whose offsets can be measured.
+  bool realtime_clock = false;
 };
 
 struct RunResult {
@@ -39,7 +49,11 @@ struct RunResult {
 // Name of shared file `i` in the root of every mount.
 std::string SharedFileName(uint32_t i);
 
-// Creates the shared files through the first mount, runs the workers and
+// Creates (or empties) the shared files through the first mount: every
+// block holds the initial value 0, made durable before any worker starts.
+void CreateFiles(const RunOptions& options);
+
+// Creates the shared files (unless !create_files), runs the workers and
 // collects their histories. Throws std::runtime_error with a one-line reason
 // on setup or I/O failures (a missing mount, a worker that could not open
 // its files or did not stop).
