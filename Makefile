@@ -97,7 +97,8 @@ REPRODUCE_ARGS := --profile $(PROFILE) --out $(OUT) --run $(REPRODUCE_RUN) \
 ifdef INVENTORY
 # dfuse.ko is built here and shipped to the clients, unless MODES leaves dfuse out.
 reproduce: setup build $(if $(MODES),$(if $(filter dfuse,$(subst $(comma), ,$(MODES))),kernel),kernel)
-	$(PYTHON) tools/dfuse-reproduce --inventory $(abspath $(INVENTORY)) $(REPRODUCE_ARGS)
+	$(PYTHON) tools/dfuse-reproduce --inventory $(abspath $(INVENTORY)) \
+	  --build-dir $(abspath $(BUILD)) $(REPRODUCE_ARGS)
 	$(PYTHON) plots/draw.py $(OUT)/$(REPRODUCE_RUN)
 else
 reproduce: setup build kernel
