@@ -84,7 +84,9 @@ int LeaseAgent::Start(milliseconds timeout, std::string* error) {
                timeout.count());
   session_thread_ = std::thread([this] { SessionLoop(); });
   timer_thread_ = std::thread([this] { TimerLoop(); });
-  revoke_thread_ = std::thread([this] { RevokeLoop(); });
+  for (int i = 0; i < std::max(options_.revoke_threads, 1); ++i) {
+    revoke_threads_.emplace_back([this] { RevokeLoop(); });
+  }
   std::unique_lock<std::mutex> l(mu_);
   if (cv_.wait_for(l, timeout, [this] { return welcomes_ > 0; })) return 0;
   *error = "cannot reach the lease manager at " + options_.manager + ": " +
@@ -114,7 +116,9 @@ void LeaseAgent::Shutdown() {
   jobs_cv_.notify_all();
   if (session_thread_.joinable()) session_thread_.join();
   if (timer_thread_.joinable()) timer_thread_.join();
-  if (revoke_thread_.joinable()) revoke_thread_.join();
+  for (std::thread& t : revoke_threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 // --- The session ---
@@ -249,8 +253,7 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
     out_cv_.wait(l, [&] {
-      return !connected_ || generation_ != generation ||
-             ((!out_.empty() || closing_) && !writing_);
+      return !connected_ || generation_ != generation || ((!out_.empty() || closing_) && !writing_);
     });
     if (!connected_ || generation_ != generation) return;
     if (out_.empty()) {  // closing_, and everything queued is sent
@@ -287,7 +290,7 @@ bool LeaseAgent::WriteFront(Stream* stream, std::unique_lock<std::mutex>& l) {
   const bool ok = stream->Write(msg);
   l.lock();
   writing_ = false;
-  if (!connected_) cv_.notify_all();  // the session waits to end the stream
+  if (!connected_) cv_.notify_all();              // the session waits to end the stream
   if (!ok && ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
   return ok;
 }
@@ -367,12 +370,10 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         return;
       }
       // An earlier revoke of this file is still being handled.
-      file.jobs++;
       file.grants_queued++;
       file.queued_mode = FromProto(g.mode());
       file.queued_token = g.token();
-      jobs_.push_back({.kind = Job::kGrant, .gfid = g.gfid(), .grant = g, .losses = file.losses});
-      jobs_cv_.notify_one();
+      QueueJob(file, {.kind = Job::kGrant, .gfid = g.gfid(), .grant = g, .losses = file.losses});
       return;
     }
     case proto::ManagerMessage::kRevoke: {
@@ -390,11 +391,9 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         file.held = to;
         if (to != LeaseMode::kWrite) file.token = 0;
       }
-      file.jobs++;
       file.revokes++;
-      jobs_.push_back(
-          {.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
-      jobs_cv_.notify_one();
+      QueueJob(file,
+               {.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
       return;
     }
     case proto::ManagerMessage::kHeartbeatAck: {
@@ -449,9 +448,7 @@ void LeaseAgent::Lose(uint64_t gfid, File& file) {
   file.queued_mode = LeaseMode::kNone;
   file.revoked_from = LeaseMode::kNone;
   file.revoked_token = 0;
-  file.jobs++;
-  jobs_.push_back({.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone});
-  jobs_cv_.notify_one();
+  QueueJob(file, {.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone});
 }
 
 void LeaseAgent::LoseAll(const char* why) {
@@ -515,14 +512,29 @@ void LeaseAgent::TimerLoop() {
 
 // --- Revokes ---
 
+void LeaseAgent::QueueJob(File& file, Job job) {
+  const uint64_t gfid = job.gfid;
+  file.jobs++;
+  file.queue.push_back(std::move(job));
+  // A file is in ready_ while it has jobs and no thread runs one of them.
+  if (!file.running && file.queue.size() == 1) {
+    ready_.push_back(gfid);
+    jobs_cv_.notify_one();
+  }
+}
+
 void LeaseAgent::RevokeLoop() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    jobs_cv_.wait(l, [this] { return shutdown_ || !jobs_.empty(); });
+    jobs_cv_.wait(l, [this] { return shutdown_ || !ready_.empty(); });
     if (shutdown_) return;
-    Job job = std::move(jobs_.front());
-    jobs_.pop_front();
-    File& file = files_[job.gfid];
+    // `file` stays valid: Forget never erases a file with jobs pending, and
+    // references into files_ survive its rehashing.
+    File& file = files_[ready_.front()];
+    ready_.pop_front();
+    Job job = std::move(file.queue.front());
+    file.queue.pop_front();
+    file.running = true;
     if (job.kind == Job::kSend) {
       SendHeldBack(file, job.then_send);
     } else if (job.kind == Job::kGrant) {
@@ -551,7 +563,6 @@ void LeaseAgent::RevokeLoop() {
         handler_(job.gfid, job.to);
       }
       l.lock();
-      // `file` is still valid: Forget never erases a file with jobs pending.
       if (job.kind == Job::kRevoke) {
         // Handled: what the revoke took is safe to give up even if the ack
         // is lost with the stream.
@@ -574,7 +585,12 @@ void LeaseAgent::RevokeLoop() {
         SendHeldBack(file, job.then_send);
       }
     }
+    file.running = false;
     file.jobs--;
+    if (!file.queue.empty()) {
+      ready_.push_back(job.gfid);
+      jobs_cv_.notify_one();
+    }
     Forget(job.gfid);
     cv_.notify_all();
   }
@@ -601,18 +617,14 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
     // READ cache is dropped first (Algorithm 1 of the paper).
     file.held = LeaseMode::kNone;
     req->held_back = true;
-    file.jobs++;
-    jobs_.push_back({.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone, .then_send = req});
-    jobs_cv_.notify_one();
+    QueueJob(file, {.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone, .then_send = req});
   } else if (file.jobs > 0) {
     // A revoke or drop of this file is still being handled. The manager may
     // still count us as a READ holder, and would take a WRITE request as an
     // upgrade that frees the file before our handler is done: send the
     // request only after it.
     req->held_back = true;
-    file.jobs++;
-    jobs_.push_back({.kind = Job::kSend, .gfid = gfid, .then_send = req});
-    jobs_cv_.notify_one();
+    QueueJob(file, {.kind = Job::kSend, .gfid = gfid, .then_send = req});
   } else {
     SendAcquire(*req);
   }

@@ -68,14 +68,20 @@ struct LeaseAgentOptions {
   // How much earlier than the manager the agent stops trusting its leases,
   // to cover clock-rate drift. At most a quarter of the term is used.
   std::chrono::milliseconds drift_margin{100};
+  // Threads running revoke handlers. One file's revokes run one at a time,
+  // in order; several files' run side by side, so a slow write-back of one
+  // file does not hold up the revokes (and the other nodes' grants) of
+  // every other file.
+  int revoke_threads = 4;
 };
 
-// Called on the agent's revoke thread when the node must drop to `to` on
-// `gfid` (a revoke from the manager, or kNone when leases are lost or before
-// a READ lease is upgraded): make the node's cached state for gfid safe for
-// `to` (flush dirty data to storage, drop caches) and return; the agent then
-// acks. It may block for a long time (kernel writeback). It must be
-// idempotent and must not call Acquire: grants for gfid wait for it.
+// Called on one of the agent's revoke threads when the node must drop to
+// `to` on `gfid` (a revoke from the manager, or kNone when leases are lost
+// or before a READ lease is upgraded): make the node's cached state for gfid
+// safe for `to` (flush dirty data to storage, drop caches) and return; the
+// agent then acks. It may block for a long time (kernel writeback). It must
+// be idempotent and must not call Acquire: grants for gfid wait for it.
+// Calls for one file never overlap; calls for different files may.
 using RevokeHandler = std::function<void(uint64_t gfid, LeaseMode to)>;
 
 class LeaseAgent {
@@ -114,8 +120,7 @@ class LeaseAgent {
   // term runs out the manager may regrant before this agent's timer has
   // dropped anything.
   bool Trusted() const {
-    return Clock::now().time_since_epoch().count() <
-           trusted_until_.load(std::memory_order_acquire);
+    return Clock::now().time_since_epoch().count() < trusted_until_.load(std::memory_order_acquire);
   }
   // How much longer Trusted() stays true if no renewal comes (zero once it
   // is false): the most a cache that is not checked on every use (the
@@ -150,7 +155,7 @@ class LeaseAgent {
     uint64_t id;
     uint64_t gfid;
     LeaseMode mode;
-    bool held_back = false;  // sent by the revoke thread after the file's pending jobs
+    bool held_back = false;  // sent by a revoke thread after the file's pending jobs
     bool done = false;       // granted, failed or voided
     bool granted = false;
     int error = 0;       // from the manager (EINVAL)
@@ -158,31 +163,7 @@ class LeaseAgent {
     int waiters = 0;
   };
 
-  struct File {
-    LeaseMode held = LeaseMode::kNone;
-    uint64_t token = 0;
-    int jobs = 0;           // revoke-thread jobs queued or running for the file
-    int grants_queued = 0;  // grants among them, waiting for an earlier revoke
-    // The last queued grant's, while it is still to be applied (kNone once
-    // applied, or voided by a loss).
-    LeaseMode queued_mode = LeaseMode::kNone;
-    uint64_t queued_token = 0;
-    uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
-    // The mode (and token) a revoke took away while its handler has not
-    // finished: the manager still counts it until the ack, which a broken
-    // stream loses, so a reconnect reclaims it (kNone when none is running).
-    LeaseMode revoked_from = LeaseMode::kNone;
-    uint64_t revoked_token = 0;
-    int revokes = 0;  // kRevoke jobs queued or running
-    std::shared_ptr<Request> request;  // the outstanding one, if any
-    // Proofs of the file's latest WRITE tokens, by token. A token still in
-    // use (held, queued or being revoked) is always among the newest
-    // kProofsKept: tokens only grow.
-    std::map<uint64_t, std::string> proofs;
-  };
-  static constexpr size_t kProofsKept = 4;
-
-  // Revoke-thread work, kept in arrival order.
+  // Revoke-thread work on one file, kept in arrival order per file.
   struct Job {
     enum Kind {
       kRevoke,  // run the handler for a revoke, then ack
@@ -197,6 +178,34 @@ class LeaseAgent {
     proto::Grant grant;                  // kGrant
     uint64_t losses = 0;                 // kGrant: File::losses when queued
   };
+
+  struct File {
+    LeaseMode held = LeaseMode::kNone;
+    uint64_t token = 0;
+    // The file's revoke-thread jobs, run in order by one revoke thread at a
+    // time; other files' jobs run beside them on the other threads.
+    std::deque<Job> queue;
+    bool running = false;   // a revoke thread is running one of them (popped)
+    int jobs = 0;           // revoke-thread jobs queued or running for the file
+    int grants_queued = 0;  // grants among them, waiting for an earlier revoke
+    // The last queued grant's, while it is still to be applied (kNone once
+    // applied, or voided by a loss).
+    LeaseMode queued_mode = LeaseMode::kNone;
+    uint64_t queued_token = 0;
+    uint64_t losses = 0;  // bumped when the lease is lost: voids queued grants
+    // The mode (and token) a revoke took away while its handler has not
+    // finished: the manager still counts it until the ack, which a broken
+    // stream loses, so a reconnect reclaims it (kNone when none is running).
+    LeaseMode revoked_from = LeaseMode::kNone;
+    uint64_t revoked_token = 0;
+    int revokes = 0;                   // kRevoke jobs queued or running
+    std::shared_ptr<Request> request;  // the outstanding one, if any
+    // Proofs of the file's latest WRITE tokens, by token. A token still in
+    // use (held, queued or being revoked) is always among the newest
+    // kProofsKept: tokens only grow.
+    std::map<uint64_t, std::string> proofs;
+  };
+  static constexpr size_t kProofsKept = 4;
 
   struct Outgoing {
     proto::ClientMessage msg;
@@ -220,6 +229,8 @@ class LeaseAgent {
   bool WriteFront(Stream* stream, std::unique_lock<std::mutex>& l);
   void TimerLoop();
   void RevokeLoop();
+  // Queues `job` behind the file's earlier jobs (under mu_).
+  void QueueJob(File& file, Job job);
 
   // Everything below runs under mu_.
   void Send(proto::ClientMessage msg);
@@ -250,18 +261,18 @@ class LeaseAgent {
   std::mutex mu_;
   std::condition_variable cv_;       // state changes: Acquire, Start and the timer wait on it
   std::condition_variable out_cv_;   // the writer
-  std::condition_variable jobs_cv_;  // the revoke thread
+  std::condition_variable jobs_cv_;  // the revoke threads
   bool started_ = false;
   bool shutdown_ = false;
-  bool closing_ = false;  // Shutdown: the writer half-closes once out_ is empty
+  bool closing_ = false;     // Shutdown: the writer half-closes once out_ is empty
   bool connected_ = false;   // the current stream has been welcomed
   uint64_t generation_ = 0;  // of the current stream
   uint64_t welcomes_ = 0;
-  std::string refusal_;  // why a manager last refused a Hello
+  std::string refusal_;                 // why a manager last refused a Hello
   grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
   Stream* stream_ = nullptr;            // the current stream, while welcomed
-  bool writing_ = false;       // a thread is in stream_->Write (one at a time)
-  bool caller_sends_ = false;  // Send leaves the message to SendQueued's caller
+  bool writing_ = false;                // a thread is in stream_->Write (one at a time)
+  bool caller_sends_ = false;           // Send leaves the message to SendQueued's caller
   Clock::time_point disconnected_since_;
   std::chrono::milliseconds term_{0};  // from the Welcome
   std::chrono::milliseconds margin_{0};
@@ -277,13 +288,13 @@ class LeaseAgent {
   // to go, and the Hello sent before may have reclaimed them. Sent with the
   // next Welcome.
   std::vector<uint64_t> unsent_releases_;
-  std::deque<Job> jobs_;
+  std::deque<uint64_t> ready_;  // files with queued jobs and no revoke thread on them
   std::unordered_map<uint64_t, File> files_;
   uint64_t next_request_id_ = 1;
 
   std::thread session_thread_;
   std::thread timer_thread_;
-  std::thread revoke_thread_;
+  std::vector<std::thread> revoke_threads_;
 
   Counter* grants_;
   Counter* revokes_;

@@ -6,7 +6,7 @@
 // from a lease worker once the lease manager has granted the mode, so a
 // slow grant never holds a loop thread that the kernel's write-back needs.
 //
-// Revoke: the agent's revoke thread sends DFUSE_NOTIFY_RELEASE, which
+// Revoke: an agent revoke thread sends DFUSE_NOTIFY_RELEASE, which
 // returns once the kernel has drained its I/O, written its dirty pages and
 // times back through this daemon and dropped what the new mode no longer
 // covers; then the buffer cache is flushed and fsynced to storage (a

@@ -123,7 +123,7 @@ class LeaseGate {
   // lease back and drop the file's state, unless it is used again first.
   void Forget(uint64_t gfid);
   // Stops the invalidation thread (which calls the KernelInvalidator): call
-  // after the agent's revoke thread has stopped and before the FUSE
+  // after the agent's revoke threads have stopped and before the FUSE
   // session goes away. Idempotent; the destructor calls it.
   void Stop();
 

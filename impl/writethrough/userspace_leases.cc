@@ -53,7 +53,7 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
 void UserspaceLeases::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  // The agent's revoke thread calls into the gate; the gate's thread calls
+  // The agent's revoke threads call into the gate; the gate's thread calls
   // into the session. Both stop before the session goes away.
   if (agent_) {
     gate_.ReleaseAll();

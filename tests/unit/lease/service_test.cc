@@ -259,6 +259,58 @@ TEST_F(LeaseServiceTest, WriterRevokesReadersInParallel) {
   EXPECT_TRUE(w->agent().Holds(kF, LeaseMode::kWrite));
 }
 
+// One node's revokes of different files run side by side on the agent's
+// revoke threads (a slow write-back of one file does not hold up the
+// others), while one file's handler never overlaps itself.
+TEST_F(LeaseServiceTest, OneNodesRevokesOfDifferentFilesRunSideBySide) {
+  StartManager(1, 2000);
+  constexpr int kFiles = 4;
+  constexpr milliseconds kFlush(150);
+  std::mutex mu;
+  std::map<uint64_t, int> running_per_file;
+  int running = 0, most_running = 0, overlaps = 0, handled = 0;
+  LeaseAgentOptions o;
+  o.manager = "127.0.0.1:" + std::to_string(port_);
+  o.name = "A";
+  o.drift_margin = milliseconds(50);
+  StatsRegistry stats;
+  LeaseAgent a(
+      o,
+      [&](uint64_t gfid, LeaseMode) {
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (running_per_file[gfid]++ > 0) overlaps++;
+          most_running = std::max(most_running, ++running);
+        }
+        std::this_thread::sleep_for(kFlush);
+        std::lock_guard<std::mutex> l(mu);
+        running_per_file[gfid]--;
+        running--;
+        handled++;
+      },
+      &stats);
+  std::string error;
+  ASSERT_EQ(a.Start(milliseconds(3000), &error), 0) << error;
+  for (int i = 0; i < kFiles; i++) {
+    uint64_t token = 0;
+    ASSERT_EQ(a.Acquire(kF + i, LeaseMode::kWrite, &token), 0);
+  }
+  auto b = NewNode("B");
+  const auto start = Clock::now();
+  std::vector<std::thread> takers;
+  for (int i = 0; i < kFiles; i++) {
+    takers.emplace_back([&, i] { b->MustAcquire(kF + i, LeaseMode::kWrite); });
+  }
+  for (std::thread& t : takers) t.join();
+  const int64_t elapsed = MsSince(start);
+  EXPECT_GE(elapsed, kFlush.count() - 10);
+  EXPECT_LT(elapsed, kFiles * kFlush.count() - 100) << "the files' revokes ran one after another";
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(handled, kFiles);
+  EXPECT_GE(most_running, 2);
+  EXPECT_EQ(overlaps, 0);
+}
+
 // Concurrent Acquires of one file on one node share a single request.
 TEST_F(LeaseServiceTest, ConcurrentAcquiresShareOneRequest) {
   StartManager(1, 2000);
