@@ -30,6 +30,7 @@ std::unique_ptr<ManagerServer> StartManager() {
   ManagerOptions o;
   o.term_ms = 5000;
   o.min_hold_ms = 0;  // measure the protocol, not the ping-pong damper
+  o.max_hold_ms = 0;
   std::string error;
   auto manager = ManagerServer::Start(o, &error);
   Expect(manager != nullptr);

@@ -117,6 +117,7 @@ void BM_LeaseAcquire(benchmark::State& state) {
   const bool tls = state.range(0) != 0;
   lease::ManagerOptions mo;
   mo.min_hold_ms = 0;
+  mo.max_hold_ms = 0;
   mo.tls = Shared().Files(tls, "server");
   std::string error;
   auto manager = lease::ManagerServer::Start(mo, &error);

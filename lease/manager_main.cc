@@ -248,6 +248,10 @@ int main(int argc, char** argv) {
   app.add_option("--min-hold-ms", opt.min_hold_ms,
                  "A lease is not revoked before it has been held this long (damps ping-pong)")
       ->capture_default_str();
+  app.add_option("--max-hold-ms", opt.max_hold_ms,
+                 "A contended lease is held as long as taking it away costs, up to this long "
+                 "(at most --min-hold-ms: always --min-hold-ms)")
+      ->capture_default_str();
   app.add_option("--epoch", epoch,
                  "Manager epoch, 1..16777215; must grow across restarts (default: from "
                  "--state-dir, else from the wall clock)")
@@ -359,12 +363,12 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   if (ha) {
-    spdlog::info("standby on {} (port {}), term {} ms, min hold {} ms, reclaim {} ms", opt.listen,
-                 server->port(), opt.term_ms, opt.min_hold_ms, opt.reclaim_ms);
+    spdlog::info("standby on {} (port {}), term {} ms, hold {}..{} ms, reclaim {} ms", opt.listen,
+                 server->port(), opt.term_ms, opt.min_hold_ms, opt.max_hold_ms, opt.reclaim_ms);
   } else {
-    spdlog::info("serving on {} (port {}), epoch {}, term {} ms, min hold {} ms, reclaim {} ms",
+    spdlog::info("serving on {} (port {}), epoch {}, term {} ms, hold {}..{} ms, reclaim {} ms",
                  opt.listen, server->port(), opt.epoch, opt.term_ms, opt.min_hold_ms,
-                 opt.reclaim_ms);
+                 opt.max_hold_ms, opt.reclaim_ms);
   }
 
   auto dump = [&] {

@@ -124,8 +124,10 @@ void ManagerService::Activate(uint64_t epoch) {
     if (sm_) return;
     epoch_ = epoch;
     leader_.clear();
-    sm_ = std::make_unique<StateMachine>(
-        Options{.epoch = epoch, .term_ms = options_.term_ms, .min_hold_ms = options_.min_hold_ms});
+    sm_ = std::make_unique<StateMachine>(Options{.epoch = epoch,
+                                                 .term_ms = options_.term_ms,
+                                                 .min_hold_ms = options_.min_hold_ms,
+                                                 .max_hold_ms = options_.max_hold_ms});
     // Epoch 1 has no predecessor whose clients could hold leases: a window
     // would only hold up the first grants for nothing. Epochs only grow
     // (etcd, --state-dir, the wall clock), so any later one opens it.

@@ -36,6 +36,8 @@ struct ManagerOptions {
   uint64_t epoch = 1;
   uint64_t term_ms = 5000;   // a session expires this long after its last renewal
   uint64_t min_hold_ms = 2;  // a holder is not revoked before holding this long
+  // Up to this long when revoking the file costs more (state_machine.h).
+  uint64_t max_hold_ms = 50;
   // Window after start in which clients of a previous manager re-assert
   // their leases (Hello.reclaim) before anything new is granted; 0: none.
   uint64_t reclaim_ms = 0;

@@ -136,6 +136,11 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
     return Status::kStale;
   }
   if (acked > holder->revoke_to) return Status::kInvalid;
+  // A re-sent revoke (after a resume) counts from its first sending: the
+  // cost a waiter saw.
+  const uint64_t cost_ms = now_ms - std::min(now_ms, holder->revoked_ms);
+  file.revoke_cost_ms =
+      file.revoke_cost_ms == 0 ? cost_ms : (3 * file.revoke_cost_ms + cost_ms) / 4;
   if (acked == Mode::kNone) {
     RemoveHolder(file, client, gfid);
   } else {
@@ -153,6 +158,11 @@ Status StateMachine::Release(ClientId client, uint64_t gfid, uint64_t now_ms, Ac
   RemoveHolder(it->second, client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
+}
+
+uint64_t StateMachine::HoldMs(const File& file) const {
+  if (options_.max_hold_ms <= options_.min_hold_ms) return options_.min_hold_ms;
+  return std::clamp(file.revoke_cost_ms, options_.min_hold_ms, options_.max_hold_ms);
 }
 
 StateMachine::Holder* StateMachine::FindHolder(File& file, ClientId client) {
@@ -210,7 +220,7 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
   bool stronger = true;
   if (holder == nullptr) {
     // The waiter's reference on the file passes to the new holder.
-    file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone});
+    file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone, 0});
     holder = &file.holders.back();
   } else {
     Unref(waiter.client, gfid);  // the holder already has its reference
@@ -240,13 +250,14 @@ void StateMachine::RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Ac
     if (holder.client == head.client || holder.revoke_id != 0) continue;
     if (!Conflict(holder.mode, head.mode)) continue;
     if (!sessions_.at(holder.client).connected) continue;  // sent when it resumes
-    const uint64_t due_ms = holder.granted_ms + options_.min_hold_ms;
+    const uint64_t due_ms = holder.granted_ms + HoldMs(file);
     if (now_ms < due_ms) {
       revoke_due_.emplace(due_ms, gfid);
       continue;
     }
     holder.revoke_id = ++last_revoke_id_;
     holder.revoke_to = target;
+    holder.revoked_ms = now_ms;
     counters_.revokes++;
     out->push_back({.kind = Action::kRevoke,
                     .client = holder.client,
@@ -287,7 +298,7 @@ Status StateMachine::Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t
   } else {
     token = 0;
   }
-  file.holders.push_back({client, mode, token, now_ms, 0, Mode::kNone});
+  file.holders.push_back({client, mode, token, now_ms, 0, Mode::kNone, 0});
   Ref(client, gfid);
   counters_.reclaims++;
   return Status::kOk;

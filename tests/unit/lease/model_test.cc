@@ -103,7 +103,10 @@ class Model {
   explicit Model(uint64_t seed) : rng_(seed) {
     clients_.resize(Uniform(2, 5));
     files_ = Uniform(1, 4);
-    options_ = Options{.epoch = 1, .term_ms = kTermMs, .min_hold_ms = Pick({0, 0, 5, 20})};
+    options_ = Options{.epoch = 1,
+                       .term_ms = kTermMs,
+                       .min_hold_ms = Pick({0, 0, 5, 20}),
+                       .max_hold_ms = Pick({0, 0, 40})};
     for (Client& c : clients_) c.slow = Chance(0.3);
     sm_ = std::make_unique<StateMachine>(options_);
   }

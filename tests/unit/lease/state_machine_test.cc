@@ -343,6 +343,55 @@ TEST_F(LeaseTest, HolderPastItsMinimumHoldIsRevokedAtOnce) {
   EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
 }
 
+// The hold adapts to the file's handoff cost: a holder keeps its lease at
+// least as long as the last revokes of the file took, within the bounds.
+TEST_F(LeaseTest, HoldAdaptsToWhatTheFilesRevokesCost) {
+  Restart(Options{.epoch = 1, .term_ms = 100000, .min_hold_ms = 2, .max_hold_ms = 50});
+  Open({1, 2});
+  Acquire(1, kF, Mode::kWrite);
+  now_ += 2;
+  // No revoke of the file seen yet: the minimum hold.
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
+  now_ += 30;  // the handoff takes 30 ms
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c2 f10 W r2");
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite));
+  EXPECT_EQ(sm_->NextDeadline(), now_ + 30);
+  now_ += 29;
+  EXPECT_ACTIONS(Tick());
+  now_ += 1;
+  EXPECT_ACTIONS(Tick(), "revoke c2 f10 ->N");
+  // A much slower handoff moves the average a quarter of the way: (3 x 30 + 230) / 4.
+  now_ += 230;
+  EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c1 f10 W r3");
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite));
+  EXPECT_EQ(sm_->NextDeadline(), now_ + 50) << "capped at max_hold_ms (the average is 80)";
+  now_ += 50;
+  EXPECT_ACTIONS(Tick(), "revoke c1 f10 ->N");
+  // Fast handoffs bring it back down, never below min_hold_ms.
+  for (int i = 0; i < 20; i++) {
+    const ClientId from = i % 2 == 0 ? 1 : 2, to = 3 - from;
+    EXPECT_EQ(Ack(from, kF, Mode::kNone).size(), 1u);
+    EXPECT_EQ(Acquire(from, kF, Mode::kWrite).size(), 0u);
+    now_ = sm_->NextDeadline();
+    EXPECT_ACTIONS(Tick(), "revoke c" + std::to_string(to) + " f10 ->N");
+  }
+  EXPECT_EQ(Ack(1, kF, Mode::kNone).size(), 1u);
+  EXPECT_EQ(Acquire(1, kF, Mode::kWrite).size(), 0u);
+  EXPECT_EQ(sm_->NextDeadline(), now_ + 2) << "after instant acks the hold is the minimum";
+}
+
+TEST_F(LeaseTest, WithoutAMaximumTheHoldIsFixed) {
+  Restart(Options{.epoch = 1, .term_ms = 100000, .min_hold_ms = 2});
+  Open({1, 2});
+  Acquire(1, kF, Mode::kWrite);
+  now_ += 2;
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
+  now_ += 30;
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c2 f10 W r2");
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite));
+  EXPECT_EQ(sm_->NextDeadline(), now_ + 2);
+}
+
 TEST_F(LeaseTest, DeferredRevokeIsDroppedWhenTheWaiterLeaves) {
   Restart(Options{.epoch = 1, .term_ms = 1000, .min_hold_ms = 10});
   Open({1, 2});
