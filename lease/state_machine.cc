@@ -136,11 +136,13 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
     return Status::kStale;
   }
   if (acked > holder->revoke_to) return Status::kInvalid;
-  // A re-sent revoke (after a resume) counts from its first sending: the
-  // cost a waiter saw.
-  const uint64_t cost_ms = now_ms - std::min(now_ms, holder->revoked_ms);
-  file.revoke_cost_ms =
-      file.revoke_cost_ms == 0 ? cost_ms : (3 * file.revoke_cost_ms + cost_ms) / 4;
+  // A re-sent revoke (after a resume) counts from its first sending, the
+  // cost a waiter saw, but no sample counts for more than the longest hold:
+  // one disconnection must not pin the file's hold at the maximum.
+  const uint64_t cost_us =
+      1000 * std::min(now_ms - std::min(now_ms, holder->revoked_ms), options_.max_hold_ms);
+  file.revoke_cost_us = file.revoke_cost_seen ? (3 * file.revoke_cost_us + cost_us) / 4 : cost_us;
+  file.revoke_cost_seen = true;
   if (acked == Mode::kNone) {
     RemoveHolder(file, client, gfid);
   } else {
@@ -162,7 +164,8 @@ Status StateMachine::Release(ClientId client, uint64_t gfid, uint64_t now_ms, Ac
 
 uint64_t StateMachine::HoldMs(const File& file) const {
   if (options_.max_hold_ms <= options_.min_hold_ms) return options_.min_hold_ms;
-  return std::clamp(file.revoke_cost_ms, options_.min_hold_ms, options_.max_hold_ms);
+  const uint64_t cost_ms = (file.revoke_cost_us + 999) / 1000;
+  return std::clamp(cost_ms, options_.min_hold_ms, options_.max_hold_ms);
 }
 
 StateMachine::Holder* StateMachine::FindHolder(File& file, ClientId client) {

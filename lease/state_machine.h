@@ -198,8 +198,10 @@ class StateMachine {
   struct File {
     std::vector<Holder> holders;  // few, so a vector beats a map
     std::deque<Waiter> waiters;
-    // Moving average of the file's revoke-to-ack times (0: none seen yet).
-    uint64_t revoke_cost_ms = 0;
+    // Moving average of the file's revoke-to-ack times, in microseconds so
+    // that integer rounding does not pin it (times come in whole ms).
+    uint64_t revoke_cost_us = 0;
+    bool revoke_cost_seen = false;
   };
   struct Session {
     uint64_t expires_ms = 0;

@@ -155,11 +155,15 @@ class Inventory:
         try:
             for _ in range(samples):
                 t0 = time.time_ns()
-                proc.stdin.write("\n")
-                proc.stdin.flush()
-                # One line asked, one answered: nothing is ever buffered ahead of select.
-                ready, _, _ = select.select([proc.stdout], [], [], 20)
-                answer = proc.stdout.readline() if ready else ""
+                try:
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+                except OSError:  # ssh is gone: its stderr says why
+                    answer = ""
+                else:
+                    # One line asked, one answered: nothing is buffered ahead of select.
+                    ready, _, _ = select.select([proc.stdout], [], [], 20)
+                    answer = proc.stdout.readline() if ready else ""
                 t1 = time.time_ns()
                 if not answer.strip().isdigit():
                     proc.kill()
@@ -169,7 +173,10 @@ class Inventory:
                 lo = r - t1 if lo is None else max(lo, r - t1)
                 hi = r - t0 if hi is None else min(hi, r - t0)
         finally:
-            proc.stdin.close()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -156,6 +156,13 @@ int Main(int argc, char** argv) {
     if (no_check && history_path.empty()) {
       throw CLI::ValidationError("--no-check", "needs --history, or the run is lost");
     }
+    if (history_path == "-" && !no_check) {
+      throw CLI::ValidationError("--history", "'-' (standard output) needs --no-check");
+    }
+    // Written values are (worker id << 40) | sequence: ids need 24 bits.
+    if (*run_cmd && (uint64_t{run.first_node} + run.mounts.size()) * run.procs > (1u << 24)) {
+      throw CLI::ValidationError("--first-node", "(first node + mounts) x procs exceeds 2^24");
+    }
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
