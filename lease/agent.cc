@@ -253,7 +253,8 @@ void LeaseAgent::WriteLoop(Stream* stream, uint64_t generation) {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
     out_cv_.wait(l, [&] {
-      return !connected_ || generation_ != generation || ((!out_.empty() || closing_) && !writing_);
+      return !connected_ || generation_ != generation ||
+             ((!out_.empty() || closing_) && !writing_);
     });
     if (!connected_ || generation_ != generation) return;
     if (out_.empty()) {  // closing_, and everything queued is sent
@@ -290,7 +291,7 @@ bool LeaseAgent::WriteFront(Stream* stream, std::unique_lock<std::mutex>& l) {
   const bool ok = stream->Write(msg);
   l.lock();
   writing_ = false;
-  if (!connected_) cv_.notify_all();              // the session waits to end the stream
+  if (!connected_) cv_.notify_all();  // the session waits to end the stream
   if (!ok && ctx_ != nullptr) ctx_->TryCancel();  // the reader notices and reconnects
   return ok;
 }
@@ -365,7 +366,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         file.proofs[g.token()] = g.token_proof();
         if (file.proofs.size() > kProofsKept) file.proofs.erase(file.proofs.begin());
       }
-      if (file.jobs == 0) {
+      if (file.jobs() == 0) {
         ApplyGrant(file, g);
         return;
       }
@@ -465,7 +466,7 @@ void LeaseAgent::Forget(uint64_t gfid) {
   auto it = files_.find(gfid);
   if (it == files_.end()) return;
   const File& file = it->second;
-  if (file.held == LeaseMode::kNone && file.jobs == 0 && !file.request) files_.erase(it);
+  if (file.held == LeaseMode::kNone && file.jobs() == 0 && !file.request) files_.erase(it);
 }
 
 // --- Timer: heartbeats and expiry ---
@@ -514,7 +515,6 @@ void LeaseAgent::TimerLoop() {
 
 void LeaseAgent::QueueJob(File& file, Job job) {
   const uint64_t gfid = job.gfid;
-  file.jobs++;
   file.queue.push_back(std::move(job));
   // A file is in ready_ while it has jobs and no thread runs one of them.
   if (!file.running && file.queue.size() == 1) {
@@ -586,7 +586,6 @@ void LeaseAgent::RevokeLoop() {
       }
     }
     file.running = false;
-    file.jobs--;
     if (!file.queue.empty()) {
       ready_.push_back(job.gfid);
       jobs_cv_.notify_one();
@@ -618,7 +617,7 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
     file.held = LeaseMode::kNone;
     req->held_back = true;
     QueueJob(file, {.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone, .then_send = req});
-  } else if (file.jobs > 0) {
+  } else if (file.jobs() > 0) {
     // A revoke or drop of this file is still being handled. The manager may
     // still count us as a READ holder, and would take a WRITE request as an
     // upgrade that frees the file before our handler is done: send the

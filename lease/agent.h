@@ -120,7 +120,8 @@ class LeaseAgent {
   // term runs out the manager may regrant before this agent's timer has
   // dropped anything.
   bool Trusted() const {
-    return Clock::now().time_since_epoch().count() < trusted_until_.load(std::memory_order_acquire);
+    return Clock::now().time_since_epoch().count() <
+           trusted_until_.load(std::memory_order_acquire);
   }
   // How much longer Trusted() stays true if no renewal comes (zero once it
   // is false): the most a cache that is not checked on every use (the
@@ -186,24 +187,26 @@ class LeaseAgent {
     // time; other files' jobs run beside them on the other threads.
     std::deque<Job> queue;
     bool running = false;   // a revoke thread is running one of them (popped)
-    int jobs = 0;           // revoke-thread jobs queued or running for the file
-    int grants_queued = 0;  // grants among them, waiting for an earlier revoke
+    int grants_queued = 0;  // grants among the jobs, waiting for an earlier revoke
     // The last queued grant's, while it is still to be applied (kNone once
     // applied, or voided by a loss).
     LeaseMode queued_mode = LeaseMode::kNone;
     uint64_t queued_token = 0;
-    uint64_t losses = 0;  // bumped when the lease is lost: voids queued grants
+    uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
     // The mode (and token) a revoke took away while its handler has not
     // finished: the manager still counts it until the ack, which a broken
     // stream loses, so a reconnect reclaims it (kNone when none is running).
     LeaseMode revoked_from = LeaseMode::kNone;
     uint64_t revoked_token = 0;
-    int revokes = 0;                   // kRevoke jobs queued or running
+    int revokes = 0;  // kRevoke jobs queued or running
     std::shared_ptr<Request> request;  // the outstanding one, if any
     // Proofs of the file's latest WRITE tokens, by token. A token still in
     // use (held, queued or being revoked) is always among the newest
     // kProofsKept: tokens only grow.
     std::map<uint64_t, std::string> proofs;
+
+    // Revoke-thread jobs queued or running for the file.
+    size_t jobs() const { return queue.size() + (running ? 1 : 0); }
   };
   static constexpr size_t kProofsKept = 4;
 
@@ -264,15 +267,15 @@ class LeaseAgent {
   std::condition_variable jobs_cv_;  // the revoke threads
   bool started_ = false;
   bool shutdown_ = false;
-  bool closing_ = false;     // Shutdown: the writer half-closes once out_ is empty
+  bool closing_ = false;  // Shutdown: the writer half-closes once out_ is empty
   bool connected_ = false;   // the current stream has been welcomed
   uint64_t generation_ = 0;  // of the current stream
   uint64_t welcomes_ = 0;
-  std::string refusal_;                 // why a manager last refused a Hello
+  std::string refusal_;  // why a manager last refused a Hello
   grpc::ClientContext* ctx_ = nullptr;  // of the current stream, to cancel it
   Stream* stream_ = nullptr;            // the current stream, while welcomed
-  bool writing_ = false;                // a thread is in stream_->Write (one at a time)
-  bool caller_sends_ = false;           // Send leaves the message to SendQueued's caller
+  bool writing_ = false;       // a thread is in stream_->Write (one at a time)
+  bool caller_sends_ = false;  // Send leaves the message to SendQueued's caller
   Clock::time_point disconnected_since_;
   std::chrono::milliseconds term_{0};  // from the Welcome
   std::chrono::milliseconds margin_{0};

@@ -181,13 +181,12 @@ int Main(int argc, char** argv) {
         fprintf(stderr, "dfuse-checker: duration limit reached after %zu operations\n",
                 result.history.size());
       }
-      if (history_path == "-") {
-        WriteHistory(std::cout, result.history);
-        if (!std::cout.flush()) throw std::runtime_error("cannot write the history to stdout");
-      } else if (!history_path.empty()) {
-        std::ofstream out(history_path);
+      if (!history_path.empty()) {
+        std::ofstream file;
+        if (history_path != "-") file.open(history_path);
+        std::ostream& out = history_path == "-" ? std::cout : file;
         WriteHistory(out, result.history);
-        if (!out.flush()) throw std::runtime_error("cannot write " + history_path);
+        if (!out.flush()) throw std::runtime_error("cannot write the history to " + history_path);
       }
       if (no_check) return kExitPass;
       const Report report = CheckHistory(result.history, check);
