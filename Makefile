@@ -93,7 +93,7 @@ VM_MEMORY ?= 12288
 REPRODUCE_RUN := $(or $(RUN),reproduce-$(PROFILE)-$(shell date -u +%Y%m%d-%H%M%S))
 REPRODUCE_ARGS := --profile $(PROFILE) --out $(OUT) --run $(REPRODUCE_RUN) \
   $(if $(MODES),--modes $(MODES)) $(if $(FIGURES),--figures $(FIGURES)) \
-  $(if $(REPEATS),--repeats $(REPEATS))
+  $(if $(REPEATS),--repeats $(REPEATS)) $(if $(MAX_NODES),--max-nodes $(MAX_NODES))
 ifdef INVENTORY
 # dfuse.ko is built here and shipped to the clients, unless MODES leaves dfuse out.
 reproduce: setup build $(if $(MODES),$(if $(filter dfuse,$(subst $(comma), ,$(MODES))),kernel),kernel)

@@ -65,6 +65,14 @@ class Matrix:
     def figures_of(self, point: Point) -> list[str]:
         return [f for f, pts in self.figures.items() if point in pts]
 
+    def leave_out_above(self, max_nodes: int) -> list[Point]:
+        """Drops the points that need more than ``max_nodes`` client nodes
+        (and figures left with none); returns the points dropped."""
+        dropped = [p for p in self.points() if p.nodes > max_nodes]
+        self.figures = {f: kept for f, pts in self.figures.items()
+                        if (kept := [p for p in pts if p.nodes <= max_nodes])}
+        return dropped
+
 
 PROFILE_KEYS = {
     "nodes", "threads", "files_per_node", "file_size", "bs", "runtime", "ramp", "scale_nodes",

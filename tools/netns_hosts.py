@@ -18,6 +18,7 @@ Layout of ROOT::
     ssh/id_ed25519{,.pub}  ssh/host_ed25519  ssh/known_hosts  ssh/authorized_keys
     hosts/<name>/          a host's dfuse_root: everything the roles put on it
     sshd/<name>/           its sshd's config, pid file and log
+    ansible-tmp/           Ansible's temporary files on the hosts
     inventory.yml          the Ansible inventory of these hosts
 """
 
@@ -255,6 +256,10 @@ class NetnsHosts:
                  "    ansible_ssh_common_args: >-",
                  f"      -o UserKnownHostsFile={self.root / 'ssh' / 'known_hosts'}"
                  " -o StrictHostKeyChecking=yes",
+                 # Ansible's temporary files, also of tasks delegated to the
+                 # control machine: not in /root (read-only in the VM
+                 # testbed) nor in a host's root (teardown removes it).
+                 f"    ansible_remote_tmp: {self.root / 'ansible-tmp'}",
                  "    dfuse_service_manager: direct",
                  "    dfuse_install_packages: false"]
         for k, v in self.extra_vars.items():

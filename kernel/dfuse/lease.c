@@ -9,6 +9,7 @@
 
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/sched/signal.h>
 #include <linux/writeback.h>
@@ -388,3 +389,10 @@ int dfuse_lease_release(struct fuse_conn *fc,
 	up_read(&fc->killsb);
 	return err;
 }
+
+/*
+ * A version makes modpost record the sources' hash (srcversion), so a
+ * deploy can tell whether the dfuse.ko a node has loaded is the one it
+ * installs.
+ */
+MODULE_VERSION("1");

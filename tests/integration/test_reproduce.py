@@ -41,8 +41,36 @@ def test_dry_run_prints_the_plan():
     assert "fio-random-r50-c50-n8" in r.stdout
 
 
+def test_max_nodes_leaves_out_the_bigger_points():
+    r = reproduce("--profile", "quick", "--figures", "fig8,fig6", "--max-nodes", "2",
+                  "--dry-run", "--modes", "writethrough")
+    assert r.returncode == 0, r.stderr
+    # Fig. 6 runs on 4 nodes: only Fig. 8's 2-node point is left.
+    assert "1 points x 1 modes" in r.stdout and "figures fig8;" in r.stdout
+    assert "fio-random-r50-c50-n2" in r.stdout and "-n4" not in r.stdout
+
+
+def test_an_inventory_with_too_few_clients_is_refused_before_anything_starts(tmp_path: Path):
+    inv = tmp_path / "two.yml"
+    inv.write_text("all:\n  children:\n"
+                   "    storage: {hosts: {st01: {ansible_host: 192.0.2.1}}}\n"
+                   "    lease_managers: {hosts: {st01: {}}}\n"
+                   "    clients: {hosts: {c01: {ansible_host: 192.0.2.2}, "
+                   "c02: {ansible_host: 192.0.2.3}}}\n")
+    r = reproduce("--inventory", str(inv), "--profile", "quick", "--figures", "fig8",
+                  "--dry-run")
+    assert r.returncode == 2
+    assert "4, 8 client nodes" in r.stderr and "--max-nodes 2" in r.stderr
+    r = reproduce("--inventory", str(inv), "--profile", "quick", "--figures", "fig8",
+                  "--max-nodes", "2", "--dry-run")
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--profile", "quick", "--figures", "fig6", "--max-nodes", "2"],
+     "no point of fig6 fits 2 client nodes"),
+    (["--max-nodes", "0"], "--max-nodes must be at least 1"),
     (["--figures", "fig10"], "unknown figure 'fig10'"),
     (["--modes", "nfs"], "unknown mode 'nfs'"),
 ])
