@@ -1,7 +1,9 @@
 #include "impl/common/fuse_connection.h"
 
-#include <cerrno>
-#include <cstring>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -60,21 +62,50 @@ int FuseConnectionOf(const std::string& mountpoint) {
   return mountinfo ? FuseConnectionIn(mountinfo, mountpoint) : -1;
 }
 
+namespace {
+
+// Writes to `dir`/conn/abort. False when the file is not there.
+bool WriteAbort(const std::string& dir, int conn) {
+  std::ofstream abort(dir + "/" + std::to_string(conn) + "/abort");
+  if (!abort) return false;
+  abort << "1";
+  abort.flush();
+  return static_cast<bool>(abort);
+}
+
+// Mounts the control file system `type` on a private directory for one
+// abort. Both control file systems are single-instance: any mount of one
+// shows every connection of its driver.
+bool AbortThroughPrivateMount(const char* type, int conn) {
+  char dir[] = "/tmp/dfuse-ctl-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) return false;
+  bool done = false;
+  if (::mount("none", dir, type, MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
+    done = WriteAbort(dir, conn);
+    ::umount2(dir, MNT_DETACH);
+  }
+  ::rmdir(dir);
+  return done;
+}
+
+}  // namespace
+
 bool AbortFuseConnection(int conn, std::string* error) {
   if (conn < 0) {
     *error = "no FUSE connection known";
     return false;
   }
-  for (const char* dir : {"/sys/fs/fuse/connections/", "/sys/fs/dfuse/connections/"}) {
-    const std::string path = dir + std::to_string(conn) + "/abort";
-    std::ofstream abort(path);
-    if (!abort) continue;
-    abort << "1";
-    abort.flush();
-    if (abort) return true;
+  if (WriteAbort("/sys/fs/fuse/connections", conn) ||
+      WriteAbort("/sys/fs/dfuse/connections", conn)) {
+    return true;
+  }
+  // Not every system mounts them (systemd does at boot; a minimal system
+  // or a container may not).
+  for (const char* type : {"fusectl", "dfusectl"}) {
+    if (AbortThroughPrivateMount(type, conn)) return true;
   }
   *error = "connection " + std::to_string(conn) +
-           " is in no mounted control file system (fusectl or dfusectl): " + std::strerror(errno);
+           " is in no control file system (fusectl or dfusectl), mounted or mountable here";
   return false;
 }
 

@@ -24,6 +24,8 @@ int FuseConnectionIn(std::istream& mountinfo, const std::string& mountpoint);
 int FuseConnectionOf(const std::string& mountpoint);
 
 // Aborts connection `conn`: every request waiting on it fails with ENOTCONN.
+// Where neither control file system is mounted, mounts one on a private
+// directory for the write (needs CAP_SYS_ADMIN, as mounting FUSE does).
 // Returns false with *error if no control file system has it.
 bool AbortFuseConnection(int conn, std::string* error);
 
