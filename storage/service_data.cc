@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 
+#include "storage/attr.h"
 #include "storage/limits.h"
 #include "storage/permission.h"
 #include "storage/service.h"
@@ -123,6 +124,13 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
     err = WriteFull(fd, req->chunks(i).offset(), req->chunks(i).data());
     if (err == 0) bytes_written_->Add(req->chunks(i).data().size());
   }
+  // After the data, which sets mtime to now: the writer's own time wins,
+  // as its SETATTR after a write-back would.
+  if (err == 0 && req->has_mtime_ns()) {
+    const struct timespec ts[2] = {{0, UTIME_OMIT}, FromNanos(req->mtime_ns())};
+    if (::futimens(fd, ts) != 0) err = errno;
+  }
+  if (err == 0 && req->durable()) err = MakeDurable(fd, /*datasync=*/false);
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   if (fd >= 0 && FileVersion(fd, &size, &mtime_ns) == 0) {
@@ -131,6 +139,12 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   }
   reply->set_err(err);
   return Done(kWrite);
+}
+
+int StorageService::MakeDurable(int fd, bool datasync) {
+  const int err = table_->Sync();
+  if (err != 0) return err;
+  return (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno;
 }
 
 grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req,
@@ -152,10 +166,7 @@ grpc::Status StorageService::Fsync(Ctx* ctx, const proto::FsyncRequest* req,
       err = EINVAL;  // fsync(2) on a FIFO or socket says the same
     }
   }
-  // The handles of new names must be as durable as the names: a client that
-  // fsynced a file or its directory must be able to resolve it after a crash.
-  if (err == 0) err = table_->Sync();
-  if (err == 0 && (req->datasync() ? ::fdatasync(fd) : ::fsync(fd)) != 0) err = errno;
+  if (err == 0) err = MakeDurable(fd, req->datasync());
   reply->set_err(err);
   return Done(kFsync);
 }

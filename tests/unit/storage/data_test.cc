@@ -59,6 +59,34 @@ TEST_F(StorageDataTest, BatchedWriteAndRead) {
   EXPECT_EQ(local.substr(10000), "world!");
 }
 
+TEST_F(StorageDataTest, AWriteBackCarriesTheWritersMtimeAndDurabilityInOneCall) {
+  const auto f = Create(root_, "f");
+  ASSERT_EQ(f.err(), 0);
+  const int64_t kernels_mtime = 1700000000123456789;
+  proto::WriteRequest w;
+  w.set_gfid(f.attr().gfid());
+  auto* c = w.add_chunks();
+  c->set_offset(0);
+  c->set_data("data");
+  w.set_mtime_ns(kernels_mtime);
+  w.set_durable(true);
+  const auto wr = Call(&Stub::Write, w);
+  ASSERT_EQ(wr.err(), 0);
+  EXPECT_EQ(wr.mtime_ns(), kernels_mtime) << "set after the data, which sets it to now";
+  EXPECT_EQ(GetAttr(f.attr().gfid()).attr().mtime_ns(), kernels_mtime);
+  EXPECT_EQ(ReadLocalFile(export_ + "/f"), "data");
+
+  // Times alone: no chunks, the data stays as it is.
+  proto::WriteRequest times;
+  times.set_gfid(f.attr().gfid());
+  times.set_mtime_ns(kernels_mtime + 1000);
+  const auto tr = Call(&Stub::Write, times);
+  ASSERT_EQ(tr.err(), 0);
+  EXPECT_EQ(tr.file_size(), 4u);
+  EXPECT_EQ(GetAttr(f.attr().gfid()).attr().mtime_ns(), kernels_mtime + 1000);
+  EXPECT_EQ(ReadLocalFile(export_ + "/f"), "data");
+}
+
 TEST_F(StorageDataTest, LargeReadAndWrite) {
   const auto f = Create(root_, "big");
   ASSERT_EQ(f.err(), 0);
