@@ -25,7 +25,7 @@ class NullBackend : public CacheBackend {
     *file_size = kFileSize;
     return 0;
   }
-  int WriteChunks(uint64_t, std::vector<Chunk> chunks, uint64_t* file_size,
+  int WriteChunks(uint64_t, std::vector<Chunk> chunks, const WriteExtras&, uint64_t* file_size,
                   int64_t* mtime_ns) override {
     calls++;
     for (const Chunk& c : chunks) bytes += c.data.size();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -42,6 +43,8 @@ struct BufferCache::FileState {
   // revoke that could not write it back): reported once, by the next
   // TakeWriteError.
   int write_error = 0;
+  // The kernel's mtime for the file (KeepTimes), written with its data.
+  std::optional<int64_t> mtime_ns;
   std::mutex flush_mu;  // serializes write-back of this file; taken before mu_
 };
 
@@ -323,7 +326,7 @@ void BufferCache::ThrottleWriters() {
         if (f->dirty_pages && (!oldest || f->dirty_since < oldest->dirty_since)) oldest = f;
       }
     }
-    if (!oldest || FlushFile(oldest) != 0) return;
+    if (!oldest || FlushFile(oldest, /*durable=*/false, nullptr) != 0) return;
   }
 }
 
@@ -334,7 +337,26 @@ int BufferCache::Flush(uint64_t gfid, uint64_t* bytes_written) {
     std::lock_guard<std::mutex> l(mu_);
     f = GetFile(gfid, false);
   }
-  return f ? FlushFile(f, bytes_written) : 0;
+  return f ? FlushFile(f, /*durable=*/false, nullptr, bytes_written) : 0;
+}
+
+int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written) {
+  if (bytes_written) *bytes_written = 0;
+  *durable = false;
+  FilePtr f;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    f = GetFile(gfid, false);
+  }
+  return f ? FlushFile(f, /*durable=*/true, durable, bytes_written) : 0;
+}
+
+bool BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {
+  std::lock_guard<std::mutex> l(mu_);
+  FilePtr f = GetFile(gfid, false);
+  if (!f || f->dirty_pages == 0) return false;
+  f->mtime_ns = mtime_ns;
+  return true;
 }
 
 void BufferCache::DiscardDirty(uint64_t gfid) {
@@ -356,6 +378,7 @@ void BufferCache::DiscardDirty(uint64_t gfid) {
   }
   RecomputeDirtyEnd(f.get());
   if (!dirty.empty()) f->write_error = EIO;
+  f->mtime_ns.reset();  // the times of writes that are gone
 }
 
 int BufferCache::TakeWriteError(uint64_t gfid) {
@@ -365,9 +388,11 @@ int BufferCache::TakeWriteError(uint64_t gfid) {
   return std::exchange(f->write_error, 0);
 }
 
-int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
+int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
+                           uint64_t* bytes_written) {
   std::lock_guard<std::mutex> flush_lock(f->flush_mu);
   const uint64_t gfid = f->gfid;
+  if (made_durable) *made_durable = false;
   std::vector<uint64_t> pending;  // pages dirty when the flush began
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -376,11 +401,16 @@ int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
     }
   }
   size_t next = 0;
-  while (next < pending.size()) {
-    // Snapshot one batch: contiguous dirty bytes become one chunk.
+  bool sent = false;      // some write-back call succeeded
+  bool finished = false;  // a call carried the times and durability
+  while (!finished) {
+    // Snapshot one batch: contiguous dirty bytes become one chunk. The
+    // last one also carries the kept mtime and, when asked, durability; a
+    // call with no chunks does when the last batch had none to send.
     std::vector<CacheBackend::Chunk> chunks;
     std::vector<std::pair<uint64_t, uint64_t>> written;  // (index, write_gen)
     uint64_t batch_bytes = 0;
+    CacheBackend::WriteExtras extras;
     {
       std::lock_guard<std::mutex> l(mu_);
       for (; next < pending.size() && batch_bytes < options_.max_write_batch_bytes; next++) {
@@ -398,13 +428,19 @@ int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
         }
         written.emplace_back(p->index, p->write_gen);
       }
+      if (next == pending.size()) {
+        finished = true;
+        extras.mtime_ns = std::exchange(f->mtime_ns, std::nullopt);
+        extras.durable = durable;
+      }
     }
-    if (chunks.empty()) continue;
+    if (chunks.empty() && !extras.mtime_ns && !(extras.durable && sent)) continue;
 
     uint64_t file_size = 0;
     int64_t mtime_ns = 0;
     write_rpcs_->Add();
-    int err = backend_->WriteChunks(gfid, std::move(chunks), &file_size, &mtime_ns);
+    const bool times = extras.mtime_ns.has_value();
+    int err = backend_->WriteChunks(gfid, std::move(chunks), extras, &file_size, &mtime_ns);
 
     std::lock_guard<std::mutex> l(mu_);
     if (err == ESTALE || err == ENOENT) {
@@ -421,7 +457,13 @@ int BufferCache::FlushFile(const FilePtr& f, uint64_t* bytes_written) {
       f->write_error = EIO;
       return EIO;
     }
-    if (err != 0) return err;
+    if (err != 0) {
+      // Kept for the next flush, unless the kernel has sent a newer one.
+      if (times && !f->mtime_ns) f->mtime_ns = extras.mtime_ns;
+      return err;
+    }
+    sent = true;
+    if (extras.durable && made_durable) *made_durable = true;
     bytes_flushed_->Add(batch_bytes);
     if (bytes_written) *bytes_written += batch_bytes;
     for (auto& [index, gen] : written) {
@@ -450,12 +492,12 @@ int BufferCache::FlushAll() {
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [gfid, f] : files_) {
-      if (f->dirty_pages) dirty.push_back(f);
+      if (f->dirty_pages || f->mtime_ns) dirty.push_back(f);
     }
   }
   int first_err = 0;
   for (const FilePtr& f : dirty) {
-    int err = FlushFile(f);
+    int err = FlushFile(f, /*durable=*/false, nullptr);
     if (err && !first_err) first_err = err;
   }
   return first_err;
@@ -568,20 +610,22 @@ void BufferCache::FlusherLoop() {
     const bool pressure = dirty_pages_ > dirty_limit_pages_ / 2;
     std::vector<std::pair<uint64_t, FilePtr>> work;
     for (const auto& [gfid, f] : files_) {
-      if (f->forgotten || (f->dirty_pages &&
-                           (pressure || now - f->dirty_since >= options_.writeback_delay))) {
+      // Times kept without dirty data (they came while the data's
+      // write-back was on its way) go at once.
+      if (f->forgotten || (!f->dirty_pages && f->mtime_ns) ||
+          (f->dirty_pages && (pressure || now - f->dirty_since >= options_.writeback_delay))) {
         work.emplace_back(gfid, f);
       }
     }
     l.unlock();
     for (auto& [gfid, f] : work) {
-      int err = FlushFile(f);
+      int err = FlushFile(f, /*durable=*/false, nullptr);
       if (err) spdlog::warn("background write-back of {:#x} failed: errno {}", gfid, err);
     }
     l.lock();
     // Drop forgotten files once they are clean.
     for (auto& [gfid, f] : work) {
-      if (!f->forgotten || f->dirty_pages) continue;
+      if (!f->forgotten || f->dirty_pages || f->mtime_ns) continue;
       auto it = files_.find(gfid);
       if (it == files_.end() || it->second != f) continue;
       while (!f->pages.empty()) DropPage(f.get(), f->pages.begin()->first);

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -49,13 +50,19 @@ class CacheBackend {
     uint64_t offset;
     std::string data;
   };
+  // What a write-back call carries besides its chunks.
+  struct WriteExtras {
+    std::optional<int64_t> mtime_ns;  // set after the chunks: the writer's kernel keeps it
+    bool durable = false;             // on stable storage before the call returns
+  };
   virtual ~CacheBackend() = default;
   // Fills data[i] with extent i, shorter at end of file. Returns an errno.
   virtual int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                           std::vector<std::string>* data, uint64_t* file_size) = 0;
-  // Writes every chunk in one call. Returns an errno.
-  virtual int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
-                          int64_t* mtime_ns) = 0;
+  // Writes every chunk (there may be none) and the extras in one call.
+  // Returns an errno.
+  virtual int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
+                          uint64_t* file_size, int64_t* mtime_ns) = 0;
   // The cache holds nothing of a forgotten file any more (BufferCache::
   // Forget): it will not write the file back again.
   virtual void Dropped(uint64_t /*gfid*/) {}
@@ -88,9 +95,19 @@ class BufferCache {
   int Read(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
   // Caches a write as dirty data. May flush (throttle) when dirty data is high.
   int Write(uint64_t gfid, uint64_t offset, const char* data, size_t size);
-  // Writes back every byte of the file that was dirty when the call began;
-  // *bytes_written (optional) says how many that was.
+  // Writes back every byte of the file that was dirty when the call began,
+  // and the mtime kept for it; *bytes_written (optional) says how many
+  // bytes that was.
   int Flush(uint64_t gfid, uint64_t* bytes_written = nullptr);
+  // Flush, with the last write-back call also putting the file on stable
+  // storage (one round trip for fsync and for a revoke). *durable says
+  // whether a call did: false when there was nothing to write back, and
+  // the caller must then ask storage for durability itself.
+  int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr);
+  // The kernel's mtime for the file, sent with its dirty data rather than
+  // in a call of its own. Returns false, keeping nothing, when the file has
+  // no dirty data here.
+  bool KeepTimes(uint64_t gfid, int64_t mtime_ns);
   int FlushAll();
   // Gives up the file's dirty data (its write-back failed for good): drops
   // it and latches EIO for TakeWriteError.
@@ -132,7 +149,8 @@ class BufferCache {
   void Touch(Page* p);  // requires mu_
   void RecomputeDirtyEnd(FileState* f);  // requires mu_
   int ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
-  int FlushFile(const FilePtr& f, uint64_t* bytes_written = nullptr);
+  int FlushFile(const FilePtr& f, bool durable, bool* made_durable,
+                uint64_t* bytes_written = nullptr);
   void ThrottleWriters();
   void FlusherLoop();
   uint64_t LogicalSize(const FileState& f) const;  // requires mu_

@@ -59,7 +59,8 @@ int StorageCacheBackend::ReadExtents(uint64_t gfid, const std::vector<Extent>& e
   return 0;
 }
 
-int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
+int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks,
+                                     const WriteExtras& extras, uint64_t* file_size,
                                      int64_t* mtime_ns) {
   const CallerScope as(writer_ ? writer_(gfid) : CallerScope::Current());
   proto::WriteRequest req;
@@ -74,6 +75,8 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, u
     pc->set_offset(c.offset);
     pc->set_data(std::move(c.data));
   }
+  if (extras.mtime_ns) req.set_mtime_ns(*extras.mtime_ns);
+  req.set_durable(extras.durable);
   proto::WriteReply rep;
   int err = storage_->Write(req, &rep);
   if (err != 0) return err;
@@ -92,7 +95,8 @@ ClientFs::ClientFs(const CachePolicy& policy, uint64_t root_gfid, StorageClient*
       consistency_(consistency),
       writers_(writers),
       stats_(stats),
-      dir_aliases_(stats) {
+      dir_aliases_(stats),
+      kept_times_(stats->GetCounter("cache.kept_times")) {
   for (std::string_view op : kOpNames) {
     op_counters_[op] = stats_->GetCounter("fuse." + std::string(op));
   }
@@ -310,8 +314,9 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_set,
-                       fuse_file_info*) {
+                       fuse_file_info* fi) {
   ClientFs* self = Self(req);
+  if (self->KeepKernelTimes(req, ino, in, to_set, fi)) return;
   // The kernel writes a file's times back from its own threads, as root
   // (write_inode): that acts for the file's writer, as its data does.
   constexpr int kTimes = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
@@ -385,6 +390,29 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   }
   self->ObserveAttr(attr, /*own=*/true);
   self->ReplyAttr(req, attr);
+}
+
+bool ClientFs::KeepKernelTimes(fuse_req_t req, fuse_ino_t ino, const struct stat* in, int to_set,
+                               const fuse_file_info* fi) {
+  // A write-back cache kernel writes a file's mtime (and ctime, which
+  // storage cannot set) back after its pages, with the file handle of a
+  // writer, and does not read the reply (fuse_flush_times). A user's
+  // utimensat(2) never carries a file handle. While the data those times
+  // belong to is still dirty here, they go to storage with it, in the same
+  // call, instead of in one of their own.
+  constexpr int kFlushTimes = FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME;
+  const uint64_t gfid = Gfid(ino);
+  if (fi == nullptr || to_set != kFlushTimes || !inodes_.IsRegular(gfid) ||
+      !cache_->KeepTimes(gfid, ToNs(in->st_mtim))) {
+    return false;
+  }
+  Count("setattr");
+  kept_times_->Add();
+  struct stat st = *in;  // the kernel's own times; nothing else is read
+  st.st_ino = gfid;
+  st.st_mode = S_IFREG;
+  fuse_reply_attr(req, &st, 0);
+  return true;
 }
 
 void ClientFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -591,8 +619,12 @@ void ClientFs::Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_inf
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("fsync");
   const uint64_t gfid = self->Gfid(ino);
-  int err = self->cache_->Flush(gfid);
-  if (err == 0) err = self->storage_->Fsync(gfid, datasync != 0);
+  // The write-back itself makes the file durable, in the same call; with
+  // nothing to write back now, what earlier write-backs sent must still be
+  // made durable.
+  bool durable = false;
+  int err = self->cache_->FlushDurable(gfid, &durable);
+  if (err == 0 && !durable) err = self->storage_->Fsync(gfid, datasync != 0);
   const int lost = self->cache_->TakeWriteError(gfid);
   fuse_reply_err(req, err != 0 ? err : lost);
 }

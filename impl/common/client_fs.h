@@ -41,8 +41,8 @@ class StorageCacheBackend : public CacheBackend {
   }
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
-  int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
-                  int64_t* mtime_ns) override;
+  int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
+                  uint64_t* file_size, int64_t* mtime_ns) override;
 
  private:
   StorageClient* storage_;
@@ -112,6 +112,10 @@ class ClientFs {
   proto::MakeRequest NewMake(fuse_ino_t parent, const char* name, mode_t mode);
   void ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
                  const proto::Attr& attr);
+  // Answers the kernel's write-back of a file's times itself, keeping them
+  // for the file's dirty data; false when they must go to storage now.
+  bool KeepKernelTimes(fuse_req_t req, fuse_ino_t ino, const struct stat* in, int to_set,
+                       const fuse_file_info* fi);
 
   // Handlers, one per FUSE operation.
   static ClientFs* Self(fuse_req_t req);
@@ -170,6 +174,7 @@ class ClientFs {
   InodeTable inodes_;
   DirAliases dir_aliases_;
   std::unordered_map<std::string_view, Counter*> op_counters_;  // fixed after construction
+  Counter* const kept_times_;
 };
 
 }  // namespace dfuse

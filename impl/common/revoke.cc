@@ -4,14 +4,13 @@
 
 namespace dfuse {
 
-int WriteBackForRevoke(BufferCache* cache, StorageClient* storage, uint64_t gfid,
-                       lease::LeaseMode to, Counter* durable_flushes) {
-  uint64_t flushed = 0;
-  int err = cache->Flush(gfid, &flushed);
-  if (err == 0 && flushed > 0) {
-    durable_flushes->Add();
-    err = storage->Fsync(gfid, /*datasync=*/false);
-  }
+int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
+                       Counter* durable_flushes) {
+  // One call writes the dirty data and the kept times and makes them
+  // durable; a file with nothing dirty needs none.
+  bool durable = false;
+  int err = cache->FlushDurable(gfid, &durable);
+  if (err == 0 && durable) durable_flushes->Add();
   if (err != 0) {
     // The storage client has already waited out its unavailable timeout.
     // Keeping the data past the ack would let it reach storage after the

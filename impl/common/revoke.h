@@ -7,22 +7,22 @@
 #include <cstdint>
 
 #include "impl/common/buffer_cache.h"
-#include "impl/common/storage_client.h"
 #include "lease/agent.h"
 #include "util/stats.h"
 
 namespace dfuse {
 
-// Makes gfid's dirty data durable on storage (flushed, then fsynced when
-// there was any: the ack promises stable storage, not merely sent data;
-// `durable_flushes` counts those) and, when the lease drops to NONE, drops
-// the cached copy (a downgrade to READ keeps the now clean data). When the
+// Makes gfid's dirty data durable on storage (written back with its kept
+// times, the last call also durable, when there was any: the ack promises
+// stable storage, not merely sent data; `durable_flushes` counts those)
+// and, when the lease drops to NONE, drops the cached copy (a downgrade to
+// READ keeps the now clean data). When the
 // write-back fails for good the dirty data is discarded and the error
 // latched for the application's next fsync/close (BufferCache::
 // TakeWriteError): after the ack this node holds nothing that could
 // overwrite the next holder's data. Returns 0 or the write-back's errno.
-int WriteBackForRevoke(BufferCache* cache, StorageClient* storage, uint64_t gfid,
-                       lease::LeaseMode to, Counter* durable_flushes);
+int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
+                       Counter* durable_flushes);
 
 }  // namespace dfuse
 

@@ -231,7 +231,7 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
     }
     kernel_release_latency_->Record(Clock::now() - start);
   }
-  WriteBackForRevoke(ctx_.cache, ctx_.storage, gfid, to, durable_flushes_);
+  WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_);
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(gfid);
@@ -271,7 +271,7 @@ void KernelLeases::ReaperLoop() {
 void KernelLeases::Reap(uint64_t gfid) {
   // The write-back still carries the WRITE lease's token; only then is
   // the lease given back.
-  WriteBackForRevoke(ctx_.cache, ctx_.storage, gfid, LeaseMode::kNone, durable_flushes_);
+  WriteBackForRevoke(ctx_.cache, gfid, LeaseMode::kNone, durable_flushes_);
   agent_->Release(gfid);
 }
 

@@ -25,10 +25,8 @@ struct LeaseGate::File {
   bool forgotten = false;  // the kernel forgot the inode; any later use clears it
 };
 
-LeaseGate::LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
-                     StatsRegistry* stats)
+LeaseGate::LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegistry* stats)
     : cache_(cache),
-      storage_(storage),
       invalidate_(std::move(invalidate)),
       revokes_(stats->GetCounter("lease.revokes_handled")),
       durable_flushes_(stats->GetCounter("lease.revoke_flushes")),
@@ -229,7 +227,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   }
   {
     std::unique_lock<std::shared_mutex> lock(f->io_mu);
-    WriteBackForRevoke(cache_, storage_, gfid, to, durable_flushes_);
+    WriteBackForRevoke(cache_, gfid, to, durable_flushes_);
     f->epoch = ++last_epoch_;
     if (f->held > to) f->held = to;
     if (to != LeaseMode::kWrite) f->token = 0;
@@ -275,7 +273,7 @@ void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
       if (!f->forgotten) return;  // looked up and used again meanwhile
     }
     if (f->held != LeaseMode::kNone) {
-      WriteBackForRevoke(cache_, storage_, gfid, LeaseMode::kNone, durable_flushes_);
+      WriteBackForRevoke(cache_, gfid, LeaseMode::kNone, durable_flushes_);
       agent_->Release(gfid);
       f->held = LeaseMode::kNone;
       f->token = 0;

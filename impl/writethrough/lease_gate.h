@@ -64,7 +64,6 @@
 #include <unordered_map>
 
 #include "impl/common/buffer_cache.h"
-#include "impl/common/storage_client.h"
 #include "lease/agent.h"
 #include "util/stats.h"
 
@@ -78,8 +77,7 @@ class LeaseGate {
   // cached pages too.
   using KernelInvalidator = std::function<void(uint64_t gfid, bool pages)>;
 
-  LeaseGate(BufferCache* cache, StorageClient* storage, KernelInvalidator invalidate,
-            StatsRegistry* stats);
+  LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegistry* stats);
   ~LeaseGate();
   LeaseGate(const LeaseGate&) = delete;
   LeaseGate& operator=(const LeaseGate&) = delete;
@@ -168,7 +166,6 @@ class LeaseGate {
   void Reap(uint64_t gfid, const std::shared_ptr<File>& f);
 
   BufferCache* const cache_;
-  StorageClient* const storage_;
   const KernelInvalidator invalidate_;
   lease::LeaseAgent* agent_ = nullptr;
 

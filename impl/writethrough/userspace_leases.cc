@@ -23,8 +23,8 @@ struct LeaseHold : ConsistencyPolicy::Hold {
 
 UserspaceLeases::UserspaceLeases(const PolicyContext& ctx)
     : ctx_(ctx),
-      gate_(ctx.cache, ctx.storage,
-            [this](uint64_t gfid, bool pages) { InvalidateKernel(gfid, pages); }, ctx.stats),
+      gate_(ctx.cache, [this](uint64_t gfid, bool pages) { InvalidateKernel(gfid, pages); },
+            ctx.stats),
       cached_getattrs_(ctx.stats->GetCounter("lease.cached_getattrs")) {}
 
 UserspaceLeases::~UserspaceLeases() { Stop(); }

@@ -29,11 +29,12 @@ class FakeBackend : public CacheBackend {
     return read_error;
   }
 
-  int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, uint64_t* file_size,
-                  int64_t* mtime_ns) override {
+  int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
+                  uint64_t* file_size, int64_t* mtime_ns) override {
     std::lock_guard<std::mutex> l(mu_);
     if (write_error) return write_error;
     writes++;
+    if (extras.durable) durable_calls++;
     std::string& f = files_[gfid];
     for (const Chunk& c : chunks) {
       chunks_written++;
@@ -41,7 +42,8 @@ class FakeBackend : public CacheBackend {
       f.replace(c.offset, c.data.size(), c.data);
     }
     *file_size = f.size();
-    *mtime_ns = ++mtime_[gfid];
+    // Storage sets the writer's mtime after the data.
+    *mtime_ns = mtime_[gfid] = extras.mtime_ns ? *extras.mtime_ns : mtime_[gfid] + 1;
     return 0;
   }
 
@@ -67,7 +69,7 @@ class FakeBackend : public CacheBackend {
     return mtime_[gfid];
   }
 
-  std::atomic<int> reads{0}, writes{0}, extents_read{0}, chunks_written{0};
+  std::atomic<int> reads{0}, writes{0}, extents_read{0}, chunks_written{0}, durable_calls{0};
   int read_error = 0;
   int write_error = 0;
 
@@ -106,6 +108,65 @@ TEST_F(BufferCacheTest, WriteThenReadIsServedFromCache) {
   EXPECT_EQ(backend_.reads, 0);
   EXPECT_EQ(backend_.writes, 0);
   EXPECT_EQ(cache.dirty_bytes(), 3 * kPageSize);
+}
+
+TEST_F(BufferCacheTest, DurableFlushIsOneCall) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  std::string data = Pattern(3 * kPageSize, 'd');
+  ASSERT_EQ(cache.Write(7, 0, data.data(), data.size()), 0);
+  bool durable = false;
+  uint64_t bytes = 0;
+  ASSERT_EQ(cache.FlushDurable(7, &durable, &bytes), 0);
+  EXPECT_TRUE(durable);
+  EXPECT_EQ(bytes, data.size());
+  EXPECT_EQ(backend_.writes, 1);
+  EXPECT_EQ(backend_.durable_calls, 1);
+  // Nothing left to write: no call, and the caller must fsync itself.
+  ASSERT_EQ(cache.FlushDurable(7, &durable), 0);
+  EXPECT_FALSE(durable);
+  EXPECT_EQ(backend_.writes, 1);
+}
+
+TEST_F(BufferCacheTest, OnlyTheLastBatchOfADurableFlushIsDurable) {
+  BufferCacheOptions o = TestOptions();
+  o.max_write_batch_bytes = 2 * kPageSize;
+  BufferCache cache(o, &backend_, &stats_);
+  const std::string page(kPageSize, 'x');
+  for (int i = 0; i < 5; i++) {  // five separate full pages: three batches
+    ASSERT_EQ(cache.Write(7, 2 * i * kPageSize, page.data(), page.size()), 0);
+  }
+  bool durable = false;
+  ASSERT_EQ(cache.FlushDurable(7, &durable), 0);
+  EXPECT_TRUE(durable);
+  EXPECT_EQ(backend_.writes, 3);
+  EXPECT_EQ(backend_.durable_calls, 1);
+  EXPECT_EQ(cache.dirty_bytes(), 0u);
+}
+
+TEST_F(BufferCacheTest, KeptTimesGoWithTheDataAndSurviveAFailedFlush) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  EXPECT_FALSE(cache.KeepTimes(7, 111)) << "no dirty data: the caller sends the times";
+  ASSERT_EQ(cache.Write(7, 0, "abc", 3), 0);
+  ASSERT_TRUE(cache.KeepTimes(7, 222));
+  backend_.write_error = EIO;
+  EXPECT_EQ(cache.Flush(7), EIO);
+  backend_.write_error = 0;
+  ASSERT_EQ(cache.Flush(7), 0);
+  EXPECT_EQ(backend_.writes, 1);  // data and times in one call
+  EXPECT_EQ(backend_.Mtime(7), 222);
+  EXPECT_EQ(backend_.Contents(7), "abc");
+  ASSERT_EQ(cache.Flush(7), 0);
+  EXPECT_EQ(backend_.writes, 1) << "the times were sent once";
+}
+
+TEST_F(BufferCacheTest, DiscardedDataTakesItsKeptTimesAlong) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  ASSERT_EQ(cache.Write(7, 0, "abc", 3), 0);
+  ASSERT_TRUE(cache.KeepTimes(7, 333));
+  cache.DiscardDirty(7);
+  ASSERT_EQ(cache.Flush(7), 0);
+  EXPECT_EQ(backend_.writes, 0);
+  EXPECT_NE(backend_.Mtime(7), 333);
 }
 
 TEST_F(BufferCacheTest, PartialPageWriteMergesWithStorageOnRead) {
