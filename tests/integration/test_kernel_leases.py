@@ -111,6 +111,48 @@ def test_truncate_on_a(make_cluster, mode):
         os.close(fd)
 
 
+def storage_calls(c):
+    lat = c.stats()["latencies"]
+    return {k: lat.get(f"rpc_{k}", {}).get("count", 0) for k in ("Write", "Fsync", "SetAttr")}
+
+
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_a_revoke_writes_back_in_one_durable_storage_call(make_cluster, mode):
+    # Only a revoke writes the daemon's buffer cache back here.
+    c = make_cluster(mode, nodes=2, client_args=["--writeback-delay-ms", "600000"])
+    a, b = c.mount(0), c.mount(1)
+    with open(f"{a}/t", "wb") as f:
+        f.write(b"t" * 8192)
+        f.flush()
+        mtime = os.fstat(f.fileno()).st_mtime_ns
+        before = storage_calls(c)
+        # B's stat takes A's WRITE lease away: A writes its pages, the
+        # kernel's mtime (dfuse: the kernel keeps it) and the fsync the ack
+        # promises in one Write.
+        seen = os.stat(f"{b}/t").st_mtime_ns
+        if mode == "dfuse":
+            assert seen == mtime
+        after = storage_calls(c)
+        assert read(f"{b}/t") == b"t" * 8192
+    assert {k: after[k] - before[k] for k in after} == {"Write": 1, "Fsync": 0, "SetAttr": 0}
+
+
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_fsync_is_one_storage_call(make_cluster, mode):
+    c = make_cluster(mode, nodes=1, client_args=["--writeback-delay-ms", "600000"])
+    with open(f"{c.mount(0)}/s", "wb") as f:
+        f.write(b"s" * 8192)
+        f.flush()
+        before = storage_calls(c)
+        os.fsync(f.fileno())
+        after = storage_calls(c)
+        # Nothing dirty: the earlier write-backs are made durable on their own.
+        os.fsync(f.fileno())
+        again = storage_calls(c)
+    assert {k: after[k] - before[k] for k in after} == {"Write": 1, "Fsync": 0, "SetAttr": 0}
+    assert {k: again[k] - after[k] for k in after} == {"Write": 0, "Fsync": 1, "SetAttr": 0}
+
+
 def mmap_store(path, offset, data):
     fd = os.open(path, os.O_RDWR)
     try:
