@@ -35,6 +35,8 @@ struct BufferCache::FileState {
   bool version_known = false;
   uint64_t version_size = 0;
   int64_t version_mtime = 0;
+  // Since when the file has had dirty data or kept times: the write-back
+  // delay counts from here.
   std::chrono::steady_clock::time_point dirty_since;
   uint64_t next_read = 0;  // sequential-read detection
   uint64_t readahead = 0;
@@ -43,7 +45,8 @@ struct BufferCache::FileState {
   // revoke that could not write it back): reported once, by the next
   // TakeWriteError.
   int write_error = 0;
-  // The kernel's mtime for the file (KeepTimes), written with its data.
+  // The kernel's mtime for the file (KeepTimes), written with its data, or
+  // alone when none is left to carry it.
   std::optional<int64_t> mtime_ns;
   std::mutex flush_mu;  // serializes write-back of this file; taken before mu_
 };
@@ -299,7 +302,7 @@ int BufferCache::Write(uint64_t gfid, uint64_t offset, const char* data, size_t 
       if (p->dirty.empty()) {
         f->dirty_pages++;
         dirty_pages_++;
-        if (f->dirty_pages == 1) f->dirty_since = std::chrono::steady_clock::now();
+        if (f->dirty_pages == 1 && !f->mtime_ns) f->dirty_since = std::chrono::steady_clock::now();
       }
       p->known.Add(in_page, in_page + n);
       p->dirty.Add(in_page, in_page + n);
@@ -351,12 +354,17 @@ int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_writ
   return f ? FlushFile(f, /*durable=*/true, durable, bytes_written) : 0;
 }
 
-bool BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {
+void BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {
+  std::lock_guard<std::mutex> l(mu_);
+  FilePtr f = GetFile(gfid, true);
+  if (!f->dirty_pages && !f->mtime_ns) f->dirty_since = std::chrono::steady_clock::now();
+  f->mtime_ns = mtime_ns;
+}
+
+void BufferCache::DropTimes(uint64_t gfid) {
   std::lock_guard<std::mutex> l(mu_);
   FilePtr f = GetFile(gfid, false);
-  if (!f || f->dirty_pages == 0) return false;
-  f->mtime_ns = mtime_ns;
-  return true;
+  if (f) f->mtime_ns.reset();
 }
 
 void BufferCache::DiscardDirty(uint64_t gfid) {
@@ -610,10 +618,12 @@ void BufferCache::FlusherLoop() {
     const bool pressure = dirty_pages_ > dirty_limit_pages_ / 2;
     std::vector<std::pair<uint64_t, FilePtr>> work;
     for (const auto& [gfid, f] : files_) {
-      // Times kept without dirty data (they came while the data's
-      // write-back was on its way) go at once.
-      if (f->forgotten || (!f->dirty_pages && f->mtime_ns) ||
-          (f->dirty_pages && (pressure || now - f->dirty_since >= options_.writeback_delay))) {
+      // Kept times wait like dirty data: the data they belong to may still
+      // be on its way from the kernel (it sends the times without waiting
+      // for its own page writes), and should go in the same call.
+      const bool dirty = f->dirty_pages || f->mtime_ns;
+      if (f->forgotten ||
+          (dirty && (pressure || now - f->dirty_since >= options_.writeback_delay))) {
         work.emplace_back(gfid, f);
       }
     }

@@ -104,10 +104,14 @@ class BufferCache {
   // whether a call did: false when there was nothing to write back, and
   // the caller must then ask storage for durability itself.
   int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr);
-  // The kernel's mtime for the file, sent with its dirty data rather than
-  // in a call of its own. Returns false, keeping nothing, when the file has
-  // no dirty data here.
-  bool KeepTimes(uint64_t gfid, int64_t mtime_ns);
+  // The kernel's mtime for the file, sent with the file's next write-back
+  // (after its data, in the same call) rather than in a call of its own; a
+  // write-back with no data left to carry it sends it alone. Kept like
+  // dirty data: the data may not have arrived yet, since the kernel writes
+  // a file's times back without waiting for its page writes to finish.
+  void KeepTimes(uint64_t gfid, int64_t mtime_ns);
+  // Forgets kept times that a newer explicit time (utimensat) replaces.
+  void DropTimes(uint64_t gfid);
   int FlushAll();
   // Gives up the file's dirty data (its write-back failed for good): drops
   // it and latches EIO for TakeWriteError.

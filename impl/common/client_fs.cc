@@ -359,6 +359,7 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
     sreq.set_mtime_ns(ToNs(in->st_mtim));
   }
   sreq.set_valid(valid);
+  if (valid & (proto::SETATTR_MTIME | proto::SETATTR_MTIME_NOW)) self->cache_->DropTimes(gfid);
   std::unique_ptr<ConsistencyPolicy::Hold> hold;
   // All of a regular file's attributes count as its data for consistency:
   // changing any of them is a write (leased modes revoke other nodes'
@@ -395,17 +396,20 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
 bool ClientFs::KeepKernelTimes(fuse_req_t req, fuse_ino_t ino, const struct stat* in, int to_set,
                                const fuse_file_info* fi) {
   // A write-back cache kernel writes a file's mtime (and ctime, which
-  // storage cannot set) back after its pages, with the file handle of a
-  // writer, and does not read the reply (fuse_flush_times). A user's
-  // utimensat(2) never carries a file handle. While the data those times
-  // belong to is still dirty here, they go to storage with it, in the same
-  // call, instead of in one of their own.
+  // storage cannot set) back after starting its page writes, with the file
+  // handle of a writer, and does not read the reply (fuse_flush_times). A
+  // user's utimensat(2) never carries a file handle. The times go to
+  // storage with the file's data, in the same call and after it, instead of
+  // in one of their own: sent alone, they could also reach storage before
+  // the page writes they were sent beside, whose write then sets a later
+  // mtime.
   constexpr int kFlushTimes = FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME;
   const uint64_t gfid = Gfid(ino);
-  if (fi == nullptr || to_set != kFlushTimes || !inodes_.IsRegular(gfid) ||
-      !cache_->KeepTimes(gfid, ToNs(in->st_mtim))) {
+  if (!policy_.writeback_cache || fi == nullptr || to_set != kFlushTimes ||
+      !inodes_.IsRegular(gfid)) {
     return false;
   }
+  cache_->KeepTimes(gfid, ToNs(in->st_mtim));
   Count("setattr");
   kept_times_->Add();
   struct stat st = *in;  // the kernel's own times; nothing else is read

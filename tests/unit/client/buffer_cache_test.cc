@@ -145,9 +145,8 @@ TEST_F(BufferCacheTest, OnlyTheLastBatchOfADurableFlushIsDurable) {
 
 TEST_F(BufferCacheTest, KeptTimesGoWithTheDataAndSurviveAFailedFlush) {
   BufferCache cache(TestOptions(), &backend_, &stats_);
-  EXPECT_FALSE(cache.KeepTimes(7, 111)) << "no dirty data: the caller sends the times";
   ASSERT_EQ(cache.Write(7, 0, "abc", 3), 0);
-  ASSERT_TRUE(cache.KeepTimes(7, 222));
+  cache.KeepTimes(7, 222);
   backend_.write_error = EIO;
   EXPECT_EQ(cache.Flush(7), EIO);
   backend_.write_error = 0;
@@ -162,11 +161,45 @@ TEST_F(BufferCacheTest, KeptTimesGoWithTheDataAndSurviveAFailedFlush) {
 TEST_F(BufferCacheTest, DiscardedDataTakesItsKeptTimesAlong) {
   BufferCache cache(TestOptions(), &backend_, &stats_);
   ASSERT_EQ(cache.Write(7, 0, "abc", 3), 0);
-  ASSERT_TRUE(cache.KeepTimes(7, 333));
+  cache.KeepTimes(7, 333);
   cache.DiscardDirty(7);
   ASSERT_EQ(cache.Flush(7), 0);
   EXPECT_EQ(backend_.writes, 0);
   EXPECT_NE(backend_.Mtime(7), 333);
+}
+
+TEST_F(BufferCacheTest, TimesThatCameBeforeTheirDataGoAfterIt) {
+  // The kernel sends a file's times without waiting for its page writes:
+  // they can arrive first, and must still be storage's last word.
+  BufferCacheOptions o = TestOptions();
+  o.background_flusher = true;
+  o.writeback_delay = std::chrono::milliseconds(300);
+  BufferCache cache(o, &backend_, &stats_);
+  cache.KeepTimes(7, 444);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(backend_.writes, 0) << "kept times wait out the write-back delay like data";
+  ASSERT_EQ(cache.Write(7, 0, "late data", 9), 0);
+  for (int i = 0; i < 250 && backend_.writes == 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(backend_.writes, 1);
+  EXPECT_EQ(backend_.Contents(7), "late data");
+  EXPECT_EQ(backend_.Mtime(7), 444);
+}
+
+TEST_F(BufferCacheTest, TimesWithNoDataGoAloneAndANewerExplicitTimeDropsThem) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  cache.KeepTimes(7, 555);
+  bool durable = false;
+  ASSERT_EQ(cache.FlushDurable(7, &durable), 0);
+  EXPECT_TRUE(durable);
+  EXPECT_EQ(backend_.writes, 1);
+  EXPECT_EQ(backend_.Mtime(7), 555);
+  cache.KeepTimes(7, 666);
+  cache.DropTimes(7);
+  ASSERT_EQ(cache.Flush(7), 0);
+  EXPECT_EQ(backend_.writes, 1);
+  EXPECT_EQ(backend_.Mtime(7), 555);
 }
 
 TEST_F(BufferCacheTest, PartialPageWriteMergesWithStorageOnRead) {
