@@ -269,6 +269,29 @@ vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
 	return ret;
 }
 
+/*
+ * Another node changes a file's mode, owner or times only under a WRITE
+ * lease, which revokes this node's lease first: what this node holds no
+ * lease for may change at any time, with nothing to tell it.  Attributes
+ * that came without a lease (a LOOKUP, READDIRPLUS, or the GETATTR of a
+ * permission check) therefore serve the request that fetched them and are
+ * asked for again by the next, as with an attribute timeout of 0; the
+ * daemon's long timeout only holds under a lease.  A grant from NONE
+ * fetches them again (dfuse_lease_refresh_attrs) before anything trusts
+ * them, and a release drops them.
+ */
+u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid)
+{
+	struct dfuse_lease *l;
+
+	if (!dfuse_leased(inode))
+		return attr_valid;
+	l = lease_of(inode);
+	if (READ_ONCE(l->mode) == DFUSE_LEASE_NONE || READ_ONCE(l->releasing))
+		return 0;
+	return attr_valid;
+}
+
 bool dfuse_lease_owns_attrs(struct inode *inode)
 {
 	struct dfuse_lease *l;
@@ -318,6 +341,25 @@ static int dfuse_write_back(struct inode *inode)
 	return err ?: filemap_check_wb_err(mapping, since);
 }
 
+/*
+ * The attributes cached under the lease are not covered once it is
+ * lowered.  A newer attribute version makes fuse_change_attributes drop
+ * the reply to any request sent before this point, which could otherwise
+ * install attributes with the daemon's long timeout after they were
+ * invalidated; requests sent from here on see the release
+ * (dfuse_lease_attr_valid).
+ */
+static void dfuse_lease_drop_attrs(struct inode *inode)
+{
+	struct fuse_conn *fc = get_fuse_conn(inode);
+	struct fuse_inode *fi = get_fuse_inode(inode);
+
+	spin_lock(&fi->lock);
+	fi->attr_version = atomic64_inc_return(&fc->attr_version);
+	spin_unlock(&fi->lock);
+	fuse_invalidate_attr(inode);
+}
+
 static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 {
 	struct dfuse_lease *l = lease_of(inode);
@@ -351,7 +393,7 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 				get_node_id(inode), ret);
 		err = err ?: ret;
 	}
-	fuse_invalidate_attr(inode);
+	dfuse_lease_drop_attrs(inode);
 	/*
 	 * S_NOSEC (nothing for a write to clear) was learnt under the lease;
 	 * once it is lowered another node may set a set-ID bit.  The flags

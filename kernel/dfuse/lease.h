@@ -68,6 +68,12 @@ vm_fault_t dfuse_lease_fault(struct vm_fault *vmf);
 vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
 				 pgoff_t end_pgoff);
 
+/*
+ * Until when attributes the daemon just sent may be used without asking
+ * again: @attr_valid under a lease, and not past this request without one.
+ * Called with fi->lock held.
+ */
+u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid);
 /* Whether the kernel's size and times win over the daemon's (WRITE). */
 bool dfuse_lease_owns_attrs(struct inode *inode);
 /* Whether pages may be read into the page cache now (readahead). */

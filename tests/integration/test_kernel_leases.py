@@ -11,7 +11,9 @@ plain write-back caching gets wrong; they run for every strong mode
 * MAP_SHARED stores on A read with pread(2) on B, and the reverse (dfuse
   only: write-through caching cannot see stores to a mapping);
 * a write on A while B holds the file open (and reads through that fd);
-* a rename over a file open on B.
+* a rename over a file open on B;
+* a chmod on A enforced on B, which holds no lease and does not look the
+  file up again (a permission check through /proc/self/fd).
 
 Plus: dfuse-checker for dfuse and writethrough (no violation) and
 weakwriteback (violations found); two nodes writing interleaved slots of
@@ -238,6 +240,55 @@ def test_rename_over_a_file_open_on_b(make_cluster, mode):
         assert got in (b"first version", b""), got
     finally:
         os.close(bfd)
+
+
+# Run as an unprivileged user on node B: finds the file by name (LOOKUP and a
+# permission check, no lease), keeps an O_PATH handle to it, and once told,
+# checks it again through /proc/self/fd, which reaches the inode without
+# looking its name up (so without a LOOKUP to refresh its attributes).
+_RECHECK_THROUGH_A_HANDLE = """
+import os, sys
+path = sys.argv[1]
+print(os.access(path, os.R_OK), flush=True)
+fd = os.open(path, os.O_PATH)
+sys.stdin.readline()
+again = f"/proc/self/fd/{fd}"
+print(os.access(again, os.R_OK), flush=True)
+try:
+    os.close(os.open(again, os.O_RDONLY))
+    print("opened", flush=True)
+except PermissionError:
+    print("EACCES", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_a_chmod_on_a_is_enforced_on_b_without_a_lookup(make_cluster, workdir, mode):
+    # B holds no lease on the file, so A's chmod revokes nothing there: B may
+    # trust attributes it holds no lease for only for the request that
+    # fetched them, or a permission check uses a mode another node changed.
+    c = make_cluster(mode, nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    os.chmod(workdir, 0o711)  # the user below reaches the mount point through it
+    os.chmod(c.export_dir, 0o755)
+    with open(f"{a}/f", "wb") as f:
+        f.write(b"for everyone, until the chmod")
+    os.chmod(f"{a}/f", 0o644)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(1000)
+        os.setuid(1000)
+    p = subprocess.Popen([sys.executable, "-c", _RECHECK_THROUGH_A_HANDLE, f"{b}/f"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         preexec_fn=drop)
+    try:
+        assert p.stdout.readline().strip() == "True", "mode 644: B's user may read"
+        os.chmod(f"{a}/f", 0o600)
+        out, _ = p.communicate("go\n", timeout=60)
+    finally:
+        p.kill()
+    assert out.split() == ["False", "EACCES"], f"B used the mode from before A's chmod: {out!r}"
 
 
 @pytest.mark.parametrize("mode", MODES)
