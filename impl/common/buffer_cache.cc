@@ -462,6 +462,7 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
         DropPage(f.get(), index);
       }
       RecomputeDirtyEnd(f.get());
+      if (written.empty()) return 0;  // only times, of a file that is gone
       f->write_error = EIO;
       return EIO;
     }

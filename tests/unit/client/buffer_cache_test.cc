@@ -202,6 +202,17 @@ TEST_F(BufferCacheTest, TimesWithNoDataGoAloneAndANewerExplicitTimeDropsThem) {
   EXPECT_EQ(backend_.Mtime(7), 555);
 }
 
+TEST_F(BufferCacheTest, TimesOfAFileThatIsGoneAreDroppedWithoutAnError) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  cache.KeepTimes(7, 777);
+  backend_.write_error = ENOENT;
+  EXPECT_EQ(cache.Flush(7), 0) << "no data was lost";
+  backend_.write_error = 0;
+  EXPECT_EQ(cache.TakeWriteError(7), 0);
+  ASSERT_EQ(cache.Flush(7), 0);
+  EXPECT_EQ(backend_.writes, 0) << "the times were dropped, not kept for a retry";
+}
+
 TEST_F(BufferCacheTest, PartialPageWriteMergesWithStorageOnRead) {
   backend_.RemoteWrite(7, 0, std::string(kPageSize, 'S'));
   BufferCache cache(TestOptions(), &backend_, &stats_);
