@@ -17,6 +17,16 @@ namespace {
 
 constexpr uint64_t kMaxOffset = static_cast<uint64_t>(INT64_MAX);
 
+// Setting a time other than now takes owning the file, as utimensat(2)
+// says: a writer who does not own it keeps the time its write set.
+int SetWritersMtime(const Caller& caller, int fd, int64_t mtime_ns) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return errno;
+  if (!OwnerOrPrivileged(caller, st)) return 0;
+  const struct timespec ts[2] = {{0, UTIME_OMIT}, FromNanos(mtime_ns)};
+  return ::futimens(fd, ts) == 0 ? 0 : errno;
+}
+
 // The file's size and, optionally, its mtime: together the version a client
 // cache compares to tell its own writes from other nodes'.
 int FileVersion(int fd, uint64_t* size, int64_t* mtime_ns = nullptr) {
@@ -111,13 +121,17 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
     if (err == 0) err = CheckRange(c.offset(), c.data().size());
     total += c.data().size();
   }
-  if (err == 0) err = CheckData(call, *node, kMayWrite);
+  // A call without data only carries the writer's times or asks for
+  // durability: it needs no more right than fsync(2) and changes no data,
+  // so it clears no set-ID bit either.
+  const bool data = req->chunks_size() > 0;
+  if (err == 0 && data) err = CheckData(call, *node, kMayWrite);
   // Admitted last: a malformed or refused call never raises the file's token.
   int fd = -1;
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
   }
-  if (err == 0 && !Privileged(call.caller())) err = DropPrivileges(fd);
+  if (err == 0 && data && !Privileged(call.caller())) err = DropPrivileges(fd);
   // Chunks land in order; on an error the earlier ones stay written, as
   // with a short write.
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
@@ -126,10 +140,7 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   }
   // After the data, which sets mtime to now: the writer's own time wins,
   // as its SETATTR after a write-back would.
-  if (err == 0 && req->has_mtime_ns()) {
-    const struct timespec ts[2] = {{0, UTIME_OMIT}, FromNanos(req->mtime_ns())};
-    if (::futimens(fd, ts) != 0) err = errno;
-  }
+  if (err == 0 && req->has_mtime_ns()) err = SetWritersMtime(call.caller(), fd, req->mtime_ns());
   if (err == 0 && req->durable()) err = MakeDurable(fd, /*datasync=*/false);
   uint64_t size = 0;
   int64_t mtime_ns = 0;

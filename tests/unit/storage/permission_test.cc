@@ -227,6 +227,46 @@ TEST_F(PermissionTest, UnprivilegedChangesOfDataDropSetIdBitsAndCapabilities) {
   EXPECT_EQ(mode_of("readonly"), 04755u);
 }
 
+// A write-back's own call for the writer's kernel mtime and durability (no
+// data) needs no more right than fsync(2), clears no set-ID bit, and sets a
+// time only for the file's owner, as utimensat(2) would.
+TEST_F(PermissionTest, AWriteWithoutDataChangesNoModeAndSetsTimesOnlyForTheOwner) {
+  auto mtime_of = [&](const std::string& name) {
+    struct stat st;
+    EXPECT_EQ(::stat((export_ + "/" + name).c_str(), &st), 0);
+    return std::pair<int64_t, mode_t>{st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                                      st.st_mode & 07777};
+  };
+  auto times_only = [&](uint64_t gfid, int64_t mtime_ns, const Caller& as) {
+    proto::WriteRequest req;
+    req.set_gfid(gfid);
+    req.set_mtime_ns(mtime_ns);
+    req.set_durable(true);
+    return Call(&Stub::Write, req, as).err();
+  };
+  const int64_t kTime = 1600000000000000000;
+  // Alice's own set-ID file: her time is set, the bits stay.
+  const uint64_t own = LocalFile("own", 04755, kAlice.uid, kAlice.gid);
+  ASSERT_EQ(times_only(own, kTime, kAlice), 0);
+  EXPECT_EQ(mtime_of("own"), std::make_pair(kTime, mode_t{04755}));
+  // Bob's file that Alice may no longer write: nothing is refused (the data
+  // went earlier), and nothing changes.
+  const uint64_t bobs = LocalFile("bobs", 0644, kBob.uid, kBob.gid);
+  const auto before = mtime_of("bobs");
+  ASSERT_EQ(times_only(bobs, kTime, kAlice), 0);
+  EXPECT_EQ(mtime_of("bobs"), before);
+  // With data, a writer who does not own the file keeps its write's time.
+  const uint64_t shared = LocalFile("shared", 0666, kBob.uid, kBob.gid);
+  proto::WriteRequest w;
+  w.set_gfid(shared);
+  auto* c = w.add_chunks();
+  c->set_offset(0);
+  c->set_data("alice");
+  w.set_mtime_ns(kTime);
+  ASSERT_EQ(Call(&Stub::Write, w, kAlice).err(), 0);
+  EXPECT_GT(mtime_of("shared").first, kTime);
+}
+
 TEST_F(PermissionTest, DirectoriesAreSearchedWrittenAndStickyAsOnLinux) {
   const auto priv = Mkdir(root_, "private", 0700, kBob);
   ASSERT_EQ(priv.err(), 0);
