@@ -45,9 +45,16 @@ struct BufferCache::FileState {
   // revoke that could not write it back): reported once, by the next
   // TakeWriteError.
   int write_error = 0;
-  // The kernel's mtime for the file (KeepTimes), written with its data, or
-  // alone when none is left to carry it.
+  // The kernel's mtime for the file (KeepTimes): every write-back of the
+  // file's data carries it, since the kernel may send data written before
+  // that time after the times themselves; it goes alone once if no data
+  // is left to carry it (times_sent says whether it has reached storage).
   std::optional<int64_t> mtime_ns;
+  bool times_sent = false;
+  // A write-back since the last durable one was not made durable: a durable
+  // flush with nothing left to send still owes storage an fsync (the
+  // background flusher may have just sent the data a revoke must sync).
+  bool unsynced = false;
   std::mutex flush_mu;  // serializes write-back of this file; taken before mu_
 };
 
@@ -93,6 +100,8 @@ BufferCache::FilePtr BufferCache::GetFile(uint64_t gfid, bool create) {
   files_.emplace(gfid, f);
   return f;
 }
+
+bool BufferCache::TimesPending(const FileState& f) { return f.mtime_ns && !f.times_sent; }
 
 void BufferCache::Touch(Page* p) { lru_.splice(lru_.begin(), lru_, p->lru_pos); }
 
@@ -302,7 +311,7 @@ int BufferCache::Write(uint64_t gfid, uint64_t offset, const char* data, size_t 
       if (p->dirty.empty()) {
         f->dirty_pages++;
         dirty_pages_++;
-        if (f->dirty_pages == 1 && !f->mtime_ns) f->dirty_since = std::chrono::steady_clock::now();
+        if (f->dirty_pages == 1 && !TimesPending(*f)) f->dirty_since = std::chrono::steady_clock::now();
       }
       p->known.Add(in_page, in_page + n);
       p->dirty.Add(in_page, in_page + n);
@@ -357,8 +366,9 @@ int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_writ
 void BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {
   std::lock_guard<std::mutex> l(mu_);
   FilePtr f = GetFile(gfid, true);
-  if (!f->dirty_pages && !f->mtime_ns) f->dirty_since = std::chrono::steady_clock::now();
+  if (!f->dirty_pages && !TimesPending(*f)) f->dirty_since = std::chrono::steady_clock::now();
   f->mtime_ns = mtime_ns;
+  f->times_sent = false;
 }
 
 void BufferCache::DropTimes(uint64_t gfid) {
@@ -409,7 +419,7 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
     }
   }
   size_t next = 0;
-  bool sent = false;      // some write-back call succeeded
+  bool owe_sync = false;  // earlier write-backs still to be made durable
   bool finished = false;  // a call carried the times and durability
   while (!finished) {
     // Snapshot one batch: contiguous dirty bytes become one chunk. The
@@ -436,13 +446,15 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
         }
         written.emplace_back(p->index, p->write_gen);
       }
+      if (!chunks.empty()) extras.mtime_ns = f->mtime_ns;
       if (next == pending.size()) {
         finished = true;
-        extras.mtime_ns = std::exchange(f->mtime_ns, std::nullopt);
+        if (TimesPending(*f)) extras.mtime_ns = f->mtime_ns;
         extras.durable = durable;
+        owe_sync = owe_sync || f->unsynced;
       }
     }
-    if (chunks.empty() && !extras.mtime_ns && !(extras.durable && sent)) continue;
+    if (chunks.empty() && !extras.mtime_ns && !(extras.durable && owe_sync)) continue;
 
     uint64_t file_size = 0;
     int64_t mtime_ns = 0;
@@ -462,16 +474,16 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
         DropPage(f.get(), index);
       }
       RecomputeDirtyEnd(f.get());
+      f->unsynced = false;  // what was sent is the next holder's, or gone
+      f->mtime_ns.reset();
       if (written.empty()) return 0;  // only times, of a file that is gone
       f->write_error = EIO;
       return EIO;
     }
-    if (err != 0) {
-      // Kept for the next flush, unless the kernel has sent a newer one.
-      if (times && !f->mtime_ns) f->mtime_ns = extras.mtime_ns;
-      return err;
-    }
-    sent = true;
+    if (err != 0) return err;  // the times stay for the next flush
+    if (times && f->mtime_ns == extras.mtime_ns) f->times_sent = true;
+    owe_sync = !extras.durable;
+    f->unsynced = !extras.durable;
     if (extras.durable && made_durable) *made_durable = true;
     bytes_flushed_->Add(batch_bytes);
     if (bytes_written) *bytes_written += batch_bytes;
@@ -501,7 +513,7 @@ int BufferCache::FlushAll() {
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [gfid, f] : files_) {
-      if (f->dirty_pages || f->mtime_ns) dirty.push_back(f);
+      if (f->dirty_pages || TimesPending(*f)) dirty.push_back(f);
     }
   }
   int first_err = 0;
@@ -622,7 +634,7 @@ void BufferCache::FlusherLoop() {
       // Kept times wait like dirty data: the data they belong to may still
       // be on its way from the kernel (it sends the times without waiting
       // for its own page writes), and should go in the same call.
-      const bool dirty = f->dirty_pages || f->mtime_ns;
+      const bool dirty = f->dirty_pages || TimesPending(*f);
       if (f->forgotten ||
           (dirty && (pressure || now - f->dirty_since >= options_.writeback_delay))) {
         work.emplace_back(gfid, f);
@@ -636,7 +648,7 @@ void BufferCache::FlusherLoop() {
     l.lock();
     // Drop forgotten files once they are clean.
     for (auto& [gfid, f] : work) {
-      if (!f->forgotten || f->dirty_pages || f->mtime_ns) continue;
+      if (!f->forgotten || f->dirty_pages || TimesPending(*f)) continue;
       auto it = files_.find(gfid);
       if (it == files_.end() || it->second != f) continue;
       while (!f->pages.empty()) DropPage(f.get(), f->pages.begin()->first);

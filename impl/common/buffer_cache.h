@@ -104,13 +104,15 @@ class BufferCache {
   // whether a call did: false when there was nothing to write back, and
   // the caller must then ask storage for durability itself.
   int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr);
-  // The kernel's mtime for the file, sent with the file's next write-back
-  // (after its data, in the same call) rather than in a call of its own; a
-  // write-back with no data left to carry it sends it alone. Kept like
-  // dirty data: the data may not have arrived yet, since the kernel writes
-  // a file's times back without waiting for its page writes to finish.
+  // The kernel's mtime for the file, set on storage after the data of every
+  // later write-back of the file, in the same call, rather than in a call
+  // of its own (sent alone once when no data is left to carry it). The
+  // kernel writes a file's times back without waiting for its page writes,
+  // so data older than the times can arrive after them. Kept like dirty
+  // data until it has reached storage.
   void KeepTimes(uint64_t gfid, int64_t mtime_ns);
-  // Forgets kept times that a newer explicit time (utimensat) replaces.
+  // The kernel no longer owns the file's mtime: an explicit time replaced
+  // it, or its lease went below WRITE.
   void DropTimes(uint64_t gfid);
   int FlushAll();
   // Gives up the file's dirty data (its write-back failed for good): drops
@@ -158,6 +160,8 @@ class BufferCache {
   void ThrottleWriters();
   void FlusherLoop();
   uint64_t LogicalSize(const FileState& f) const;  // requires mu_
+  // Kept times that have not reached storage yet.
+  static bool TimesPending(const FileState& f);  // requires mu_
 
   const BufferCacheOptions options_;
   CacheBackend* const backend_;

@@ -23,6 +23,8 @@ int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
                   gfid, err);
     cache->DiscardDirty(gfid);
   }
+  // Below WRITE the kernel owns the file's times no more.
+  cache->DropTimes(gfid);
   if (to == lease::LeaseMode::kNone) cache->Invalidate(gfid);
   return err;
 }
