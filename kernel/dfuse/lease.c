@@ -97,6 +97,32 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 }
 
 /*
+ * Makes fuse_change_attributes drop the reply to any attribute request sent
+ * before this point: its attributes may come from before a grant or a
+ * release that is being installed.
+ */
+static void dfuse_lease_new_attr_version(struct inode *inode)
+{
+	struct fuse_conn *fc = get_fuse_conn(inode);
+	struct fuse_inode *fi = get_fuse_inode(inode);
+
+	spin_lock(&fi->lock);
+	fi->attr_version = atomic64_inc_return(&fc->attr_version);
+	spin_unlock(&fi->lock);
+}
+
+/*
+ * The attributes cached under the lease are not covered once it is
+ * lowered: replies to requests sent before now are dropped, and requests
+ * sent from here on see the release (dfuse_lease_attr_valid).
+ */
+static void dfuse_lease_drop_attrs(struct inode *inode)
+{
+	dfuse_lease_new_attr_version(inode);
+	fuse_invalidate_attr(inode);
+}
+
+/*
  * After a grant that followed NONE, the cached size and times are older
  * than the lease: fetch them before anything trusts them.
  */
@@ -164,6 +190,11 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		err = dfuse_lease_upcall(inode, mode, how, &granted);
 		if (err)
 			return err;
+		/*
+		 * Attributes asked for before the grant (a LOOKUP, a permission
+		 * check) must not come in with the lease's long timeout.
+		 */
+		dfuse_lease_new_attr_version(inode);
 
 		/*
 		 * A release processed since the upcall was sent may have taken
@@ -283,13 +314,16 @@ vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
 u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid)
 {
 	struct dfuse_lease *l;
+	bool covered;
 
 	if (!dfuse_leased(inode))
 		return attr_valid;
+	/* Both fields at once: a release lowers the mode and ends together. */
 	l = lease_of(inode);
-	if (READ_ONCE(l->mode) == DFUSE_LEASE_NONE || READ_ONCE(l->releasing))
-		return 0;
-	return attr_valid;
+	spin_lock(&l->lock);
+	covered = l->mode != DFUSE_LEASE_NONE && !l->releasing;
+	spin_unlock(&l->lock);
+	return covered ? attr_valid : 0;
 }
 
 bool dfuse_lease_owns_attrs(struct inode *inode)
@@ -323,7 +357,9 @@ static bool dfuse_writes_done(struct fuse_inode *fi)
 /*
  * Write back dirty pages and times without i_rwsem (see lease.h).  With
  * temporary pages, page writeback ends before the WRITE request does, so
- * wait for the requests themselves: the daemon must have the data.
+ * wait for the requests themselves: the daemon must have the data.  Only
+ * then the times (as fsync does): sent beside the page writes, as
+ * write_inode_now() sends them, they can reach the daemon first.
  *
  * A failed page write is reported to the daemon without being consumed:
  * the application still gets it from its next fsync (the errseq) and its
@@ -334,30 +370,13 @@ static int dfuse_write_back(struct inode *inode)
 	struct address_space *mapping = inode->i_mapping;
 	struct fuse_inode *fi = get_fuse_inode(inode);
 	errseq_t since = filemap_sample_wb_err(mapping);
-	int err;
+	int err, err2;
 
-	err = write_inode_now(inode, 1);
+	err = filemap_fdatawrite(mapping);
+	filemap_fdatawait_keep_errors(mapping);
 	wait_event(fi->page_waitq, dfuse_writes_done(fi));
-	return err ?: filemap_check_wb_err(mapping, since);
-}
-
-/*
- * The attributes cached under the lease are not covered once it is
- * lowered.  A newer attribute version makes fuse_change_attributes drop
- * the reply to any request sent before this point, which could otherwise
- * install attributes with the daemon's long timeout after they were
- * invalidated; requests sent from here on see the release
- * (dfuse_lease_attr_valid).
- */
-static void dfuse_lease_drop_attrs(struct inode *inode)
-{
-	struct fuse_conn *fc = get_fuse_conn(inode);
-	struct fuse_inode *fi = get_fuse_inode(inode);
-
-	spin_lock(&fi->lock);
-	fi->attr_version = atomic64_inc_return(&fc->attr_version);
-	spin_unlock(&fi->lock);
-	fuse_invalidate_attr(inode);
+	err2 = sync_inode_metadata(inode, 1);
+	return err ?: err2 ?: filemap_check_wb_err(mapping, since);
 }
 
 static int dfuse_lease_do_release(struct inode *inode, unsigned int to)

@@ -18,11 +18,12 @@
  * drops set-ID bits and capabilities on every unprivileged write itself,
  * so an xattr set elsewhere without a lease is no way around it either.
  *
- * Lock order: lease, then i_rwsem.  Entry points that run with i_rwsem
- * already held by the VFS (setattr) or that take it for a read-only lease
- * (llseek) use dfuse_lease_enter_nested(), which never waits for a release
- * that is still draining, and a release never takes i_rwsem.  No lease
- * state is held across the acquire upcall.
+ * Lock order: lease, then i_rwsem; fi->lock, then the lease's spinlock.
+ * Entry points that run with i_rwsem already held by the VFS (setattr) or
+ * that take it for a read-only lease (llseek) use
+ * dfuse_lease_enter_nested(), which never waits for a release that is
+ * still draining, and a release never takes i_rwsem.  No lease state is
+ * held across the acquire upcall.
  */
 #ifndef _FS_DFUSE_LEASE_H
 #define _FS_DFUSE_LEASE_H
