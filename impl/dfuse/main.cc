@@ -13,6 +13,11 @@ int main(int argc, char** argv) {
   spec.policy.writeback_cache = true;
   spec.policy.keep_cache = true;      // pages stay valid until a revoke drops them
   spec.policy.auto_inval_data = false;
+  // Another node sees this node's writes by taking the lease, whose revoke
+  // writes them back first; close(2) has nothing to publish, so it only
+  // reports lost data and leaves the write-back to the revoke, fsync or
+  // the write-back delay.
+  spec.policy.flush_on_close = false;
   spec.policy.attr_timeout = 0;       // directories and links: not leased
   spec.policy.leased_attr_timeout = 3600;
   spec.device = "/dev/dfuse";

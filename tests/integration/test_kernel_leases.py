@@ -12,6 +12,7 @@ plain write-back caching gets wrong; they run for every strong mode
   only: write-through caching cannot see stores to a mapping);
 * a write on A while B holds the file open (and reads through that fd);
 * a rename over a file open on B;
+* a close on A that writes nothing to storage, yet B reads what A wrote;
 * a chmod on A enforced on B, which holds no lease and does not look the
   file up again (a permission check through /proc/self/fd).
 
@@ -137,6 +138,18 @@ def test_a_revoke_writes_back_in_one_durable_storage_call(make_cluster, mode):
         after = storage_calls(c)
         assert read(f"{b}/t") == b"t" * 8192
     assert {k: after[k] - before[k] for k in after} == {"Write": 1, "Fsync": 0, "SetAttr": 0}
+
+
+def test_close_writes_nothing_to_storage_and_the_next_reader_still_sees_it(make_cluster):
+    # dfuse only: writethrough writes through in write(2) itself.
+    c = make_cluster("dfuse", nodes=2, client_args=["--writeback-delay-ms", "600000"])
+    a, b = c.mount(0), c.mount(1)
+    before = storage_calls(c)
+    with open(f"{a}/c", "wb") as f:
+        f.write(b"c" * 8192)
+    assert storage_calls(c) == before, "close(2) waited for a write-back to storage"
+    assert read(f"{b}/c") == b"c" * 8192  # B's lease revoked A's: that wrote it back
+    assert storage_calls(c)["Write"] - before["Write"] == 1
 
 
 @pytest.mark.parametrize("mode", STRONG_MODES)
