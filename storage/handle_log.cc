@@ -168,6 +168,7 @@ int HandleLog::Append(const HandleRecord& record) {
 }
 
 int HandleLog::Sync() {
+  std::lock_guard<std::mutex> l(sync_mu_);
   if (!dirty_.exchange(false, std::memory_order_acq_rel)) return 0;
   if (::fdatasync(fd_.get()) != 0) {
     const int err = errno;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -43,7 +44,8 @@ class HandleLog {
   // Returns 0 or an errno. Safe to call from several threads.
   int Append(const HandleRecord& record);
 
-  // Makes every appended record durable. Returns 0 or an errno.
+  // Makes every record appended before the call durable. Returns 0 or an
+  // errno. Safe to call from several threads.
   int Sync();
 
  private:
@@ -51,6 +53,9 @@ class HandleLog {
 
   Fd fd_;
   std::atomic<bool> dirty_{false};
+  // One Sync at a time: a caller that finds nothing dirty because another
+  // took the flag must not return before that other's fdatasync has.
+  std::mutex sync_mu_;
 };
 
 }  // namespace dfuse::storage
