@@ -342,14 +342,13 @@ void BufferCache::ThrottleWriters() {
   }
 }
 
-int BufferCache::Flush(uint64_t gfid, uint64_t* bytes_written) {
-  if (bytes_written) *bytes_written = 0;
+int BufferCache::Flush(uint64_t gfid) {
   FilePtr f;
   {
     std::lock_guard<std::mutex> l(mu_);
     f = GetFile(gfid, false);
   }
-  return f ? FlushFile(f, /*durable=*/false, nullptr, bytes_written) : 0;
+  return f ? FlushFile(f, /*durable=*/false, nullptr) : 0;
 }
 
 int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written) {
@@ -419,8 +418,8 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
     }
   }
   size_t next = 0;
-  bool owe_sync = false;  // earlier write-backs still to be made durable
-  bool finished = false;  // a call carried the times and durability
+  bool finished = false;   // a call carried the times and durability
+  bool sync_only = false;  // a call with nothing but durability is owed
   while (!finished) {
     // Snapshot one batch: contiguous dirty bytes become one chunk. The
     // last one also carries the kept mtime and, when asked, durability; a
@@ -451,15 +450,14 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
         finished = true;
         if (TimesPending(*f)) extras.mtime_ns = f->mtime_ns;
         extras.durable = durable;
-        owe_sync = owe_sync || f->unsynced;
+        sync_only = durable && f->unsynced;
       }
     }
-    if (chunks.empty() && !extras.mtime_ns && !(extras.durable && owe_sync)) continue;
+    if (chunks.empty() && !extras.mtime_ns && !sync_only) continue;
 
     uint64_t file_size = 0;
     int64_t mtime_ns = 0;
     write_rpcs_->Add();
-    const bool times = extras.mtime_ns.has_value();
     int err = backend_->WriteChunks(gfid, std::move(chunks), extras, &file_size, &mtime_ns);
 
     std::lock_guard<std::mutex> l(mu_);
@@ -481,8 +479,7 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
       return EIO;
     }
     if (err != 0) return err;  // the times stay for the next flush
-    if (times && f->mtime_ns == extras.mtime_ns) f->times_sent = true;
-    owe_sync = !extras.durable;
+    if (extras.mtime_ns && f->mtime_ns == extras.mtime_ns) f->times_sent = true;
     f->unsynced = !extras.durable;
     if (extras.durable && made_durable) *made_durable = true;
     bytes_flushed_->Add(batch_bytes);

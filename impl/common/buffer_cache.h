@@ -96,13 +96,13 @@ class BufferCache {
   // Caches a write as dirty data. May flush (throttle) when dirty data is high.
   int Write(uint64_t gfid, uint64_t offset, const char* data, size_t size);
   // Writes back every byte of the file that was dirty when the call began,
-  // and the mtime kept for it; *bytes_written (optional) says how many
-  // bytes that was.
-  int Flush(uint64_t gfid, uint64_t* bytes_written = nullptr);
+  // and the mtime kept for it.
+  int Flush(uint64_t gfid);
   // Flush, with the last write-back call also putting the file on stable
   // storage (one round trip for fsync and for a revoke). *durable says
   // whether a call did: false when there was nothing to write back, and
-  // the caller must then ask storage for durability itself.
+  // the caller must then ask storage for durability itself;
+  // *bytes_written (optional) says how many bytes were written back.
   int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr);
   // The kernel's mtime for the file, set on storage after the data of every
   // later write-back of the file, in the same call, rather than in a call

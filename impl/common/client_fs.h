@@ -113,7 +113,7 @@ class ClientFs {
   void ReplyMake(fuse_req_t req, fuse_ino_t parent, const std::string& name, int err,
                  const proto::Attr& attr);
   // Answers the kernel's write-back of a file's times itself, keeping them
-  // for the file's dirty data; false when they must go to storage now.
+  // for the file's data; false when the SETATTR is not that write-back.
   bool KeepKernelTimes(fuse_req_t req, fuse_ino_t ino, const struct stat* in, int to_set,
                        const fuse_file_info* fi);
 

@@ -16,11 +16,11 @@ namespace dfuse {
 // times, the last call also durable, when there was any: the ack promises
 // stable storage, not merely sent data; `durable_flushes` counts those)
 // and, when the lease drops to NONE, drops the cached copy (a downgrade to
-// READ keeps the now clean data). When the
-// write-back fails for good the dirty data is discarded and the error
-// latched for the application's next fsync/close (BufferCache::
-// TakeWriteError): after the ack this node holds nothing that could
-// overwrite the next holder's data. Returns 0 or the write-back's errno.
+// READ keeps the now clean data). When the write-back fails for good the
+// dirty data is discarded and the error latched for the application's next
+// fsync/close (BufferCache::TakeWriteError): after the ack this node holds
+// nothing that could overwrite the next holder's data. Returns 0 or the
+// write-back's errno.
 int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
                        Counter* durable_flushes);
 
