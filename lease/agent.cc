@@ -35,6 +35,7 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
       handler_(std::move(handler)),
       grants_(stats->GetCounter("lease.grants")),
       revokes_(stats->GetCounter("lease.revokes")),
+      revokes_of_nothing_(stats->GetCounter("lease.revokes_of_nothing")),
       requests_(stats->GetCounter("lease.requests")),
       losses_(stats->GetCounter("lease.losses")),
       reconnects_(stats->GetCounter("lease.reconnects")),
@@ -382,6 +383,19 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       revokes_->Add();
       File& file = files_[r.gfid()];
       const LeaseMode to = FromProto(r.to_mode());
+      if (Claimed(file) == LeaseMode::kNone && file.jobs() == 0) {
+        // Released (its Release is on the way: the manager read another
+        // node's request first) or lost and dropped already: there is
+        // nothing to write back or drop, and the handler is not bothered.
+        revokes_of_nothing_->Add();
+        proto::ClientMessage ack;
+        ack.mutable_revoke_ack()->set_gfid(r.gfid());
+        ack.mutable_revoke_ack()->set_revoke_id(r.revoke_id());
+        ack.mutable_revoke_ack()->set_mode(ToProto(LeaseMode::kNone));
+        Send(std::move(ack));
+        Forget(r.gfid());
+        return;
+      }
       // Stop trusting the stronger lease at once, unless a queued grant is
       // still to be applied first (the revoke job lowers it again).
       if (file.grants_queued == 0 && file.held > to) {

@@ -301,6 +301,7 @@ class LeaseAgent {
 
   Counter* grants_;
   Counter* revokes_;
+  Counter* revokes_of_nothing_;
   Counter* requests_;
   Counter* losses_;
   Counter* reconnects_;
