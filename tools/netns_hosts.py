@@ -17,7 +17,8 @@ Layout of ROOT::
 
     ssh/id_ed25519{,.pub}  ssh/host_ed25519  ssh/known_hosts  ssh/authorized_keys
     hosts/<name>/          a host's dfuse_root: everything the roles put on it
-    sshd/<name>/           its sshd's config, pid file and log
+    sshd/<name>/           its sshd's config, pid file, log and the bashrc its
+                           sessions read instead of this machine's (see below)
     ansible-tmp/           Ansible's temporary files on the hosts
     inventory.yml          the Ansible inventory of these hosts
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -39,6 +41,12 @@ NETNS_DIR = Path("/run/netns")
 SUBNET = "10.123"
 SSHD = "/usr/sbin/sshd"
 GROUPS = ("storage", "lease_managers", "etcd", "clients")
+# What a namespace host's login shell reads as ~/.bashrc: a fresh node's
+# (nothing), not this machine's. Debian's bash reads ~/.bashrc for every
+# command sshd runs, so a control machine's development set-up there (a
+# pyenv init costs about two seconds) would be paid by every Ansible task
+# on every host, which no real cluster node pays.
+HOST_BASHRC = "# A namespace host's ~/.bashrc (tools/netns_hosts.py): a fresh node's.\n"
 
 
 class HostsError(RuntimeError):
@@ -219,9 +227,17 @@ class NetnsHosts:
         log = open(d / "sshd.log", "wb")
         # Its own mount namespace: what a session mounts (a client's FUSE
         # mount) is seen on this host only, as on a separate machine.
+        cmd = [SSHD, "-D", "-e", "-f", str(cfg)]
+        bashrc = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"
+        if bashrc.is_file():
+            (d / "bashrc").write_text(HOST_BASHRC)
+            # Bound in the host's own mount namespace only; sh execs sshd,
+            # so the Popen's pid is still sshd's.
+            cmd = ["sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+                   str(d / "bashrc"), str(bashrc), *cmd]
         self.sshd[host] = subprocess.Popen(
             ["ip", "netns", "exec", self.ns(host), "unshare", "--mount", "--propagation",
-             "private", "--", SSHD, "-D", "-e", "-f", str(cfg)],
+             "private", "--", *cmd],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
