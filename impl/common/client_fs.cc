@@ -376,6 +376,16 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   Fence fence = self->consistency_->WriteFence(gfid);
   sreq.set_fencing_token(fence.token);
   sreq.set_fencing_proof(std::move(fence.proof));
+  if ((valid & ~proto::SETATTR_SIZE) != 0 && self->inodes_.IsRegular(gfid)) {
+    // Data written before the change reaches storage before it, as the
+    // kernel writes its own pages back before such a SETATTR: written back
+    // later, it would set a later mtime over an explicit one, or clear the
+    // set-ID bits a chmod just set.
+    if (int err = self->cache_->Flush(gfid); err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+  }
   if (valid & proto::SETATTR_SIZE) {
     // Dirty bytes below the new end must reach storage in order with the
     // truncate; bytes past it are dropped.

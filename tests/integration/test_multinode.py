@@ -242,3 +242,24 @@ def test_concurrent_writers_on_different_files(cluster):
         for name in names:
             size = random.Random(name).randrange(0, 300_000)
             assert file_sha(m / name) == (size, sha(payload(name, size))), f"{name} on node{reader}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_explicit_mtime_outlasts_the_data_written_before_it(make_cluster, mode):
+    """utimensat(2) after a write(2): the earlier data reaches storage before
+    the time is set, so its write-back cannot move the mtime later (the
+    kernel writes its pages back before such a SETATTR; the daemon, which
+    may hold them for its write-back delay, must too)."""
+    c = make_cluster(mode, nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    t = 1_000_000_000_000_000_000  # September 2001
+    with open(a / "f", "wb") as f:
+        f.write(payload("m", 10000))
+        f.flush()
+        os.utime(f.fileno(), ns=(t, t))
+        time.sleep(1.5)  # past the daemon's write-back delay, the file still open
+    settle(mode)
+    assert (c.export_dir / "f").stat().st_mtime_ns == t, "on storage"
+    assert os.stat(b / "f").st_mtime_ns == t, "on the other node"
+    assert os.stat(a / "f").st_mtime_ns == t, "on the writer's node"
+    assert (b / "f").read_bytes() == payload("m", 10000)

@@ -217,3 +217,33 @@ with open({str(path)!r}, "a") as f:
     with open(a / "f4777", "a") as f:
         f.write("root's again\n")
     assert modes("f4777") == (0o4777,) * 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_chmod_after_a_users_write_keeps_the_bits_it_set(make_cluster, workdir, mode):
+    """The owner writes, then sets the set-user-ID bit (as an install does):
+    the write came first, so its write-back, however late, clears nothing the
+    chmod set (the daemon may hold the data past its write-back delay; it
+    must reach storage before the chmod, as the kernel's own pages do)."""
+    os.chmod(workdir, 0o711)
+    c = make_cluster(mode, nodes=2, storage_args=["--default-access", "rw,no_root_squash"])
+    os.chmod(c.export_dir, 0o777)
+    a, b = c.mount(0), c.mount(1)
+    r = as_user(1000, 1000, [], f"""
+import os, time
+with open({str(a / "tool")!r}, "w") as f:
+    f.write("#!/bin/sh\\n")
+    f.flush()
+    os.fchmod(f.fileno(), 0o4755)
+    time.sleep(1.5)  # past the daemon's write-back delay, the file still open
+""")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.5)
+    deadline = time.monotonic() + (0 if mode in STRONG_MODES else 10)
+    while True:
+        seen = tuple(os.stat(p / "tool").st_mode & 0o7777 for p in (a, b, c.export_dir))
+        if len(set(seen)) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert seen == (0o4755,) * 3, [oct(m) for m in seen]
+    assert (c.export_dir / "tool").read_text() == "#!/bin/sh\n"
