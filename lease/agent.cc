@@ -388,11 +388,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         // node's request first) or lost and dropped already: there is
         // nothing to write back or drop, and the handler is not bothered.
         revokes_of_nothing_->Add();
-        proto::ClientMessage ack;
-        ack.mutable_revoke_ack()->set_gfid(r.gfid());
-        ack.mutable_revoke_ack()->set_revoke_id(r.revoke_id());
-        ack.mutable_revoke_ack()->set_mode(ToProto(LeaseMode::kNone));
-        Send(std::move(ack));
+        SendRevokeAck(r.gfid(), r.revoke_id(), LeaseMode::kNone);
         Forget(r.gfid());
         return;
       }
@@ -584,17 +580,12 @@ void LeaseAgent::RevokeLoop() {
           file.revoked_from = LeaseMode::kNone;
           file.revoked_token = 0;
         }
-        proto::ClientMessage msg;
-        proto::RevokeAck* ack = msg.mutable_revoke_ack();
-        ack->set_gfid(job.gfid);
-        ack->set_revoke_id(job.revoke_id);
         // What the handler made true, even if `held` is lower by now: an
         // upgrade asked for meanwhile lowers it at once, but the READ
         // cache it gives up is only dropped by the job queued behind this
         // one, and the manager must count this node as a reader until the
         // WRITE request that follows that job says otherwise.
-        ack->set_mode(ToProto(job.to));
-        Send(std::move(msg));
+        SendRevokeAck(job.gfid, job.revoke_id, job.to);
       } else if (job.then_send) {
         SendHeldBack(file, job.then_send);
       }
@@ -749,6 +740,15 @@ void LeaseAgent::Release(uint64_t gfid) {
   SendRelease(gfid);
   caller_sends_ = false;
   SendQueued(l);
+}
+
+void LeaseAgent::SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept) {
+  proto::ClientMessage msg;
+  proto::RevokeAck* ack = msg.mutable_revoke_ack();
+  ack->set_gfid(gfid);
+  ack->set_revoke_id(revoke_id);
+  ack->set_mode(ToProto(kept));
+  Send(std::move(msg));
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

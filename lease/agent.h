@@ -239,6 +239,8 @@ class LeaseAgent {
   void Send(proto::ClientMessage msg);
   void SendAcquire(const Request& req);
   void SendRelease(uint64_t gfid);  // on a welcomed stream
+  // Answers revoke `revoke_id`, keeping `kept` of the file's lease.
+  void SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept);
   void OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent);
   void OnMessage(const proto::ManagerMessage& msg);
   void ApplyGrant(File& file, const proto::Grant& grant);

@@ -364,7 +364,8 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   // All of a regular file's attributes count as its data for consistency:
   // changing any of them is a write (leased modes revoke other nodes'
   // cached copies).
-  if ((valid & proto::SETATTR_SIZE) || self->inodes_.IsRegular(gfid)) {
+  const bool regular = self->inodes_.IsRegular(gfid);
+  if ((valid & proto::SETATTR_SIZE) || regular) {
     int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -376,7 +377,7 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   Fence fence = self->consistency_->WriteFence(gfid);
   sreq.set_fencing_token(fence.token);
   sreq.set_fencing_proof(std::move(fence.proof));
-  if ((valid & ~proto::SETATTR_SIZE) != 0 && self->inodes_.IsRegular(gfid)) {
+  if ((valid & ~proto::SETATTR_SIZE) != 0 && regular) {
     // Data written before the change reaches storage before it, as the
     // kernel writes its own pages back before such a SETATTR: written back
     // later, it would set a later mtime over an explicit one, or clear the
