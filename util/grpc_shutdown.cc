@@ -1,0 +1,20 @@
+#include "util/grpc_shutdown.h"
+
+#include <thread>
+
+#include <grpc/grpc.h>
+
+namespace dfuse {
+
+bool WaitForGrpcShutdown(std::chrono::milliseconds limit) {
+  // grpc_is_initialized() takes the lock gRPC's clean-up holds, and stays
+  // true while a clean-up thread is pending, so false means done.
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (grpc_is_initialized()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+}  // namespace dfuse
