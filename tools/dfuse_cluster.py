@@ -116,7 +116,8 @@ def fuse_device(mode: str) -> str:
 
 def binary_path(build_dir: Path, name: str) -> Path:
     """Path of binary ``name`` (a daemon: "storage", "lease-manager" or a
-    client mode; or a workload tool: "checker", "personality") under ``build_dir``."""
+    client mode; or a workload tool: "checker", "personality", "passthrough") under
+    ``build_dir``."""
     if name == "storage":
         return build_dir / "storage" / "dfuse-storage"
     if name == "lease-manager":
@@ -125,6 +126,8 @@ def binary_path(build_dir: Path, name: str) -> Path:
         return build_dir / "workloads" / "consistency" / "dfuse-checker"
     if name == "personality":
         return build_dir / "workloads" / "personalities" / "dfuse-personality"
+    if name == "passthrough":
+        return build_dir / "workloads" / "passthrough" / "dfuse-passthrough"
     if name in MODES:
         return build_dir / "impl" / name / f"dfuse-{name}"
     raise ValueError(f"unknown daemon {name!r}")
