@@ -748,11 +748,18 @@ void ClientFs::StatFs(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_statfs(req, &sv);
 }
 
+bool ClientFs::RefusedXattrs(fuse_req_t req) {
+  if (policy_.xattrs) return false;
+  fuse_reply_err(req, ENOSYS);  // the kernel stops asking
+  return true;
+}
+
 void ClientFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                         size_t size, int flags) {
   ClientFs* self = Self(req);
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("setxattr");
+  if (self->RefusedXattrs(req)) return;
   const uint64_t gfid = self->Gfid(ino);
   proto::XattrRequest xreq;
   xreq.set_gfid(gfid);
@@ -768,6 +775,7 @@ void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t
   ClientFs* self = Self(req);
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("getxattr");
+  if (self->RefusedXattrs(req)) return;
   const uint64_t gfid = self->Gfid(ino);
   const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
   if (capability) {
@@ -804,6 +812,7 @@ void ClientFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   ClientFs* self = Self(req);
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("listxattr");
+  if (self->RefusedXattrs(req)) return;
   proto::XattrRequest xreq;
   xreq.set_gfid(self->Gfid(ino));
   xreq.set_size(static_cast<uint32_t>(size));
@@ -822,6 +831,7 @@ void ClientFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   ClientFs* self = Self(req);
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("removexattr");
+  if (self->RefusedXattrs(req)) return;
   const uint64_t gfid = self->Gfid(ino);
   proto::XattrRequest xreq;
   xreq.set_gfid(gfid);

@@ -152,6 +152,8 @@ class ClientFs {
   static void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   static void FsyncDir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   static void StatFs(fuse_req_t req, fuse_ino_t ino);
+  // Answers ENOSYS and returns true where the policy serves no xattrs.
+  bool RefusedXattrs(fuse_req_t req);
   static void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                        size_t size, int flags);
   static void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);

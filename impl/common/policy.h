@@ -24,6 +24,12 @@ struct CachePolicy {
   double leased_attr_timeout = -1;
   double entry_timeout = 0;
   double negative_timeout = 0;
+  // Serve extended attributes. Without them every xattr call is answered
+  // ENOSYS, after which the kernel stops asking: FUSE mounts are not
+  // SB_NOSEC, so otherwise each write(2) first asks for security.capability
+  // (a round trip). Only for modes whose consistency does not hook that
+  // lookup (ConsistencyPolicy::WriteStarting).
+  bool xattrs = true;
 };
 
 }  // namespace dfuse

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
            },
            "kernel attribute and entry cache lifetime in seconds (default 1)")
         ->check(CLI::NonNegativeNumber);
+    app->add_flag_callback(
+        "--no-xattr", [policy] { policy->xattrs = false; },
+        "serve no extended attributes (user xattrs, ACLs and file capabilities fail with "
+        "EOPNOTSUPP); spares every write(2) the kernel's security.capability lookup");
   };
   return dfuse::RunClientDaemon(argc, argv, spec);
 }

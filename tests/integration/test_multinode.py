@@ -10,6 +10,7 @@ What each mode promises (and so what is asserted):
   follows after the attribute/entry timeout (1 s).
 """
 
+import errno
 import hashlib
 import os
 import random
@@ -263,3 +264,21 @@ def test_an_explicit_mtime_outlasts_the_data_written_before_it(make_cluster, mod
     assert os.stat(b / "f").st_mtime_ns == t, "on the other node"
     assert os.stat(a / "f").st_mtime_ns == t, "on the writer's node"
     assert (b / "f").read_bytes() == payload("m", 10000)
+
+
+def test_weakwriteback_without_xattrs_asks_nothing_per_write(make_cluster):
+    """weakwriteback --no-xattr: the first xattr call is answered ENOSYS and the
+    kernel asks no more (no security.capability lookup per write(2)); the data
+    still goes from one node to the other at close and open."""
+    c = make_cluster("weakwriteback", nodes=2, client_args=["--no-xattr"])
+    a, b = c.mount(0), c.mount(1)
+    data = payload("noxattr", (1 << 20) + 7)
+    with open(a / "f", "wb") as f:
+        for off in range(0, len(data), 4096):
+            f.write(data[off:off + 4096])  # one write(2) each
+    with pytest.raises(OSError) as e:
+        os.setxattr(a / "f", "user.color", b"blue")
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert file_sha(b / "f") == (len(data), sha(data))
+    counters = c.stats(0)["counters"]
+    assert counters.get("fuse.getxattr", 0) <= 1 and counters.get("fuse.setxattr", 0) <= 1, counters
