@@ -53,6 +53,7 @@ struct Settings {
   uint64_t writeback_delay_ms = 1000;
   unsigned max_threads = 16;
   double shutdown_timeout = 15;
+  int max_dirty_ratio = 0;  // 0: the kernel's (FUSE: 1 %)
   double storage_timeout = 60;
   double connect_timeout = 0;  // 0: --storage-timeout within 5 to 20 s
   std::string lease_manager;
@@ -305,6 +306,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   app.add_option("--cache-size", s.cache_size, "userspace buffer cache size (K/M/G suffix)");
   app.add_option("--writeback-delay-ms", s.writeback_delay_ms,
                  "background write-back of data dirty this long");
+  app.add_option("--max-dirty-ratio", s.max_dirty_ratio,
+                 "percent of the machine's dirty-page limit the mount's kernel page cache may "
+                 "hold (its bdi max_ratio; FUSE's default 1 throttles a write-back cache to a "
+                 "few MB; needs root)")
+      ->check(CLI::Range(1, 100));
   app.add_option("--shutdown-timeout", s.shutdown_timeout,
                  "seconds SIGTERM may spend writing back before the daemon exits anyway")
       ->check(CLI::PositiveNumber);
@@ -494,6 +500,11 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
     return fail_daemon("cannot mount on " + s.mountpoint);
   }
   const int fuse_conn = FuseConnectionOf(s.mountpoint);  // for a forced exit
+  if (s.max_dirty_ratio > 0) {
+    if (std::string why; !SetMaxDirtyRatio(fuse_conn, s.max_dirty_ratio, &why)) {
+      spdlog::warn("--max-dirty-ratio not applied: {}", why);
+    }
+  }
   fs.Start(se);
   consistency.Attach(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,

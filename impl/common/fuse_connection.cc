@@ -3,7 +3,9 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -107,6 +109,22 @@ bool AbortFuseConnection(int conn, std::string* error) {
   *error = "connection " + std::to_string(conn) +
            " is in no control file system (fusectl or dfusectl), mounted or mountable here";
   return false;
+}
+
+bool SetMaxDirtyRatio(int conn, int percent, std::string* error) {
+  // A FUSE mount's backing device is named after its anonymous device,
+  // major 0 and the connection number as minor (fuse_bdi_init).
+  const std::string path = "/sys/class/bdi/0:" + std::to_string(conn) + "/max_ratio";
+  std::ofstream out(path);
+  if (out) {
+    out << percent;
+    out.flush();
+  }
+  if (!out) {
+    *error = "cannot write " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace dfuse

@@ -29,6 +29,13 @@ int FuseConnectionOf(const std::string& mountpoint);
 // Returns false with *error if no control file system has it.
 bool AbortFuseConnection(int conn, std::string* error);
 
+// Lets connection `conn`'s kernel page cache hold up to `percent` of the
+// machine's dirty-page limit (its backing device's max_ratio, 1 by FUSE's
+// default, which throttles a write-back cache to a few MB of dirty pages and
+// so to about one request per written page). Needs root. Returns false with
+// *error if the setting could not be written.
+bool SetMaxDirtyRatio(int conn, int percent, std::string* error);
+
 }  // namespace dfuse
 
 #endif  // DFUSE_IMPL_COMMON_FUSE_CONNECTION_H_

@@ -165,6 +165,9 @@ def test_client_bad_flag_value(client_bin, workdir):
     r = run([client_bin, "--cache-size", "lots", "127.0.0.1:1", mnt])
     assert_clear_error(r, "lots")
     assert dc.mount_fstype(mnt) is None
+    r = run([client_bin, "--plaintext", "--max-dirty-ratio", "101", "127.0.0.1:1", mnt])
+    assert_clear_error(r, "max-dirty-ratio")
+    assert dc.mount_fstype(mnt) is None
 
 
 def test_client_missing_arguments(client_bin):

@@ -282,3 +282,18 @@ def test_weakwriteback_without_xattrs_asks_nothing_per_write(make_cluster):
     assert file_sha(b / "f") == (len(data), sha(data))
     counters = c.stats(0)["counters"]
     assert counters.get("fuse.getxattr", 0) <= 1 and counters.get("fuse.setxattr", 0) <= 1, counters
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_max_dirty_ratio_sets_the_mounts_share_of_dirty_pages(make_cluster, mode):
+    """--max-dirty-ratio N raises the mount's backing device's max_ratio from
+    FUSE's 1 % (which throttles a write-back cache to a few MB); without it the
+    kernel's default stays."""
+    c = make_cluster(mode, nodes=2, client_args=["--max-dirty-ratio", "40"])
+    plain = make_cluster(mode, nodes=1, name="plain")
+
+    def max_ratio(mount) -> int:
+        return int(open(f"/sys/class/bdi/0:{os.minor(os.stat(mount).st_dev)}/max_ratio").read())
+
+    assert [max_ratio(c.mount(i)) for i in range(2)] == [40, 40]
+    assert max_ratio(plain.mount(0)) == 1
