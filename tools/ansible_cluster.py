@@ -217,7 +217,8 @@ def failure_summary(output: str) -> str:
 class AnsibleCluster:
     """One mode's cluster: the storage host, the lease managers and the first ``nodes`` clients."""
 
-    def __init__(self, inventory: Inventory, mode: str, nodes: int) -> None:
+    def __init__(self, inventory: Inventory, mode: str, nodes: int,
+                 client_args: Sequence[str] = ()) -> None:
         clients = inventory.groups["clients"]
         if nodes > len(clients):
             raise ClusterError(f"{nodes} client nodes asked for, but the inventory has "
@@ -226,6 +227,7 @@ class AnsibleCluster:
         self.mode = mode
         self.nodes = nodes
         self.hosts = clients[:nodes]
+        self.client_args = list(client_args)  # the client role's dfuse_client_extra_args
         self.storage_host = inventory.groups["storage"][0]
         self.net_used = "cluster"
         # Workloads of one point start together this long after they are started
@@ -236,7 +238,8 @@ class AnsibleCluster:
         limit = ":".join(["storage", "lease_managers", "etcd", *self.hosts])
         self.inv.progress(f"cluster: {self.mode} up on {', '.join(self.hosts)}")
         self.inv.up = True
-        self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit)
+        self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit,
+                          "-e", json.dumps({"dfuse_client_extra_args": self.client_args}))
 
     def down(self) -> None:
         # down.yml takes every mode down: once for all the modes' clusters.
