@@ -238,8 +238,9 @@ class AnsibleCluster:
         limit = ":".join(["storage", "lease_managers", "etcd", *self.hosts])
         self.inv.progress(f"cluster: {self.mode} up on {', '.join(self.hosts)}")
         self.inv.up = True
-        self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit,
-                          "-e", json.dumps({"dfuse_client_extra_args": self.client_args}))
+        extra = (["-e", json.dumps({"dfuse_client_extra_args": self.client_args})]
+                 if self.client_args else [])
+        self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit, *extra)
 
     def down(self) -> None:
         # down.yml takes every mode down: once for all the modes' clusters.
