@@ -393,14 +393,14 @@ void PassthroughFs::OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_statfs(req, &st);
 }
 
-// Extended attributes go through the /proc path: the *xattr(2) calls on a
-// descriptor refuse O_PATH ones.
 bool PassthroughFs::ServesXattr(fuse_req_t req) {
   if (Of(req)->options_.xattr) return true;
   fuse_reply_err(req, ENOSYS);  // the kernel stops asking
   return false;
 }
 
+// Extended attributes go through the /proc path: the *xattr(2) calls on a
+// descriptor refuse O_PATH ones.
 void PassthroughFs::OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                                size_t size, int flags) {
   if (!ServesXattr(req)) return;
