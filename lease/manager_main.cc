@@ -39,6 +39,7 @@
 
 #include "lease/election.h"
 #include "lease/manager_service.h"
+#include "util/grpc_shutdown.h"
 #include "util/log.h"
 #include "util/signal_waiter.h"
 #include "util/strings.h"
@@ -405,5 +406,7 @@ int main(int argc, char** argv) {
   if (ticker.joinable()) ticker.join();
   server->Shutdown();
   dump();
+  server.reset();
+  dfuse::WaitForGrpcShutdownAtExit();
   return exit_code;
 }

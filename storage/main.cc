@@ -16,6 +16,7 @@
 
 #include "storage/server.h"
 #include "util/gfid.h"
+#include "util/grpc_shutdown.h"
 #include "util/log.h"
 #include "util/signal_waiter.h"
 #include "util/tls.h"
@@ -160,5 +161,7 @@ int main(int argc, char** argv) {
   if (ticker.joinable()) ticker.join();
   server->Shutdown();
   dump();
+  server.reset();
+  dfuse::WaitForGrpcShutdownAtExit();
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include <grpc/grpc.h>
+#include <spdlog/spdlog.h>
 
 namespace dfuse {
 
@@ -15,6 +16,13 @@ bool WaitForGrpcShutdown(std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
+}
+
+void WaitForGrpcShutdownAtExit() {
+  // Milliseconds normally; the bound only keeps a wedged gRPC thread from
+  // holding up the exit that the daemon's supervisor waits for.
+  constexpr std::chrono::seconds kLimit(5);
+  if (!WaitForGrpcShutdown(kLimit)) spdlog::warn("gRPC still shutting down at exit");
 }
 
 }  // namespace dfuse

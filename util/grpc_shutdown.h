@@ -19,6 +19,11 @@ namespace dfuse {
 // channel and stub is destroyed. Returns whether gRPC is shut down.
 bool WaitForGrpcShutdown(std::chrono::milliseconds limit);
 
+// For a daemon's last step, after its servers and channels are destroyed:
+// waits a few seconds at most, and logs a warning if gRPC is still shutting
+// down then (the daemon exits anyway).
+void WaitForGrpcShutdownAtExit();
+
 }  // namespace dfuse
 
 #endif  // DFUSE_UTIL_GRPC_SHUTDOWN_H_

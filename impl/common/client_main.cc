@@ -26,6 +26,7 @@
 #include "impl/common/fuse_connection.h"
 #include "impl/common/request_loop.h"
 #include "impl/common/storage_client.h"
+#include "util/grpc_shutdown.h"
 #include "util/log.h"
 #include "util/stats.h"
 #include "util/strings.h"
@@ -277,9 +278,7 @@ struct ClientNode {
   bool stopped = false;
 };
 
-}  // namespace
-
-int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
+int RunClient(int argc, char** argv, const ClientModeSpec& spec) {
   const std::string prog = std::strrchr(argv[0], '/') ? std::strrchr(argv[0], '/') + 1 : argv[0];
   const bool helper = prog.rfind("mount.", 0) == 0;
   CachePolicy policy = spec.policy;
@@ -608,6 +607,16 @@ int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   fuse_session_destroy(se);
   spdlog::info("unmounted {}", s.mountpoint);
   return ret == 0 && err == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
+  const int status = RunClient(argc, argv, spec);
+  // Every channel went with RunClient's locals; gRPC's own clean-up may
+  // still be ending its threads.
+  WaitForGrpcShutdownAtExit();
+  return status;
 }
 
 }  // namespace dfuse
