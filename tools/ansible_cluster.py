@@ -46,6 +46,11 @@ _AT = ("import os,sys,time; time.sleep(max(0.0, float(sys.argv[1]) - time.time()
        "os.execvp(sys.argv[2], sys.argv[2:])")
 
 
+# A failed point keeps this much of the end of each daemon's log.
+LOG_TAIL_BYTES = 256 * 1024
+# Separates the logs in collect_logs' one ssh answer per host.
+_LOG_MARK = "\n=== dfuse log: "
+
 # Answers every line on stdin with the host's CLOCK_REALTIME in ns
 # (Inventory.clock_offset brackets each answer with this machine's clock).
 _CLOCK_ECHO = "import sys,time\nfor _ in sys.stdin: print(time.time_ns(), flush=True)"
@@ -288,6 +293,31 @@ class AnsibleCluster:
 
     def on_client(self, i: int, cmd: Sequence[str], timeout: float = 600) -> str:
         return self.inv.on(self.hosts[i], cmd, timeout=timeout)
+
+    def collect_logs(self, dest: Path, tail_bytes: int = LOG_TAIL_BYTES) -> None:
+        """Copies the end of every log of this mode's daemons (and etcd's) from each of
+        its hosts into ``dest``/<host>-<log>, for a failed point; a host that cannot be
+        reached gets a note saying why instead."""
+        dest.mkdir(parents=True, exist_ok=True)
+        hosts = [self.storage_host, *self.inv.groups["lease_managers"],
+                 *self.inv.groups["etcd"], *self.hosts]
+        for host in dict.fromkeys(hosts):
+            logdir = f"{self.inv.root(host)}/var/log/dfuse"
+            # One ssh per host: each log's name on a line of its own, then its tail;
+            # last the kernel's messages (dfuse.ko reports failed lease upcalls there).
+            script = (f"if cd {shlex.quote(logdir)} 2>/dev/null; then "
+                      f"for f in *@{shlex.quote(self.mode)}.log dfuse-etcd.log; do "
+                      f'[ -f "$f" ] || continue; printf "{_LOG_MARK}%s\\n" "$f"; '
+                      f'tail -c {int(tail_bytes)} "$f"; done; fi; '
+                      f'printf "{_LOG_MARK}dmesg.txt\\n"; dmesg 2>&1 | tail -n 300')
+            try:
+                out = self.inv.on(host, ["sh", "-c", script], timeout=60)
+            except (ClusterError, subprocess.TimeoutExpired) as e:
+                (dest / f"{host}-unreachable.txt").write_text(f"{e}\n")
+                continue
+            for chunk in out.split(_LOG_MARK)[1:]:
+                name, _, text = chunk.partition("\n")
+                (dest / f"{host}-{Path(name).name}").write_text(text)
 
     def clock_offset(self, i: int) -> tuple[int, int]:
         """Bounds in ns on client ``i``'s clock minus this machine's (Inventory.clock_offset)."""

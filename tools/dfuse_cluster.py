@@ -705,6 +705,15 @@ class Cluster:
         if self.rundir.exists():
             self.save()
 
+    def collect_logs(self, dest: Path, tail_bytes: int = 256 * 1024) -> None:
+        """Copies the end of every daemon's log (logs/ of the run dir, which goes away
+        with it) into ``dest``, for a failed point."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in sorted((self.rundir / "logs").glob("*.log")):
+            with open(log, "rb") as f:
+                f.seek(max(0, log.stat().st_size - tail_bytes))
+                (dest / log.name).write_bytes(f.read())
+
     # ---- network
 
     def _choose_net(self) -> None:

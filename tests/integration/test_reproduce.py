@@ -161,6 +161,12 @@ def test_a_failing_point_stops_the_run_and_says_why(tmp_path: Path):
     manifest = json.loads((tmp_path / "stop" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
     assert "nosuchpattern" in manifest["error"]
+    # The failed point keeps the end of every daemon's log, which the run dir loses.
+    failed = [d for d in (tmp_path / "stop" / "raw" / "weakwriteback").glob("*.logs")]
+    assert len(failed) == 1 and "nosuchpattern" in failed[0].name
+    kept = sorted(p.name for p in failed[0].iterdir())
+    assert "storage.log" in kept and "node0.log" in kept, kept
+    assert (failed[0] / "node0.log").stat().st_size > 0
 
     r = reproduce(*args, "--run", "go-on", "--keep-going")
     assert r.returncode == 1
