@@ -279,7 +279,9 @@ class NetnsHosts:
                  "    dfuse_service_manager: direct",
                  "    dfuse_install_packages: false"]
         for k, v in self.extra_vars.items():
-            lines.append(f"    {k}: {v!r}" if not isinstance(v, str) else f"    {k}: '{v}'")
+            # YAML's single-quoted scalar: a quote inside is written twice.
+            lines.append(f"    {k}: {v!r}" if not isinstance(v, str)
+                         else "    {}: '{}'".format(k, v.replace("'", "''")))
         lines.append("  children:")
         for g in GROUPS:
             if not self.groups[g]:
