@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
-from dfuse_cluster import ClusterError, REPO_ROOT
+from dfuse_cluster import ClusterError, LOG_TAIL_BYTES, REPO_ROOT
 
 ANSIBLE_DIR = REPO_ROOT / "ansible"
 
@@ -46,8 +46,6 @@ _AT = ("import os,sys,time; time.sleep(max(0.0, float(sys.argv[1]) - time.time()
        "os.execvp(sys.argv[2], sys.argv[2:])")
 
 
-# A failed point keeps this much of the end of each daemon's log.
-LOG_TAIL_BYTES = 256 * 1024
 # Separates the logs in collect_logs' one ssh answer per host.
 _LOG_MARK = "\n=== dfuse log: "
 

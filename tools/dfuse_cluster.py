@@ -82,6 +82,9 @@ ETCD_NAME = "dfuse-etcd"
 NETNS_PREFIX = "dfuse-"
 NETNS_DIR = Path("/run/netns")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# A failed point keeps this much of the end of each daemon's log (collect_logs
+# here and in ansible_cluster.py).
+LOG_TAIL_BYTES = 256 * 1024
 
 STORAGE_NS_ADDR = "10.99.0.1"
 
@@ -705,7 +708,7 @@ class Cluster:
         if self.rundir.exists():
             self.save()
 
-    def collect_logs(self, dest: Path, tail_bytes: int = 256 * 1024) -> None:
+    def collect_logs(self, dest: Path, tail_bytes: int = LOG_TAIL_BYTES) -> None:
         """Copies the end of every daemon's log (logs/ of the run dir, which goes away
         with it) into ``dest``, for a failed point."""
         dest.mkdir(parents=True, exist_ok=True)
