@@ -26,6 +26,7 @@ Layout of ROOT::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -279,9 +280,8 @@ class NetnsHosts:
                  "    dfuse_service_manager: direct",
                  "    dfuse_install_packages: false"]
         for k, v in self.extra_vars.items():
-            # YAML's single-quoted scalar: a quote inside is written twice.
-            lines.append(f"    {k}: {v!r}" if not isinstance(v, str)
-                         else "    {}: '{}'".format(k, v.replace("'", "''")))
+            # A JSON scalar is a YAML scalar, quotes and all.
+            lines.append(f"    {k}: {json.dumps(v)}")
         lines.append("  children:")
         for g in GROUPS:
             if not self.groups[g]:
