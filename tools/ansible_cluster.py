@@ -19,10 +19,11 @@ hosts share no clock, ``on_client`` and ``clock_offset`` for the checker::
 
 Each mode's cluster has its own ports, export and mounts, so all of them are
 up at once and the runner takes turns between them as a local run does.
-Paths on a host follow the roles' defaults under the host's ``dfuse_root``
-(see ansible/roles/dfuse_defaults): binaries in /opt/dfuse/bin, workloads in
-/opt/dfuse/workloads, a mode's mount at /mnt/dfuse-<mode>, its export at
-/var/lib/dfuse/<mode>/export, stats in /run/dfuse.
+Paths on a host are the roles' (ansible/roles/dfuse_defaults), as the
+inventory and group_vars set them: layout.yml reports them per host and mode,
+by default binaries in /opt/dfuse/bin, workloads in /opt/dfuse/workloads, a
+mode's mount at /mnt/dfuse-<mode>, its export at /var/lib/dfuse/<mode>/export,
+stats in /run/dfuse, logs in /var/log/dfuse, all under the host's ``dfuse_root``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Inventory:
         self.progress = progress
         self.extra_vars = dict(extra_vars or {})
         self.up = False  # whether some mode's cluster may be up
+        self._layouts: dict[str, dict[str, dict[str, str]]] = {}  # mode -> host -> paths
         r = _run(["ansible-inventory", "-i", str(self.path), "--list"], cwd=ANSIBLE_DIR,
                  env=self._env())
         if r.returncode != 0:
@@ -98,15 +100,34 @@ class Inventory:
 
     # ---- playbooks
 
-    def playbook(self, name: str, *args: str, timeout: float = 3600) -> str:
-        """Runs ansible/<name> on this inventory; its output, or ClusterError naming the host."""
+    def playbook(self, name: str, *args: str, timeout: float = 3600,
+                 callback: Optional[str] = None) -> str:
+        """Runs ansible/<name> on this inventory; its output (in ``callback``'s format if
+        given), or ClusterError naming the host."""
         cmd = ["ansible-playbook", "-i", str(self.path), name, *args]
         for k, v in self.extra_vars.items():
             cmd += ["-e", f"{k}={v}"]
-        r = _run(cmd, timeout=timeout, cwd=ANSIBLE_DIR, env=self._env())
+        env = self._env()
+        if callback:
+            env["ANSIBLE_STDOUT_CALLBACK"] = callback
+        r = _run(cmd, timeout=timeout, cwd=ANSIBLE_DIR, env=env)
         if r.returncode != 0:
             raise ClusterError(f"{name} failed: {failure_summary(r.stdout + r.stderr)}")
         return r.stdout
+
+    def layout(self, mode: str) -> dict[str, dict[str, str]]:
+        """Each host's paths for ``mode`` as the roles resolve them from this inventory
+        (layout.yml): bin_dir, bench_dir, mount_point, export_dir, run_dir, log_dir."""
+        if mode not in self._layouts:
+            out = self.playbook("layout.yml", "-e", f"dfuse_mode={mode}", timeout=300,
+                                callback="ansible.posix.json")
+            try:
+                tasks = json.loads(out)["plays"][0]["tasks"]
+                report = next(t for t in tasks if t["task"]["name"] == "Report the paths")
+                self._layouts[mode] = {h: r["msg"] for h, r in report["hosts"].items()}
+            except (ValueError, LookupError, StopIteration, TypeError) as e:
+                raise ClusterError(f"layout.yml: unexpected output ({e!r}): {out[-300:]}") from None
+        return self._layouts[mode]
 
     def check(self, mode: str) -> None:
         self.playbook("check.yml", "-e", f"dfuse_mode={mode}")
@@ -119,9 +140,6 @@ class Inventory:
 
     def address(self, host: str) -> str:
         return str(self.hostvars.get(host, {}).get("ansible_host", host))
-
-    def root(self, host: str) -> str:
-        return str(self.hostvars.get(host, {}).get("dfuse_root", ""))
 
     def ssh_command(self, host: str, cmd: Sequence[str]) -> list[str]:
         """ssh to ``host`` as Ansible does (user, key and options from the inventory)."""
@@ -251,24 +269,27 @@ class AnsibleCluster:
             self.inv.up = False
             self.inv.playbook("down.yml")
 
-    # ---- paths on the hosts (the roles' defaults under dfuse_root)
+    # ---- paths on the hosts (as the roles resolve them: Inventory.layout)
+
+    def _path(self, host: str, name: str) -> str:
+        return self.inv.layout(self.mode)[host][name]
 
     def mount(self, i: int) -> str:
-        return f"{self.inv.root(self.hosts[i])}/mnt/dfuse-{self.mode}"
+        return self._path(self.hosts[i], "mount_point")
 
     @property
     def export_dir(self) -> str:
-        return f"{self.inv.root(self.storage_host)}/var/lib/dfuse/{self.mode}/export"
+        return self._path(self.storage_host, "export_dir")
 
     def _host(self, node: Optional[int]) -> str:
         return self.storage_host if node is None else self.hosts[node]
 
     def tool(self, name: str, node: Optional[int] = None) -> str:
         """dfuse-``name`` on client ``node`` (the storage host if None)."""
-        return f"{self.inv.root(self._host(node))}/opt/dfuse/bin/dfuse-{name}"
+        return f"{self._path(self._host(node), 'bin_dir')}/dfuse-{name}"
 
     def fio_job(self, pattern: str, node: int) -> str:
-        return f"{self.inv.root(self._host(node))}/opt/dfuse/workloads/fio/{pattern}.fio"
+        return f"{self._path(self._host(node), 'bench_dir')}/fio/{pattern}.fio"
 
     # ---- running things
 
@@ -300,7 +321,7 @@ class AnsibleCluster:
         hosts = [self.storage_host, *self.inv.groups["lease_managers"],
                  *self.inv.groups["etcd"], *self.hosts]
         for host in dict.fromkeys(hosts):
-            logdir = f"{self.inv.root(host)}/var/log/dfuse"
+            logdir = self._path(host, "log_dir")
             # One ssh per host: each log's name on a line of its own, then its tail;
             # last the kernel's messages (dfuse.ko reports failed lease upcalls there).
             script = (f"if cd {shlex.quote(logdir)} 2>/dev/null; then "
@@ -323,7 +344,7 @@ class AnsibleCluster:
 
     def stats(self, i: int) -> dict:
         """Client ``i``'s stats (the daemon rewrites them every second)."""
-        path = f"{self.inv.root(self.hosts[i])}/run/dfuse/client-{self.mode}-stats.json"
+        path = f"{self._path(self.hosts[i], 'run_dir')}/client-{self.mode}-stats.json"
         deadline = time.monotonic() + 10
         while True:
             try:
