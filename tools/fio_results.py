@@ -19,8 +19,10 @@ class FioOutputError(ValueError):
 # a point measures something else. A thread's last I/O may start just before
 # the end, so each thread may also run over by its own slowest I/O: on a
 # loaded machine one slow I/O at the end of a short run is a measurement,
-# not a stretch. (The runner fsyncs after fio, timed apart, so fio's runtime
-# is the I/O phase alone.)
+# not a stretch. With group_reporting one job entry stands for several
+# threads and reports their summed runtime but a single slowest I/O, which
+# then counts once for each of them. (The runner fsyncs after fio, timed
+# apart, so fio's runtime is the I/O phase alone.)
 MIN_RUNTIME_SHARE = 0.9
 MAX_RUNTIME_SHARE = 1.15
 
@@ -36,6 +38,7 @@ def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> N
     if not jobs:
         raise FioOutputError(f"{path}: no jobs")
     reads = writes = runtime_ms = slowest_ms = 0
+    threads_per_entry = max(1, round(threads / len(jobs)))  # group_reporting: all in one
     for job in jobs:
         if job.get("error", 0) != 0:
             raise FioOutputError(f"{path}: fio job {job.get('jobname')} ended with error "
@@ -43,7 +46,8 @@ def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> N
         reads += job["read"]["total_ios"]
         writes += job["write"]["total_ios"]
         runtime_ms += job.get("job_runtime", 0)
-        slowest_ms += max(job[d]["lat_ns"].get("max", 0) for d in ("read", "write")) / 1e6
+        slowest_ms += threads_per_entry * max(
+            job[d]["lat_ns"].get("max", 0) for d in ("read", "write")) / 1e6
     if reads + writes == 0:
         raise FioOutputError(f"{path}: no I/O completed")
     if read_pct > 0 and reads == 0:
