@@ -11,6 +11,7 @@ the run lacks is left out.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -132,11 +133,26 @@ def consistency(run: Path) -> list[str]:
 SECTIONS = (fig6, fig7, fig8, fig9, consistency)
 
 
+def incomplete(run: Path) -> list[str]:
+    """A run that stopped says so first, with the runner's reason: its missing points
+    (n/a below) were never measured, not measured as nothing."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if manifest.get("status", "complete") == "complete":
+        return []
+    reason = " ".join(str(manifest.get("error") or "no reason recorded").split())
+    return [f"**This run did not complete** ({manifest['status']}): {reason}. "
+            "Points from there on were not measured.", ""]
+
+
 def summarize(run: Path) -> str:
     lines = [f"# Results `{run.name}`: ratios next to the paper's", "",
              "Ratios of modes measured side by side in this run; one machine's absolute "
              "numbers are noise. Where points were measured several times, ratios are of "
              "the medians, with [lowest-highest] the ratio the repetitions span.", ""]
+    lines += incomplete(run)
     for section in SECTIONS:
         try:
             lines += section(run)

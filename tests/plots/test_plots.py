@@ -179,6 +179,16 @@ def test_summary_states_the_measured_ratios_next_to_the_papers(run: Path):
     assert "| weakwriteback | 8000 | 18 of 32 |" in text
 
 
+def test_summary_of_a_run_that_stopped_says_why_first(run: Path):
+    assert "did not complete" not in summary.summarize(run)
+    (run / "manifest.json").write_text(json.dumps({
+        "run": "synthetic", "status": "failed",
+        "error": "raw/writethrough/x-node7.json: a thread\noutlasted the runtime"}))
+    text = summary.summarize(run)
+    assert text.index("**This run did not complete** (failed): raw/writethrough/x-node7.json: "
+                      "a thread outlasted the runtime.") < text.index("## Headline")
+
+
 def test_summary_without_dfuse_still_states_the_baselines_ratio(run: Path):
     # A stock-FUSE run (the host, a cluster without dfuse.ko): only the other two modes.
     for name in ("fig6", "fig7", "fig8", "fig9"):
