@@ -7,8 +7,6 @@ change on either side that breaks the other fails here.
 from __future__ import annotations
 
 import csv
-import importlib.machinery
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,19 +17,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plots"))
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 import draw  # noqa: E402
 import paper  # noqa: E402
 import summary  # noqa: E402
-
-
-def load_runner():
-    loader = importlib.machinery.SourceFileLoader("dfuse_reproduce", str(REPO / "tools" / "dfuse-reproduce"))
-    spec = importlib.util.spec_from_loader("dfuse_reproduce", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
+from runner_module import load_runner  # noqa: E402
 
 runner = load_runner()
 MODES = ("dfuse", "writethrough", "weakwriteback")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,17 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 from dfuse_cluster import ClusterError  # noqa: E402
-
-
-def load_runner():
-    loader = importlib.machinery.SourceFileLoader("dfuse_reproduce",
-                                                  str(REPO / "tools" / "dfuse-reproduce"))
-    spec = importlib.util.spec_from_loader("dfuse_reproduce", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
+from runner_module import load_runner  # noqa: E402
 
 runner = load_runner()
 
