@@ -140,7 +140,8 @@ def incomplete(run: Path) -> list[str]:
         manifest = json.loads((run / "manifest.json").read_text())
     except (OSError, ValueError):
         return []
-    if manifest.get("status", "complete") == "complete":
+    # "complete with N failed runs (failures.csv)" (--keep-going) went on to the end.
+    if str(manifest.get("status", "complete")).startswith("complete"):
         return []
     reason = " ".join(str(manifest.get("error") or "no reason recorded").split())
     return [f"**This run did not complete** ({manifest['status']}): {reason}. "

@@ -173,6 +173,9 @@ def test_summary_states_the_measured_ratios_next_to_the_papers(run: Path):
 def test_summary_of_a_run_that_stopped_says_why_first(run: Path):
     assert "did not complete" not in summary.summarize(run)
     (run / "manifest.json").write_text(json.dumps({
+        "run": "synthetic", "status": "complete with 1 failed runs (failures.csv)"}))
+    assert "did not complete" not in summary.summarize(run)
+    (run / "manifest.json").write_text(json.dumps({
         "run": "synthetic", "status": "failed",
         "error": "raw/writethrough/x-node7.json: a thread\noutlasted the runtime"}))
     text = summary.summarize(run)
