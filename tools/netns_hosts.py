@@ -289,7 +289,7 @@ class NetnsHosts:
             lines += [f"    {g}:", "      hosts:"]
             for h in self.groups[g]:
                 lines.append(f"        {h}: {{ansible_host: {self.address[h]}, "
-                             f"dfuse_root: '{self.host_dir(h)}'}}")
+                             f"dfuse_root: {json.dumps(str(self.host_dir(h)))}}}")
         self.inventory.write_text("\n".join(lines) + "\n")
 
     # ---- running things
