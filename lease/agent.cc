@@ -103,6 +103,7 @@ void LeaseAgent::Shutdown() {
     std::unique_lock<std::mutex> l(mu_);
     if (shutdown_ && !session_thread_.joinable()) return;
     shutdown_ = true;
+    WakeAcquirers();
     if (connected_) {
       // The writer sends what is queued, then half-closes; the manager
       // reads to the end and closes its side, which ends the stream.
@@ -113,6 +114,7 @@ void LeaseAgent::Shutdown() {
     if (ctx_ != nullptr) ctx_->TryCancel();
   }
   cv_.notify_all();
+  timer_cv_.notify_all();
   out_cv_.notify_all();
   jobs_cv_.notify_all();
   if (session_thread_.joinable()) session_thread_.join();
@@ -219,17 +221,15 @@ bool LeaseAgent::RunStream() {
     cv_.notify_all();
     writer = std::thread([this, s = stream.get(), generation] { WriteLoop(s, generation); });
     while (stream->Read(&msg)) {
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        OnMessage(msg);
-      }
-      cv_.notify_all();
+      std::lock_guard<std::mutex> l(mu_);
+      OnMessage(msg);
     }
   }
   {
     std::unique_lock<std::mutex> l(mu_);
     if (connected_) disconnected_since_ = Clock::now();
     connected_ = false;
+    WakeAcquirers();  // they now give up after a term
     out_.clear();
     // A caller may still be in Write on this stream (SendQueued).
     if (ctx_ != nullptr && writing_) ctx_->TryCancel();
@@ -335,6 +335,8 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   welcomes_++;
   heartbeats_.clear();
   next_heartbeat_ = Clock::now() + term_ / 3;
+  timer_cv_.notify_one();
+  WakeAcquirers();  // waiting for a term no longer
   // Released meanwhile, perhaps after the Hello reclaimed them: the manager
   // must not keep a lease this node no longer has (it would answer the
   // next Acquire with the old grant). Before the requests, which may ask
@@ -375,6 +377,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       file.grants_queued++;
       file.queued_mode = FromProto(g.mode());
       file.queued_token = g.token();
+      NoteClaim();
       QueueJob(file, {.kind = Job::kGrant, .gfid = g.gfid(), .grant = g, .losses = file.losses});
       return;
     }
@@ -425,8 +428,8 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       spdlog::error("lease manager: {} (errno {})", e.message(), e.code());
       for (auto& [gfid, file] : files_) {
         if (!file.request || file.request->id != e.request_id()) continue;
-        file.request->done = true;
         file.request->error = e.code() > 0 ? e.code() : EIO;
+        Complete(*file.request);
         file.request.reset();
         break;
       }
@@ -442,13 +445,31 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
 void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
+  NoteClaim();
   // A grant whose request was abandoned still reflects what the manager
   // records for us, so it is applied all the same.
   if (!file.request || file.request->id != grant.request_id()) return;
-  file.request->done = true;
   file.request->granted = true;
   file.request->token = grant.token();
+  Complete(*file.request);
   file.request.reset();
+}
+
+void LeaseAgent::Complete(Request& req) {
+  req.done = true;
+  req.cv.notify_all();
+}
+
+void LeaseAgent::WakeAcquirers() {
+  for (auto& [gfid, file] : files_) {
+    if (file.request) file.request->cv.notify_all();
+  }
+}
+
+void LeaseAgent::NoteClaim() {
+  // In steady state the next heartbeat comes before the term runs out, and
+  // the timer is not woken for every grant.
+  if (valid_until_ < timer_wake_) timer_cv_.notify_one();
 }
 
 void LeaseAgent::Lose(uint64_t gfid, File& file) {
@@ -508,16 +529,17 @@ void LeaseAgent::TimerLoop() {
       LoseAll("no renewal acknowledged within the lease term");
       // Re-establish the session so that both sides agree again.
       if (ctx_ != nullptr) ctx_->TryCancel();
-      cv_.notify_all();
       continue;
     }
     Clock::time_point wake = connected_ ? next_heartbeat_ : Clock::time_point::max();
     if (holding) wake = std::min(wake, valid_until_);
+    timer_wake_ = wake;
     if (wake == Clock::time_point::max()) {
-      cv_.wait(l);
+      timer_cv_.wait(l);
     } else {
-      cv_.wait_until(l, wake);
+      timer_cv_.wait_until(l, wake);
     }
+    timer_wake_ = Clock::time_point::max();
   }
 }
 
@@ -554,7 +576,7 @@ void LeaseAgent::RevokeLoop() {
       } else {
         // The lease was lost after this grant arrived: its waiters ask again.
         if (file.request && file.request->id == job.grant.request_id()) {
-          file.request->done = true;
+          Complete(*file.request);
           file.request.reset();
         }
       }
@@ -596,7 +618,6 @@ void LeaseAgent::RevokeLoop() {
       jobs_cv_.notify_one();
     }
     Forget(job.gfid);
-    cv_.notify_all();
   }
 }
 
@@ -672,9 +693,9 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
           err = EIO;
           break;
         }
-        cv_.wait_until(l, give_up);
+        req->cv.wait_until(l, give_up);
       } else {
-        cv_.wait(l);
+        req->cv.wait(l);
       }
     }
     req->waiters--;

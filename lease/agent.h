@@ -162,6 +162,11 @@ class LeaseAgent {
     int error = 0;       // from the manager (EINVAL)
     uint64_t token = 0;  // of the grant
     int waiters = 0;
+    // The callers waiting for it are woken here, by the thread that
+    // completes the request, and by nothing else but a change of session
+    // (WakeAcquirers): a grant for one file wakes none of the other
+    // threads blocked in the agent.
+    std::condition_variable cv;
   };
 
   // Revoke-thread work on one file, kept in arrival order per file.
@@ -244,6 +249,14 @@ class LeaseAgent {
   void OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent);
   void OnMessage(const proto::ManagerMessage& msg);
   void ApplyGrant(File& file, const proto::Grant& grant);
+  // Marks `req` answered and wakes its callers.
+  static void Complete(Request& req);
+  // Wakes every caller waiting in Acquire: the session connected,
+  // disconnected or is shutting down.
+  void WakeAcquirers();
+  // The node now claims a lease: wakes the timer if it sleeps past the
+  // moment the leases' term runs out.
+  void NoteClaim();
   void SendHeldBack(File& file, const std::shared_ptr<Request>& req);
   void Lose(uint64_t gfid, File& file);
   void LoseAll(const char* why);
@@ -264,7 +277,9 @@ class LeaseAgent {
   size_t unwelcomed_tries_ = 0;  // streams since the last welcome (mu_)
 
   std::mutex mu_;
-  std::condition_variable cv_;       // state changes: Acquire, Start and the timer wait on it
+  std::condition_variable cv_;  // session changes: Start, Shutdown and the session wait on it
+  std::condition_variable timer_cv_;  // the timer: its wake-up time may have moved earlier
+  Clock::time_point timer_wake_ = Clock::time_point::max();  // when the timer wakes next
   std::condition_variable out_cv_;   // the writer
   std::condition_variable jobs_cv_;  // the revoke threads
   bool started_ = false;

@@ -456,6 +456,34 @@ TEST_F(LeaseServiceTest, LeasesRunOutWithoutTheManager) {
   EXPECT_LT(MsSince(start), kTerm + 500);
 }
 
+// A caller already waiting for a grant when the manager goes away is woken
+// by the broken session and fails with EIO once the manager has been
+// unreachable for a term, instead of waiting for a reply that never comes.
+TEST_F(LeaseServiceTest, AWaitingAcquireFailsATermAfterTheManagerIsGone) {
+  constexpr int64_t kTerm = 400;
+  StartManager(1, kTerm);
+  // A's write-back takes far longer than the term: B's request is still
+  // waiting for A's ack when the manager stops.
+  auto a = NewNode("A", milliseconds(3000));
+  auto b = NewNode("B");
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  std::atomic<int> b_result{-1};
+  std::thread waiter([&] {
+    uint64_t token;
+    b_result = b->agent().Acquire(kF, LeaseMode::kWrite, &token);
+  });
+  for (int i = 0; i < 400 && a->counter("lease.revokes") == 0; i++) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_EQ(a->counter("lease.revokes"), 1u) << "B's request reached the manager";
+  const auto stopping = Clock::now();
+  manager_->Shutdown();
+  waiter.join();
+  EXPECT_EQ(b_result, EIO);
+  EXPECT_GE(MsSince(stopping), kTerm - 20);
+  EXPECT_LT(MsSince(stopping), kTerm + 1500) << "woken by the broken session, not by chance";
+}
+
 // A restarted manager (next epoch, same address) opens a reclaim window:
 // agents reconnect and re-assert their leases, and a conflicting request
 // waits for the window to end.
