@@ -533,13 +533,13 @@ void LeaseAgent::TimerLoop() {
     }
     Clock::time_point wake = connected_ ? next_heartbeat_ : Clock::time_point::max();
     if (holding) wake = std::min(wake, valid_until_);
+    // Read by NoteClaim only while mu_ is free, i.e. while this wait is on.
     timer_wake_ = wake;
     if (wake == Clock::time_point::max()) {
       timer_cv_.wait(l);
     } else {
       timer_cv_.wait_until(l, wake);
     }
-    timer_wake_ = Clock::time_point::max();
   }
 }
 

@@ -279,7 +279,7 @@ class LeaseAgent {
   std::mutex mu_;
   std::condition_variable cv_;  // session changes: Start, Shutdown and the session wait on it
   std::condition_variable timer_cv_;  // the timer: its wake-up time may have moved earlier
-  Clock::time_point timer_wake_ = Clock::time_point::max();  // when the timer wakes next
+  Clock::time_point timer_wake_ = Clock::time_point::max();  // the timer's current deadline
   std::condition_variable out_cv_;   // the writer
   std::condition_variable jobs_cv_;  // the revoke threads
   bool started_ = false;
