@@ -228,3 +228,46 @@ def test_repetitions_give_error_bars_and_ratio_ranges(run: Path):
     assert len(bars) == len(MODES)
     assert all(b.errorbar is not None for b in bars)
     plt.close("all")
+
+
+def test_compare_finds_the_points_where_two_runs_disagree(run: Path, tmp_path: Path):
+    # A second run of the same results, except that dfuse at Fig. 7's 50% point is 20%
+    # slower there: 1.6x writethrough becomes 1.28x, 1.25x apart.
+    other = tmp_path / "again"
+    other.mkdir()
+    for name in ("fig6", "fig7", "fig8", "fig9"):
+        rows = list(csv.DictReader(open(run / f"{name}.csv", newline="")))
+        for r in rows:
+            if name == "fig7" and r["mode"] == "dfuse" and r["contention_pct"] == "50":
+                r["throughput_mb_s"] = str(float(r["throughput_mb_s"]) * 0.8)
+        write(other / f"{name}.csv", list(rows[0].keys()), rows)
+    script = [sys.executable, str(REPO / "plots" / "compare.py")]
+
+    same = subprocess.run(script + [str(run), str(run)], capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
+    assert "| fig6 | random 0:100 | 1.60x | 1.60x | 1.00x | yes |" in same.stdout
+    assert "| fig9 | netsfs 100% contention |" in same.stdout
+    assert "24 of 24 points within 15 %." in same.stdout
+
+    differ = subprocess.run(script + [str(run), str(other), "--out", str(tmp_path / "c.md")],
+                            capture_output=True, text=True)
+    assert differ.returncode == 1, differ.stderr
+    assert "| fig7 | 50% contention | 1.60x | 1.28x | 1.25x | **no** |" in differ.stdout
+    assert "23 of 24 points within 15 %." in differ.stdout
+    assert (tmp_path / "c.md").read_text() == differ.stdout
+    # A wider tolerance takes it; another pair and figures can be chosen.
+    wide = subprocess.run(script + [str(run), str(other), "--tolerance", "0.3"],
+                          capture_output=True, text=True)
+    assert wide.returncode == 0
+    pair = subprocess.run(script + [str(run), str(other), "--pair", "writethrough/weakwriteback",
+                                    "--figures", "fig9"], capture_output=True, text=True)
+    assert pair.returncode == 0 and "6 of 6 points within 15 %." in pair.stdout
+
+    for bad, says in ((["--pair", "dfuse"], "expected MODE/BASE"),
+                      (["--pair", "dfuse/nfs"], "unknown mode 'nfs'"),
+                      (["--figures", "fig42"], "no point in common")):
+        r = subprocess.run(script + [str(run), str(other)] + bad, capture_output=True, text=True)
+        assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1
+    missing = subprocess.run(script + [str(run), str(tmp_path / "nothing")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "is not a run directory" in missing.stderr
