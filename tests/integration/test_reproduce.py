@@ -215,3 +215,6 @@ def test_repeated_points_give_the_median_and_the_spread(tmp_path: Path):
             stem = f"fio-random-r50-c{f['contention_pct']}-n2-rep{k}"
             assert (run / "raw" / f["mode"] / f"{stem}-node1.json").exists()
             assert (run / "raw" / f["mode"] / f"{stem}-node1.fsync.json").exists()
+            # Every file read in full before the warm-up.
+            primed = json.loads((run / "raw" / f["mode"] / f"{stem}-node1.prime.json").read_text())
+            assert primed["bytes"] and set(primed["bytes"].values()) == {64 * 1024}
