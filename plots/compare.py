@@ -7,8 +7,8 @@ a change helped. For every point of Figs. 6 to 9 that both runs have, this
 prints the ratio (dfuse / writethrough by default) in each run and how far
 apart they are: the larger over the smaller, so 1.15x is 15 % whichever run
 measured more. A point is within the tolerance when that is at most
-1 + TOLERANCE. Fig. 6 and Fig. 9 compare throughput (and Fig. 6 latency
-too, with --latency).
+1 + TOLERANCE. Every figure compares throughput, or with --latency the
+mean latency.
 
 Exit status: 0 when every compared point is within the tolerance, 1 when
 one is not, 2 when the runs have no point in common.
@@ -114,7 +114,7 @@ def main() -> int:
                    help="how far apart two ratios may be, as a fraction (default 0.15)")
     p.add_argument("--figures", default=None, help="comma-separated figures (default: all)")
     p.add_argument("--latency", action="store_true",
-                   help="compare mean latency instead of throughput (Figs. 6 to 8)")
+                   help="compare mean latency instead of throughput")
     p.add_argument("--out", default=None, help="also write the report here")
     args = p.parse_args()
     try:
