@@ -47,6 +47,12 @@ def apart(a: float, b: float) -> float:
     return max(a, b) / min(a, b)
 
 
+def within(entry: dict, tolerance: float) -> bool:
+    """Whether a point's two ratios are at most 1 + tolerance apart (never when one is
+    missing)."""
+    return entry["apart"] <= 1 + tolerance  # false for NaN
+
+
 def compare(run_a: Path, run_b: Path, mode: str, base: str, field: str,
             figures: tuple[str, ...] | None = None) -> list[dict]:
     """One entry per point both runs have: figure, point, both ratios and how far apart."""
@@ -94,12 +100,10 @@ def report(entries: list[dict], run_a: Path, run_b: Path, mode: str, base: str, 
              "", f"| figure | point | {run_a.name} | {run_b.name} | apart | within |",
              "|---|---|---|---|---|---|"]
     for e in entries:
-        ok = e["apart"] == e["apart"] and e["apart"] <= 1 + tolerance
         lines.append(f"| {e['figure']} | {point_text(e['point'])} | {e['a']:.2f}x | {e['b']:.2f}x "
-                     f"| {e['apart']:.2f}x | {'yes' if ok else '**no**'} |")
-    outside = [e for e in entries if not (e["apart"] <= 1 + tolerance)]
-    lines += ["", f"{len(entries) - len(outside)} of {len(entries)} points within "
-              f"{tolerance * 100:.0f} %."]
+                     f"| {e['apart']:.2f}x | {'yes' if within(e, tolerance) else '**no**'} |")
+    agree = sum(within(e, tolerance) for e in entries)
+    lines += ["", f"{agree} of {len(entries)} points within {tolerance * 100:.0f} %."]
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +150,7 @@ def main() -> int:
     print(text, end="")
     if args.out:
         Path(args.out).write_text(text)
-    return 0 if all(e["apart"] <= 1 + args.tolerance for e in entries) else 1
+    return 0 if all(within(e, args.tolerance) for e in entries) else 1
 
 
 if __name__ == "__main__":
