@@ -67,6 +67,28 @@ def check_output(path: Path, threads: int, runtime_s: float, read_pct: int) -> N
                              "the runtime")
 
 
+# The job section of workloads/fio/*.fio that warms up before the measured one.
+WARMUP_JOB = "warmup"
+
+
+def split_warmup(path: Path, warmup_path: Path) -> None:
+    """Moves the warm-up job's entries of fio's JSON at ``path`` into ``warmup_path``,
+    leaving the measured job's: the rest of the runner reads one job's output per file.
+    Output that is not fio JSON is left as it is, for check_output to report."""
+    path = Path(path)
+    try:
+        out = json.loads(path.read_text())
+        jobs = out["jobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    warmup = [j for j in jobs if j.get("jobname") == WARMUP_JOB]
+    if not warmup:
+        return
+    measured = [j for j in jobs if j.get("jobname") != WARMUP_JOB]
+    Path(warmup_path).write_text(json.dumps(dict(out, jobs=warmup), indent=1))
+    path.write_text(json.dumps(dict(out, jobs=measured), indent=1))
+
+
 def summarize(outputs: list[Path]) -> dict:
     """Sums bandwidth and operations over nodes; latency is the mean over all
     operations (reads and writes weighted by their counts), as in the paper."""

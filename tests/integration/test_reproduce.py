@@ -180,8 +180,14 @@ def test_repeated_points_give_the_median_and_the_spread(tmp_path: Path):
     require_fuse()
     require_binaries("storage", "writethrough", "weakwriteback")
     modes = ["writethrough", "weakwriteback"]
+    # The smoke profile with a one-second warm-up, as the quick profile has one.
+    matrix = tmp_path / "matrix.toml"
+    text = (REPO / "workloads" / "matrix.toml").read_text()
+    smoke = text.index("[profiles.smoke]")
+    matrix.write_text(text[:smoke] + text[smoke:].replace("ramp = 0", "ramp = 1", 1))
     r = reproduce("--profile", "smoke", "--modes", ",".join(modes), "--figures", "fig7",
-                  "--repeats", "3", "--out", str(tmp_path), "--run", "rep",
+                  "--matrix", str(matrix), "--repeats", "3", "--out", str(tmp_path),
+                  "--run", "rep",
                   "--client-args", "weakwriteback=--no-xattr")
     assert r.returncode == 0, r.stderr
     run = tmp_path / "rep"
@@ -215,6 +221,13 @@ def test_repeated_points_give_the_median_and_the_spread(tmp_path: Path):
             stem = f"fio-random-r50-c{f['contention_pct']}-n2-rep{k}"
             assert (run / "raw" / f["mode"] / f"{stem}-node1.json").exists()
             assert (run / "raw" / f["mode"] / f"{stem}-node1.fsync.json").exists()
+            # The warm-up ran whole, in the measured job's fio process, and is kept apart.
+            raw = run / "raw" / f["mode"]
+            warmup = json.loads((raw / f"{stem}-node1.warmup.json").read_text())["jobs"]
+            measured = json.loads((raw / f"{stem}-node1.json").read_text())["jobs"]
+            assert [j["jobname"] for j in warmup] == ["warmup"]
+            assert [j["jobname"] for j in measured] == ["random"]
+            assert warmup[0]["job_runtime"] >= 0.9 * 2 * 1000  # 2 threads x 1 s
             # Every file read in full before the warm-up.
             primed = json.loads((run / "raw" / f["mode"] / f"{stem}-node1.prime.json").read_text())
             assert primed["bytes"] and set(primed["bytes"].values()) == {64 * 1024}

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from fio_results import FioOutputError, check_output, summarize  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+from fio_results import FioOutputError, check_output, split_warmup, summarize  # noqa: E402
 
 
 def fio_json(tmp_path: Path, reads=100, writes=100, runtime_ms=4000, error=0,
@@ -69,3 +73,52 @@ def test_output_that_is_not_fio_json_is_refused(tmp_path):
     path.write_text("fio: failed to open file\n")
     with pytest.raises(FioOutputError, match="not fio JSON"):
         check_output(path, threads=1, runtime_s=1, read_pct=0)
+
+
+def test_the_warm_up_moves_to_its_own_file(tmp_path):
+    path = fio_json(tmp_path, runtime_ms=4000)
+    out = json.loads(path.read_text())
+    warmup = dict(out["jobs"][0], jobname="warmup", job_runtime=2000)
+    path.write_text(json.dumps({"fio version": "fio-3.33", "jobs": [warmup] + out["jobs"]}))
+    split_warmup(path, tmp_path / "node0.warmup.json")
+    measured = json.loads(path.read_text())
+    assert [j["jobname"] for j in measured["jobs"]] == ["random"]
+    assert measured["fio version"] == "fio-3.33"
+    check_output(path, threads=2, runtime_s=2, read_pct=50)
+    check_output(tmp_path / "node0.warmup.json", threads=2, runtime_s=1, read_pct=50)
+    # Output without a warm-up, or not fio's at all, stays as it is.
+    split_warmup(path, tmp_path / "again.json")
+    assert not (tmp_path / "again.json").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("fio: failed to open file\n")
+    split_warmup(bad, tmp_path / "bad.warmup.json")
+    assert bad.read_text() == "fio: failed to open file\n"
+
+
+@pytest.mark.parametrize("pattern", ["random", "sequential"])
+@pytest.mark.parametrize("warmup_s", [0, 1])
+def test_the_job_files_run_warm_up_then_measured_job_in_one_fio(tmp_path, pattern,
+                                                                 warmup_s):
+    fio = shutil.which("fio")
+    assert fio, "fio is a test dependency (tools/setup-deps.sh)"
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"f{i}")
+        files[-1].write_bytes(os.urandom(256 << 10))
+    env = dict(os.environ, DFUSE_READ_PCT="50", DFUSE_BS="4k",
+               DFUSE_FILES=":".join(map(str, files)), DFUSE_FILE_SIZE="256k",
+               DFUSE_THREADS="2", DFUSE_RUNTIME="1", DFUSE_WARMUP=str(warmup_s))
+    sections = (["warmup"] if warmup_s else []) + [pattern]
+    path = tmp_path / "node0.json"
+    job = REPO / "workloads" / "fio" / f"{pattern}.fio"
+    with open(path, "w") as out:
+        subprocess.run([fio, "--output-format=json", *[f"--section={s}" for s in sections],
+                        str(job)], env=env, stdout=out, check=True, timeout=120)
+    split_warmup(path, tmp_path / "node0.warmup.json")
+    assert [j["jobname"] for j in json.loads(path.read_text())["jobs"]] == [pattern]
+    check_output(path, threads=2, runtime_s=1, read_pct=50)
+    if warmup_s:
+        check_output(tmp_path / "node0.warmup.json", threads=2, runtime_s=warmup_s,
+                     read_pct=50)
+    else:
+        assert not (tmp_path / "node0.warmup.json").exists()
