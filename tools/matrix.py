@@ -95,6 +95,10 @@ def load(profile: str, figures: Optional[list[str]] = None,
         raise ValueError(f"profile {profile!r} lacks {', '.join(sorted(missing))}")
     if not isinstance(prof["repeats"], int) or prof["repeats"] < 1:
         raise ValueError(f"profile {profile!r}: repeats must be a whole number, at least 1")
+    extra = prof.get("contended_runtime", prof["runtime"])
+    if not isinstance(extra, (int, float)) or isinstance(extra, bool) or extra <= 0:
+        raise ValueError(f"profile {profile!r}: contended_runtime must be a number of "
+                         "seconds above 0")
     if prof["files_per_node"] % 4:
         raise ValueError("files_per_node must be a multiple of 4 (25 % contention steps)")
     parse_size(prof["file_size"])
@@ -131,10 +135,19 @@ def fio_job(pattern: str) -> Path:
     return FIO_JOBS / f"{pattern}.fio"
 
 
+def fio_runtime(point: Point, prof: dict) -> float:
+    """Seconds a fio point is measured: the profile's ``contended_runtime``, when it has
+    one, at a point with contention (its throughput comes from a few hundred lease
+    hand-offs, results/repeatability/), else ``runtime``."""
+    if point.contention_pct > 0:
+        return prof.get("contended_runtime", prof["runtime"])
+    return prof["runtime"]
+
+
 def point_seconds(point: Point, prof: dict) -> float:
     """What the point itself takes, before the runner's overhead."""
     if point.kind == "fio":
-        return prof["runtime"] + prof["ramp"]
+        return fio_runtime(point, prof) + prof["ramp"]
     if point.kind == "personality":
         return prof["personality_runtime"]
     return prof["checker_ops"] / 200.0  # a rough rate under emulation; refined while running
