@@ -95,8 +95,9 @@ def load(profile: str, figures: Optional[list[str]] = None,
         raise ValueError(f"profile {profile!r} lacks {', '.join(sorted(missing))}")
     if not isinstance(prof["repeats"], int) or prof["repeats"] < 1:
         raise ValueError(f"profile {profile!r}: repeats must be a whole number, at least 1")
-    extra = prof.get("contended_runtime", prof["runtime"])
-    if not isinstance(extra, (int, float)) or isinstance(extra, bool) or extra <= 0:
+    contended = prof.get("contended_runtime")
+    if contended is not None and (not isinstance(contended, (int, float)) or
+                                  isinstance(contended, bool) or contended <= 0):
         raise ValueError(f"profile {profile!r}: contended_runtime must be a number of "
                          "seconds above 0")
     if prof["files_per_node"] % 4:
