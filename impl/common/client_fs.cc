@@ -395,7 +395,7 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   proto::Attr attr;
   int err = self->storage_->SetAttr(sreq, &attr);
   // truncate(2) announces itself like a write(2).
-  if (valid & proto::SETATTR_SIZE) self->consistency_->WriteDone(gfid, 0);
+  if (valid & proto::SETATTR_SIZE) self->consistency_->WriteDone(gfid, {fuse_req_ctx(req)->pid});
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -579,7 +579,8 @@ void ClientFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
   self->Count("read");
   const uint64_t gfid = self->Gfid(ino);
   std::unique_ptr<ConsistencyPolicy::Hold> hold;
-  int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kRead, &hold);
+  const ConsistencyPolicy::Io io{fuse_req_ctx(req)->pid, static_cast<uint64_t>(off), size};
+  int err = self->consistency_->EnterRead(gfid, io, &hold);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -602,7 +603,9 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
   std::unique_ptr<ConsistencyPolicy::Hold> hold;
   int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
   if (err == 0) err = self->cache_->Write(gfid, static_cast<uint64_t>(off), buf, size);
-  self->consistency_->WriteDone(gfid, err == 0 ? static_cast<uint64_t>(off) + size : 0);
+  ConsistencyPolicy::Io written{fuse_req_ctx(req)->pid};
+  if (err == 0) written.offset = static_cast<uint64_t>(off), written.length = size;
+  self->consistency_->WriteDone(gfid, written);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -780,7 +783,7 @@ void ClientFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t
   const bool capability = std::strcmp(name, kCapabilityXattr) == 0;
   if (capability) {
     // The kernel asks at the start of every write(2).
-    int err = self->consistency_->WriteStarting(gfid);
+    int err = self->consistency_->WriteStarting(gfid, fuse_req_ctx(req)->pid);
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
@@ -863,7 +866,7 @@ void ClientFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     freq.set_length(static_cast<uint64_t>(length));
     err = self->storage_->Fallocate(freq);
   }
-  self->consistency_->WriteDone(gfid, 0);  // announced like a write(2)
+  self->consistency_->WriteDone(gfid, {fuse_req_ctx(req)->pid});  // announced like a write(2)
   if (err == 0) {
     self->cache_->Invalidate(gfid);
     proto::Attr attr;

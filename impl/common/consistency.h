@@ -16,6 +16,7 @@
 #define DFUSE_IMPL_COMMON_CONSISTENCY_H_
 
 #include <linux/fuse.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
@@ -76,6 +77,14 @@ class ConsistencyPolicy {
 
   enum class Access { kRead, kWrite };
 
+  // The bytes a READ or WRITE request covers and the thread that sent it
+  // (the kernel sends a write(2)'s requests from the writing thread).
+  struct Io {
+    pid_t task = 0;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+
   virtual ~ConsistencyPolicy() = default;
 
   // ---- Lifecycle, in the order the daemon calls it.
@@ -117,12 +126,18 @@ class ConsistencyPolicy {
   virtual int Enter(uint64_t /*gfid*/, Access /*access*/, std::unique_ptr<Hold>* /*hold*/) {
     return 0;
   }
-  // A write(2) is starting (the kernel asks for security.capability first,
-  // with no page locked). Returns 0 or an errno.
-  virtual int WriteStarting(uint64_t /*gfid*/) { return 0; }
-  // The WRITE, truncate or fallocate entered with kWrite is over; `end` is
-  // the end of the bytes it put in the buffer cache, 0 if none.
-  virtual void WriteDone(uint64_t /*gfid*/, uint64_t /*end*/) {}
+  // Enter(kRead) for a READ of io's bytes.
+  virtual int EnterRead(uint64_t gfid, const Io& /*io*/, std::unique_ptr<Hold>* hold) {
+    return Enter(gfid, Access::kRead, hold);
+  }
+  // A write(2), truncate or fallocate by thread `task` is starting (the
+  // kernel asks for security.capability first, with no page locked).
+  // Returns 0 or an errno.
+  virtual int WriteStarting(uint64_t /*gfid*/, pid_t /*task*/) { return 0; }
+  // The WRITE, truncate or fallocate entered with kWrite is over; io holds
+  // the bytes it put in the buffer cache (length 0 if none: a truncate, a
+  // fallocate, a failure).
+  virtual void WriteDone(uint64_t /*gfid*/, const Io& /*io*/) {}
   // A GETATTR: `fetch` asks storage. The policy may answer from what it
   // holds, and may let the kernel trust the answer for *timeout seconds
   // (left negative: the mode's attribute timeout); *hold is kept until the

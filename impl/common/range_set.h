@@ -1,24 +1,27 @@
-// A small set of disjoint byte ranges within one cache page.
+// A small set of disjoint byte ranges: within one cache page (RangeSet), or
+// within a file (FileRangeSet).
 #ifndef DFUSE_IMPL_COMMON_RANGE_SET_H_
 #define DFUSE_IMPL_COMMON_RANGE_SET_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 namespace dfuse {
 
-// Half-open ranges [lo, hi), kept sorted, disjoint and non-adjacent. Pages
-// almost always hold zero or one range, so a vector beats a tree.
-class RangeSet {
+// Half-open ranges [lo, hi), kept sorted, disjoint and non-adjacent. A set
+// almost always holds zero or one range, so a vector beats a tree.
+template <typename T>
+class BasicRangeSet {
  public:
-  using Range = std::pair<uint32_t, uint32_t>;
+  using Range = std::pair<T, T>;
 
   bool empty() const { return ranges_.empty(); }
   const std::vector<Range>& ranges() const { return ranges_; }
   void Clear() { ranges_.clear(); }
 
-  void Add(uint32_t lo, uint32_t hi) {
+  void Add(T lo, T hi) {
     if (lo >= hi) return;
     std::vector<Range> out;
     out.reserve(ranges_.size() + 1);
@@ -39,7 +42,7 @@ class RangeSet {
   }
 
   // Removes every byte at or above `limit`.
-  void TrimAbove(uint32_t limit) {
+  void TrimAbove(T limit) {
     std::vector<Range> out;
     for (const Range& r : ranges_) {
       if (r.first >= limit) break;
@@ -48,19 +51,30 @@ class RangeSet {
     ranges_ = std::move(out);
   }
 
-  bool Covers(uint32_t lo, uint32_t hi) const {
+  bool Covers(T lo, T hi) const {
     for (const Range& r : ranges_) {
       if (r.first <= lo && hi <= r.second) return true;
     }
     return lo >= hi;
   }
 
-  uint32_t End() const { return ranges_.empty() ? 0 : ranges_.back().second; }
+  T End() const { return ranges_.empty() ? 0 : ranges_.back().second; }
+
+  // The parts of this set within [lo, hi).
+  std::vector<Range> Overlap(T lo, T hi) const {
+    std::vector<Range> out;
+    for (const Range& r : ranges_) {
+      const T a = std::max(r.first, lo);
+      const T b = std::min(r.second, hi);
+      if (a < b) out.emplace_back(a, b);
+    }
+    return out;
+  }
 
   // The complement of this set within [0, limit).
-  std::vector<Range> Gaps(uint32_t limit) const {
+  std::vector<Range> Gaps(T limit) const {
     std::vector<Range> gaps;
-    uint32_t pos = 0;
+    T pos = 0;
     for (const Range& r : ranges_) {
       if (r.first > pos) gaps.emplace_back(pos, std::min(r.first, limit));
       pos = std::max(pos, r.second);
@@ -73,6 +87,9 @@ class RangeSet {
  private:
   std::vector<Range> ranges_;
 };
+
+using RangeSet = BasicRangeSet<uint32_t>;
+using FileRangeSet = BasicRangeSet<uint64_t>;
 
 }  // namespace dfuse
 

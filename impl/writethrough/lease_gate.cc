@@ -1,12 +1,25 @@
 #include "impl/writethrough/lease_gate.h"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
+#include "impl/common/range_set.h"
 #include "impl/common/revoke.h"
 
 namespace dfuse {
+
+namespace {
+
+const uint64_t kKernelPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+
+uint64_t PageFloor(uint64_t x) { return x - x % kKernelPage; }
+uint64_t PageCeil(uint64_t x) { return PageFloor(x + kKernelPage - 1); }
+
+}  // namespace
 
 struct LeaseGate::File {
   std::shared_mutex io_mu;  // shared: requests; exclusive: revocation
@@ -18,9 +31,9 @@ struct LeaseGate::File {
   // Guarded by LeaseGate::mu_:
   int pending = 0;  // kernel invalidations queued or running
   int writers = 0;  // opens with write access on this node
-  int intents = 0;  // write(2)s between BeginWrite and EndWrite
-  // A READ was served while an intent was in flight (lease_gate.h).
-  bool stale_fill = false;
+  // The write(2)s between BeginWrite and EndWrite, by thread, each with
+  // the pages of the READs served while it was in flight (lease_gate.h).
+  std::unordered_map<pid_t, FileRangeSet> intents;
   bool revoking = false;
   bool forgotten = false;  // the kernel forgot the inode; any later use clears it
 };
@@ -34,6 +47,8 @@ LeaseGate::LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegi
       intents_(stats->GetCounter("lease.write_intents")),
       stale_intents_(stats->GetCounter("lease.stale_write_intents")),
       stale_fill_invalidations_(stats->GetCounter("lease.stale_fill_invalidations")),
+      stale_fill_pages_(stats->GetCounter("lease.stale_fill_pages")),
+      stale_fill_whole_files_(stats->GetCounter("lease.stale_fill_whole_files")),
       kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")),
       files_created_(stats->GetCounter("lease.gate_files_created")),
       files_reaped_(stats->GetCounter("lease.gate_files_reaped")) {
@@ -154,7 +169,7 @@ void LeaseGate::ClosedForWrite(uint64_t gfid) {
   if (f->writers > 0) f->writers--;
 }
 
-int LeaseGate::BeginWrite(uint64_t gfid) {
+int LeaseGate::BeginWrite(uint64_t gfid, pid_t task) {
   std::shared_ptr<File> f = Get(gfid);
   for (;;) {
     {
@@ -169,48 +184,62 @@ int LeaseGate::BeginWrite(uint64_t gfid) {
     if (err != 0) return err;
     std::lock_guard<std::mutex> l(mu_);
     if (!f->revoking && f->pending == 0) {
-      f->intents++;
+      // An intent the thread already has is one whose write(2) failed
+      // before its WRITE: its READs still count.
+      f->intents.try_emplace(task);
       intents_->Add();
       return 0;
     }
   }
 }
 
-void LeaseGate::EndWrite(uint64_t gfid) {
+void LeaseGate::EndWrite(uint64_t gfid, pid_t task, uint64_t offset, uint64_t length) {
   std::shared_ptr<File> f = Get(gfid);
   bool stale = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (f->intents == 0 || --f->intents > 0) return;
-    if (f->stale_fill) {
-      // Queued before the last intent ends: a GETATTR that waited for the
-      // writes finds it pending (EnterForAttributes).
+    auto it = f->intents.find(task);
+    if (it == f->intents.end()) return;  // a write(2) that began with no intent
+    const FileRangeSet reads = std::move(it->second);
+    f->intents.erase(it);
+    // Queued before the intent ends: a GETATTR that waited for the writes
+    // finds them pending (EnterForAttributes).
+    if (!reads.empty() && length == 0) {
       QueueInvalidationLocked(gfid, f.get());
-      stale_fill_invalidations_->Add();
+      stale_fill_whole_files_->Add();
       stale = true;
+    } else if (!reads.empty()) {
+      for (const auto& [lo, hi] : reads.Overlap(PageFloor(offset), PageCeil(offset + length))) {
+        QueueInvalidationLocked(gfid, f.get(), lo, hi - lo);
+        stale_fill_pages_->Add((hi - lo) / kKernelPage);
+        stale = true;
+      }
     }
+    if (stale) stale_fill_invalidations_->Add();
     cv_.notify_all();
   }
   // The kernel's write path drops the size and mtime it holds too, but the
   // next read(2) must not depend on that to ask (and so wait).
-  if (stale) invalidate_(gfid, /*pages=*/false);
+  if (stale) invalidate_(gfid, -1, 0);
 }
 
-void LeaseGate::ReadStarting(const Access& access) {
+void LeaseGate::ReadStarting(const Access& access, uint64_t offset, uint64_t length) {
   std::lock_guard<std::mutex> l(mu_);
-  if (access.file_->intents > 0) access.file_->stale_fill = true;
+  for (auto& [task, reads] : access.file_->intents) {
+    reads.Add(PageFloor(offset), PageCeil(offset + length));
+  }
 }
 
-void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f) {
-  f->stale_fill = false;  // this invalidation drops every page
+void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f, uint64_t offset,
+                                        uint64_t length) {
   f->pending++;
-  queue_.push_back({Job::kInvalidate, gfid});
+  queue_.push_back({Job::kInvalidate, gfid, offset, length});
 }
 
 void LeaseGate::WaitWritesDone(uint64_t gfid) {
   std::shared_ptr<File> f = Get(gfid);
   std::unique_lock<std::mutex> l(mu_);
-  cv_.wait_for(l, kIntentTimeout, [&] { return f->intents == 0 || stopping_; });
+  cv_.wait_for(l, kIntentTimeout, [&] { return f->intents.empty() || stopping_; });
 }
 
 void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
@@ -220,9 +249,10 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
     // Let the write(2)s that hold the lease finish, and start no new ones.
     std::unique_lock<std::mutex> l(mu_);
     f->revoking = true;
-    if (!cv_.wait_for(l, kIntentTimeout, [&] { return f->intents == 0; })) {
-      stale_intents_->Add(f->intents);
-      f->intents = 0;
+    if (!cv_.wait_for(l, kIntentTimeout, [&] { return f->intents.empty(); })) {
+      // The invalidation below drops every page their READs filled.
+      stale_intents_->Add(f->intents.size());
+      f->intents.clear();
     }
   }
   {
@@ -239,7 +269,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   }
   // With the page invalidation pending, make the kernel ask for attributes
   // (and so wait for it) before it serves the next read(2) from its cache.
-  invalidate_(gfid, /*pages=*/false);
+  invalidate_(gfid, -1, 0);
 }
 
 void LeaseGate::ReleaseAll() {
@@ -285,7 +315,7 @@ void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
   // Only an entry nobody else holds may go: a second File for the same
   // file would split its lock.
   if (it != files_.end() && it->second == f && f->forgotten && f->pending == 0 &&
-      f->writers == 0 && f->intents == 0 && !f->revoking && f.use_count() == 2) {
+      f->writers == 0 && f->intents.empty() && !f->revoking && f.use_count() == 2) {
     files_.erase(it);
     files_reaped_->Add();
   }
@@ -306,7 +336,7 @@ void LeaseGate::InvalidatorLoop() {
       Reap(job.gfid, f);
     } else {
       ScopedLatency t(kernel_inval_latency_);
-      invalidate_(job.gfid, /*pages=*/true);
+      invalidate_(job.gfid, static_cast<int64_t>(job.offset), static_cast<int64_t>(job.length));
     }
     l.lock();
     if (job.kind == Job::kInvalidate) f->pending--;

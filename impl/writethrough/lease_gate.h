@@ -43,13 +43,19 @@
 // under load on 6.18 (whose FUSE reads through iomap, with large folios):
 // the daemon saw a READ of the written page between the intent and the
 // WRITE, with no attribute change that would have dropped the page; the
-// exact kernel path is not pinned down. So a READ served while a write
-// intent is in flight marks the file (ReadStarting), and the write that
-// ends the last intent queues a kernel invalidation and drops the kernel's
-// attributes, so the next read(2)'s GETATTR waits for it as it does after a
-// revoke.
+// exact kernel path is not pinned down. So every intent collects the bytes
+// of the READs served while it is in flight (ReadStarting), and its WRITE,
+// once the bytes are in the buffer cache, queues a kernel invalidation of
+// the pages it wrote that those READs covered, and drops the kernel's
+// attributes, so the next read(2)'s GETATTR waits for it as it does after
+// a revoke. A READ fills only the pages it asked for, so the rest of the
+// kernel's cache stays. Intents are kept by thread: the kernel sends a
+// write(2)'s security.capability lookup and its WRITE from the writing
+// thread, so each WRITE ends its own intent and no other.
 #ifndef DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
 #define DFUSE_IMPL_WRITETHROUGH_LEASE_GATE_H_
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
@@ -73,9 +79,10 @@ using lease::LeaseMode;
 
 class LeaseGate {
  public:
-  // Drops the kernel's cached attributes of a file, and with `pages` its
-  // cached pages too.
-  using KernelInvalidator = std::function<void(uint64_t gfid, bool pages)>;
+  // Drops the kernel's cached attributes of a file and, unless `offset` is
+  // negative, its cached pages from `offset` on, `length` bytes of them (0:
+  // to the end), as fuse_lowlevel_notify_inval_inode.
+  using KernelInvalidator = std::function<void(uint64_t gfid, int64_t offset, int64_t length)>;
 
   LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegistry* stats);
   ~LeaseGate();
@@ -128,16 +135,18 @@ class LeaseGate {
   // Open files with write access on this node (intents only count there).
   void OpenedForWrite(uint64_t gfid);
   void ClosedForWrite(uint64_t gfid);
-  // A write(2) to gfid is starting (see above). Returns 0 or an errno.
-  // No-op for a file not open for writing here.
-  int BeginWrite(uint64_t gfid);
-  // A WRITE request for gfid is done. truncate(2) and fallocate(2) announce
+  // A write(2) to gfid by thread `task` is starting (see above). Returns 0
+  // or an errno. No-op for a file not open for writing here.
+  int BeginWrite(uint64_t gfid, pid_t task);
+  // A WRITE request for gfid from `task` is done, and put `length` bytes
+  // at `offset` in the buffer cache. truncate(2) and fallocate(2) announce
   // themselves the same way (file_remove_privs), so a size-changing SETATTR
-  // and a FALLOCATE end an intent too.
-  void EndWrite(uint64_t gfid);
-  // A READ is about to be served from the buffer cache under `access`
-  // (see above).
-  void ReadStarting(const Access& access);
+  // and a FALLOCATE end an intent too, with length 0: the READs their
+  // intent saw may have filled any page with what they changed.
+  void EndWrite(uint64_t gfid, pid_t task, uint64_t offset, uint64_t length);
+  // A READ of `length` bytes at `offset` is about to be served from the
+  // buffer cache under `access` (see above).
+  void ReadStarting(const Access& access, uint64_t offset, uint64_t length);
   // Waits (up to kIntentTimeout) until no write(2) to gfid is in flight on
   // this node. Attributes sent to the kernel can make it drop the file's
   // pages (auto_inval_data on an mtime change), so replies that carry a
@@ -153,12 +162,15 @@ class LeaseGate {
   struct Job {
     enum Kind { kInvalidate, kForget } kind;
     uint64_t gfid;
+    uint64_t offset = 0;  // kInvalidate: the pages to drop
+    uint64_t length = 0;  // 0: to the end
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
-  // Queues a kernel invalidation of every page of gfid for the gate's
-  // thread; the file counts it as pending until it is done. Requires mu_.
-  void QueueInvalidationLocked(uint64_t gfid, File* f);
+  // Queues a kernel invalidation of gfid's pages in [offset, offset +
+  // length) (length 0: to the end) for the gate's thread; the file counts
+  // it as pending until it is done. Requires mu_.
+  void QueueInvalidationLocked(uint64_t gfid, File* f, uint64_t offset = 0, uint64_t length = 0);
   // Waits until the kernel's cache of gfid holds nothing from before the
   // last revoke. Call without holding an Access.
   void WaitKernelClean(uint64_t gfid);
@@ -182,7 +194,9 @@ class LeaseGate {
   Counter* slow_enters_;
   Counter* intents_;
   Counter* stale_intents_;
-  Counter* stale_fill_invalidations_;  // invalidations after READs raced a write
+  Counter* stale_fill_invalidations_;  // invalidations after READs raced a write,
+  Counter* stale_fill_pages_;          // the pages they dropped,
+  Counter* stale_fill_whole_files_;    // and those of every page (truncate, fallocate)
   Latency* kernel_inval_latency_;
   Counter* files_created_;  // entries made in files_ ...
   Counter* files_reaped_;   // ... and dropped again after a forget

@@ -23,7 +23,10 @@ struct LeaseHold : ConsistencyPolicy::Hold {
 
 UserspaceLeases::UserspaceLeases(const PolicyContext& ctx)
     : ctx_(ctx),
-      gate_(ctx.cache, [this](uint64_t gfid, bool pages) { InvalidateKernel(gfid, pages); },
+      gate_(ctx.cache,
+            [this](uint64_t gfid, int64_t offset, int64_t length) {
+              InvalidateKernel(gfid, offset, length);
+            },
             ctx.stats),
       cached_getattrs_(ctx.stats->GetCounter("lease.cached_getattrs")) {}
 
@@ -62,11 +65,10 @@ void UserspaceLeases::Stop() {
   gate_.Stop();
 }
 
-void UserspaceLeases::InvalidateKernel(uint64_t gfid, bool pages) {
+void UserspaceLeases::InvalidateKernel(uint64_t gfid, int64_t offset, int64_t length) {
   fuse_session* se = se_.load();
   if (se == nullptr) return;
-  // A negative offset invalidates the attributes only.
-  const int err = fuse_lowlevel_notify_inval_inode(se, ctx_.Ino(gfid), pages ? 0 : -1, 0);
+  const int err = fuse_lowlevel_notify_inval_inode(se, ctx_.Ino(gfid), offset, length);
   if (err != 0 && err != -ENOENT) spdlog::warn("invalidating {:#x}: {}", gfid, err);
 }
 
@@ -75,16 +77,22 @@ int UserspaceLeases::Enter(uint64_t gfid, Access access, std::unique_ptr<Hold>* 
   const int err =
       gate_.Enter(gfid, access == Access::kWrite ? LeaseMode::kWrite : LeaseMode::kRead, &h->access);
   if (err != 0) return err;
-  if (access == Access::kRead) gate_.ReadStarting(h->access);
   *hold = std::move(h);
   return 0;
 }
 
-void UserspaceLeases::WriteDone(uint64_t gfid, uint64_t end) {
+int UserspaceLeases::EnterRead(uint64_t gfid, const Io& io, std::unique_ptr<Hold>* hold) {
+  const int err = Enter(gfid, Access::kRead, hold);
+  if (err != 0) return err;
+  gate_.ReadStarting(static_cast<LeaseHold*>(hold->get())->access, io.offset, io.length);
+  return 0;
+}
+
+void UserspaceLeases::WriteDone(uint64_t gfid, const Io& io) {
   // Once written back the bytes count in storage's size, not the cache's:
   // the cached attributes must already include them.
-  if (end > 0) attrs_.Grow(gfid, end);
-  gate_.EndWrite(gfid);
+  if (io.length > 0) attrs_.Grow(gfid, io.offset + io.length);
+  gate_.EndWrite(gfid, io.task, io.offset, io.length);
 }
 
 int UserspaceLeases::GetAttr(uint64_t gfid, const std::function<int(proto::Attr*)>& fetch,

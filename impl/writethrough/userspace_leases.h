@@ -35,8 +35,9 @@ class UserspaceLeases : public ConsistencyPolicy {
     return agent_ ? agent_->Proof(gfid, token) : "";
   }
   int Enter(uint64_t gfid, Access access, std::unique_ptr<Hold>* hold) override;
-  int WriteStarting(uint64_t gfid) override { return gate_.BeginWrite(gfid); }
-  void WriteDone(uint64_t gfid, uint64_t end) override;
+  int EnterRead(uint64_t gfid, const Io& io, std::unique_ptr<Hold>* hold) override;
+  int WriteStarting(uint64_t gfid, pid_t task) override { return gate_.BeginWrite(gfid, task); }
+  void WriteDone(uint64_t gfid, const Io& io) override;
   int GetAttr(uint64_t gfid, const std::function<int(proto::Attr*)>& fetch, proto::Attr* attr,
               double* timeout, std::unique_ptr<Hold>* hold) override;
   void BeforeEntryReply(proto::Attr* attr) override;
@@ -47,9 +48,9 @@ class UserspaceLeases : public ConsistencyPolicy {
   void Forgotten(uint64_t gfid) override;
 
  private:
-  // Drops the kernel's cached attributes of gfid and, with `pages`, its
-  // pages (from the gate's thread, which serves no FUSE request).
-  void InvalidateKernel(uint64_t gfid, bool pages);
+  // LeaseGate::KernelInvalidator (called from the gate's thread, which
+  // serves no FUSE request, when pages are dropped).
+  void InvalidateKernel(uint64_t gfid, int64_t offset, int64_t length);
 
   const PolicyContext ctx_;
   std::atomic<fuse_session*> se_{nullptr};

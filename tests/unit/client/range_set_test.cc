@@ -45,5 +45,16 @@ TEST(RangeSetTest, TrimAbove) {
   EXPECT_TRUE(s.empty());
 }
 
+TEST(RangeSetTest, OverlapOfFileRanges) {
+  FileRangeSet s;
+  const uint64_t big = uint64_t{1} << 40;  // past what a page's set holds
+  s.Add(0, 4096);
+  s.Add(big, big + 8192);
+  using FileRanges = std::vector<FileRangeSet::Range>;
+  EXPECT_EQ(s.Overlap(2048, big + 4096), (FileRanges{{2048, 4096}, {big, big + 4096}}));
+  EXPECT_EQ(s.Overlap(4096, big), FileRanges{});
+  EXPECT_EQ(s.Overlap(0, 0), FileRanges{});
+}
+
 }  // namespace
 }  // namespace dfuse

@@ -174,27 +174,72 @@ TEST_F(UserspaceLeasesTest, LinkCountChangedElsewhereEndsTheCachedAttributes) {
 
 TEST_F(UserspaceLeasesTest, ReadDuringALocalWriteDropsTheKernelsPagesAfterIt) {
   a().Opened(gfid_, O_RDWR);
-  auto read = [&] {
+  auto read = [&](uint64_t offset, uint64_t length) {
     Hold h;
-    ASSERT_EQ(a().Enter(gfid_, Access::kRead, &h), 0);
+    ASSERT_EQ(a().EnterRead(gfid_, {/*task=*/0, offset, length}, &h), 0);
   };
-  auto write = [&](bool read_meanwhile) {
-    // write(2): its intent (the kernel's security.capability lookup), the
-    // page copy, then the WRITE request.
-    ASSERT_EQ(a().WriteStarting(gfid_), 0);
-    if (read_meanwhile) read();  // may refill a page the copy filled with older data
+  // write(2) of [offset, offset + length) by thread `task`: its intent (the
+  // kernel's security.capability lookup), the page copy, then the WRITE.
+  auto start = [&](pid_t task) { ASSERT_EQ(a().WriteStarting(gfid_, task), 0); };
+  auto finish = [&](pid_t task, uint64_t offset, uint64_t length) {
     Hold h;
     ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
-    a().WriteDone(gfid_, 4096);
+    a().WriteDone(gfid_, {task, offset, length});
   };
-  read();
-  write(/*read_meanwhile=*/false);
-  read();
-  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 0u);
-  write(/*read_meanwhile=*/true);
-  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 1u);
-  write(/*read_meanwhile=*/false);  // the mark went with the invalidation
-  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_invalidations"), 1u);
+  auto invalidations = [&] { return nodes_[0]->Counter("lease.stale_fill_invalidations"); };
+  auto pages = [&] { return nodes_[0]->Counter("lease.stale_fill_pages"); };
+
+  read(0, 65536);
+  start(1);
+  finish(1, 4096, 4096);
+  read(0, 65536);
+  EXPECT_EQ(invalidations(), 0u);
+  // A READ of the written page while the write is in flight may refill it
+  // with the older data: that page goes, and only that one.
+  start(1);
+  read(0, 65536);
+  finish(1, 4096, 100);
+  EXPECT_EQ(invalidations(), 1u);
+  EXPECT_EQ(pages(), 1u);
+  start(1);
+  finish(1, 4096, 100);  // the READ went with the intent
+  EXPECT_EQ(invalidations(), 1u);
+  // A READ of other pages leaves the kernel's cache as it is.
+  start(1);
+  read(65536, 4096);
+  finish(1, 0, 8192);
+  EXPECT_EQ(invalidations(), 1u);
+  // Two threads writing: each WRITE ends its own intent and drops only what
+  // its intent's READs covered of what it wrote.
+  start(1);
+  start(2);
+  read(8192, 8192);  // seen by both intents
+  finish(2, 0, 4096);  // no overlap
+  EXPECT_EQ(invalidations(), 1u);
+  start(2);
+  read(20480, 4096);  // seen by thread 1's intent and thread 2's new one
+  finish(1, 12288, 12288);  // overlaps both READs: pages 3 and 5
+  EXPECT_EQ(invalidations(), 2u);
+  EXPECT_EQ(pages(), 3u);
+  finish(2, 20480, 10);  // its own intent saw page 5
+  EXPECT_EQ(invalidations(), 3u);
+  EXPECT_EQ(pages(), 4u);
+  // A truncate whose intent saw a READ may have changed any page.
+  start(3);
+  read(0, 4096);
+  {
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
+    a().WriteDone(gfid_, {3});
+  }
+  EXPECT_EQ(invalidations(), 4u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.stale_fill_whole_files"), 1u);
+  // A WRITE with no intent of its thread ends no other thread's.
+  start(4);
+  finish(5, 0, 4096);
+  read(0, 4096);
+  finish(4, 0, 4096);
+  EXPECT_EQ(invalidations(), 5u);
   a().Closed(gfid_, O_RDWR);
 }
 
