@@ -38,6 +38,8 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
       revokes_of_nothing_(stats->GetCounter("lease.revokes_of_nothing")),
       requests_(stats->GetCounter("lease.requests")),
       losses_(stats->GetCounter("lease.losses")),
+      upgrades_kept_(stats->GetCounter("lease.upgrades_kept")),
+      upgrades_stale_(stats->GetCounter("lease.upgrades_stale")),
       reconnects_(stats->GetCounter("lease.reconnects")),
       acquire_latency_(stats->GetLatency("lease.acquire")),
       handler_latency_(stats->GetLatency("lease.revoke_handler")) {
@@ -369,11 +371,22 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         file.proofs[g.token()] = g.token_proof();
         if (file.proofs.size() > kProofsKept) file.proofs.erase(file.proofs.begin());
       }
+      if (file.kept) {
+        // The READ cache kept across an upgrade is current only if no one
+        // wrote between; otherwise it is dropped before the grant applies.
+        file.kept = false;
+        if (g.unchanged()) {
+          upgrades_kept_->Add();
+        } else {
+          upgrades_stale_->Add();
+          QueueJob(file, {.kind = Job::kDrop, .gfid = g.gfid(), .to = LeaseMode::kNone});
+        }
+      }
       if (file.jobs() == 0) {
         ApplyGrant(file, g);
         return;
       }
-      // An earlier revoke of this file is still being handled.
+      // An earlier revoke (or drop) of this file is still being handled.
       file.grants_queued++;
       file.queued_mode = FromProto(g.mode());
       file.queued_token = g.token();
@@ -497,7 +510,9 @@ void LeaseAgent::Forget(uint64_t gfid) {
   auto it = files_.find(gfid);
   if (it == files_.end()) return;
   const File& file = it->second;
-  if (file.held == LeaseMode::kNone && file.jobs() == 0 && !file.request) files_.erase(it);
+  if (file.held == LeaseMode::kNone && file.jobs() == 0 && !file.request && !file.kept) {
+    files_.erase(it);
+  }
 }
 
 // --- Timer: heartbeats and expiry ---
@@ -589,8 +604,16 @@ void LeaseAgent::RevokeLoop() {
         file.held = job.to;
         if (job.to != LeaseMode::kWrite) file.token = 0;
       }
+      // Set when the cache is kept, cleared when a later call drops it.
+      if (job.keep) {
+        file.kept = true;
+      } else if (job.to == LeaseMode::kNone) {
+        file.kept = false;
+      }
       l.unlock();
-      if (handler_) {
+      if (job.keep) {
+        options_.before_upgrade(job.gfid);
+      } else if (handler_) {
         ScopedLatency timer(handler_latency_);
         handler_(job.gfid, job.to);
       }
@@ -639,10 +662,15 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
   if (file.held == LeaseMode::kRead && mode == LeaseMode::kWrite) {
     // Upgrade: the manager takes the READ lease back when the request
     // arrives and may let another writer in before granting ours, so the
-    // READ cache is dropped first (Algorithm 1 of the paper).
+    // READ cache is dropped first (Algorithm 1 of the paper), or kept out
+    // of use until the grant says whether one did (before_upgrade).
     file.held = LeaseMode::kNone;
     req->held_back = true;
-    QueueJob(file, {.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone, .then_send = req});
+    QueueJob(file, {.kind = Job::kDrop,
+                    .gfid = gfid,
+                    .to = LeaseMode::kNone,
+                    .keep = static_cast<bool>(options_.before_upgrade),
+                    .then_send = req});
   } else if (file.jobs() > 0) {
     // A revoke or drop of this file is still being handled. The manager may
     // still count us as a READ holder, and would take a WRITE request as an

@@ -73,11 +73,20 @@ struct LeaseAgentOptions {
   // file does not hold up the revokes (and the other nodes' grants) of
   // every other file.
   int revoke_threads = 4;
+  // Called instead of the RevokeHandler before a READ lease is upgraded to
+  // WRITE, when set (on a revoke thread, in order with the file's other
+  // handler calls): the node must stop serving from what it cached under
+  // the READ lease, but may keep it. The manager's grant says whether a
+  // writer came in between; if one did, the RevokeHandler runs with kNone
+  // before the grant applies. Unset: the RevokeHandler drops the cache with
+  // kNone before the request is sent (the paper's Algorithm 1).
+  std::function<void(uint64_t gfid)> before_upgrade;
 };
 
 // Called on one of the agent's revoke threads when the node must drop to
-// `to` on `gfid` (a revoke from the manager, or kNone when leases are lost
-// or before a READ lease is upgraded): make the node's cached state for gfid
+// `to` on `gfid` (a revoke from the manager, or kNone when leases are lost,
+// before a READ lease is upgraded without before_upgrade, or after one that
+// kept its cache when a writer came between): make the node's cached state for gfid
 // safe for `to` (flush dirty data to storage, drop caches) and return; the
 // agent then acks. It may block for a long time (kernel writeback). It must
 // be idempotent and must not call Acquire: grants for gfid wait for it.
@@ -179,6 +188,7 @@ class LeaseAgent {
     } kind;
     uint64_t gfid;
     LeaseMode to = LeaseMode::kNone;     // kRevoke, kDrop
+    bool keep = false;                   // kDrop: before an upgrade, via before_upgrade
     uint64_t revoke_id = 0;              // kRevoke
     std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
     proto::Grant grant;                  // kGrant
@@ -198,6 +208,10 @@ class LeaseAgent {
     LeaseMode queued_mode = LeaseMode::kNone;
     uint64_t queued_token = 0;
     uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
+    // The READ cache was kept across an upgrade (before_upgrade) and no
+    // handler has dropped it since: the next grant says whether it is
+    // current. The entry is not forgotten meanwhile.
+    bool kept = false;
     // The mode (and token) a revoke took away while its handler has not
     // finished: the manager still counts it until the ack, which a broken
     // stream loses, so a reconnect reclaims it (kNone when none is running).
@@ -321,6 +335,8 @@ class LeaseAgent {
   Counter* revokes_of_nothing_;
   Counter* requests_;
   Counter* losses_;
+  Counter* upgrades_kept_;   // grants that found a kept READ cache current ...
+  Counter* upgrades_stale_;  // ... or not
   Counter* reconnects_;
   Latency* acquire_latency_;
   Latency* handler_latency_;

@@ -428,6 +428,7 @@ void ManagerService::Dispatch(const Actions& actions) {
         g->set_gfid(a.gfid);
         g->set_mode(ToProto(a.mode));
         g->set_token(a.token);
+        g->set_unchanged(a.unchanged);
         if (options_.fencing_key && a.token != 0) {
           const auto owner = owners_.find(a.client);
           g->set_token_proof(options_.fencing_key->Prove(

@@ -117,10 +117,9 @@ Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid
                     .range = kWholeFile});
     return Status::kOk;
   }
-  if (holder != nullptr && holder->mode == Mode::kRead && mode == Mode::kWrite) {
-    RemoveHolder(file, client, gfid);  // upgrade: the READ lease is given up first
-  }
-  file.waiters.push_back({client, request_id, mode});
+  const bool upgrade = holder != nullptr && holder->mode == Mode::kRead && mode == Mode::kWrite;
+  if (upgrade) RemoveHolder(file, client, gfid);  // the READ lease is given up first
+  file.waiters.push_back({client, request_id, mode, upgrade, file.write_grants});
   Ref(client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
@@ -233,7 +232,11 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
       holder->granted_ms = now_ms;
     }
   }
-  if (stronger && holder->mode == Mode::kWrite) holder->token = NewToken();
+  const bool unchanged = waiter.upgrade && waiter.write_grants == file.write_grants;
+  if (stronger && holder->mode == Mode::kWrite) {
+    holder->token = NewToken();
+    file.write_grants++;
+  }
   counters_.grants++;
   out->push_back({.kind = Action::kGrant,
                   .client = waiter.client,
@@ -241,6 +244,7 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
                   .mode = holder->mode,
                   .token = holder->token,
                   .request_id = waiter.request_id,
+                  .unchanged = unchanged,
                   .range = kWholeFile});
 }
 
@@ -298,6 +302,7 @@ Status StateMachine::Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t
     if ((token >> kCounterBits) == options_.epoch) {
       token_counter_ = std::max(token_counter_, token & kCounterMask);
     }
+    file.write_grants++;
   } else {
     token = 0;
   }

@@ -26,6 +26,11 @@
 //    file spends no more than half its time changing hands.
 //  * Every WRITE grant carries a fresh fencing token, (epoch << 40) | counter,
 //    so tokens increase across files and across manager failovers.
+//  * A READ holder asking for WRITE gives up its READ lease and queues (the
+//    paper's Algorithm 1). Its grant says whether the file's data is as the
+//    READ lease left it: no WRITE lease went to anyone meanwhile. A client
+//    can then keep its READ cache across the upgrade instead of dropping it
+//    before asking (NFSv4's change attribute plays this part there).
 #ifndef DFUSE_LEASE_STATE_MACHINE_H_
 #define DFUSE_LEASE_STATE_MACHINE_H_
 
@@ -67,6 +72,9 @@ struct Action {
   Mode mode = Mode::kNone;  // kGrant: the mode now held; kRevoke: drop to this
   uint64_t token = 0;       // kGrant: the fencing token when mode is kWrite, else 0
   uint64_t request_id = 0;  // kGrant: the request_id of the Acquire it answers
+  // kGrant: the Acquire was an upgrade from READ and no WRITE lease was
+  // granted (or reclaimed) on the file since it arrived.
+  bool unchanged = false;
   uint64_t revoke_id = 0;   // kRevoke: the id the RevokeAck must echo
   ByteRange range;          // kGrant: the range granted (always the whole file)
 };
@@ -194,6 +202,8 @@ class StateMachine {
     ClientId client;
     uint64_t request_id;
     Mode mode;
+    bool upgrade = false;       // asked by a READ holder for WRITE
+    uint64_t write_grants = 0;  // File::write_grants when it asked
   };
   struct File {
     std::vector<Holder> holders;  // few, so a vector beats a map
@@ -202,6 +212,9 @@ class StateMachine {
     // that integer rounding does not pin it (times come in whole ms).
     uint64_t revoke_cost_us = 0;
     bool revoke_cost_seen = false;
+    // WRITE leases granted or reclaimed while the entry lives (a queued
+    // upgrade keeps it alive): the data may have changed when it moved.
+    uint64_t write_grants = 0;
   };
   struct Session {
     uint64_t expires_ms = 0;

@@ -42,6 +42,7 @@ LeaseGate::LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegi
     : cache_(cache),
       invalidate_(std::move(invalidate)),
       revokes_(stats->GetCounter("lease.revokes_handled")),
+      upgrades_(stats->GetCounter("lease.upgrades")),
       durable_flushes_(stats->GetCounter("lease.revoke_flushes")),
       slow_enters_(stats->GetCounter("lease.acquires")),
       intents_(stats->GetCounter("lease.write_intents")),
@@ -230,8 +231,7 @@ void LeaseGate::ReadStarting(const Access& access, uint64_t offset, uint64_t len
   }
 }
 
-void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f, uint64_t offset,
-                                        uint64_t length) {
+void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f, uint64_t offset, uint64_t length) {
   f->pending++;
   queue_.push_back({Job::kInvalidate, gfid, offset, length});
 }
@@ -269,6 +269,17 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   }
   // With the page invalidation pending, make the kernel ask for attributes
   // (and so wait for it) before it serves the next read(2) from its cache.
+  invalidate_(gfid, -1, 0);
+}
+
+void LeaseGate::KeepForUpgrade(uint64_t gfid) {
+  upgrades_->Add();
+  std::shared_ptr<File> f = Get(gfid);
+  {
+    // Waits for the requests served under the READ lease.
+    std::unique_lock<std::shared_mutex> lock(f->io_mu);
+    f->held = LeaseMode::kNone;
+  }
   invalidate_(gfid, -1, 0);
 }
 
@@ -314,8 +325,8 @@ void LeaseGate::Reap(uint64_t gfid, const std::shared_ptr<File>& f) {
   auto it = files_.find(gfid);
   // Only an entry nobody else holds may go: a second File for the same
   // file would split its lock.
-  if (it != files_.end() && it->second == f && f->forgotten && f->pending == 0 &&
-      f->writers == 0 && f->intents.empty() && !f->revoking && f.use_count() == 2) {
+  if (it != files_.end() && it->second == f && f->forgotten && f->pending == 0 && f->writers == 0 &&
+      f->intents.empty() && !f->revoking && f.use_count() == 2) {
     files_.erase(it);
     files_reaped_->Add();
   }

@@ -23,6 +23,15 @@
 // The invalidation itself waits only for requests that wait for the
 // manager, never for this node, so it always finishes.
 //
+// An upgrade from READ to WRITE gives the READ lease up before the WRITE
+// lease is granted, and another node may write in between. Rather than drop
+// the caches first (the paper's Algorithm 1), the gate only stops serving
+// from them (KeepForUpgrade drops the held mode and the kernel's
+// attributes, so the next read(2) asks and waits), and the manager's grant
+// says whether a WRITE lease went elsewhere meanwhile: only then does the
+// agent run Revoke, before the grant applies. A first write to a file read
+// before keeps its pages.
+//
 // Writes need one more step. A write(2) copies its data into the kernel's
 // page cache before its WRITE request reaches the daemon, so the lease must
 // be held from before that copy: otherwise local readers could see data
@@ -122,6 +131,12 @@ class LeaseGate {
   uint64_t WriteToken(uint64_t gfid);
   // The agent's revoke handler.
   void Revoke(uint64_t gfid, LeaseMode to);
+  // The agent's before_upgrade: the READ lease is given up for a WRITE
+  // request. Requests wait for the grant, and the kernel asks for
+  // attributes (and so waits) before its next read(2) from its cache, but
+  // the pages and the buffer cache stay: the agent runs Revoke if another
+  // node wrote before the grant.
+  void KeepForUpgrade(uint64_t gfid);
   // Clean unmount: gives every lease back (the data is already written back).
   void ReleaseAll();
   // The kernel forgot gfid's inode: in the background, write back, give the
@@ -190,6 +205,7 @@ class LeaseGate {
   std::thread invalidator_;
 
   Counter* revokes_;
+  Counter* upgrades_;
   Counter* durable_flushes_;
   Counter* slow_enters_;
   Counter* intents_;

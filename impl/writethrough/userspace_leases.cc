@@ -23,11 +23,12 @@ struct LeaseHold : ConsistencyPolicy::Hold {
 
 UserspaceLeases::UserspaceLeases(const PolicyContext& ctx)
     : ctx_(ctx),
-      gate_(ctx.cache,
-            [this](uint64_t gfid, int64_t offset, int64_t length) {
-              InvalidateKernel(gfid, offset, length);
-            },
-            ctx.stats),
+      gate_(
+          ctx.cache,
+          [this](uint64_t gfid, int64_t offset, int64_t length) {
+            InvalidateKernel(gfid, offset, length);
+          },
+          ctx.stats),
       cached_getattrs_(ctx.stats->GetCounter("lease.cached_getattrs")) {}
 
 UserspaceLeases::~UserspaceLeases() { Stop(); }
@@ -47,6 +48,7 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   opts.name = ctx_.node_name;
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
+  opts.before_upgrade = [this](uint64_t gfid) { gate_.KeepForUpgrade(gfid); };
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts, [this](uint64_t gfid, LeaseMode to) { gate_.Revoke(gfid, to); }, ctx_.stats);
   gate_.SetAgent(agent_.get());

@@ -59,8 +59,11 @@ const char* Name(LeaseMode mode) {
 // serializes its cached I/O with revocation.
 class Node {
  public:
+  // With `keep_on_upgrade`, the node keeps its READ cache across an
+  // upgrade (LeaseAgentOptions::before_upgrade), logging "keep".
   Node(const std::string& name, int port, EventLog* log, milliseconds flush = milliseconds(0),
-       uint64_t client_id = 0, milliseconds link_delay = milliseconds(0))
+       uint64_t client_id = 0, milliseconds link_delay = milliseconds(0),
+       bool keep_on_upgrade = false)
       : name_(name), log_(log), flush_(flush) {
     LeaseAgentOptions o;
     o.manager = "127.0.0.1:" + std::to_string(port);
@@ -68,6 +71,11 @@ class Node {
     o.client_id = client_id;
     o.emulated_rtt = link_delay;
     o.drift_margin = milliseconds(50);
+    if (keep_on_upgrade) {
+      o.before_upgrade = [this](uint64_t gfid) {
+        log_->Add(name_ + " keep f" + std::to_string(gfid));
+      };
+    }
     agent_ = std::make_unique<LeaseAgent>(
         o, [this](uint64_t gfid, LeaseMode to) { Handle(gfid, to); }, &stats_);
   }
@@ -129,12 +137,13 @@ class Node {
 
 class LeaseServiceTest : public ::testing::Test {
  protected:
-  void StartManager(uint64_t epoch, uint64_t term_ms, uint64_t reclaim_ms = 0, int port = 0) {
+  void StartManager(uint64_t epoch, uint64_t term_ms, uint64_t reclaim_ms = 0, int port = 0,
+                    uint64_t min_hold_ms = 2) {
     ManagerOptions o;
     o.listen = "127.0.0.1:" + std::to_string(port);
     o.epoch = epoch;
     o.term_ms = term_ms;
-    o.min_hold_ms = 2;
+    o.min_hold_ms = min_hold_ms;
     o.reclaim_ms = reclaim_ms;
     std::string error;
     manager_ = ManagerServer::Start(o, &error);
@@ -146,6 +155,17 @@ class LeaseServiceTest : public ::testing::Test {
     auto node = std::make_unique<Node>(name, port_, &log_, flush);
     node->Start();
     return node;
+  }
+  std::unique_ptr<Node> NewKeepingNode(const std::string& name) {
+    auto node = std::make_unique<Node>(name, port_, &log_, milliseconds(0), 0, milliseconds(0),
+                                       /*keep_on_upgrade=*/true);
+    node->Start();
+    return node;
+  }
+  // Where `event` is in the log (its size if absent).
+  long At(const std::string& event) {
+    const std::vector<std::string> events = log_.events();
+    return std::find(events.begin(), events.end(), event) - events.begin();
   }
 
   uint64_t ManagerStat(const std::string& key) {
@@ -366,6 +386,42 @@ TEST_F(LeaseServiceTest, UpgradeDropsReadCacheFirst) {
   EXPECT_EQ(b->handled(kF, LeaseMode::kNone), 1);
   EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite));
   EXPECT_FALSE(b->agent().Holds(kF, LeaseMode::kRead));
+}
+
+// With before_upgrade the READ cache is kept out of use instead, and the
+// grant says it is still current: nobody wrote between.
+TEST_F(LeaseServiceTest, UpgradeKeepsTheReadCacheWhenNobodyWroteBetween) {
+  StartManager(1, 2000);
+  auto a = NewKeepingNode("A");
+  auto b = NewNode("B");
+  a->MustAcquire(kF, LeaseMode::kRead);
+  b->MustAcquire(kF, LeaseMode::kRead);
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_LT(At("A keep f10"), At("A granted f10 W"));
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 0);
+  EXPECT_EQ(a->counter("lease.upgrades_kept"), 1u);
+  EXPECT_EQ(b->handled(kF, LeaseMode::kNone), 1);
+  EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite));
+}
+
+// A writer gets the lease between the kept READ lease and the upgrade's
+// grant: the kept cache is dropped before the grant applies.
+TEST_F(LeaseServiceTest, UpgradeDropsTheKeptCacheWhenAWriterCameBetween) {
+  // A long minimum hold keeps A's READ lease until A asks to upgrade, and
+  // C's WRITE lease until C is logged as granted.
+  StartManager(1, 5000, 0, 0, /*min_hold_ms=*/400);
+  auto a = NewKeepingNode("A");
+  auto c = NewNode("C");
+  a->MustAcquire(kF, LeaseMode::kRead);
+  std::thread writer([&] { c->MustAcquire(kF, LeaseMode::kWrite); });
+  std::this_thread::sleep_for(milliseconds(100));  // C's request waits for A's hold
+  a->MustAcquire(kF, LeaseMode::kWrite);           // gives up READ: C is granted first
+  writer.join();
+  EXPECT_LT(At("A keep f10"), At("C granted f10 W"));
+  EXPECT_LT(At("C granted f10 W"), At("A granted f10 W"));
+  EXPECT_LT(At("A revoke-end f10 N"), At("A granted f10 W")) << "A kept a stale cache";
+  EXPECT_EQ(a->counter("lease.upgrades_stale"), 1u);
+  EXPECT_EQ(a->counter("lease.upgrades_kept"), 0u);
 }
 
 // A writer being downgraded asks for WRITE again before its handler is

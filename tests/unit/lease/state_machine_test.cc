@@ -290,14 +290,19 @@ TEST_F(LeaseTest, UpgradeGivesUpTheReadLeaseAndRevokesTheOtherReaders) {
   EXPECT_EQ(sm_->holders(kF), (std::vector<ClientId>{2}));
   EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c1 f10 W r3");
   EXPECT_EQ(last_[0].token, Token(1, 1));
+  EXPECT_TRUE(last_[0].unchanged);  // nobody wrote: c1's READ cache is current
 }
 
 TEST_F(LeaseTest, SoleReaderUpgradesAtOnce) {
   Open({1});
   Acquire(1, kF, Mode::kRead);
   EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite), "grant c1 f10 W r2");
+  EXPECT_TRUE(last_[0].unchanged);
   EXPECT_EQ(sm_->holders(kF), (std::vector<ClientId>{1}));
   EXPECT_EQ(sm_->HeldMode(1, kF), Mode::kWrite);
+  Release(1, kF);
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite), "grant c1 f10 W r3");
+  EXPECT_FALSE(last_[0].unchanged);  // not an upgrade: says nothing of a cache
 }
 
 TEST_F(LeaseTest, UpgradeQueuesBehindEarlierWaitersAndSupersedesItsRevoke) {
@@ -309,9 +314,11 @@ TEST_F(LeaseTest, UpgradeQueuesBehindEarlierWaitersAndSupersedesItsRevoke) {
   EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite));  // gives up READ, queues behind c3
   EXPECT_EQ(sm_->queue_length(kF), 2u);
   EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c3 f10 W r3", "revoke c3 f10 ->N");
+  EXPECT_FALSE(last_[0].unchanged);
   Actions out;
   EXPECT_EQ(sm_->RevokeAck(1, kF, old_revoke, Mode::kNone, now_, &out), Status::kStale);
   EXPECT_ACTIONS(Ack(3, kF, Mode::kNone), "grant c1 f10 W r4");
+  EXPECT_FALSE(last_[0].unchanged);  // c3 wrote between c1's READ and WRITE leases
 }
 
 TEST_F(LeaseTest, MinimumHoldTimeDefersTheRevokeUntilTick) {
@@ -615,6 +622,7 @@ TEST_F(LeaseTest, ReclaimWindowReinstallsLeasesAndHoldsBackAcquires) {
   EXPECT_ACTIONS(Tick());
   now_ = 1050;
   EXPECT_ACTIONS(Tick(), "revoke c1 f10 ->N", "grant c1 f12 R r2");
+  EXPECT_FALSE(last_[1].unchanged);
   EXPECT_FALSE(sm_->reclaiming());
   EXPECT_EQ(sm_->Reclaim(2, 13, Mode::kRead, 0, now_), Status::kRefused);
   EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c3 f10 W r1");
@@ -635,6 +643,22 @@ TEST_F(LeaseTest, ReclaimValidatesTokensAndRaisesTheCounterPastThem) {
   Tick();
   Acquire(2, kG, Mode::kWrite);
   EXPECT_EQ(GrantToken(), Token(2, 8));
+}
+
+TEST_F(LeaseTest, AWriteLeaseReclaimedDuringAnUpgradeMakesItsGrantChanged) {
+  Restart(Options{.epoch = 2, .term_ms = 1000});
+  sm_->BeginReclaim(now_, 50);
+  Open({1, 2});
+  EXPECT_EQ(sm_->Reclaim(1, kF, Mode::kRead, 0, now_), Status::kOk);
+  EXPECT_EQ(sm_->Reclaim(1, kG, Mode::kRead, 0, now_), Status::kOk);
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite));  // gives up READ, waits for the window
+  EXPECT_ACTIONS(Acquire(1, kG, Mode::kWrite));
+  EXPECT_EQ(sm_->Reclaim(2, kF, Mode::kWrite, Token(1, 3), now_), Status::kOk);
+  now_ += 50;
+  EXPECT_ACTIONS(Tick(), "revoke c2 f10 ->N", "grant c1 f11 W r2");
+  EXPECT_TRUE(last_[1].unchanged);
+  EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c1 f10 W r1");
+  EXPECT_FALSE(last_[0].unchanged);
 }
 
 }  // namespace

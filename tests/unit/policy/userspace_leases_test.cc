@@ -213,11 +213,11 @@ TEST_F(UserspaceLeasesTest, ReadDuringALocalWriteDropsTheKernelsPagesAfterIt) {
   // its intent's READs covered of what it wrote.
   start(1);
   start(2);
-  read(8192, 8192);  // seen by both intents
+  read(8192, 8192);    // seen by both intents
   finish(2, 0, 4096);  // no overlap
   EXPECT_EQ(invalidations(), 1u);
   start(2);
-  read(20480, 4096);  // seen by thread 1's intent and thread 2's new one
+  read(20480, 4096);        // seen by thread 1's intent and thread 2's new one
   finish(1, 12288, 12288);  // overlaps both READs: pages 3 and 5
   EXPECT_EQ(invalidations(), 2u);
   EXPECT_EQ(pages(), 3u);
@@ -241,6 +241,23 @@ TEST_F(UserspaceLeasesTest, ReadDuringALocalWriteDropsTheKernelsPagesAfterIt) {
   finish(4, 0, 4096);
   EXPECT_EQ(invalidations(), 5u);
   a().Closed(gfid_, O_RDWR);
+}
+
+TEST_F(UserspaceLeasesTest, FirstWriteAfterReadsKeepsTheCacheUnlessAnotherNodeWroteBetween) {
+  auto enter = [&](UserspaceLeases& node, Access access) {
+    Hold h;
+    ASSERT_EQ(node.Enter(gfid_, access, &h), 0);
+  };
+  enter(a(), Access::kRead);
+  enter(a(), Access::kWrite);  // an upgrade nobody came between
+  EXPECT_EQ(nodes_[0]->Counter("lease.upgrades"), 1u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.upgrades_kept"), 1u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.revokes_handled"), 0u);
+  enter(b(), Access::kRead);  // a is downgraded to READ
+  EXPECT_EQ(nodes_[0]->Counter("lease.revokes_handled"), 1u);
+  enter(a(), Access::kWrite);  // upgrades again; b's READ lease is revoked first
+  EXPECT_EQ(nodes_[0]->Counter("lease.upgrades_kept"), 2u);
+  EXPECT_EQ(nodes_[0]->Counter("lease.revokes_handled"), 1u);
 }
 
 TEST_F(UserspaceLeasesTest, ForgottenFileGivesItsLeaseBack) {
