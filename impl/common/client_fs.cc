@@ -604,7 +604,10 @@ void ClientFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t siz
   int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
   if (err == 0) err = self->cache_->Write(gfid, static_cast<uint64_t>(off), buf, size);
   ConsistencyPolicy::Io written{fuse_req_ctx(req)->pid};
-  if (err == 0) written.offset = static_cast<uint64_t>(off), written.length = size;
+  if (err == 0) {
+    written.offset = static_cast<uint64_t>(off);
+    written.length = size;
+  }
   self->consistency_->WriteDone(gfid, written);
   if (err != 0) {
     fuse_reply_err(req, err);

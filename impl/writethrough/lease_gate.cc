@@ -205,11 +205,11 @@ void LeaseGate::EndWrite(uint64_t gfid, pid_t task, uint64_t offset, uint64_t le
     f->intents.erase(it);
     // Queued before the intent ends: a GETATTR that waited for the writes
     // finds them pending (EnterForAttributes).
-    if (!reads.empty() && length == 0) {
+    if (length == 0 && !reads.empty()) {
       QueueInvalidationLocked(gfid, f.get());
       stale_fill_whole_files_->Add();
       stale = true;
-    } else if (!reads.empty()) {
+    } else {
       for (const auto& [lo, hi] : reads.Overlap(PageFloor(offset), PageCeil(offset + length))) {
         QueueInvalidationLocked(gfid, f.get(), lo, hi - lo);
         stale_fill_pages_->Add((hi - lo) / kKernelPage);
@@ -217,18 +217,19 @@ void LeaseGate::EndWrite(uint64_t gfid, pid_t task, uint64_t offset, uint64_t le
       }
     }
     if (stale) stale_fill_invalidations_->Add();
-    cv_.notify_all();
+    // Waiters want the last intent gone; the invalidator, a queued job.
+    if (stale || f->intents.empty()) cv_.notify_all();
   }
   // The kernel's write path drops the size and mtime it holds too, but the
   // next read(2) must not depend on that to ask (and so wait).
-  if (stale) invalidate_(gfid, -1, 0);
+  if (stale) DropKernelAttributes(gfid);
 }
 
 void LeaseGate::ReadStarting(const Access& access, uint64_t offset, uint64_t length) {
+  const uint64_t lo = PageFloor(offset);
+  const uint64_t hi = PageCeil(offset + length);
   std::lock_guard<std::mutex> l(mu_);
-  for (auto& [task, reads] : access.file_->intents) {
-    reads.Add(PageFloor(offset), PageCeil(offset + length));
-  }
+  for (auto& [task, reads] : access.file_->intents) reads.Add(lo, hi);
 }
 
 void LeaseGate::QueueInvalidationLocked(uint64_t gfid, File* f, uint64_t offset, uint64_t length) {
@@ -269,7 +270,7 @@ void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
   }
   // With the page invalidation pending, make the kernel ask for attributes
   // (and so wait for it) before it serves the next read(2) from its cache.
-  invalidate_(gfid, -1, 0);
+  DropKernelAttributes(gfid);
 }
 
 void LeaseGate::KeepForUpgrade(uint64_t gfid) {
@@ -280,7 +281,7 @@ void LeaseGate::KeepForUpgrade(uint64_t gfid) {
     std::unique_lock<std::shared_mutex> lock(f->io_mu);
     f->held = LeaseMode::kNone;
   }
-  invalidate_(gfid, -1, 0);
+  DropKernelAttributes(gfid);
 }
 
 void LeaseGate::ReleaseAll() {

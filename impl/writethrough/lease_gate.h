@@ -182,6 +182,8 @@ class LeaseGate {
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
+  // Needs no page lock, so any thread may call it.
+  void DropKernelAttributes(uint64_t gfid) { invalidate_(gfid, -1, 0); }
   // Queues a kernel invalidation of gfid's pages in [offset, offset +
   // length) (length 0: to the end) for the gate's thread; the file counts
   // it as pending until it is done. Requires mu_.
