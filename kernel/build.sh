@@ -64,7 +64,7 @@ done
 cp "$here"/dfuse/*.[ch] "$src/"
 cat > "$src/Kbuild" <<'KBUILD'
 obj-m := dfuse.o
-dfuse-y := dev.o dir.o file.o inode.o control.o xattr.o acl.o readdir.o ioctl.o lease.o
+dfuse-y := dev.o dir.o file.o inode.o control.o xattr.o acl.o readdir.o ioctl.o lease.o dirlease.o
 dfuse-$(CONFIG_FUSE_DAX) += dax.o
 KBUILD
 

@@ -138,7 +138,8 @@ void ClientFs::FillStat(const proto::Attr& attr, struct stat* st) {
 }
 
 double ClientFs::AttrTimeout(const proto::Attr& attr) const {
-  if (S_ISREG(attr.mode()) && policy_.leased_attr_timeout >= 0) return policy_.leased_attr_timeout;
+  const bool leased = S_ISREG(attr.mode()) || (S_ISDIR(attr.mode()) && policy_.dir_leases);
+  if (leased && policy_.leased_attr_timeout >= 0) return policy_.leased_attr_timeout;
   return policy_.attr_timeout;
 }
 

@@ -56,6 +56,7 @@ struct PolicyContext {
 
   // The kernel's nodeid of a file: its GFID, except for the root.
   fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid ? FUSE_ROOT_ID : gfid; }
+  uint64_t Gfid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? root_gfid : ino; }
 };
 
 // What a change to a file's data on storage carries: the fencing token of

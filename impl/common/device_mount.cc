@@ -32,7 +32,7 @@ bool IsIgnored(const std::string& key) {
 
 bool IsKernelOption(const std::string& key) {
   return key == "allow_other" || key == "default_permissions" || key == "max_read" ||
-         key == "blksize" || key == "leases";
+         key == "blksize" || key == "leases" || key == "dirleases";
 }
 
 }  // namespace

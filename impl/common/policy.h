@@ -24,6 +24,10 @@ struct CachePolicy {
   double leased_attr_timeout = -1;
   double entry_timeout = 0;
   double negative_timeout = 0;
+  // The kernel keeps directories' names and attributes under directory
+  // leases (dfuse.ko's "dirleases"); their attributes then also live
+  // leased_attr_timeout.
+  bool dir_leases = false;
   // Serve extended attributes. Without them every xattr call is answered
   // ENOSYS, after which the kernel stops asking: FUSE mounts are not
   // SB_NOSEC, so otherwise each write(2) first asks for security.capability

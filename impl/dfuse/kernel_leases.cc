@@ -47,7 +47,8 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
 
 KernelLeases::~KernelLeases() { Stop(); }
 
-int KernelLeases::Start(CachePolicy*, std::string* error) {
+int KernelLeases::Start(CachePolicy* cache, std::string* error) {
+  dir_leases_ = cache->dir_leases;
   lease::LeaseAgentOptions opts;
   opts.manager = ctx_.lease_manager;
   opts.name = ctx_.node_name;
@@ -58,6 +59,11 @@ int KernelLeases::Start(CachePolicy*, std::string* error) {
   const int err = agent_->Start(ctx_.first_contact, error);
   if (err == 0) reaper_ = std::thread([this] { ReaperLoop(); });
   return err;
+}
+
+std::vector<std::string> KernelLeases::MountOptions() const {
+  if (dir_leases_) return {"leases", "dirleases"};
+  return {"leases"};
 }
 
 void KernelLeases::Attach(fuse_session* se) { AttachFd(fuse_session_fd(se)); }
@@ -83,7 +89,7 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
-    queue_.push_back(Upcall{header.unique, header.nodeid, mode});
+    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
       workers_.emplace_back([this] { WorkerLoop(); });
     } else {
@@ -159,6 +165,10 @@ int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked) {
 }
 
 int KernelLeases::LinkCountChanged(uint64_t gfid) {
+  // The kernel entered the file's WRITE lease around the request, and the
+  // parent's made sure storage changed the file the kernel named. Asking
+  // here could even wait for a revoke that waits for that very request.
+  if (dir_leases_) return 0;
   // Other nodes' kernels answer fstat from the attributes they cached
   // under their lease, link count included. Taking the WRITE lease
   // releases each of them, and every release drops the cached attributes.
@@ -219,7 +229,7 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
     dfuse_notify_release_out arg{};
     out.len = sizeof(out) + sizeof(arg);
     out.error = DFUSE_NOTIFY_RELEASE;
-    arg.nodeid = gfid;  // nodeid == GFID for every regular file
+    arg.nodeid = ctx_.Ino(gfid);
     arg.mode = static_cast<uint32_t>(to);
     arg.end = UINT64_MAX;
     iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};

@@ -18,6 +18,8 @@
 // Link counts: the node that links, unlinks or replaces a file by rename
 // takes its WRITE lease before replying, so every other node's kernel
 // drops the attributes (link count included) it cached under its lease.
+// With directory leases the kernel itself holds WRITE on the parents and
+// the file for the whole mutation, so the daemon has nothing to take.
 //
 // Forget: once the kernel has forgotten an inode it caches nothing of the
 // file (an inode with dirty pages is not evicted, and its WRITEs are done
@@ -54,7 +56,7 @@ class KernelLeases : public ConsistencyPolicy {
 
   // Connects to the lease manager.
   int Start(CachePolicy* cache, std::string* error) override;
-  std::vector<std::string> MountOptions() const override { return {"leases"}; }
+  std::vector<std::string> MountOptions() const override;
   void Attach(fuse_session* se) override;
   // The same with the device descriptor itself (tests use a socket).
   void AttachFd(int fd);
@@ -104,6 +106,7 @@ class KernelLeases : public ConsistencyPolicy {
   void Reap(uint64_t gfid);
 
   const PolicyContext ctx_;
+  bool dir_leases_ = false;  // the kernel also leases directories
   std::unique_ptr<lease::LeaseAgent> agent_;
   int fd_ = -1;
 

@@ -18,8 +18,16 @@ int main(int argc, char** argv) {
   // reports lost data and leaves the write-back to the revoke, fsync or
   // the write-back delay.
   spec.policy.flush_on_close = false;
-  spec.policy.attr_timeout = 0;       // directories and links: not leased
+  spec.policy.attr_timeout = 0;       // links, and directories without directory leases
   spec.policy.leased_attr_timeout = 3600;
+  spec.policy.dir_leases = true;
+  spec.add_options = [](CLI::App* app, dfuse::CachePolicy* policy) {
+    app->add_option("--dir-leases", policy->dir_leases,
+                    "Keep directories' names and attributes in the kernel under directory "
+                    "leases (dfuse.ko's dirleases); false: every path component asks the "
+                    "daemon, as writethrough does")
+        ->capture_default_str();
+  };
   spec.device = "/dev/dfuse";
   spec.fstype = "dfuse";
   spec.missing_module_hint =

@@ -29,8 +29,22 @@ static bool dfuse_leased(struct inode *inode)
 {
 	struct fuse_conn *fc = get_fuse_conn(inode);
 
-	return fc->dfuse_leases && fc->writeback_cache &&
-	       S_ISREG(inode->i_mode);
+	if (!fc->dfuse_leases || !fc->writeback_cache)
+		return false;
+	return S_ISREG(inode->i_mode) ||
+	       (S_ISDIR(inode->i_mode) && fc->dfuse_dirleases);
+}
+
+/*
+ * Directory cache generations come from one counter for all mounts, so a
+ * marked name that d_move() takes to another directory never matches its
+ * new parent by accident.
+ */
+static atomic64_t dfuse_cache_gens = ATOMIC64_INIT(0);
+
+u64 dfuse_lease_new_cache_gen(void)
+{
+	return atomic64_inc_return(&dfuse_cache_gens);
 }
 
 void dfuse_lease_init(struct dfuse_lease *lease)
@@ -42,6 +56,7 @@ void dfuse_lease_init(struct dfuse_lease *lease)
 	lease->users = 0;
 	lease->releasing = false;
 	lease->attr_stale = false;
+	lease->cache_gen = 0;
 }
 
 /*
@@ -202,8 +217,14 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		 */
 		spin_lock(&l->lock);
 		if (l->gen == gen && !l->releasing && granted > l->mode) {
-			if (l->mode == DFUSE_LEASE_NONE)
-				l->attr_stale = true;
+			if (l->mode == DFUSE_LEASE_NONE) {
+				/*
+				 * A directory's attributes are only trusted
+				 * once fetched under the lease anyway.
+				 */
+				l->attr_stale = S_ISREG(inode->i_mode);
+				l->cache_gen = dfuse_lease_new_cache_gen();
+			}
 			l->mode = granted;
 		}
 		spin_unlock(&l->lock);
@@ -270,6 +291,62 @@ void dfuse_lease_exit_copy(struct inode *src, struct inode *dst)
 	if (src != dst)
 		dfuse_lease_exit(src);
 	dfuse_lease_exit(dst);
+}
+
+/* Whether @set[i] already appeared before it. */
+static bool dfuse_set_repeats(struct inode **set, unsigned int i)
+{
+	unsigned int j;
+
+	for (j = 0; j < i; j++) {
+		if (set[j] == set[i])
+			return true;
+	}
+	return false;
+}
+
+static void dfuse_exit_first(struct inode **set, unsigned int n)
+{
+	while (n--) {
+		if (set[n] && !dfuse_set_repeats(set, n))
+			dfuse_lease_exit(set[n]);
+	}
+}
+
+/*
+ * As dfuse_lease_enter_copy: a missing lease is asked for with nothing of
+ * the set entered (another node's mutation may wait for one this node has
+ * entered), then the whole set is tried again.  Nested: the VFS holds
+ * i_rwsem of the parents and the victims.
+ */
+int dfuse_lease_enter_set(struct inode **set, unsigned int n)
+{
+	unsigned int i;
+	int err;
+
+	if (!get_fuse_conn(set[0])->dfuse_dirleases)
+		return 0;
+retry:
+	for (i = 0; i < n; i++) {
+		if (!set[i] || dfuse_set_repeats(set, i))
+			continue;
+		if (!__dfuse_lease_enter(set[i], DFUSE_LEASE_WRITE,
+					 DFUSE_ENTER_TRY))
+			continue;
+		dfuse_exit_first(set, i);
+		err = dfuse_lease_enter_nested(set[i], DFUSE_LEASE_WRITE);
+		if (err)
+			return err;
+		dfuse_lease_exit(set[i]);
+		goto retry;
+	}
+	return 0;
+}
+
+void dfuse_lease_exit_set(struct inode **set, unsigned int n)
+{
+	if (get_fuse_conn(set[0])->dfuse_dirleases)
+		dfuse_exit_first(set, n);
 }
 
 vm_fault_t dfuse_lease_fault(struct vm_fault *vmf)
@@ -392,9 +469,15 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 		wait_event(l->waitq, !READ_ONCE(l->releasing));
 		spin_lock(&l->lock);
 	}
-	/* From here on grants in flight are stale and new I/O waits. */
+	/*
+	 * From here on grants in flight are stale and new I/O waits.  Names
+	 * cached under a directory's lease stop being valid at once: they
+	 * only ever need the daemon again.
+	 */
 	l->releasing = true;
 	l->gen++;
+	if (to == DFUSE_LEASE_NONE)
+		l->cache_gen = dfuse_lease_new_cache_gen();
 	while (l->users) {
 		spin_unlock(&l->lock);
 		wait_event(l->waitq, !READ_ONCE(l->users));
@@ -403,6 +486,8 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 	from = l->mode;
 	spin_unlock(&l->lock);
 
+	if (S_ISDIR(inode->i_mode))
+		goto attrs;	/* no pages of its own */
 	if (from == DFUSE_LEASE_WRITE && to != DFUSE_LEASE_WRITE)
 		err = dfuse_write_back(inode);
 	if (to == DFUSE_LEASE_NONE) {
@@ -412,6 +497,7 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
 				get_node_id(inode), ret);
 		err = err ?: ret;
 	}
+attrs:
 	dfuse_lease_drop_attrs(inode);
 	/*
 	 * S_NOSEC (nothing for a write to clear) was learnt under the lease;

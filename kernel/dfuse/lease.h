@@ -35,6 +35,7 @@
 
 #include "dfuse_proto.h"
 
+struct dentry;
 struct fuse_conn;
 struct inode;
 
@@ -46,6 +47,7 @@ struct dfuse_lease {
 	unsigned int users;		/* I/O entered and not yet left */
 	bool releasing;			/* a release is running */
 	bool attr_stale;		/* attributes predate the lease */
+	u64 cache_gen;			/* directories: names cached under it */
 };
 
 void dfuse_lease_init(struct dfuse_lease *lease);
@@ -79,6 +81,42 @@ u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid);
 bool dfuse_lease_owns_attrs(struct inode *inode);
 /* Whether pages may be read into the page cache now (readahead). */
 bool dfuse_lease_may_cache(struct inode *inode);
+
+/*
+ * The leases of a directory mutation's parents and victims (WRITE on
+ * each; NULL and repeated entries are skipped), entered together without
+ * holding one while asking for another.  A no-op without "dirleases".
+ * For callers that hold i_rwsem of the parents and victims (the VFS does).
+ */
+int dfuse_lease_enter_set(struct inode **set, unsigned int n);
+void dfuse_lease_exit_set(struct inode **set, unsigned int n);
+
+/* A fresh directory cache generation: never 0, never reused. */
+u64 dfuse_lease_new_cache_gen(void);
+
+/*
+ * Directory leases (mount option "dirleases", dirlease.c).  A READ lease
+ * on a directory covers its attributes and the names cached under it,
+ * positive and negative: a name looked up while the lease was held is
+ * marked in d_fsdata with the directory's cache generation, which every
+ * release to NONE replaces, and is served without asking the daemon while
+ * the marker matches.  Creating, removing or renaming a name takes WRITE on
+ * the parents (dfuse_lease_enter_set), which revokes every other node's
+ * READ first.
+ */
+
+/* The generation to mark names with that are looked up now, 0 for none. */
+u64 dfuse_dir_sample(struct inode *dir);
+/* The same without asking the daemon (the caller has entered the lease). */
+u64 dfuse_dir_gen(struct inode *dir);
+/* The d_fsdata value of a name looked up under @gen (not 0). */
+u64 dfuse_dentry_marker(u64 gen);
+/* Whether @entry, whose d_fsdata is @time, is covered by its parent's lease. */
+bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
+			 unsigned int flags);
+/* Enter a directory's lease to fetch attributes under it; 0 if entered. */
+int dfuse_dir_enter_attrs(struct inode *dir);
+void dfuse_dir_exit_attrs(struct inode *dir);
 
 /* DFUSE_NOTIFY_RELEASE. */
 int dfuse_lease_release(struct fuse_conn *fc,

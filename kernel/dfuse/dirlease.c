@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * DFUSE directory leases: a directory's READ lease covers its attributes
+ * and the names looked up under it, so path walks stop asking the daemon
+ * for a LOOKUP and a GETATTR per component.  See lease.h for the rules and
+ * kernel/directory-leases.md for the design.
+ *
+ * A name is marked with the generation its parent's lease had when the
+ * LOOKUP was sent.  Any mutation by another node first takes WRITE on the
+ * parent, which releases this node's lease to NONE, and that release
+ * replaces the generation before it lets the mutation go ahead: a marker
+ * whose generation still matches names what storage holds.  A marker is
+ * set after the reply without any check, since one that raced a release
+ * simply never matches.
+ */
+
+#include "fuse_i.h"
+
+#include <linux/dcache.h>
+#include <linux/fs.h>
+#include <linux/namei.h>
+#include <linux/rcupdate.h>
+
+/*
+ * The top two bits.  Jiffies never reach them, so a timeout and a marker
+ * cannot be confused, and the stock timeout checks (time_before64) take a
+ * marker for a time long past: a name whose marker stopped matching is
+ * looked up again.
+ */
+#define DFUSE_DENTRY_LEASED	(BIT_ULL(63) | BIT_ULL(62))
+
+static bool dfuse_dir_leased(struct inode *dir)
+{
+	struct fuse_conn *fc = get_fuse_conn(dir);
+
+	return fc->dfuse_dirleases && S_ISDIR(dir->i_mode);
+}
+
+u64 dfuse_dir_gen(struct inode *dir)
+{
+	struct dfuse_lease *l = &get_fuse_inode(dir)->lease;
+	u64 gen = 0;
+
+	if (!dfuse_dir_leased(dir))
+		return 0;
+	spin_lock(&l->lock);
+	if (l->mode != DFUSE_LEASE_NONE && !l->releasing)
+		gen = l->cache_gen;
+	spin_unlock(&l->lock);
+	return gen;
+}
+
+/*
+ * Asks for READ when the directory has no lease.  A failed request only
+ * means the name is looked up uncached, as without directory leases.
+ */
+u64 dfuse_dir_sample(struct inode *dir)
+{
+	u64 gen;
+
+	if (!dfuse_dir_leased(dir))
+		return 0;
+	if (dfuse_lease_enter_nested(dir, DFUSE_LEASE_READ))
+		return 0;
+	gen = dfuse_dir_gen(dir);
+	dfuse_lease_exit(dir);
+	return gen;
+}
+
+u64 dfuse_dentry_marker(u64 gen)
+{
+	return DFUSE_DENTRY_LEASED | gen;
+}
+
+/*
+ * Also called under LOOKUP_RCU: nothing here sleeps, and the parent's
+ * inode is freed only after a grace period.  A dead connection serves no
+ * cached names.  LOOKUP_REVAL (a retry after ESTALE) always asks.
+ */
+bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
+			 unsigned int flags)
+{
+	struct dfuse_lease *l;
+	struct inode *dir;
+	bool valid = false;
+
+	if ((time & DFUSE_DENTRY_LEASED) != DFUSE_DENTRY_LEASED ||
+	    (flags & LOOKUP_REVAL))
+		return false;
+	rcu_read_lock();
+	dir = d_inode_rcu(READ_ONCE(entry->d_parent));
+	if (dir && dfuse_dir_leased(dir) &&
+	    READ_ONCE(get_fuse_conn(dir)->connected)) {
+		l = &get_fuse_inode(dir)->lease;
+		valid = READ_ONCE(l->mode) != DFUSE_LEASE_NONE &&
+			READ_ONCE(l->cache_gen) == (time & ~DFUSE_DENTRY_LEASED);
+	}
+	rcu_read_unlock();
+	return valid;
+}
+
+/*
+ * A directory's attributes fetched while its lease is entered keep the
+ * daemon's timeout (dfuse_lease_attr_valid) until the lease is released.
+ */
+int dfuse_dir_enter_attrs(struct inode *dir)
+{
+	if (!dfuse_dir_leased(dir))
+		return -ENOENT;
+	return dfuse_lease_enter_nested(dir, DFUSE_LEASE_READ);
+}
+
+void dfuse_dir_exit_attrs(struct inode *dir)
+{
+	dfuse_lease_exit(dir);
+}

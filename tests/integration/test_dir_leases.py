@@ -1,0 +1,174 @@
+"""Directory leases in dfuse.ko (kernel/directory-leases.md).
+
+A READ lease on a directory keeps its names, found and not found, and its
+attributes in the kernel, so a path walk asks the daemon nothing; a create,
+unlink, rename or link on another node takes WRITE on the parents first,
+which revokes it. Needs dfuse.ko: runs in the VM testbed (tests/vm).
+
+* path walks: the daemon's LOOKUP and GETATTR counts stay flat over 100
+  opens and stats of a file four directories deep (and do not without
+  directory leases, so the count can fail);
+* names created, renamed and removed on one node are seen on the other at
+  once, in both directions, with the other node's names cached;
+* a directory's link count and mode changed on one node are seen on the
+  other (the mode by an unprivileged user, which root's permission bypass
+  would hide);
+* a file's link count across nodes when a name is linked and removed, and
+  when the name removed on B was renamed over on A first.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from conftest import require_dfuse_module
+
+DEPTH = 4  # a/b/c/d
+
+
+@pytest.fixture(autouse=True)
+def _needs_module():
+    require_dfuse_module()
+
+
+def counts(c, node=0):
+    s = c.stats(node)["counters"]
+    return s.get("fuse.lookup", 0), s.get("fuse.getattr", 0)
+
+
+@pytest.mark.parametrize("dir_leases", ["true", "false"])
+def test_path_walks_ask_the_daemon_nothing(make_cluster, dir_leases):
+    c = make_cluster("dfuse", nodes=1, client_args=["--dir-leases", dir_leases])
+    d = os.path.join(c.mount(0), "a/b/c/d")
+    os.makedirs(d)
+    with open(f"{d}/f", "wb") as f:
+        f.write(b"x")
+    os.stat(f"{d}/f")
+    opens = 100
+    lookups, getattrs = counts(c)
+    for _ in range(opens):
+        os.close(os.open(f"{d}/f", os.O_RDONLY))
+        assert not os.path.exists(f"{d}/missing")
+    # Apart: a close makes the next stat(2) ask for the file's i_blocks
+    # (fuse_flush), which is the file's business, not the walk's.
+    for _ in range(opens):
+        os.stat(f"{d}/f")
+    lookups, getattrs = counts(c)[0] - lookups, counts(c)[1] - getattrs
+    if dir_leases == "true":
+        assert lookups <= DEPTH + 2 and getattrs <= DEPTH + 2, \
+            f"{lookups} LOOKUPs and {getattrs} GETATTRs for {opens} walks"
+    else:
+        # The same walks without directory leases: every component asks.
+        assert lookups >= opens * DEPTH, f"only {lookups} LOOKUPs without directory leases"
+
+
+def test_names_changed_on_one_node_are_seen_on_the_other_at_once(make_cluster):
+    c = make_cluster("dfuse", nodes=2)
+    nodes = [c.mount(0), c.mount(1)]
+    os.mkdir(f"{nodes[0]}/d")
+    rng = random.Random(13)
+    for i in range(60):
+        a, b = nodes[i % 2], nodes[1 - i % 2]
+        x, y = f"x{rng.randrange(10**6)}", f"y{rng.randrange(10**6)}"
+        assert not os.path.exists(f"{b}/d/{x}")  # B caches the name as missing
+        assert not os.path.exists(f"{b}/d/{y}")
+        with open(f"{a}/d/{x}", "wb") as f:
+            f.write(b"1")
+        assert os.path.exists(f"{b}/d/{x}"), f"round {i}: B served a stale negative entry"
+        os.rename(f"{a}/d/{x}", f"{a}/d/{y}")
+        assert not os.path.exists(f"{b}/d/{x}"), f"round {i}: B still sees the old name"
+        assert os.path.exists(f"{b}/d/{y}"), f"round {i}: B does not see the new name"
+        os.unlink(f"{a}/d/{y}")
+        assert not os.path.exists(f"{b}/d/{y}"), f"round {i}: B still sees a removed name"
+    assert os.listdir(f"{nodes[0]}/d") == [] and os.listdir(f"{nodes[1]}/d") == []
+
+
+def test_missing_names_are_cached(make_cluster):
+    c = make_cluster("dfuse", nodes=1)
+    m = c.mount(0)
+    os.mkdir(f"{m}/d")
+    assert not os.path.exists(f"{m}/d/nothing")
+    lookups = counts(c)[0]
+    for _ in range(50):
+        assert not os.path.exists(f"{m}/d/nothing")
+    assert counts(c)[0] == lookups, "a missing name was looked up again under the lease"
+
+
+# Run as an unprivileged user: whether it may list the directory, before and
+# after the other node's chmod.
+_LIST_TWICE = """
+import os, sys
+def can_list():
+    try:
+        os.listdir(sys.argv[1])
+        return "listed"
+    except PermissionError:
+        return "EACCES"
+print(can_list(), flush=True)
+sys.stdin.readline()
+print(can_list(), flush=True)
+"""
+
+
+def test_directory_attributes_follow_the_other_node(make_cluster, workdir):
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    os.chmod(workdir, 0o711)
+    os.chmod(c.export_dir, 0o755)
+    os.mkdir(f"{a}/d", 0o755)
+    links = os.stat(f"{b}/d").st_nlink
+    os.mkdir(f"{a}/d/sub")
+    assert os.stat(f"{b}/d").st_nlink == links + 1, "B kept the link count from before the mkdir"
+    os.rmdir(f"{a}/d/sub")
+    assert os.stat(f"{b}/d").st_nlink == links, "B kept the link count from before the rmdir"
+
+    def drop():
+        os.setgroups([])
+        os.setgid(1000)
+        os.setuid(1000)
+    p = subprocess.Popen([sys.executable, "-c", _LIST_TWICE, f"{b}/d"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         preexec_fn=drop)
+    try:
+        assert p.stdout.readline().strip() == "listed", "mode 755: B's user may list"
+        os.chmod(f"{a}/d", 0o700)
+        out, _ = p.communicate("go\n", timeout=60)
+    finally:
+        p.kill()
+    assert out.split() == ["EACCES"], f"B used the mode from before A's chmod: {out!r}"
+
+
+def test_link_counts_across_nodes(make_cluster):
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    with open(f"{a}/f", "wb") as f:
+        f.write(b"f")
+    assert os.stat(f"{b}/f").st_nlink == 1
+    os.link(f"{a}/f", f"{a}/g")
+    assert os.stat(f"{b}/f").st_nlink == 2
+    assert os.stat(f"{b}/g").st_ino == os.stat(f"{b}/f").st_ino
+    os.unlink(f"{a}/g")
+    assert os.stat(f"{b}/f").st_nlink == 1
+    assert not os.path.exists(f"{b}/g")
+
+    # B knows x as the old file; A renames a new one over it and keeps it
+    # open; B removes x, which is now A's new file.
+    with open(f"{a}/x", "wb") as f:
+        f.write(b"old")
+    assert os.stat(f"{b}/x").st_size == 3
+    with open(f"{a}/tmp", "wb") as f:
+        f.write(b"newer")
+    fd = os.open(f"{a}/tmp", os.O_RDONLY)
+    try:
+        os.rename(f"{a}/tmp", f"{a}/x")
+        os.unlink(f"{b}/x")
+        assert not os.path.exists(f"{a}/x")
+        assert os.fstat(fd).st_nlink == 0, "A kept the link count of the file B removed"
+        assert os.pread(fd, 10, 0) == b"newer"
+    finally:
+        os.close(fd)
