@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   // reports lost data and leaves the write-back to the revoke, fsync or
   // the write-back delay.
   spec.policy.flush_on_close = false;
-  spec.policy.attr_timeout = 0;       // links, and directories without directory leases
+  spec.policy.attr_timeout = 0;  // links, and directories without directory leases
   spec.policy.leased_attr_timeout = 3600;
   spec.policy.dir_leases = true;
   spec.add_options = [](CLI::App* app, dfuse::CachePolicy* policy) {
