@@ -4,7 +4,8 @@
  * code calls on every path that serves or changes cached state.
  *
  * A leased inode (a regular file on a mount with leases and the writeback
- * cache) may only use its page cache and cached attributes under a lease
+ * cache, and a directory if the mount also has "dirleases") may only use
+ * its page cache, cached names and cached attributes under a lease
  * from the daemon: READ to serve them, WRITE to change them.  I/O "enters"
  * the lease for its whole duration; a release notify stops new entries,
  * waits for the entered ones to leave, writes back and drops what the new
