@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kernel/dfuse/dfuse_proto.h"
 #include "lease/manager_service.h"
@@ -30,6 +31,7 @@ using lease::LeaseMode;
 using std::chrono::milliseconds;
 
 constexpr uint64_t kFile = (uint64_t{1} << 48) | 42;
+constexpr uint64_t kRoot = (uint64_t{1} << 48) | 1;  // the root directory's GFID
 
 using test::NoBackend;  // revokes have nothing to flush
 
@@ -56,8 +58,10 @@ class KernelLeasesTest : public ::testing::Test {
     ctx.stats = &stats_;
     ctx.lease_manager = Address();
     ctx.node_name = "kernel-node";
+    ctx.root_gfid = kRoot;
     leases_ = std::make_unique<KernelLeases>(ctx);
     CachePolicy cache_policy;
+    cache_policy.dir_leases = true;
     ASSERT_EQ(leases_->Start(&cache_policy, &error), 0) << error;
     leases_->AttachFd(fds_[0]);
   }
@@ -72,11 +76,11 @@ class KernelLeasesTest : public ::testing::Test {
   std::string Address() const { return "127.0.0.1:" + std::to_string(manager_->port()); }
 
   // What the kernel would send: a DFUSE_LEASE request.
-  bool Upcall(uint64_t unique, uint32_t mode, uint32_t flags = 0) {
+  bool Upcall(uint64_t unique, uint32_t mode, uint32_t flags = 0, uint64_t nodeid = kFile) {
     fuse_in_header h{};
     h.opcode = DFUSE_LEASE;
     h.unique = unique;
-    h.nodeid = kFile;
+    h.nodeid = nodeid;
     dfuse_lease_in in{};
     in.mode = mode;
     in.flags = flags;
@@ -191,6 +195,29 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   EXPECT_EQ(n.nodeid, kFile);
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(n.end, UINT64_MAX);
+  EXPECT_EQ(other.get(), 0);
+}
+
+// The kernel calls the root FUSE_ROOT_ID; the lease manager knows its GFID.
+TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
+  EXPECT_EQ(leases_->MountOptions(), (std::vector<std::string>{"leases", "dirleases"}));
+  ASSERT_TRUE(Upcall(5, DFUSE_LEASE_READ, 0, FUSE_ROOT_ID));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.error, 0);
+
+  StartOtherNode();
+  auto other = std::async(std::launch::async, [this] {
+    uint64_t token = 0;
+    return other_->Acquire(kRoot, LeaseMode::kWrite, &token);
+  });
+  ASSERT_TRUE(Next(&m)) << "no release notify: the upcall's lease was not the root's";
+  EXPECT_EQ(m.header.error, DFUSE_NOTIFY_RELEASE);
+  dfuse_notify_release_out n{};
+  ASSERT_EQ(m.body.size(), sizeof(n));
+  std::memcpy(&n, m.body.data(), sizeof(n));
+  EXPECT_EQ(n.nodeid, uint64_t{FUSE_ROOT_ID});
+  EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(other.get(), 0);
 }
 
