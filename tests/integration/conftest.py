@@ -46,6 +46,17 @@ def require_dfuse_module() -> None:
         pytest.skip("dfuse.ko is not loaded (/dev/dfuse missing): run in the VM testbed")
 
 
+def unprivileged_python(code: str, *args: str) -> subprocess.Popen:
+    """Starts ``python3 -c code args...`` as uid and gid 1000 with no other groups
+    (root would pass every permission check), text pipes on stdin and stdout."""
+    def drop():
+        os.setgroups([])
+        os.setgid(1000)
+        os.setuid(1000)
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, preexec_fn=drop)
+
+
 def _diff_seeds() -> list[int]:
     """Seeds of the differential test: $DFUSE_DIFF_SEEDS, else two new ones per run."""
     env = os.environ.get("DFUSE_DIFF_SEEDS")

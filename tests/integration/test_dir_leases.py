@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 
-from conftest import require_dfuse_module
+from conftest import require_dfuse_module, unprivileged_python
 
 DEPTH = 4  # a/b/c/d
 
@@ -127,13 +125,7 @@ def test_directory_attributes_follow_the_other_node(make_cluster, workdir):
     os.rmdir(f"{a}/d/sub")
     assert os.stat(f"{b}/d").st_nlink == links, "B kept the link count from before the rmdir"
 
-    def drop():
-        os.setgroups([])
-        os.setgid(1000)
-        os.setuid(1000)
-    p = subprocess.Popen([sys.executable, "-c", _LIST_TWICE, f"{b}/d"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         preexec_fn=drop)
+    p = unprivileged_python(_LIST_TWICE, f"{b}/d")
     try:
         assert p.stdout.readline().strip() == "listed", "mode 755: B's user may list"
         os.chmod(f"{a}/d", 0o700)

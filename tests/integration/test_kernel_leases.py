@@ -33,7 +33,8 @@ import time
 
 import pytest
 
-from conftest import MODES, STRONG_MODES, checker_path, require_dfuse_module
+from conftest import (MODES, STRONG_MODES, checker_path, require_dfuse_module,
+                      unprivileged_python)
 
 LOAD_SECONDS = float(os.environ.get("DFUSE_REVOKE_LOAD_SECONDS", "60"))
 CHECK_OPS = int(os.environ.get("DFUSE_VM_CHECK_OPS", "20000"))
@@ -288,13 +289,7 @@ def test_a_chmod_on_a_is_enforced_on_b_without_a_lookup(make_cluster, workdir, m
         f.write(b"for everyone, until the chmod")
     os.chmod(f"{a}/f", 0o644)
 
-    def drop():
-        os.setgroups([])
-        os.setgid(1000)
-        os.setuid(1000)
-    p = subprocess.Popen([sys.executable, "-c", _RECHECK_THROUGH_A_HANDLE, f"{b}/f"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         preexec_fn=drop)
+    p = unprivileged_python(_RECHECK_THROUGH_A_HANDLE, f"{b}/f")
     try:
         assert p.stdout.readline().strip() == "True", "mode 644: B's user may read"
         os.chmod(f"{a}/f", 0o600)

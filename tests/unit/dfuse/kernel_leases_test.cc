@@ -110,6 +110,15 @@ class KernelLeasesTest : public ::testing::Test {
     return true;
   }
 
+  static dfuse_notify_release_out ReleaseNotify(const Message& m) {
+    dfuse_notify_release_out n{};
+    EXPECT_EQ(m.header.unique, 0u);
+    EXPECT_EQ(m.header.error, DFUSE_NOTIFY_RELEASE);
+    EXPECT_EQ(m.body.size(), sizeof(n));
+    std::memcpy(&n, m.body.data(), std::min(m.body.size(), sizeof(n)));
+    return n;
+  }
+
   static uint32_t GrantedMode(const Message& m) {
     dfuse_lease_out out{};
     EXPECT_EQ(m.body.size(), sizeof(out));
@@ -187,11 +196,7 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
     return other_->Acquire(kFile, LeaseMode::kWrite, &token);
   });
   ASSERT_TRUE(Next(&m)) << "no release notify";
-  EXPECT_EQ(m.header.unique, 0u);
-  EXPECT_EQ(m.header.error, DFUSE_NOTIFY_RELEASE);
-  dfuse_notify_release_out n{};
-  ASSERT_EQ(m.body.size(), sizeof(n));
-  std::memcpy(&n, m.body.data(), sizeof(n));
+  const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, kFile);
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(n.end, UINT64_MAX);
@@ -212,10 +217,7 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
     return other_->Acquire(kRoot, LeaseMode::kWrite, &token);
   });
   ASSERT_TRUE(Next(&m)) << "no release notify: the upcall's lease was not the root's";
-  EXPECT_EQ(m.header.error, DFUSE_NOTIFY_RELEASE);
-  dfuse_notify_release_out n{};
-  ASSERT_EQ(m.body.size(), sizeof(n));
-  std::memcpy(&n, m.body.data(), sizeof(n));
+  const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, uint64_t{FUSE_ROOT_ID});
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(other.get(), 0);
