@@ -28,7 +28,8 @@ fi
 # One pytest run per file: each prints its failures as soon as it ends, so
 # a guest that runs out of time later still shows them on the console.
 failed=0
-for f in test_kernel_leases.py test_dir_leases.py test_multinode.py test_squash.py; do
+for f in test_kernel_leases.py test_dir_leases.py test_namespace.py test_multinode.py \
+	test_squash.py; do
 	pytest "tests/integration/$f" || failed=1
 done
 for t in test_differential.py test_durability.py \

@@ -17,13 +17,13 @@ TEST(DeviceMountTest, NamesFlagsAndKernelOptions) {
   std::string error;
   ASSERT_TRUE(TranslateMountOptions(
       Mount({"fsname=dfuse:h:7000", "subtype=dfuse-dfuse", "default_permissions", "allow_other",
-             "ro", "noatime", "max_read=131072", "leases", "rw"}),
+             "ro", "noatime", "max_read=131072", "leases", "dirleases", "rw"}),
       &req, &error))
       << error;
   EXPECT_EQ(req.source, "dfuse:h:7000");
   EXPECT_EQ(req.type, "dfuse.dfuse-dfuse");
   EXPECT_EQ(req.flags, static_cast<unsigned long>(MS_NOSUID | MS_NODEV | MS_RDONLY | MS_NOATIME));
-  EXPECT_EQ(req.data, "default_permissions,allow_other,max_read=131072,leases");
+  EXPECT_EQ(req.data, "default_permissions,allow_other,max_read=131072,leases,dirleases");
 }
 
 TEST(DeviceMountTest, DefaultsWithoutOptions) {
