@@ -156,15 +156,42 @@ static int dfuse_lease_refresh_attrs(struct inode *inode)
 	return err;
 }
 
+/*
+ * Whether an inode has a lease depends on the daemon's answer to FUSE_INIT
+ * (the writeback cache), and the root directory can be reached before it
+ * comes: an entry decided before it would be left by an exit decided after.
+ */
+static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
+{
+	if (!READ_ONCE(fc->initialized)) {
+		if (how == DFUSE_ENTER_TRY)
+			return -EAGAIN;
+		if (how == DFUSE_ENTER_NESTED)
+			wait_event(fc->blocked_waitq, READ_ONCE(fc->initialized));
+		else if (wait_event_killable(fc->blocked_waitq,
+					     READ_ONCE(fc->initialized)))
+			return -EINTR;
+	}
+	/* Matches smp_wmb() in fuse_set_initialized(). */
+	smp_rmb();
+	return 0;
+}
+
 static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			       enum dfuse_enter_how how)
 {
+	struct fuse_conn *fc = get_fuse_conn(inode);
 	struct dfuse_lease *l = lease_of(inode);
 	unsigned int granted;
 	bool stale;
 	u64 gen;
 	int err;
 
+	if (!fc->dfuse_leases)
+		return 0;
+	err = dfuse_wait_init(fc, how);
+	if (err)
+		return err;
 	if (!dfuse_leased(inode))
 		return 0;
 	for (;;) {
