@@ -126,6 +126,14 @@ class KernelLeasesTest : public ::testing::Test {
     return out.mode;
   }
 
+  // The other node asks for WRITE on gfid (started first), in the background.
+  std::future<int> OtherTakesWrite(uint64_t gfid) {
+    return std::async(std::launch::async, [this, gfid] {
+      uint64_t token = 0;
+      return other_->Acquire(gfid, LeaseMode::kWrite, &token);
+    });
+  }
+
   // Another node's agent, whose revoke handler can be held up.
   void StartOtherNode() {
     lease::LeaseAgentOptions o;
@@ -191,10 +199,7 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   ASSERT_EQ(m.header.error, 0);
 
   StartOtherNode();
-  auto other = std::async(std::launch::async, [this] {
-    uint64_t token = 0;
-    return other_->Acquire(kFile, LeaseMode::kWrite, &token);
-  });
+  auto other = OtherTakesWrite(kFile);
   ASSERT_TRUE(Next(&m)) << "no release notify";
   const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, kFile);
@@ -212,10 +217,7 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
   ASSERT_EQ(m.header.error, 0);
 
   StartOtherNode();
-  auto other = std::async(std::launch::async, [this] {
-    uint64_t token = 0;
-    return other_->Acquire(kRoot, LeaseMode::kWrite, &token);
-  });
+  auto other = OtherTakesWrite(kRoot);
   ASSERT_TRUE(Next(&m)) << "no release notify: the upcall's lease was not the root's";
   const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, uint64_t{FUSE_ROOT_ID});
