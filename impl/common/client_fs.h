@@ -74,9 +74,8 @@ class ClientFs {
   void Start(fuse_session* se) { dir_aliases_.Start(se); }
 
  private:
-  // FUSE's root nodeid is fixed at 1; every other nodeid is the GFID.
-  uint64_t Gfid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? root_gfid_ : ino; }
-  fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid_ ? FUSE_ROOT_ID : gfid; }
+  uint64_t Gfid(fuse_ino_t ino) const { return GfidOf(ino, root_gfid_); }
+  fuse_ino_t Ino(uint64_t gfid) const { return NodeIdOf(gfid, root_gfid_); }
 
   void Count(std::string_view op);
   // The user the request on `ino` acts for. Requests the kernel makes on

@@ -38,6 +38,14 @@
 
 namespace dfuse {
 
+// FUSE's root nodeid is fixed at 1; every other nodeid is the file's GFID.
+inline fuse_ino_t NodeIdOf(uint64_t gfid, uint64_t root_gfid) {
+  return gfid == root_gfid ? FUSE_ROOT_ID : gfid;
+}
+inline uint64_t GfidOf(fuse_ino_t ino, uint64_t root_gfid) {
+  return ino == FUSE_ROOT_ID ? root_gfid : ino;
+}
+
 // What the daemon gives a policy; everything outlives it.
 struct PolicyContext {
   BufferCache* cache = nullptr;
@@ -54,9 +62,9 @@ struct PolicyContext {
   // For the lease manager's channel (util/tls.h).
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
 
-  // The kernel's nodeid of a file: its GFID, except for the root.
-  fuse_ino_t Ino(uint64_t gfid) const { return gfid == root_gfid ? FUSE_ROOT_ID : gfid; }
-  uint64_t Gfid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? root_gfid : ino; }
+  // The kernel's nodeid of a file and back (NodeIdOf).
+  fuse_ino_t Ino(uint64_t gfid) const { return NodeIdOf(gfid, root_gfid); }
+  uint64_t Gfid(fuse_ino_t ino) const { return GfidOf(ino, root_gfid); }
 };
 
 // What a change to a file's data on storage carries: the fencing token of
