@@ -82,7 +82,8 @@ bench-vm: setup build kernel
 # INVENTORY=ansible/inventory/<file>, on that cluster through Ansible
 # (profile full by default; MODES=a,b and FIGURES=x,y narrow it; dfuse is
 # left out, and the manifest says why, where the clients cannot take dfuse.ko).
-# CLIENT_ARGS='MODE=FLAGS' passes extra flags to one mode's client daemons.
+# CLIENT_ARGS='MODE=FLAGS' passes extra flags to one mode's client daemons,
+# MANAGER_ARGS='MODE=FLAGS' to its lease managers.
 comma := ,
 ifdef INVENTORY
 PROFILE ?= full
@@ -95,7 +96,8 @@ REPRODUCE_RUN := $(or $(RUN),reproduce-$(PROFILE)-$(shell date -u +%Y%m%d-%H%M%S
 REPRODUCE_ARGS := --profile $(PROFILE) --out $(OUT) --run $(REPRODUCE_RUN) \
   $(if $(MODES),--modes $(MODES)) $(if $(FIGURES),--figures $(FIGURES)) \
   $(if $(REPEATS),--repeats $(REPEATS)) $(if $(MAX_NODES),--max-nodes $(MAX_NODES)) \
-  $(if $(CLIENT_ARGS),--client-args '$(CLIENT_ARGS)')
+  $(if $(CLIENT_ARGS),--client-args '$(CLIENT_ARGS)') \
+  $(if $(MANAGER_ARGS),--manager-args '$(MANAGER_ARGS)')
 ifdef INVENTORY
 # dfuse.ko is built here and shipped to the clients, unless MODES leaves dfuse out.
 reproduce: setup build $(if $(MODES),$(if $(filter dfuse,$(subst $(comma), ,$(MODES))),kernel),kernel)

@@ -239,7 +239,7 @@ class AnsibleCluster:
     """One mode's cluster: the storage host, the lease managers and the first ``nodes`` clients."""
 
     def __init__(self, inventory: Inventory, mode: str, nodes: int,
-                 client_args: Sequence[str] = ()) -> None:
+                 client_args: Sequence[str] = (), manager_args: Sequence[str] = ()) -> None:
         clients = inventory.groups["clients"]
         if nodes > len(clients):
             raise ClusterError(f"{nodes} client nodes asked for, but the inventory has "
@@ -249,6 +249,8 @@ class AnsibleCluster:
         self.nodes = nodes
         self.hosts = clients[:nodes]
         self.client_args = list(client_args)  # the client role's dfuse_client_extra_args
+        # The lease_manager role's dfuse_lease_manager_extra_args.
+        self.manager_args = list(manager_args)
         self.storage_host = inventory.groups["storage"][0]
         self.net_used = "cluster"
         # Workloads of one point start together this long after they are started
@@ -259,8 +261,12 @@ class AnsibleCluster:
         limit = ":".join(["storage", "lease_managers", "etcd", *self.hosts])
         self.inv.progress(f"cluster: {self.mode} up on {', '.join(self.hosts)}")
         self.inv.up = True
-        extra = (["-e", json.dumps({"dfuse_client_extra_args": self.client_args})]
-                 if self.client_args else [])
+        extra_vars = {}
+        if self.client_args:
+            extra_vars["dfuse_client_extra_args"] = self.client_args
+        if self.manager_args:
+            extra_vars["dfuse_lease_manager_extra_args"] = self.manager_args
+        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
         self.inv.playbook("up.yml", "-e", f"dfuse_mode={self.mode}", "--limit", limit, *extra)
 
     def down(self) -> None:

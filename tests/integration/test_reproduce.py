@@ -75,11 +75,27 @@ def test_an_inventory_with_too_few_clients_is_refused_before_anything_starts(tmp
     (["--modes", "nfs"], "unknown mode 'nfs'"),
     (["--modes", "writethrough", "--client-args", "weakwriteback=--no-xattr"],
      "want MODE=ARGS with MODE one of writethrough"),
+    (["--modes", "writethrough", "--manager-args", "writethrough"],
+     "--manager-args 'writethrough': want MODE=ARGS"),
 ])
 def test_bad_arguments_are_refused(args, message):
     r = reproduce(*args, "--dry-run")
     assert r.returncode == 2
     assert message in r.stderr
+
+
+def test_manager_args_reach_the_lease_managers(tmp_path: Path):
+    require_fuse()
+    require_binaries("storage", "writethrough", "lease-manager")
+    # A flag the manager refuses stops the run at start-up, with the
+    # manager's own complaint: the flags reached the manager's command line.
+    r = reproduce("--profile", "smoke", "--modes", "writethrough", "--figures", "consistency",
+                  "--out", str(tmp_path), "--run", "bad-manager",
+                  "--manager-args", "writethrough=--no-such-manager-flag")
+    assert r.returncode != 0
+    assert "not expected: --no-such-manager-flag" in r.stdout + r.stderr
+    manifest = json.loads((tmp_path / "bad-manager" / "manifest.json").read_text())
+    assert manifest["manager_args"] == {"writethrough": ["--no-such-manager-flag"]}
 
 
 def test_dfuse_without_the_module_is_refused():
