@@ -42,7 +42,7 @@ std::unique_ptr<LeaseAgent> StartAgent(int port, int64_t rtt_us, StatsRegistry* 
   o.manager = "127.0.0.1:" + std::to_string(port);
   o.emulated_rtt = std::chrono::microseconds(rtt_us);
   auto agent = std::make_unique<LeaseAgent>(
-      o, [](uint64_t, LeaseMode) {}, stats);
+      o, [](uint64_t, LeaseMode, std::chrono::milliseconds) {}, stats);
   std::string error;
   Expect(agent->Start(std::chrono::seconds(5), &error) == 0);
   return agent;

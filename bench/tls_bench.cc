@@ -127,7 +127,7 @@ void BM_LeaseAcquire(benchmark::State& state) {
   ao.manager = "127.0.0.1:" + std::to_string(manager->port());
   ao.credentials = Shared().Client(tls);
   lease::LeaseAgent agent(
-      ao, [](uint64_t, lease::LeaseMode) {}, &stats);
+      ao, [](uint64_t, lease::LeaseMode, std::chrono::milliseconds) {}, &stats);
   Expect(agent.Start(std::chrono::seconds(10), &error) == 0, "agent start");
   uint64_t gfid = 1;
   for (auto _ : state) {

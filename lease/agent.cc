@@ -183,6 +183,7 @@ bool LeaseAgent::RunStream() {
     proto::Hello* h = hello.mutable_hello();
     h->set_client_id(client_id_);
     h->set_name(options_.name);
+    h->set_lingers(options_.lingers);
     // Re-assert what a restarted manager would not know. A grant still
     // queued behind a revoke counts: claiming too much is harmless (it will
     // be revoked), claiming too little is not.
@@ -419,8 +420,11 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         if (to != LeaseMode::kWrite) file.token = 0;
       }
       file.revokes++;
-      QueueJob(file,
-               {.kind = Job::kRevoke, .gfid = r.gfid(), .to = to, .revoke_id = r.revoke_id()});
+      QueueJob(file, {.kind = Job::kRevoke,
+                      .gfid = r.gfid(),
+                      .to = to,
+                      .revoke_id = r.revoke_id(),
+                      .linger = std::chrono::milliseconds(r.linger_ms())});
       return;
     }
     case proto::ManagerMessage::kHeartbeatAck: {
@@ -615,7 +619,7 @@ void LeaseAgent::RevokeLoop() {
         options_.before_upgrade(job.gfid);
       } else if (handler_) {
         ScopedLatency timer(handler_latency_);
-        handler_(job.gfid, job.to);
+        handler_(job.gfid, job.to, job.linger);
       }
       l.lock();
       if (job.kind == Job::kRevoke) {

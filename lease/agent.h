@@ -81,6 +81,9 @@ struct LeaseAgentOptions {
   // before the grant applies. Unset: the RevokeHandler drops the cache with
   // kNone before the request is sent (the paper's Algorithm 1).
   std::function<void(uint64_t gfid)> before_upgrade;
+  // The node's RevokeHandler honours `linger` (a revoke may then come
+  // before the manager's minimum hold is over; see Hello.lingers).
+  bool lingers = false;
 };
 
 // Called on one of the agent's revoke threads when the node must drop to
@@ -90,8 +93,12 @@ struct LeaseAgentOptions {
 // safe for `to` (flush dirty data to storage, drop caches) and return; the
 // agent then acks. It may block for a long time (kernel writeback). It must
 // be idempotent and must not call Acquire: grants for gfid wait for it.
-// Calls for one file never overlap; calls for different files may.
-using RevokeHandler = std::function<void(uint64_t gfid, LeaseMode to)>;
+// Calls for one file never overlap; calls for different files may. With
+// LeaseAgentOptions::lingers, a revoke's `linger` above zero lets the node
+// go on using the lease that long, but no longer than it is in use; it is
+// zero for everything but a revoke.
+using RevokeHandler =
+    std::function<void(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger)>;
 
 class LeaseAgent {
  public:
@@ -190,6 +197,7 @@ class LeaseAgent {
     LeaseMode to = LeaseMode::kNone;     // kRevoke, kDrop
     bool keep = false;                   // kDrop: before an upgrade, via before_upgrade
     uint64_t revoke_id = 0;              // kRevoke
+    std::chrono::milliseconds linger{0};  // kRevoke: Revoke.linger_ms
     std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
     proto::Grant grant;                  // kGrant
     uint64_t losses = 0;                 // kGrant: File::losses when queued

@@ -266,7 +266,7 @@ void ManagerService::Attach(Stream* s, const proto::Hello& hello) {
   s->attached = true;
 
   Actions actions;
-  const bool resumed = sm_->OpenSession(client, now, &actions);
+  const bool resumed = sm_->OpenSession(client, now, &actions, hello.lingers());
   proto::ManagerMessage msg;
   proto::Welcome* welcome = msg.mutable_welcome();
   welcome->set_epoch(epoch_);
@@ -444,6 +444,7 @@ void ManagerService::Dispatch(const Actions& actions) {
         r->set_gfid(a.gfid);
         r->set_revoke_id(a.revoke_id);
         r->set_to_mode(ToProto(a.mode));
+        r->set_linger_ms(static_cast<uint32_t>(a.linger_ms));
         break;
       }
       case Action::kSessionExpired:

@@ -30,10 +30,11 @@ StateMachine::StateMachine(const Options& options) : options_(options) {
 
 // --- Sessions ---
 
-bool StateMachine::OpenSession(ClientId client, uint64_t now_ms, Actions* out) {
+bool StateMachine::OpenSession(ClientId client, uint64_t now_ms, Actions* out, bool lingers) {
   auto [it, created] = sessions_.try_emplace(client);
   Session& session = it->second;
   session.connected = true;
+  session.lingers = lingers;
   Renew(client, session, now_ms);
   if (created) return false;
   for (uint64_t gfid : SortedFiles(session)) {
@@ -44,7 +45,8 @@ bool StateMachine::OpenSession(ClientId client, uint64_t now_ms, Actions* out) {
                       .client = client,
                       .gfid = gfid,
                       .mode = holder->revoke_to,
-                      .revoke_id = holder->revoke_id});
+                      .revoke_id = holder->revoke_id,
+                      .linger_ms = LingerLeft(*holder, now_ms)});
     }
     Advance(gfid, now_ms, out);  // revokes skipped while it was away
   }
@@ -137,11 +139,15 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
   if (acked > holder->revoke_to) return Status::kInvalid;
   // A re-sent revoke (after a resume) counts from its first sending, the
   // cost a waiter saw, but no sample counts for more than the longest hold:
-  // one disconnection must not pin the file's hold at the maximum.
-  const uint64_t cost_us =
-      1000 * std::min(now_ms - std::min(now_ms, holder->revoked_ms), options_.max_hold_ms);
-  file.revoke_cost_us = file.revoke_cost_seen ? (3 * file.revoke_cost_us + cost_us) / 4 : cost_us;
-  file.revoke_cost_seen = true;
+  // one disconnection must not pin the file's hold at the maximum. The ack
+  // of a lingered revoke says how long the holder kept using the lease,
+  // not what giving it up cost.
+  if (holder->linger_ms == 0) {
+    const uint64_t cost_us =
+        1000 * std::min(now_ms - std::min(now_ms, holder->revoked_ms), options_.max_hold_ms);
+    file.revoke_cost_us = file.revoke_cost_seen ? (3 * file.revoke_cost_us + cost_us) / 4 : cost_us;
+    file.revoke_cost_seen = true;
+  }
   if (acked == Mode::kNone) {
     RemoveHolder(file, client, gfid);
   } else {
@@ -159,6 +165,11 @@ Status StateMachine::Release(ClientId client, uint64_t gfid, uint64_t now_ms, Ac
   RemoveHolder(it->second, client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
+}
+
+uint64_t StateMachine::LingerLeft(const Holder& holder, uint64_t now_ms) {
+  const uint64_t until_ms = holder.revoked_ms + holder.linger_ms;
+  return now_ms < until_ms ? until_ms - now_ms : 0;
 }
 
 uint64_t StateMachine::HoldMs(const File& file) const {
@@ -222,7 +233,7 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
   bool stronger = true;
   if (holder == nullptr) {
     // The waiter's reference on the file passes to the new holder.
-    file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone, 0});
+    file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone, 0, 0});
     holder = &file.holders.back();
   } else {
     Unref(waiter.client, gfid);  // the holder already has its reference
@@ -258,19 +269,22 @@ void StateMachine::RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Ac
     if (!Conflict(holder.mode, head.mode)) continue;
     if (!sessions_.at(holder.client).connected) continue;  // sent when it resumes
     const uint64_t due_ms = holder.granted_ms + HoldMs(file);
-    if (now_ms < due_ms) {
+    const bool lingers = sessions_.at(holder.client).lingers;
+    if (now_ms < due_ms && !lingers) {
       revoke_due_.emplace(due_ms, gfid);
       continue;
     }
     holder.revoke_id = ++last_revoke_id_;
     holder.revoke_to = target;
     holder.revoked_ms = now_ms;
+    holder.linger_ms = now_ms < due_ms ? due_ms - now_ms : 0;
     counters_.revokes++;
     out->push_back({.kind = Action::kRevoke,
                     .client = holder.client,
                     .gfid = gfid,
                     .mode = target,
-                    .revoke_id = holder.revoke_id});
+                    .revoke_id = holder.revoke_id,
+                    .linger_ms = holder.linger_ms});
   }
 }
 
@@ -306,7 +320,7 @@ Status StateMachine::Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t
   } else {
     token = 0;
   }
-  file.holders.push_back({client, mode, token, now_ms, 0, Mode::kNone, 0});
+  file.holders.push_back({client, mode, token, now_ms, 0, Mode::kNone, 0, 0});
   Ref(client, gfid);
   counters_.reclaims++;
   return Status::kOk;

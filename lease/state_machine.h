@@ -24,6 +24,13 @@
 //    recent revoke-to-ack times, up to max_hold_ms): a holder then gets at
 //    least as long to use its cache as the handoff takes, so a contended
 //    file spends no more than half its time changing hands.
+//  * A session that lingers (OpenSession) gets its revoke at once instead,
+//    with what is left of the hold as linger_ms: the client keeps the lease
+//    while it uses it and gives it up as soon as it has used it and nothing
+//    uses it any more, or when linger_ms has passed. A hold that waits out
+//    its time with nothing to do keeps every waiter waiting for nothing;
+//    only the client can tell the two apart. Its acks do not count towards
+//    the file's revoke cost, which would then include the lingering.
 //  * Every WRITE grant carries a fresh fencing token, (epoch << 40) | counter,
 //    so tokens increase across files and across manager failovers.
 //  * A READ holder asking for WRITE gives up its READ lease and queues (the
@@ -76,6 +83,9 @@ struct Action {
   // granted (or reclaimed) on the file since it arrived.
   bool unchanged = false;
   uint64_t revoke_id = 0;   // kRevoke: the id the RevokeAck must echo
+  // kRevoke to a lingering session: how long it may still keep the lease
+  // while it uses it (0: give it up now).
+  uint64_t linger_ms = 0;
   ByteRange range;          // kGrant: the range granted (always the whole file)
 };
 
@@ -123,8 +133,9 @@ class StateMachine {
   // Opens a session, or resumes `client`'s session if it has not expired:
   // its leases are still held, and every revoke it has not acked is sent
   // again (the old stream may have lost it). Either way the session is
-  // renewed. Returns true if an existing session was resumed.
-  bool OpenSession(ClientId client, uint64_t now_ms, Actions* out);
+  // renewed. Returns true if an existing session was resumed. A client that
+  // `lingers` takes revokes before its hold is over (Action::linger_ms).
+  bool OpenSession(ClientId client, uint64_t now_ms, Actions* out, bool lingers = false);
 
   // Renews every lease of the session. Only Heartbeat and OpenSession renew:
   // a client times its own leases from the heartbeats it saw acknowledged.
@@ -197,6 +208,7 @@ class StateMachine {
     uint64_t revoke_id;   // the outstanding revoke, 0 if none
     Mode revoke_to;       // what the outstanding revoke asked for
     uint64_t revoked_ms;  // when the outstanding revoke was issued
+    uint64_t linger_ms;   // the outstanding revoke's linger_ms
   };
   struct Waiter {
     ClientId client;
@@ -219,6 +231,7 @@ class StateMachine {
   struct Session {
     uint64_t expires_ms = 0;
     bool connected = true;
+    bool lingers = false;  // takes revokes early, with linger_ms
     // For each file the client holds or waits on: holdings + queued requests.
     std::unordered_map<uint64_t, uint32_t> refs;
   };
@@ -226,6 +239,8 @@ class StateMachine {
   static Holder* FindHolder(File& file, ClientId client);
   // How long a holder of `file` keeps its lease before it may be revoked.
   uint64_t HoldMs(const File& file) const;
+  // What is left at `now_ms` of the linger of the holder's outstanding revoke.
+  static uint64_t LingerLeft(const Holder& holder, uint64_t now_ms);
   static std::vector<uint64_t> SortedFiles(const Session& session);
   void Renew(ClientId client, Session& session, uint64_t now_ms);
   void Ref(ClientId client, uint64_t gfid);

@@ -28,6 +28,10 @@ struct CachePolicy {
   // leases (dfuse.ko's "dirleases"); their attributes then also live
   // leased_attr_timeout.
   bool dir_leases = false;
+  // The kernel keeps a revoked lease while it is using it, up to the rest
+  // of the manager's hold (Hello.lingers), instead of the manager waiting
+  // the whole hold out before it revokes.
+  bool linger = false;
   // Serve extended attributes. Without them every xattr call is answered
   // ENOSYS, after which the kernel stops asking: FUSE mounts are not
   // SB_NOSEC, so otherwise each write(2) first asks for security.capability

@@ -3,6 +3,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -54,8 +55,13 @@ int KernelLeases::Start(CachePolicy* cache, std::string* error) {
   opts.name = ctx_.node_name;
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
+  opts.lingers = cache->linger;
   agent_ = std::make_unique<lease::LeaseAgent>(
-      opts, [this](uint64_t gfid, LeaseMode to) { Release(gfid, to); }, ctx_.stats);
+      opts,
+      [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
+        Release(gfid, to, linger);
+      },
+      ctx_.stats);
   const int err = agent_->Start(ctx_.first_contact, error);
   if (err == 0) reaper_ = std::thread([this] { ReaperLoop(); });
   return err;
@@ -217,7 +223,7 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
   return it == files_.end() ? 0 : it->second.token;
 }
 
-void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
+void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
   releases_->Add();
   int fd;
   {
@@ -231,6 +237,8 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to) {
     out.error = DFUSE_NOTIFY_RELEASE;
     arg.nodeid = ctx_.Ino(gfid);
     arg.mode = static_cast<uint32_t>(to);
+    arg.linger_ms =
+        static_cast<uint32_t>(std::clamp<int64_t>(linger.count(), 0, DFUSE_LINGER_MAX_MS));
     arg.end = UINT64_MAX;
     iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
     const auto start = Clock::now();

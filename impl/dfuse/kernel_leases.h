@@ -30,6 +30,7 @@
 #ifndef DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
 #define DFUSE_IMPL_DFUSE_KERNEL_LEASES_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -101,7 +102,7 @@ class KernelLeases : public ConsistencyPolicy {
   // Writes the reply to the device.
   void Reply(uint64_t unique, int error, uint32_t mode);
   // The agent's revoke handler.
-  void Release(uint64_t gfid, lease::LeaseMode to);
+  void Release(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger);
   void ReaperLoop();
   void Reap(uint64_t gfid);
 

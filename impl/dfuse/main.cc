@@ -21,11 +21,17 @@ int main(int argc, char** argv) {
   spec.policy.attr_timeout = 0;  // links, and directories without directory leases
   spec.policy.leased_attr_timeout = 3600;
   spec.policy.dir_leases = true;
+  spec.policy.linger = true;
   spec.add_options = [](CLI::App* app, dfuse::CachePolicy* policy) {
     app->add_option("--dir-leases", policy->dir_leases,
                     "Keep directories' names and attributes in the kernel under directory "
                     "leases (dfuse.ko's dirleases); false: every path component asks the "
                     "daemon, as writethrough does")
+        ->capture_default_str();
+    app->add_option("--linger", policy->linger,
+                    "Let the lease manager revoke before its minimum hold is over and keep "
+                    "the lease in the kernel only while it is in use (up to what is left of "
+                    "the hold); false: the manager waits the hold out")
         ->capture_default_str();
   };
   spec.device = "/dev/dfuse";

@@ -50,7 +50,9 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   opts.credentials = ctx_.credentials;
   opts.before_upgrade = [this](uint64_t gfid) { gate_.KeepForUpgrade(gfid); };
   agent_ = std::make_unique<lease::LeaseAgent>(
-      opts, [this](uint64_t gfid, LeaseMode to) { gate_.Revoke(gfid, to); }, ctx_.stats);
+      opts,
+      [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds) { gate_.Revoke(gfid, to); },
+      ctx_.stats);
   gate_.SetAgent(agent_.get());
   return agent_->Start(ctx_.first_contact, error);
 }

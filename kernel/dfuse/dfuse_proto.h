@@ -13,7 +13,10 @@
  * again.
  *
  * DFUSE_NOTIFY_RELEASE (notify, daemon -> kernel): the inode's lease drops
- * to @mode.  The write(2) of the notify returns when the kernel has stopped
+ * to @mode.  With @linger_ms, the kernel first goes on using the lease for
+ * up to that long while it is in use: until a grant asked for has been
+ * used and nothing is entered any more.  The write(2) of the notify
+ * returns when the kernel has stopped
  * new I/O, drained I/O in flight, written back dirty pages and times, and
  * dropped what the new mode no longer covers (pages when dropping to
  * NONE, cached attributes always).  It returns -ENOENT for an inode the
@@ -52,10 +55,13 @@ struct dfuse_lease_out {
 	__u32	padding;
 };
 
+/* The longest linger a release may ask for. */
+#define DFUSE_LINGER_MAX_MS	1000
+
 struct dfuse_notify_release_out {
 	__u64	nodeid;
 	__u32	mode;
-	__u32	padding;
+	__u32	linger_ms;
 	__u64	start;
 	__u64	end;
 };

@@ -53,14 +53,23 @@ u64 dfuse_dir_gen(struct inode *dir)
 /*
  * Asks for READ when the directory has no lease.  A failed request only
  * means the name is looked up uncached, as without directory leases.
+ *
+ * A lookup for an exclusive create (LOOKUP_EXCL: O_CREAT|O_EXCL, mkdir,
+ * mknod, symlink, link) or of a rename's target asks for WRITE at once: the
+ * change that follows needs it, and taking READ first would cost a second
+ * request and make the other nodes give their leases up twice, first to
+ * READ and then to NONE.
  */
-u64 dfuse_dir_sample(struct inode *dir)
+u64 dfuse_dir_sample(struct inode *dir, unsigned int lookup_flags)
 {
+	unsigned int mode = DFUSE_LEASE_READ;
 	u64 gen;
 
+	if (lookup_flags & (LOOKUP_EXCL | LOOKUP_RENAME_TARGET))
+		mode = DFUSE_LEASE_WRITE;
 	if (!dfuse_dir_leased(dir))
 		return 0;
-	if (dfuse_lease_enter_nested(dir, DFUSE_LEASE_READ))
+	if (dfuse_lease_enter_nested(dir, mode))
 		return 0;
 	gen = dfuse_dir_gen(dir);
 	dfuse_lease_exit(dir);
@@ -102,12 +111,16 @@ bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
 /*
  * A directory's attributes fetched while its lease is entered keep the
  * daemon's timeout (dfuse_lease_attr_valid) until the lease is released.
+ * A permission check does not ask for the lease: the lookup or the change
+ * that follows it asks for what it needs, and an exclusive create would
+ * otherwise take READ first and make the other nodes give their lease up
+ * twice.  Without the lease the attributes serve this check only.
  */
 int dfuse_dir_enter_attrs(struct inode *dir)
 {
 	if (!dfuse_dir_leased(dir))
 		return -ENOENT;
-	return dfuse_lease_enter_nested(dir, DFUSE_LEASE_READ);
+	return dfuse_lease_try_enter(dir, DFUSE_LEASE_READ);
 }
 
 void dfuse_dir_exit_attrs(struct inode *dir)

@@ -55,6 +55,8 @@ void dfuse_lease_init(struct dfuse_lease *lease)
 	lease->mode = DFUSE_LEASE_NONE;
 	lease->users = 0;
 	lease->releasing = false;
+	lease->lingering = false;
+	lease->fresh = false;
 	lease->attr_stale = false;
 	lease->cache_gen = 0;
 }
@@ -177,6 +179,19 @@ static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 	return 0;
 }
 
+/* An upcall failed: no grant is on its way for this task to use. */
+static void dfuse_lease_not_fresh(struct dfuse_lease *l)
+{
+	bool wake;
+
+	spin_lock(&l->lock);
+	l->fresh = false;
+	wake = l->lingering;
+	spin_unlock(&l->lock);
+	if (wake)
+		wake_up_all(&l->waitq);
+}
+
 static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			       enum dfuse_enter_how how)
 {
@@ -214,6 +229,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 				return -EAGAIN;
 			}
 			l->users++;
+			l->fresh = false;
 			spin_unlock(&l->lock);
 			if (stale) {
 				err = dfuse_lease_refresh_attrs(inode);
@@ -224,14 +240,19 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			}
 			return 0;
 		}
-		gen = l->gen;
-		spin_unlock(&l->lock);
-		if (how == DFUSE_ENTER_TRY)
+		if (how == DFUSE_ENTER_TRY) {
+			spin_unlock(&l->lock);
 			return -EAGAIN;
+		}
+		gen = l->gen;
+		l->fresh = true;
+		spin_unlock(&l->lock);
 
 		err = dfuse_lease_upcall(inode, mode, how, &granted);
-		if (err)
+		if (err) {
+			dfuse_lease_not_fresh(l);
 			return err;
+		}
 		/*
 		 * Attributes asked for before the grant (a LOOKUP, a permission
 		 * check) must not come in with the lease's long timeout.
@@ -268,6 +289,11 @@ int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode)
 	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_NESTED);
 }
 
+int dfuse_lease_try_enter(struct inode *inode, unsigned int mode)
+{
+	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_TRY);
+}
+
 void dfuse_lease_exit(struct inode *inode)
 {
 	struct dfuse_lease *l;
@@ -281,7 +307,7 @@ void dfuse_lease_exit(struct inode *inode)
 		spin_unlock(&l->lock);
 		return;
 	}
-	wake = --l->users == 0 && l->releasing;
+	wake = --l->users == 0 && (l->releasing || l->lingering);
 	spin_unlock(&l->lock);
 	if (wake)
 		wake_up_all(&l->waitq);
@@ -483,13 +509,47 @@ static int dfuse_write_back(struct inode *inode)
 	return err ?: err2 ?: filemap_check_wb_err(mapping, since);
 }
 
-static int dfuse_lease_do_release(struct inode *inode, unsigned int to)
+static bool dfuse_done_with(struct dfuse_lease *l)
+{
+	bool done;
+
+	spin_lock(&l->lock);
+	done = !l->users && !l->fresh;
+	spin_unlock(&l->lock);
+	return done;
+}
+
+/*
+ * Keep the lease for up to @linger_ms while it is in use: the manager
+ * revokes early and leaves it to the node to tell a lease it is using
+ * (entered, or just granted to a task that has not run yet) from one it
+ * merely holds.  A task that asked for the lease is let in once, so a
+ * grant is never taken back before its first use; after that the release
+ * goes ahead as soon as nothing is entered.
+ */
+static void dfuse_lease_linger(struct dfuse_lease *l, unsigned int linger_ms)
+{
+	if (!linger_ms)
+		return;
+	spin_lock(&l->lock);
+	l->lingering = true;
+	spin_unlock(&l->lock);
+	wait_event_timeout(l->waitq, dfuse_done_with(l),
+			   msecs_to_jiffies(linger_ms));
+	spin_lock(&l->lock);
+	l->lingering = false;
+	spin_unlock(&l->lock);
+}
+
+static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
+				  unsigned int linger_ms)
 {
 	struct dfuse_lease *l = lease_of(inode);
 	unsigned int from;
 	int err = 0;
 	int ret;
 
+	dfuse_lease_linger(l, linger_ms);
 	spin_lock(&l->lock);
 	while (l->releasing) {
 		spin_unlock(&l->lock);
@@ -548,14 +608,16 @@ int dfuse_lease_release(struct fuse_conn *fc,
 	struct inode *inode;
 	int err = 0;
 
-	if (arg->mode > DFUSE_LEASE_WRITE || arg->padding)
+	if (arg->mode > DFUSE_LEASE_WRITE ||
+	    arg->linger_ms > DFUSE_LINGER_MAX_MS)
 		return -EINVAL;
 
 	down_read(&fc->killsb);
 	inode = fuse_ilookup(fc, arg->nodeid, NULL);
 	if (inode) {
 		if (dfuse_leased(inode))
-			err = dfuse_lease_do_release(inode, arg->mode);
+			err = dfuse_lease_do_release(inode, arg->mode,
+						     arg->linger_ms);
 		iput(inode);
 	} else {
 		err = -ENOENT;

@@ -9,7 +9,9 @@
  * from the daemon: READ to serve them, WRITE to change them.  I/O "enters"
  * the lease for its whole duration; a release notify stops new entries,
  * waits for the entered ones to leave, writes back and drops what the new
- * mode no longer covers, and only then lowers the mode.
+ * mode no longer covers, and only then lowers the mode.  A release that
+ * may linger first lets I/O go on until the lease is done with: no task
+ * entered and no grant asked for still unused.
  *
  * A mount with leases has SB_NOSEC: after one check finds no set-ID bit
  * and no file capability, writes under the lease stop asking the daemon
@@ -47,6 +49,8 @@ struct dfuse_lease {
 	unsigned int mode;		/* enum dfuse_lease_mode */
 	unsigned int users;		/* I/O entered and not yet left */
 	bool releasing;			/* a release is running */
+	bool lingering;			/* a release waits for users to finish */
+	bool fresh;			/* a grant is asked for or unused */
 	bool attr_stale;		/* attributes predate the lease */
 	u64 cache_gen;			/* directories: names cached under it */
 };
@@ -61,6 +65,8 @@ void dfuse_lease_init(struct dfuse_lease *lease);
 int dfuse_lease_enter(struct inode *inode, unsigned int mode);
 /* The same for callers that may hold i_rwsem or be a page fault. */
 int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode);
+/* Only if held now: neither waits nor asks (-EAGAIN). */
+int dfuse_lease_try_enter(struct inode *inode, unsigned int mode);
 void dfuse_lease_exit(struct inode *inode);
 
 /* READ on @src and WRITE on @dst together, without deadlocking. */
@@ -106,8 +112,12 @@ u64 dfuse_lease_new_cache_gen(void);
  * READ first.
  */
 
-/* The generation to mark names with that are looked up now, 0 for none. */
-u64 dfuse_dir_sample(struct inode *dir);
+/*
+ * The generation to mark names with that are looked up now, 0 for none;
+ * @lookup_flags with LOOKUP_EXCL or LOOKUP_RENAME_TARGET when the name is
+ * about to be created or replaced.
+ */
+u64 dfuse_dir_sample(struct inode *dir, unsigned int lookup_flags);
 /* The same without asking the daemon (the caller has entered the lease). */
 u64 dfuse_dir_gen(struct inode *dir);
 /* The d_fsdata value of a name looked up under @gen (not 0). */
@@ -115,7 +125,10 @@ u64 dfuse_dentry_marker(u64 gen);
 /* Whether @entry, whose d_fsdata is @time, is covered by its parent's lease. */
 bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
 			 unsigned int flags);
-/* Enter a directory's lease to fetch attributes under it; 0 if entered. */
+/*
+ * Enter a directory's lease, if held, to fetch attributes under it; 0 if
+ * entered.
+ */
 int dfuse_dir_enter_attrs(struct inode *dir);
 void dfuse_dir_exit_attrs(struct inode *dir);
 

@@ -120,7 +120,7 @@ void SetUpOnce() {
   other.manager = address;
   other.name = "other-node";
   node->other = std::make_unique<lease::LeaseAgent>(
-      other, [](uint64_t, LeaseMode) {}, &node->stats);
+      other, [](uint64_t, LeaseMode, std::chrono::milliseconds) {}, &node->stats);
   if (node->other->Start(std::chrono::milliseconds(5000), &error) != 0) Fail(error);
   // libFuzzer ends with exit(): stop the threads before what they use goes.
   std::atexit([] {

@@ -10,6 +10,8 @@ which revokes it. Needs dfuse.ko: runs in the VM testbed (tests/vm).
   directory leases, so the count can fail);
 * names created, renamed and removed on one node are seen on the other at
   once, in both directions, with the other node's names cached;
+* an exclusive create asks for the directory's WRITE lease at once (one
+  revoke of the other node's lease, not two);
 * a directory's link count and mode changed on one node are seen on the
   other (the mode by an unprivileged user, which root's permission bypass
   would hide);
@@ -84,6 +86,27 @@ def test_names_changed_on_one_node_are_seen_on_the_other_at_once(make_cluster):
         os.unlink(f"{a}/d/{y}")
         assert not os.path.exists(f"{b}/d/{y}"), f"round {i}: B still sees a removed name"
     assert os.listdir(f"{nodes[0]}/d") == [] and os.listdir(f"{nodes[1]}/d") == []
+
+
+def test_an_exclusive_create_takes_the_directory_for_writing_at_once(make_cluster):
+    # The nodes take turns creating names in one directory. Each create's
+    # lookup finds the directory's lease with the other node, which holds
+    # it for writing: asking WRITE at once revokes it once (to NONE), where
+    # asking READ for the lookup and then WRITE revoked it twice.
+    c = make_cluster("dfuse", nodes=2)
+    nodes = [c.mount(0), c.mount(1)]
+    os.mkdir(f"{nodes[0]}/d")
+    os.stat(f"{nodes[1]}/d")  # the root's WRITE lease moves to READ before counting
+    rounds = 20
+    revokes = 0
+    for i in range(2 * rounds):
+        me, other = i % 2, 1 - i % 2
+        before = c.stats(other)["counters"].get("lease.revokes", 0)
+        os.close(os.open(f"{nodes[me]}/d/n{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        if i > 0:  # the first create finds no WRITE holder
+            revokes += c.stats(other)["counters"].get("lease.revokes", 0) - before
+    assert sorted(os.listdir(f"{nodes[1]}/d")) == sorted(f"n{i}" for i in range(2 * rounds))
+    assert revokes == 2 * rounds - 1, f"{revokes} revokes for {2 * rounds - 1} creates"
 
 
 def test_missing_names_are_cached(make_cluster):

@@ -19,7 +19,9 @@ plain write-back caching gets wrong; they run for every strong mode
 Plus: dfuse-checker for dfuse and writethrough (no violation) and
 weakwriteback (violations found); two nodes writing interleaved slots of
 the same pages for a minute (no deadlock, no lost update, no kernel WARN,
-BUG, oops or hung task); files the kernel forgot give their leases back.
+BUG, oops or hung task); files the kernel forgot give their leases back; a
+lease is given up once used and idle, not held for the manager's whole hold
+(lingering).
 """
 
 from __future__ import annotations
@@ -416,6 +418,36 @@ def test_files_the_kernel_forgot_give_their_leases_back(make_cluster):
         "node 1's writes revoked leases node 0 should have given back"
     for i in range(0, n, 10):
         assert read(f"{a}/many/f{i}") == b"b"
+
+
+def slowest_us(c, node, histogram):
+    """The upper bound, in µs, of the slowest non-empty bucket of a latency histogram."""
+    buckets = c.stats(node).get("latency_histograms", {}).get(histogram, {})
+    return max((int(k[3:-2]) for k, n in buckets.items() if n), default=0)
+
+
+def test_a_lease_is_given_up_once_used_not_held_for_the_whole_hold(make_cluster):
+    # The manager holds every grant 5 s before it revokes a holder that does
+    # not linger. dfuse lingers: it is revoked as soon as the other node
+    # asks and its kernel lets go once the lease was used and nothing is
+    # entered, so no handoff of this ping-pong waits the hold out (10 would
+    # take 50 s), and every round reads what the round before wrote.
+    hold_ms = 5000
+    c = make_cluster("dfuse", nodes=2, lease_manager_args=["--min-hold-ms", str(hold_ms)])
+    nodes = [c.mount(0), c.mount(1)]
+    with open(f"{nodes[0]}/f", "wb") as f:
+        f.write(b"round -01")
+    for i in range(10):
+        with open(f"{nodes[i % 2]}/f", "r+b") as f:
+            assert f.read() == b"round %03d" % (i - 1)
+            f.seek(0)
+            f.write(b"round %03d" % i)
+    assert read(f"{nodes[0]}/f") == b"round 009"
+    for node in (0, 1):
+        for histogram in ("lease.acquire", "kernel_leases.kernel_release"):
+            slowest = slowest_us(c, node, histogram)
+            assert 0 < slowest < hold_ms * 1000 / 4, \
+                f"node {node}: {histogram} up to {slowest} µs with a {hold_ms} ms hold"
 
 
 def test_no_kernel_warnings_so_far():

@@ -141,7 +141,7 @@ class KernelLeasesTest : public ::testing::Test {
     o.name = "other-node";
     other_ = std::make_unique<lease::LeaseAgent>(
         o,
-        [this](uint64_t, LeaseMode) {
+        [this](uint64_t, LeaseMode, std::chrono::milliseconds) {
           while (hold_other_.load()) std::this_thread::sleep_for(milliseconds(5));
         },
         &stats_);

@@ -47,7 +47,7 @@ std::unique_ptr<LeaseAgent> MakeAgent(const std::string& managers, StatsRegistry
   o.name = "node";
   o.drift_margin = milliseconds(50);
   return std::make_unique<LeaseAgent>(
-      o, [](uint64_t, LeaseMode) {}, stats);
+      o, [](uint64_t, LeaseMode, std::chrono::milliseconds) {}, stats);
 }
 
 // A free port that nobody listens on (for a "dead manager" address).
@@ -151,7 +151,7 @@ TEST(LeaseFailoverTest, BusyAgentsReclaimLeasesWhoseRevokeIsStillRunning) {
   std::atomic<int> blocked{0};
   // Revokes of `gfid` wait for `block` to clear.
   auto blocking = [&](uint64_t gfid) {
-    return [&, gfid](uint64_t g, LeaseMode) {
+    return [&, gfid](uint64_t g, LeaseMode, std::chrono::milliseconds) {
       if (g != gfid || !block) return;
       blocked++;
       while (block) std::this_thread::sleep_for(milliseconds(5));

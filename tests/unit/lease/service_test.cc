@@ -63,7 +63,7 @@ class Node {
   // upgrade (LeaseAgentOptions::before_upgrade), logging "keep".
   Node(const std::string& name, int port, EventLog* log, milliseconds flush = milliseconds(0),
        uint64_t client_id = 0, milliseconds link_delay = milliseconds(0),
-       bool keep_on_upgrade = false)
+       bool keep_on_upgrade = false, bool lingers = false)
       : name_(name), log_(log), flush_(flush) {
     LeaseAgentOptions o;
     o.manager = "127.0.0.1:" + std::to_string(port);
@@ -71,13 +71,19 @@ class Node {
     o.client_id = client_id;
     o.emulated_rtt = link_delay;
     o.drift_margin = milliseconds(50);
+    o.lingers = lingers;
     if (keep_on_upgrade) {
       o.before_upgrade = [this](uint64_t gfid) {
         log_->Add(name_ + " keep f" + std::to_string(gfid));
       };
     }
     agent_ = std::make_unique<LeaseAgent>(
-        o, [this](uint64_t gfid, LeaseMode to) { Handle(gfid, to); }, &stats_);
+        o,
+        [this](uint64_t gfid, LeaseMode to, milliseconds linger) {
+          last_linger_ms_ = linger.count();
+          Handle(gfid, to);
+        },
+        &stats_);
   }
 
   int Start() {
@@ -98,6 +104,7 @@ class Node {
   LeaseAgent& agent() { return *agent_; }
   std::shared_mutex& file_lock() { return file_lock_; }
   uint64_t counter(const std::string& name) { return stats_.GetCounter(name)->Get(); }
+  int64_t last_linger_ms() const { return last_linger_ms_; }
 
   int handled(uint64_t gfid, LeaseMode to) {
     std::lock_guard<std::mutex> l(mu_);
@@ -128,6 +135,7 @@ class Node {
   const std::string name_;
   EventLog* log_;
   const milliseconds flush_;
+  std::atomic<int64_t> last_linger_ms_{-1};  // of the last handler call
   StatsRegistry stats_;
   std::shared_mutex file_lock_;
   std::mutex mu_;
@@ -318,7 +326,7 @@ TEST_F(LeaseServiceTest, OneNodesRevokesOfDifferentFilesRunSideBySide) {
   StatsRegistry stats;
   LeaseAgent a(
       o,
-      [&](uint64_t gfid, LeaseMode) {
+      [&](uint64_t gfid, LeaseMode, std::chrono::milliseconds) {
         {
           std::lock_guard<std::mutex> l(mu);
           if (running_per_file[gfid]++ > 0) overlaps++;
@@ -402,6 +410,21 @@ TEST_F(LeaseServiceTest, UpgradeKeepsTheReadCacheWhenNobodyWroteBetween) {
   EXPECT_EQ(a->counter("lease.upgrades_kept"), 1u);
   EXPECT_EQ(b->handled(kF, LeaseMode::kNone), 1);
   EXPECT_TRUE(a->agent().Holds(kF, LeaseMode::kWrite));
+}
+
+// A node that lingers is revoked as soon as another waits, and its handler
+// learns how much of the manager's hold is left; it acks when it is done.
+TEST_F(LeaseServiceTest, ALingeringNodeIsRevokedEarlyWithTheRestOfTheHold) {
+  StartManager(1, 60000, 0, 0, /*min_hold_ms=*/30000);
+  auto a = std::make_unique<Node>("A", port_, &log_, milliseconds(0), 0, milliseconds(0),
+                                  /*keep_on_upgrade=*/false, /*lingers=*/true);
+  ASSERT_EQ(a->Start(), 0);
+  auto b = NewNode("B");
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  b->MustAcquire(kF, LeaseMode::kWrite);  // would wait 30 s for a node that does not linger
+  EXPECT_GT(a->last_linger_ms(), 0);
+  EXPECT_LE(a->last_linger_ms(), 30000);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 1);
 }
 
 // A writer gets the lease between the kept READ lease and the upgrade's

@@ -417,6 +417,63 @@ TEST_F(LeaseTest, WithoutAMaximumTheHoldIsFixed) {
   EXPECT_EQ(sm_->NextDeadline(), now_ + 2);
 }
 
+// A lingering session gets its revoke as soon as someone waits, with what
+// is left of the hold; a non-lingering one only once the hold is over.
+TEST_F(LeaseTest, ALingeringHolderIsRevokedAtOnceWithTheRestOfItsHold) {
+  Restart(Options{.epoch = 1, .term_ms = 100000, .min_hold_ms = 10});
+  Actions out;
+  EXPECT_FALSE(sm_->OpenSession(1, now_, &out, /*lingers=*/true));
+  Open({2});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kG, Mode::kWrite);
+  now_ += 3;
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
+  EXPECT_EQ(last_[0].linger_ms, 7u);
+  EXPECT_ACTIONS(Acquire(1, kG, Mode::kWrite));  // c2 waits its hold out
+  EXPECT_EQ(sm_->NextDeadline(), 1010u);
+  // Resumed before the ack: the revoke again, with the linger left.
+  now_ += 2;
+  EXPECT_ACTIONS(Gone(1));
+  out.clear();
+  EXPECT_TRUE(sm_->OpenSession(1, now_, &out, /*lingers=*/true));
+  ASSERT_EQ(Describe(out), (Strings{"revoke c1 f10 ->N"}));
+  EXPECT_EQ(out[0].linger_ms, 5u);
+  EXPECT_ACTIONS(Acquire(1, kG, Mode::kWrite));  // lost with the stream
+  // Past the hold, a lingering holder is revoked with nothing to linger.
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c2 f10 W r3");
+  now_ = 1010;
+  EXPECT_ACTIONS(Tick(), "revoke c2 f11 ->N");
+  EXPECT_ACTIONS(Ack(2, kG, Mode::kNone), "grant c1 f11 W r5");
+  now_ += 10;
+  EXPECT_ACTIONS(Acquire(2, kG, Mode::kWrite), "revoke c1 f11 ->N");
+  EXPECT_EQ(last_[0].linger_ms, 0u);
+}
+
+// How long a lingering holder kept using its lease says nothing about what
+// the handoff costs: its acks leave the file's hold where it was.
+TEST_F(LeaseTest, LingeredAcksDoNotCountAsRevokeCost) {
+  Restart(Options{.epoch = 1, .term_ms = 100000, .min_hold_ms = 2, .max_hold_ms = 50});
+  Actions out;
+  EXPECT_FALSE(sm_->OpenSession(1, now_, &out, /*lingers=*/true));
+  Open({2});
+  Acquire(1, kF, Mode::kWrite);
+  now_ += 1;
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
+  EXPECT_EQ(last_[0].linger_ms, 1u);
+  now_ += 40;
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c2 f10 W r2");
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kWrite));
+  EXPECT_EQ(sm_->NextDeadline(), now_ + 2) << "the 40 ms lingered count as cost";
+  // A revoke sent after the hold counts as before.
+  now_ += 2;
+  EXPECT_ACTIONS(Tick(), "revoke c2 f10 ->N");
+  now_ += 30;
+  EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c1 f10 W r3");
+  now_ += 29;
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite), "revoke c1 f10 ->N");
+  EXPECT_EQ(last_[0].linger_ms, 1u) << "a hold of the 30 ms the handoff cost";
+}
+
 TEST_F(LeaseTest, DeferredRevokeIsDroppedWhenTheWaiterLeaves) {
   Restart(Options{.epoch = 1, .term_ms = 1000, .min_hold_ms = 10});
   Open({1, 2});

@@ -163,7 +163,7 @@ TEST_F(TlsTest, LeaseManagerServesOnlyClientsWithTheClusterCertificate) {
     StatsRegistry stats;
     const lease::LeaseAgentOptions ao = AgentOptions(*manager, who, Client(who));
     lease::LeaseAgent agent(
-        ao, [](uint64_t, lease::LeaseMode) {}, &stats);
+        ao, [](uint64_t, lease::LeaseMode, std::chrono::milliseconds) {}, &stats);
     const int err = agent.Start(milliseconds(who == "cluster" ? 10000 : 1500), &error);
     if (who == "cluster") {
       ASSERT_EQ(err, 0) << error;
@@ -188,7 +188,7 @@ TEST_F(TlsTest, ASessionBelongsToTheCertificateThatOpenedIt) {
         AgentOptions(*manager, name, ChannelCredentials(Files("ca", name), &error));
     ao.client_id = 42;
     return std::make_unique<lease::LeaseAgent>(
-        ao, [](uint64_t, lease::LeaseMode) {}, stats);
+        ao, [](uint64_t, lease::LeaseMode, std::chrono::milliseconds) {}, stats);
   };
   StatsRegistry stats_a, stats_b;
   auto owner = agent_of("client", &stats_a);
@@ -232,7 +232,7 @@ TEST_F(TlsTest, OneClientCannotCrowdOutTheOthersAtTheLeaseManager) {
     stats.push_back(std::make_unique<StatsRegistry>());
     agents.push_back(std::make_unique<lease::LeaseAgent>(
         AgentOptions(*manager, cert, ChannelCredentials(Files("ca", cert), &error)),
-        [](uint64_t, lease::LeaseMode) {}, stats.back().get()));
+        [](uint64_t, lease::LeaseMode, std::chrono::milliseconds) {}, stats.back().get()));
     return agents.back()->Start(milliseconds(10000), &error);
   };
   ASSERT_EQ(start("client"), 0) << error;
