@@ -67,6 +67,7 @@ struct Client {
   uint64_t valid_until = 0;  // the client's own view: last renewal + term
   uint64_t wake_at = 0;      // kHung, kAway: when it comes back
   bool slow = false;         // acks revokes late
+  bool lingers = false;  // takes revokes early (OpenSession)
   std::map<uint64_t, Held> held;
   std::map<uint64_t, Request> pending;               // request_id -> request
   std::map<uint64_t, Revoke> revokes;                // revoke_id -> revoke not yet acked
@@ -107,7 +108,10 @@ class Model {
                        .term_ms = kTermMs,
                        .min_hold_ms = Pick({0, 0, 5, 20}),
                        .max_hold_ms = Pick({0, 0, 40})};
-    for (Client& c : clients_) c.slow = Chance(0.3);
+    for (Client& c : clients_) {
+      c.slow = Chance(0.3);
+      c.lingers = Chance(0.5);
+    }
     sm_ = std::make_unique<StateMachine>(options_);
   }
 
@@ -152,7 +156,7 @@ class Model {
     Client& c = clients_[i];
     if (!c.has_session) {
       Actions out;
-      EXPECT_FALSE(sm_->OpenSession(Id(i), now_, &out)) << "a forgotten session resumed";
+      EXPECT_FALSE(sm_->OpenSession(Id(i), now_, &out, clients_[i].lingers)) << "a forgotten session resumed";
       c.has_session = true;
       c.valid_until = now_ + kTermMs;
       Deliver(out);
@@ -263,7 +267,7 @@ class Model {
     c.state = Client::kActive;
     if (!c.has_session) return;  // opens a fresh session on its next step
     Actions out;
-    const bool resumed = sm_->OpenSession(Id(i), now_, &out);
+    const bool resumed = sm_->OpenSession(Id(i), now_, &out, clients_[i].lingers);
     if (!resumed) c.Reset();  // expired while away: everything is gone
     c.has_session = true;
     c.valid_until = now_ + kTermMs;
@@ -302,7 +306,7 @@ class Model {
       }
       c.revokes.clear();
       Actions out;
-      EXPECT_FALSE(sm_->OpenSession(Id(i), now_, &out));
+      EXPECT_FALSE(sm_->OpenSession(Id(i), now_, &out, clients_[i].lingers));
       EXPECT_TRUE(out.empty());
       c.valid_until = now_ + kTermMs;
       for (const auto& [gfid, h] : c.held) {
