@@ -247,7 +247,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{3600000}))
       ->capture_default_str();
   app.add_option("--min-hold-ms", opt.min_hold_ms,
-                 "A lease is not revoked before it has been held this long (damps ping-pong)")
+                 "A lease is not revoked before it has been held this long (damps ping-pong); "
+                 "a client that lingers (dfuse) is revoked at once and keeps it only while it "
+                 "uses it, for at most the rest of the hold")
       ->capture_default_str();
   app.add_option("--max-hold-ms", opt.max_hold_ms,
                  "A contended lease is held as long as taking it away costs, up to this long "
