@@ -267,10 +267,10 @@ void StateMachine::RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Ac
   for (Holder& holder : file.holders) {
     if (holder.client == head.client || holder.revoke_id != 0) continue;
     if (!Conflict(holder.mode, head.mode)) continue;
-    if (!sessions_.at(holder.client).connected) continue;  // sent when it resumes
+    const Session& session = sessions_.at(holder.client);
+    if (!session.connected) continue;  // sent when it resumes
     const uint64_t due_ms = holder.granted_ms + HoldMs(file);
-    const bool lingers = sessions_.at(holder.client).lingers;
-    if (now_ms < due_ms && !lingers) {
+    if (now_ms < due_ms && !session.lingers) {
       revoke_due_.emplace(due_ms, gfid);
       continue;
     }

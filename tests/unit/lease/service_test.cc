@@ -170,6 +170,12 @@ class LeaseServiceTest : public ::testing::Test {
     node->Start();
     return node;
   }
+  std::unique_ptr<Node> NewLingeringNode(const std::string& name) {
+    auto node = std::make_unique<Node>(name, port_, &log_, milliseconds(0), 0, milliseconds(0),
+                                       /*keep_on_upgrade=*/false, /*lingers=*/true);
+    node->Start();
+    return node;
+  }
   // Where `event` is in the log (its size if absent).
   long At(const std::string& event) {
     const std::vector<std::string> events = log_.events();
@@ -416,9 +422,7 @@ TEST_F(LeaseServiceTest, UpgradeKeepsTheReadCacheWhenNobodyWroteBetween) {
 // learns how much of the manager's hold is left; it acks when it is done.
 TEST_F(LeaseServiceTest, ALingeringNodeIsRevokedEarlyWithTheRestOfTheHold) {
   StartManager(1, 60000, 0, 0, /*min_hold_ms=*/30000);
-  auto a = std::make_unique<Node>("A", port_, &log_, milliseconds(0), 0, milliseconds(0),
-                                  /*keep_on_upgrade=*/false, /*lingers=*/true);
-  ASSERT_EQ(a->Start(), 0);
+  auto a = NewLingeringNode("A");
   auto b = NewNode("B");
   a->MustAcquire(kF, LeaseMode::kWrite);
   b->MustAcquire(kF, LeaseMode::kWrite);  // would wait 30 s for a node that does not linger
