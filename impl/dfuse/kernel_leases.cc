@@ -56,6 +56,7 @@ int KernelLeases::Start(CachePolicy* cache, std::string* error) {
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
   opts.lingers = cache->linger;
+  opts.before_upgrade = [this](uint64_t gfid) { KeepForUpgrade(gfid); };
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts,
       [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
@@ -223,32 +224,41 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
   return it == files_.end() ? 0 : it->second.token;
 }
 
-void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
+void KernelLeases::NotifyKernel(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
+                                uint32_t flags) {
   releases_->Add();
   int fd;
   {
     std::lock_guard<std::mutex> l(mu_);
     fd = fd_;
   }
-  if (fd >= 0) {
-    fuse_out_header out{};
-    dfuse_notify_release_out arg{};
-    out.len = sizeof(out) + sizeof(arg);
-    out.error = DFUSE_NOTIFY_RELEASE;
-    arg.nodeid = ctx_.Ino(gfid);
-    arg.mode = static_cast<uint32_t>(to);
-    arg.linger_ms =
-        static_cast<uint32_t>(std::clamp<int64_t>(linger.count(), 0, DFUSE_LINGER_MAX_MS));
-    arg.end = UINT64_MAX;
-    iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
-    const auto start = Clock::now();
-    // Blocks while the kernel writes back through this daemon's loop.
-    if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
-      release_errors_->Add();
-      spdlog::error("kernel release of {:#x}: {}", gfid, std::strerror(errno));
-    }
-    kernel_release_latency_->Record(Clock::now() - start);
+  if (fd < 0) return;
+  fuse_out_header out{};
+  dfuse_notify_release_out arg{};
+  out.len = sizeof(out) + sizeof(arg);
+  out.error = DFUSE_NOTIFY_RELEASE;
+  arg.nodeid = ctx_.Ino(gfid);
+  arg.mode = static_cast<uint32_t>(to);
+  arg.linger_ms =
+      static_cast<uint32_t>(std::clamp<int64_t>(linger.count(), 0, DFUSE_LINGER_MAX_MS));
+  arg.end = UINT64_MAX;
+  arg.flags = flags;
+  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+  const auto start = Clock::now();
+  // Blocks while the kernel writes back through this daemon's loop.
+  if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
+    release_errors_->Add();
+    spdlog::error("kernel release of {:#x}: {}", gfid, std::strerror(errno));
   }
+  kernel_release_latency_->Record(Clock::now() - start);
+}
+
+void KernelLeases::KeepForUpgrade(uint64_t gfid) {
+  NotifyKernel(gfid, LeaseMode::kNone, std::chrono::milliseconds(0), DFUSE_RELEASE_KEEP_PAGES);
+}
+
+void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
+  NotifyKernel(gfid, to, linger, 0);
   WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_);
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);

@@ -103,6 +103,14 @@ class KernelLeases : public ConsistencyPolicy {
   void Reply(uint64_t unique, int error, uint32_t mode);
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger);
+  // The agent's before_upgrade: the READ lease is given up for a WRITE
+  // request, but the kernel's pages and this daemon's buffer cache stay
+  // (nothing is dirty under READ). If another node writes before the grant,
+  // the agent calls Release(kNone) first, which drops them.
+  void KeepForUpgrade(uint64_t gfid);
+  // Sends the kernel DFUSE_NOTIFY_RELEASE; blocks until it is done.
+  void NotifyKernel(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger,
+                    uint32_t flags);
   void ReaperLoop();
   void Reap(uint64_t gfid);
 

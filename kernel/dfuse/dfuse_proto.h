@@ -19,7 +19,11 @@
  * returns when the kernel has stopped
  * new I/O, drained I/O in flight, written back dirty pages and times, and
  * dropped what the new mode no longer covers (pages when dropping to
- * NONE, cached attributes always).  It returns -ENOENT for an inode the
+ * NONE, cached attributes always).  With DFUSE_RELEASE_KEEP_PAGES (to
+ * NONE from READ only: the lease is given up for an upgrade to WRITE) the
+ * pages stay, out of use until the next grant; the daemon releases again
+ * without the flag before that grant if another node wrote in between.
+ * It returns -ENOENT for an inode the
  * kernel does not know, which holds nothing.  Because write-back goes
  * through the daemon, the notify must come from a thread that is not
  * serving FUSE requests.
@@ -58,12 +62,16 @@ struct dfuse_lease_out {
 /* The longest linger a release may ask for. */
 #define DFUSE_LINGER_MAX_MS	1000
 
+#define DFUSE_RELEASE_KEEP_PAGES	0x1	/* see DFUSE_NOTIFY_RELEASE */
+
 struct dfuse_notify_release_out {
 	__u64	nodeid;
 	__u32	mode;
 	__u32	linger_ms;
 	__u64	start;
 	__u64	end;
+	__u32	flags;
+	__u32	padding;
 };
 
 #endif /* _DFUSE_PROTO_H */

@@ -541,8 +541,14 @@ static void dfuse_lease_linger(struct dfuse_lease *l, unsigned int linger_ms)
 	spin_unlock(&l->lock);
 }
 
+/*
+ * @keep_pages: the lease is given up for an upgrade (see dfuse_proto.h).
+ * Nothing is entered until the next grant, so the pages stay unused until
+ * the daemon has said whether they are still current.  A release from
+ * WRITE is never an upgrade and drops them regardless.
+ */
 static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
-				  unsigned int linger_ms)
+				  unsigned int linger_ms, bool keep_pages)
 {
 	struct dfuse_lease *l = lease_of(inode);
 	unsigned int from;
@@ -577,7 +583,8 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
 		goto attrs;	/* no pages of its own */
 	if (from == DFUSE_LEASE_WRITE && to != DFUSE_LEASE_WRITE)
 		err = dfuse_write_back(inode);
-	if (to == DFUSE_LEASE_NONE) {
+	if (to == DFUSE_LEASE_NONE &&
+	    (!keep_pages || from == DFUSE_LEASE_WRITE)) {
 		ret = invalidate_inode_pages2(inode->i_mapping);
 		if (ret)
 			pr_warn("dfuse: inode %llu: pages busy on release: %d\n",
@@ -605,11 +612,14 @@ attrs:
 int dfuse_lease_release(struct fuse_conn *fc,
 			const struct dfuse_notify_release_out *arg)
 {
+	bool keep_pages = arg->flags & DFUSE_RELEASE_KEEP_PAGES;
 	struct inode *inode;
 	int err = 0;
 
 	if (arg->mode > DFUSE_LEASE_WRITE ||
-	    arg->linger_ms > DFUSE_LINGER_MAX_MS)
+	    arg->linger_ms > DFUSE_LINGER_MAX_MS ||
+	    (arg->flags & ~DFUSE_RELEASE_KEEP_PAGES) ||
+	    (keep_pages && arg->mode != DFUSE_LEASE_NONE))
 		return -EINVAL;
 
 	down_read(&fc->killsb);
@@ -617,7 +627,8 @@ int dfuse_lease_release(struct fuse_conn *fc,
 	if (inode) {
 		if (dfuse_leased(inode))
 			err = dfuse_lease_do_release(inode, arg->mode,
-						     arg->linger_ms);
+						     arg->linger_ms,
+						     keep_pages);
 		iput(inode);
 	} else {
 		err = -ENOENT;

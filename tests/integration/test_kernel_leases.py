@@ -13,6 +13,8 @@ plain write-back caching gets wrong; they run for every strong mode
 * a write on A while B holds the file open (and reads through that fd);
 * a rename over a file open on B;
 * a close on A that writes nothing to storage, yet B reads what A wrote;
+* a write after a read on A keeps the pages it read (an upgrade from a
+  READ to a WRITE lease nobody came between);
 * a chmod on A enforced on B, which holds no lease and does not look the
   file up again (a permission check through /proc/self/fd).
 
@@ -153,6 +155,31 @@ def test_close_writes_nothing_to_storage_and_the_next_reader_still_sees_it(make_
     assert storage_calls(c) == before, "close(2) waited for a write-back to storage"
     assert read(f"{b}/c") == b"c" * 8192  # B's lease revoked A's: that wrote it back
     assert storage_calls(c)["Write"] - before["Write"] == 1
+
+
+def test_an_upgrade_keeps_the_pages_read_under_the_read_lease(make_cluster):
+    # dfuse only: writethrough's gate keeps its caches across an upgrade too,
+    # but its kernel asks for every write anyway.
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    data = bytes(range(256)) * 1024  # 256 KiB, written on B
+    with open(f"{b}/u", "wb") as f:
+        f.write(data)
+    assert read(f"{a}/u") == data  # A's READ lease: the pages are cached on A
+    before = c.stats(0)["counters"]
+    fd = os.open(f"{a}/u", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"u" * 4096, 0)  # READ to WRITE
+        assert os.pread(fd, len(data), 0) == b"u" * 4096 + data[4096:]
+    finally:
+        os.close(fd)
+    after = c.stats(0)["counters"]
+    delta = {k: after.get(k, 0) - before.get(k, 0)
+             for k in ("fuse.read", "lease.upgrades_kept", "lease.upgrades_stale")}
+    # Nobody wrote between the READ lease and the WRITE lease: what A read
+    # before is read again from its page cache, not asked for again.
+    assert delta == {"fuse.read": 0, "lease.upgrades_kept": 1, "lease.upgrades_stale": 0}, delta
+    assert read(f"{b}/u") == b"u" * 4096 + data[4096:]
 
 
 @pytest.mark.parametrize("mode", STRONG_MODES)

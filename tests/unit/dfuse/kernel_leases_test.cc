@@ -205,7 +205,31 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   EXPECT_EQ(n.nodeid, kFile);
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(n.end, UINT64_MAX);
+  EXPECT_EQ(n.flags, 0u);  // a revoke drops the pages
   EXPECT_EQ(other.get(), 0);
+}
+
+// An upgrade from READ gives the READ lease up before it asks for WRITE,
+// but tells the kernel to keep its pages: nobody wrote between, so the
+// grant comes with no second release that would drop them.
+TEST_F(KernelLeasesTest, AnUpgradeKeepsTheKernelsPages) {
+  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_READ));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.error, 0);
+  ASSERT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_WRITE));
+  ASSERT_TRUE(Next(&m)) << "no release notify before the upgrade";
+  const dfuse_notify_release_out n = ReleaseNotify(m);
+  EXPECT_EQ(n.nodeid, kFile);
+  EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
+  EXPECT_EQ(n.flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES));
+  ASSERT_TRUE(Next(&m)) << "no answer to the upgrade";
+  EXPECT_EQ(m.header.unique, 2u);
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_WRITE));
+  EXPECT_FALSE(Next(&m, milliseconds(200))) << "a second release dropped the kept pages";
 }
 
 // The kernel calls the root FUSE_ROOT_ID; the lease manager knows its GFID.
