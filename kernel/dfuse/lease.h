@@ -11,7 +11,9 @@
  * waits for the entered ones to leave, writes back and drops what the new
  * mode no longer covers, and only then lowers the mode.  A release that
  * may linger first lets I/O go on until the lease is done with: no task
- * entered and no grant asked for still unused.
+ * entered and no grant asked for still unused.  The release an upgrade
+ * from READ starts with may keep the pages: nothing enters until the next
+ * grant, and the daemon releases again first if they went stale.
  *
  * A mount with leases has SB_NOSEC: after one check finds no set-ID bit
  * and no file capability, writes under the lease stop asking the daemon
