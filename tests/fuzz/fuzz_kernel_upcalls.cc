@@ -157,6 +157,10 @@ void CheckMessage(const char* buf, size_t n, std::map<uint64_t, Request>* asked)
     std::memcpy(&r, buf + sizeof(h), sizeof(r));
     if (!Used(r.nodeid)) Fail("a release of inode " + std::to_string(r.nodeid) + " never used");
     if (r.mode > DFUSE_LEASE_READ) Fail("a release to WRITE");
+    if ((r.flags & ~DFUSE_RELEASE_KEEP_PAGES) != 0 ||
+        (r.flags != 0 && r.mode != DFUSE_LEASE_NONE)) {
+      Fail("a release dfuse.ko refuses (flags " + std::to_string(r.flags) + ")");
+    }
     return;
   }
   auto it = asked->find(h.unique);
