@@ -32,15 +32,17 @@ from conftest import MODES, checker_path
 
 SECONDS = float(os.environ.get("DFUSE_NAMESPACE_SECONDS", "12"))
 NAMES = 4
-# Each worker goes on past SECONDS until it has renamed this often (up to
-# ten times SECONDS): under emulation on a loaded machine a worker manages
+WORKERS = 4
+# Each worker goes on past SECONDS until it has renamed this often (but
+# stops at MAX_SECONDS): under emulation on a loaded machine a worker manages
 # about one operation a second, and a run of a dozen renames proves little.
 MIN_RENAMES = 8
+MAX_SECONDS = 10 * SECONDS
 
 WORKER = r"""
 import json, os, random, sys, time
 mnt, proc, names, seconds, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-min_renames = int(sys.argv[6])
+min_renames, max_seconds = int(sys.argv[6]), float(sys.argv[7])
 rng = random.Random(proc)
 shared, own = os.path.join(mnt, "ns"), os.path.join(mnt, f"own{proc}")
 ops, values = [], {}
@@ -49,7 +51,7 @@ start = time.monotonic()
 renames = 0
 while True:
     now = time.monotonic()
-    if now >= start + seconds and (renames >= min_renames or now >= start + 10 * seconds):
+    if now >= start + seconds and (renames >= min_renames or now >= start + max_seconds):
         break
     name = rng.randrange(names)
     path = os.path.join(shared, f"n{name}")
@@ -114,16 +116,16 @@ def test_renames_and_stats_across_nodes_are_linearizable(make_cluster, workdir, 
     mounts = [c.mount(0), c.mount(1)]
     os.mkdir(f"{mounts[0]}/ns")
     workers = []
-    for proc in range(4):
+    for proc in range(WORKERS):
         node = proc % 2
         os.mkdir(f"{mounts[node]}/own{proc}")
         out = workdir / f"worker-{proc}.json"
         p = subprocess.Popen([sys.executable, "-c", WORKER, mounts[node], str(proc), str(NAMES),
-                              str(SECONDS), str(out), str(MIN_RENAMES)])
+                              str(SECONDS), str(out), str(MIN_RENAMES), str(MAX_SECONDS)])
         workers.append((proc, node, p, out))
     results = []
     for proc, node, p, out in workers:
-        assert p.wait(timeout=10 * SECONDS + 300) == 0, f"worker {proc} failed"
+        assert p.wait(timeout=MAX_SECONDS + 300) == 0, f"worker {proc} failed"
         results.append((proc, node, json.loads(out.read_text())))
     args = [str(checker_path()), "check", "--report", str(workdir / "report.json")]
     for h in histories(results, workdir):
@@ -136,8 +138,8 @@ def test_renames_and_stats_across_nodes_are_linearizable(make_cluster, workdir, 
     writes = sum(op["kind"] == "write" for _, _, res in results for op in res["ops"])
     print(f"{mode}: {ops} operations ({writes} renames), "
           f"{rep['non_linearizable']} non-linearizable names")
-    assert writes >= 4 * MIN_RENAMES, (
-        f"only {writes} renames in {10 * SECONDS} s: the test proves little")
+    assert writes >= WORKERS * MIN_RENAMES, (
+        f"only {writes} renames in {MAX_SECONDS} s: the test proves little")
     # Nothing here should fail: a rename over an existing name and a stat of
     # a name that may be missing (ENOENT is a read of "no file").
     failed = [(proc, op) for proc, _, res in results for op in res["ops"] if op["errno"]]
