@@ -611,6 +611,14 @@ int RunClient(int argc, char** argv, const ClientModeSpec& spec) {
 
 }  // namespace
 
+void AddLingerOption(CLI::App* app, CachePolicy* policy) {
+  app->add_option("--linger", policy->linger,
+                  "Let the lease manager revoke before its minimum hold is over and keep the "
+                  "lease only while it is in use (up to what is left of the hold); false: the "
+                  "manager waits the hold out")
+      ->capture_default_str();
+}
+
 int RunClientDaemon(int argc, char** argv, const ClientModeSpec& spec) {
   const int status = RunClient(argc, argv, spec);
   // Every channel went with RunClient's locals; gRPC's own clean-up may

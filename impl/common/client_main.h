@@ -35,6 +35,9 @@ struct ClientModeSpec {
   std::string missing_module_hint;  // shown when the device is missing
 };
 
+// Adds --linger (CachePolicy::linger) for a mode whose policy can linger.
+void AddLingerOption(CLI::App* app, CachePolicy* policy);
+
 // Runs a client daemon. Usage:
 //   BIN [options] STORAGE_HOST:PORT MOUNTPOINT
 // also as a mount helper (/sbin/mount.fuse.dfuse-MODE SOURCE MOUNTPOINT -o ...).

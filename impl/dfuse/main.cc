@@ -28,11 +28,7 @@ int main(int argc, char** argv) {
                     "leases (dfuse.ko's dirleases); false: every path component asks the "
                     "daemon, as writethrough does")
         ->capture_default_str();
-    app->add_option("--linger", policy->linger,
-                    "Let the lease manager revoke before its minimum hold is over and keep "
-                    "the lease in the kernel only while it is in use (up to what is left of "
-                    "the hold); false: the manager waits the hold out")
-        ->capture_default_str();
+    dfuse::AddLingerOption(app, policy);
   };
   spec.device = "/dev/dfuse";
   spec.fstype = "dfuse";

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct LeaseGate::File {
   std::unordered_map<pid_t, FileRangeSet> intents;
   bool revoking = false;
   bool forgotten = false;  // the kernel forgot the inode; any later use clears it
+  int asking = 0;          // requests waiting for a grant, not yet entered
+  bool lingering = false;  // a revoke waits for `asking` to reach 0
 };
 
 LeaseGate::LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegistry* stats)
@@ -52,7 +55,8 @@ LeaseGate::LeaseGate(BufferCache* cache, KernelInvalidator invalidate, StatsRegi
       stale_fill_whole_files_(stats->GetCounter("lease.stale_fill_whole_files")),
       kernel_inval_latency_(stats->GetLatency("lease.kernel_invalidation")),
       files_created_(stats->GetCounter("lease.gate_files_created")),
-      files_reaped_(stats->GetCounter("lease.gate_files_reaped")) {
+      files_reaped_(stats->GetCounter("lease.gate_files_reaped")),
+      linger_timeouts_(stats->GetCounter("lease.linger_timeouts")) {
   invalidator_ = std::thread([this] { InvalidatorLoop(); });
 }
 
@@ -81,27 +85,53 @@ std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
 
 uint64_t LeaseGate::Access::epoch() const { return file_ ? file_->epoch : 0; }
 
+void LeaseGate::StartAsking(File* f) {
+  std::lock_guard<std::mutex> l(mu_);
+  f->asking++;
+}
+
+void LeaseGate::DoneAsking(File* f) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (--f->asking == 0 && f->lingering) cv_.notify_all();
+}
+
 int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   std::shared_ptr<File> f = Get(gfid);
+  bool asked = false;  // counted in f->asking until entered or failed
   for (;;) {
     std::shared_lock<std::shared_mutex> lock(f->io_mu);
     // Past the term the manager may already have given the lease to
     // someone else, before the agent's timer drops it here.
     if (f->held >= mode && agent_->Trusted()) {
+      if (asked) DoneAsking(f.get());
       access->file_ = std::move(f);
       access->lock_ = std::move(lock);
       return 0;
     }
+    const uint64_t asked_at = f->epoch;
     lock.unlock();
     // Not held: ask the manager, without holding the I/O lock (a revoke of
     // this file may need it meanwhile).
     slow_enters_->Add();
+    if (!asked) {
+      StartAsking(f.get());
+      asked = true;
+    }
     uint64_t token = 0;
     int err = agent_->Acquire(gfid, mode, &token);
-    if (err != 0) return err;
+    if (err != 0) {
+      DoneAsking(f.get());
+      return err;
+    }
     std::unique_lock<std::shared_mutex> update(f->io_mu);
-    // A revoke may already have followed the grant; then ask again.
-    if (agent_->Holds(gfid, mode, &token)) {
+    // The agent stops counting a lease as held as soon as a revoke of it
+    // arrives, but the node keeps it until this gate's Revoke has run (it
+    // waits for this lock and changes the epoch): a grant is this
+    // request's if no Revoke ran since before it asked, and a revoke that
+    // came right after the grant waits for the request (or lingers for
+    // it). A Revoke that ran meanwhile may have given this very grant back
+    // already, however soon the grant arrived: then ask again.
+    if (agent_->Holds(gfid, mode, &token) || (f->epoch == asked_at && agent_->Trusted())) {
       if (mode > f->held) f->held = mode;
       if (mode == LeaseMode::kWrite) f->token = token;
     }
@@ -243,12 +273,23 @@ void LeaseGate::WaitWritesDone(uint64_t gfid) {
   cv_.wait_for(l, kIntentTimeout, [&] { return f->intents.empty() || stopping_; });
 }
 
-void LeaseGate::Revoke(uint64_t gfid, LeaseMode to) {
+void LeaseGate::Revoke(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
   revokes_->Add();
   std::shared_ptr<File> f = Get(gfid);
   {
-    // Let the write(2)s that hold the lease finish, and start no new ones.
     std::unique_lock<std::mutex> l(mu_);
+    if (linger.count() > 0) {
+      // Requests go on as usual meanwhile. A request that waits for a
+      // later grant of this file (one queued behind this revoke) keeps it
+      // for the whole linger: nothing tells the two grants apart here.
+      f->lingering = true;
+      if (!cv_.wait_for(l, std::min(linger, kMaxLinger),
+                        [&] { return f->asking == 0 || stopping_; })) {
+        linger_timeouts_->Add();
+      }
+      f->lingering = false;
+    }
+    // Let the write(2)s that hold the lease finish, and start no new ones.
     f->revoking = true;
     if (!cv_.wait_for(l, kIntentTimeout, [&] { return f->intents.empty(); })) {
       // The invalidation below drops every page their READs filled.
@@ -277,9 +318,12 @@ void LeaseGate::KeepForUpgrade(uint64_t gfid) {
   upgrades_->Add();
   std::shared_ptr<File> f = Get(gfid);
   {
-    // Waits for the requests served under the READ lease.
+    // Waits for the requests served under the READ lease. The READ lease
+    // is given up: a request that asked before must not take its grant as
+    // still current (Enter), so the epoch changes as at a revoke.
     std::unique_lock<std::shared_mutex> lock(f->io_mu);
     f->held = LeaseMode::kNone;
+    f->epoch = ++last_epoch_;
   }
   DropKernelAttributes(gfid);
 }

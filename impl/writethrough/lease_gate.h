@@ -23,6 +23,13 @@
 // The invalidation itself waits only for requests that wait for the
 // manager, never for this node, so it always finishes.
 //
+// A grant is this node's until the gate's Revoke of it has run, even when
+// the revoke arrives before the request that asked for the grant has used
+// it: that request goes ahead and the revoke waits for it. With lingering
+// (--linger), the manager revokes as soon as another node waits, and
+// Revoke first keeps the lease until no request here still waits for a
+// grant of the file (or the time the manager gave is up).
+//
 // An upgrade from READ to WRITE gives the READ lease up before the WRITE
 // lease is granted, and another node may write in between. Rather than drop
 // the caches first (the paper's Algorithm 1), the gate only stops serving
@@ -107,8 +114,10 @@ class LeaseGate {
   class Access {
    public:
     Access() = default;
-    // The file's lease epoch: it changes at every revoke, so two Accesses
-    // with the same epoch saw the lease held without a break in between.
+    // The file's lease epoch: it changes whenever the node gives the lease
+    // or part of it up (a revoke, an upgrade's release of READ), so two
+    // Accesses with the same epoch saw the lease held without a break in
+    // between.
     uint64_t epoch() const;
 
    private:
@@ -129,8 +138,14 @@ class LeaseGate {
   int EnterForAttributes(uint64_t gfid, Access* access);
   // The fencing token of this node's WRITE lease on gfid, 0 if none.
   uint64_t WriteToken(uint64_t gfid);
-  // The agent's revoke handler.
-  void Revoke(uint64_t gfid, LeaseMode to);
+  // The agent's revoke handler. With `linger` above zero (the node
+  // lingers: LeaseAgentOptions::lingers), the lease is first kept for up to
+  // that long, until no request of this node still waits for a grant of
+  // the file: a grant is never taken back before the request that asked
+  // for it has used it once. Then the requests in flight finish and the
+  // revoke goes ahead.
+  void Revoke(uint64_t gfid, LeaseMode to,
+              std::chrono::milliseconds linger = std::chrono::milliseconds(0));
   // The agent's before_upgrade: the READ lease is given up for a WRITE
   // request. Requests wait for the grant, and the kernel asks for
   // attributes (and so waits) before its next read(2) from its cache, but
@@ -171,6 +186,9 @@ class LeaseGate {
   // Only a write(2) that fails after its intent (a fault copying the user's
   // buffer) never sends its WRITE; everything else may be slow under load.
   static constexpr std::chrono::milliseconds kIntentTimeout{2000};
+  // The longest a revoke lingers (as dfuse.ko's DFUSE_LINGER_MAX_MS): a
+  // request waiting for a later grant of the file keeps it that long.
+  static constexpr std::chrono::milliseconds kMaxLinger{1000};
 
  private:
   // Work for the gate's own thread.
@@ -182,6 +200,10 @@ class LeaseGate {
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
+  // A request of this node asks the manager for f's lease / has it now, or
+  // gave up (counted in File::asking).
+  void StartAsking(File* f);
+  void DoneAsking(File* f);
   // Needs no page lock, so any thread may call it.
   void DropKernelAttributes(uint64_t gfid) { invalidate_(gfid, -1, 0); }
   // Queues a kernel invalidation of gfid's pages in [offset, offset +
@@ -218,6 +240,7 @@ class LeaseGate {
   Latency* kernel_inval_latency_;
   Counter* files_created_;  // entries made in files_ ...
   Counter* files_reaped_;   // ... and dropped again after a forget
+  Counter* linger_timeouts_;  // revokes that lingered until their time was up
 };
 
 }  // namespace dfuse

@@ -16,6 +16,12 @@ int main(int argc, char** argv) {
   spec.policy.writeback_cache = false;
   spec.policy.keep_cache = false;
   spec.policy.auto_inval_data = false;
+  // Off by default until it has had the checker's long runs under load
+  // (README, known limitations).
+  spec.policy.linger = false;
+  spec.add_options = [](CLI::App* app, dfuse::CachePolicy* policy) {
+    dfuse::AddLingerOption(app, policy);
+  };
   spec.lease_manager = dfuse::LeaseManagerFlag::kOptional;
   spec.lease_manager_help =
       ": strong consistency through userspace leases (without it: close-to-open)";

@@ -49,9 +49,12 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
   opts.before_upgrade = [this](uint64_t gfid) { gate_.KeepForUpgrade(gfid); };
+  opts.lingers = cache->linger;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts,
-      [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds) { gate_.Revoke(gfid, to); },
+      [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
+        gate_.Revoke(gfid, to, linger);
+      },
       ctx_.stats);
   gate_.SetAgent(agent_.get());
   return agent_->Start(ctx_.first_contact, error);

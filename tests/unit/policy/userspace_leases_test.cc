@@ -3,7 +3,8 @@
 // node until its request is done, the fencing token is the WRITE lease's,
 // GETATTRs under a held lease are answered without storage, a READ that
 // races a local write(2) gets the kernel's pages dropped after the write, a
-// forgotten file gives its lease back, and Stop gives every lease back.
+// forgotten file gives its lease back, Stop gives every lease back, and a
+// node that lingers gives a lease up once used, not after the whole hold.
 #include "impl/writethrough/userspace_leases.h"
 
 #include <fcntl.h>
@@ -291,6 +292,36 @@ TEST_F(UserspaceLeasesTest, StopGivesEveryLeaseBack) {
   Hold h;
   ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+// A node that lingers is revoked as soon as the other node asks, with the
+// rest of a long minimum hold, and gives the lease up once its request is
+// done instead of keeping it for the whole hold.
+TEST_F(UserspaceLeasesTest, ALingeringNodeGivesTheLeaseUpOnceUsed) {
+  for (auto& p : policies_) p.reset();
+  lease::ManagerOptions o;
+  o.epoch = 2;
+  o.term_ms = 60000;
+  o.min_hold_ms = o.max_hold_ms = 30000;
+  std::string error;
+  manager_ = lease::ManagerServer::Start(o, &error);
+  ASSERT_NE(manager_, nullptr) << error;
+  const std::string address = "127.0.0.1:" + std::to_string(manager_->port());
+  for (int i = 0; i < 2; i++) {
+    policies_[i] = std::make_unique<UserspaceLeases>(nodes_[i]->Context(root_, address));
+    CachePolicy cache;
+    cache.linger = i == 0;
+    ASSERT_EQ(policies_[i]->Start(&cache, &error), 0) << error;
+  }
+  {
+    Hold h;
+    ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &h), 0);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Hold h;
+  ASSERT_EQ(b().Enter(gfid_, Access::kWrite, &h), 0);  // 30 s if a waited the hold out
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(a().WriteToken(gfid_), 0u);
 }
 
 }  // namespace
