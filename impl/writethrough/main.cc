@@ -16,8 +16,9 @@ int main(int argc, char** argv) {
   spec.policy.writeback_cache = false;
   spec.policy.keep_cache = false;
   spec.policy.auto_inval_data = false;
-  // Off by default until it has had the checker's long runs under load
-  // (README, known limitations).
+  // Off by default: each writethrough hand-off writes back and invalidates,
+  // and handing over sooner made it no faster at any contended Fig. 7 point
+  // (results/vm-fig7-wt-linger/).
   spec.policy.linger = false;
   spec.add_options = [](CLI::App* app, dfuse::CachePolicy* policy) {
     dfuse::AddLingerOption(app, policy);
