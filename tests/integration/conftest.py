@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -160,6 +161,59 @@ def tmpfs_dir(workdir):
         yield d
     finally:
         dc.unmount(d)
+
+
+class BudgetExceeded(Exception):
+    """The test file ran past $DFUSE_TEST_BUDGET seconds (see pytest_sessionstart)."""
+
+
+def pytest_sessionstart(session):
+    """Stops the run itself before CTest's timeout kills it.
+
+    CTest ends a test that outlives its TIMEOUT with SIGKILL, so a hung test
+    would leave its clusters mounted and its daemons running. With
+    $DFUSE_TEST_BUDGET set (CTest sets it below TIMEOUT), the test running
+    when the budget is spent fails where it waits, its fixtures tear its
+    clusters down, and no further test starts.
+    """
+    budget = int(os.environ.get("DFUSE_TEST_BUDGET", "0"))
+    if budget <= 0:
+        return
+
+    def expire(signum, frame):
+        session.shouldstop = f"the test file ran past its {budget} s budget"
+        raise BudgetExceeded(f"the test file ran past its {budget} s budget "
+                             "(DFUSE_TEST_BUDGET); stopped here")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(budget)
+
+
+def run_tool(cmd: list, timeout: float, grace: float = 60) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)`` for a
+    tool that starts clusters of its own: however the wait ends (its timeout, the
+    file's budget), the tool gets SIGINT and ``grace`` seconds to take them down
+    before its process group is killed, so nothing stays mounted."""
+    def own_group():
+        os.setsid()
+        # A shell that started us in the background may have left SIGINT
+        # ignored, and Python then raises no KeyboardInterrupt for it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=own_group) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except BaseException:
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                out, err = p.communicate(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                out, err = p.communicate()
+            print(f"{cmd[0]} interrupted; its output ended:\n{out[-4000:]}\n{err[-4000:]}")
+            raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def pytest_report_header(config):

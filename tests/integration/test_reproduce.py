@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODES, REPO, build_dir, require_binaries, require_fuse
+from conftest import MODES, REPO, build_dir, require_binaries, require_fuse, run_tool
 
 RUNNER = REPO / "tools" / "dfuse-reproduce"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
 def reproduce(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    r = subprocess.run([PYTHON, str(RUNNER), "--build-dir", str(build_dir()), "--net", "none",
-                        *args], capture_output=True, text=True, timeout=timeout)
+    r = run_tool([PYTHON, str(RUNNER), "--build-dir", str(build_dir()), "--net", "none", *args],
+                 timeout=timeout)
     print(r.stdout[-4000:], r.stderr[-4000:])
     return r
 
