@@ -81,7 +81,6 @@ SERVICE_NAMES = (LEASE_MANAGER, "etcd")
 ETCD_NAME = "dfuse-etcd"
 NETNS_PREFIX = "dfuse-"
 NETNS_DIR = Path("/run/netns")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A failed point keeps this much of the end of each daemon's log (collect_logs
 # here and in ansible_cluster.py).
@@ -453,31 +452,6 @@ def tail(path: str | os.PathLike, lines: int = 20) -> str:
 # network namespaces
 
 
-def cpu_groups_supported() -> tuple[bool, str]:
-    """Whether this machine can give each node a CPU group (cgroup v2 with the cpu
-    controller at /sys/fs/cgroup, and root), and why not."""
-    try:
-        controllers = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
-    except OSError:
-        return False, f"no cgroup v2 hierarchy at {CGROUP_ROOT}"
-    if "cpu" not in controllers:
-        return False, f"the cgroup v2 hierarchy at {CGROUP_ROOT} has no cpu controller"
-    if os.geteuid() != 0:
-        return False, "CPU groups need root"
-    return True, ""
-
-
-def _enable_cpu_controller(group: Path) -> None:
-    with open(group / "cgroup.subtree_control", "w") as f:
-        f.write("+cpu")
-
-
-def join_cgroup(group: str) -> None:
-    """Moves the calling process into ``group`` (a child's preexec_fn)."""
-    with open(os.path.join(group, "cgroup.procs"), "w") as f:
-        f.write("0")
-
-
 def list_netns() -> list[str]:
     try:
         return sorted(p.name for p in NETNS_DIR.iterdir())
@@ -543,7 +517,7 @@ class Cluster:
                  storage_args: Iterable[str] = (), ready_timeout: float = 30.0,
                  progress: Optional[Callable[[str], None]] = None,
                  lease_managers: Optional[int] = None, lease_manager_args: Iterable[str] = (),
-                 tls: bool = True, cpu_groups: bool = False):
+                 tls: bool = True):
         if mode not in MODES:
             raise ClusterError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if net not in NET_MODES:
@@ -580,13 +554,6 @@ class Cluster:
         # which they accept on loopback addresses only.
         self.tls = bool(tls)
         self.etcd: dict = {}
-        # One cgroup per node (its daemon and whatever runs on it) and one for
-        # the servers, all of equal CPU weight: nodes sharing a machine's CPUs
-        # get equal shares, as nodes of a real cluster have CPUs of their own,
-        # rather than one node's busy threads starving every other node's
-        # daemon. The cluster's group (under CGROUP_ROOT) once made.
-        self.cpu_groups = bool(cpu_groups)
-        self.cgroup: Optional[str] = None
         # Whether the client binary takes --lease-manager (asked once, on first use).
         self.lease_flag: Optional[bool] = None
         self._popen: dict[int, subprocess.Popen] = {}
@@ -635,7 +602,6 @@ class Cluster:
             "lease_manager_args": self.lease_manager_args,
             "lease_managers": self.lease_managers, "etcd": self.etcd,
             "lease_flag": self.lease_flag, "tls": self.tls,
-            "cpu_groups": self.cpu_groups, "cgroup": self.cgroup,
         }
 
     def save(self) -> None:
@@ -657,9 +623,7 @@ class Cluster:
                 cache_size=d.get("cache_size"), client_args=d.get("client_args", ()),
                 storage_args=d.get("storage_args", ()),
                 lease_managers=d.get("lease_manager_count", 0),
-                lease_manager_args=d.get("lease_manager_args", ()), tls=d.get("tls", False),
-                cpu_groups=d.get("cpu_groups", False))
-        c.cgroup = d.get("cgroup")
+                lease_manager_args=d.get("lease_manager_args", ()), tls=d.get("tls", False))
         c.lease_managers = d.get("lease_managers", [])
         c.etcd = d.get("etcd", {})
         c.lease_flag = d.get("lease_flag")
@@ -697,8 +661,6 @@ class Cluster:
             for i in range(self.nodes):
                 self.mount(i).mkdir(parents=True, exist_ok=True)
             self._choose_net()
-            if self.cpu_groups:
-                self._make_cgroups()
             self.save()
             if self.net_used == "netns" and not self.tls:
                 raise ClusterError("plain text is refused off loopback, and the emulated network "
@@ -742,7 +704,6 @@ class Cluster:
         for ns in list(self.netns) + [n for n in list_netns() if n.startswith(self.tag + "-")]:
             delete_netns(ns)
         self.netns = []
-        self._remove_cgroups()
         self.status = "down"
         if self.rundir.exists():
             self.save()
@@ -755,50 +716,6 @@ class Cluster:
             with open(log, "rb") as f:
                 f.seek(max(0, log.stat().st_size - tail_bytes))
                 (dest / log.name).write_bytes(f.read())
-
-    # ---- CPU groups
-
-    def node_cgroup(self, i: Optional[int]) -> Optional[str]:
-        """Node ``i``'s CPU group (the servers' for None), or None without groups."""
-        if self.cgroup is None:
-            return None
-        return os.path.join(self.cgroup, "servers" if i is None else f"node{i}")
-
-    def _make_cgroups(self) -> None:
-        ok, why = cpu_groups_supported()
-        if not ok:
-            raise ClusterError(f"cannot give nodes CPU groups: {why}")
-        group = CGROUP_ROOT / f"dfuse-{self.tag}"
-        try:
-            _enable_cpu_controller(CGROUP_ROOT)
-            group.mkdir(exist_ok=True)
-            self.cgroup = str(group)
-            _enable_cpu_controller(group)
-            for i in [None, *range(self.nodes)]:
-                Path(self.node_cgroup(i)).mkdir(exist_ok=True)
-        except OSError as e:
-            raise ClusterError(f"cannot make the nodes' CPU groups under {group}: {e}") from None
-
-    def _remove_cgroups(self) -> None:
-        """Removes the groups once their processes are gone (a group with a
-        process left in it stays, and says so)."""
-        if self.cgroup is None:
-            return
-        group = Path(self.cgroup)
-        for child in sorted(group.glob("*/")) if group.exists() else []:
-            if (child / "cgroup.procs").exists():
-                try:
-                    child.rmdir()
-                except OSError as e:
-                    self.anomalies.append(f"CPU group {child} left behind: {e.strerror}")
-        try:
-            group.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            self.anomalies.append(f"CPU group {group} left behind: {e.strerror}")
-            return
-        self.cgroup = None
 
     # ---- network
 
@@ -1253,7 +1170,7 @@ class Cluster:
             raise ClusterError(f"{c['mountpoint']} is already mounted")
         Path(c["mountpoint"]).mkdir(parents=True, exist_ok=True)
         cmd = self._client_cmd(i)
-        proc = self._spawn(cmd, Path(c["log"]), node=i)
+        proc = self._spawn(cmd, Path(c["log"]))
         c.update(pid=proc.pid, starttime=pid_starttime(proc.pid), binary=str(binary_path(self.build_dir, self.mode)), cmd=cmd)
         self.save()
         self.progress(f"node{i} starting (pid {proc.pid}) on {c['mountpoint']}")
@@ -1397,16 +1314,13 @@ class Cluster:
 
     # ---- helpers
 
-    def _spawn(self, cmd: list[str], log: Path, node: Optional[int] = None) -> subprocess.Popen:
-        """Starts a daemon of node ``node`` (a server's for None), in its CPU group."""
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
         log.parent.mkdir(parents=True, exist_ok=True)
-        group = self.node_cgroup(node)
         with open(log, "ab") as f:
             f.write(f"==== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode())
             f.flush()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True,
-                                    preexec_fn=(lambda: join_cgroup(group)) if group else None)
+                                    start_new_session=True, close_fds=True)
         self._popen[proc.pid] = proc
         return proc
 

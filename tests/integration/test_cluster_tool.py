@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -86,40 +85,6 @@ def test_missing_binaries_are_reported(workdir):
     c = dc.Cluster(workdir / "run", mode="writethrough", build_dir=workdir / "nobuild")
     with pytest.raises(dc.ClusterError, match="missing binaries"):
         c.up()
-
-
-def cgroup_of(pid: int) -> str:
-    """The cgroup v2 path of ``pid`` ("0::/path" in /proc/PID/cgroup)."""
-    with open(f"/proc/{pid}/cgroup") as f:
-        return next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
-
-
-def test_cpu_groups_give_each_node_its_share(workdir):
-    require_fuse()
-    require_binaries("storage", "writethrough")
-    c = dc.Cluster(workdir / "run", mode="writethrough", nodes=2, net="none", tls=False,
-                   cpu_groups=True)
-    ok, why = dc.cpu_groups_supported()
-    if not ok:
-        # Asked for and not possible: a clear error, and nothing started.
-        with pytest.raises(dc.ClusterError, match=re.escape(f"cannot give nodes CPU groups: {why}")):
-            c.up()
-        assert not [mp for mp, _ in dc.list_mounts() if mp.startswith(str(c.rundir) + "/")]
-        return
-    with c:
-        group = c.cgroup
-        assert group and os.path.isdir(group)
-        rel = "/" + os.path.relpath(group, dc.CGROUP_ROOT)
-        assert cgroup_of(c.storage["pid"]) == rel + "/servers"
-        assert cgroup_of(c.lease_managers[0]["pid"]) == rel + "/servers"
-        for i in range(2):
-            assert cgroup_of(c.pid(i)) == f"{rel}/node{i}"
-            weight = (dc.CGROUP_ROOT / rel.lstrip("/") / f"node{i}" / "cpu.weight").read_text()
-            assert weight.strip() == "100"
-        assert json.loads(c.state_file.read_text())["cgroup"] == group
-    nothing_left(c.rundir)
-    assert not os.path.exists(group), "CPU groups left behind"
-    assert not c.anomalies, c.anomalies
 
 
 def test_cli_up_status_down(workdir):

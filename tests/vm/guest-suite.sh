@@ -37,9 +37,6 @@ done
 # weakwriteback takes no lease, so dfuse.ko runs it as stock FUSE would: the
 # host's test_multinode covers it, and the files above run it on dfuse.ko.
 DFUSE_TEST_MODES=dfuse,writethrough pytest tests/integration/test_multinode.py || failed=1
-# The host has no cgroup v2 cpu controller; the guest does (make reproduce
-# gives its nodes CPU groups).
-pytest "tests/integration/test_cluster_tool.py::test_cpu_groups_give_each_node_its_share" || failed=1
 for t in test_differential.py test_durability.py \
 	"test_faults.py::test_failed_revoke_write_back_never_overwrites_the_new_holder"; do
 	DFUSE_TEST_MODES=dfuse pytest "tests/integration/$t" || failed=1
