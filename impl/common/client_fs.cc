@@ -366,36 +366,33 @@ void ClientFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* in, int to_s
   // changing any of them is a write (leased modes revoke other nodes'
   // cached copies).
   const bool regular = self->inodes_.IsRegular(gfid);
+  int err = 0;
   if ((valid & proto::SETATTR_SIZE) || regular) {
-    int err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
-    if (err != 0) {
-      fuse_reply_err(req, err);
-      return;
-    }
+    err = self->consistency_->Enter(gfid, ConsistencyPolicy::Access::kWrite, &hold);
   }
-  // Taken after Enter: the token is the WRITE lease's (dfuse's kernel holds
-  // it while it sends a size change).
-  Fence fence = self->consistency_->WriteFence(gfid);
-  sreq.set_fencing_token(fence.token);
-  sreq.set_fencing_proof(std::move(fence.proof));
-  if ((valid & ~proto::SETATTR_SIZE) != 0 && regular) {
+  if (err == 0 && (valid & ~proto::SETATTR_SIZE) != 0 && regular) {
     // Data written before the change reaches storage before it, as the
     // kernel writes its own pages back before such a SETATTR: written back
     // later, it would set a later mtime over an explicit one, or clear the
     // set-ID bits a chmod just set.
-    if (int err = self->cache_->Flush(gfid); err != 0) {
-      fuse_reply_err(req, err);
-      return;
-    }
-  }
-  if (valid & proto::SETATTR_SIZE) {
-    // Dirty bytes below the new end must reach storage in order with the
-    // truncate; bytes past it are dropped.
-    self->cache_->Truncate(gfid, sreq.size());
+    err = self->cache_->Flush(gfid);
   }
   proto::Attr attr;
-  int err = self->storage_->SetAttr(sreq, &attr);
-  // truncate(2) announces itself like a write(2).
+  if (err == 0) {
+    // Taken after Enter: the token is the WRITE lease's (dfuse's kernel
+    // holds it while it sends a size change).
+    Fence fence = self->consistency_->WriteFence(gfid);
+    sreq.set_fencing_token(fence.token);
+    sreq.set_fencing_proof(std::move(fence.proof));
+    if (valid & proto::SETATTR_SIZE) {
+      // Dirty bytes below the new end must reach storage in order with the
+      // truncate; bytes past it are dropped.
+      self->cache_->Truncate(gfid, sreq.size());
+    }
+    err = self->storage_->SetAttr(sreq, &attr);
+  }
+  // truncate(2) announces itself like a write(2), and the announcement ends
+  // however the truncate does: a policy waits for announced writes to end.
   if (valid & proto::SETATTR_SIZE) self->consistency_->WriteDone(gfid, {fuse_req_ctx(req)->pid});
   if (err != 0) {
     fuse_reply_err(req, err);
