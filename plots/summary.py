@@ -130,7 +130,36 @@ def consistency(run: Path) -> list[str]:
             + table(["mode", "operations", "non-linearizable registers"], body))
 
 
-SECTIONS = (fig6, fig7, fig8, fig9, consistency)
+# A fio point whose busiest node did this many times the median node's operations
+# was carried by that node: its sum says little about the others.
+UNEVEN = 10.0
+
+
+def node_balance(run: Path) -> list[str]:
+    """fio points one node carried (node_spread at least UNEVEN), so that a reader of
+    the ratios above knows which sums one node made."""
+    body = []
+    for fig in ("fig6", "fig7", "fig8"):
+        try:
+            rows = common.read_rows(run, fig)
+        except common.MissingData:
+            continue
+        for r in rows:
+            spread = r.get("node_spread")
+            if isinstance(spread, (int, float)) and spread >= UNEVEN:
+                point = (f"{r['pattern']} {r['read_pct']}:{100 - r['read_pct']}, "
+                         f"{r['contention_pct']} % contention, {r['nodes']} nodes")
+                body.append([fig, point, r["mode"], f"{spread:.0f}x"])
+    if not body:
+        return []
+    return (["## Points one node carried", "",
+             f"At these fio points the busiest node did at least {UNEVEN:.0f} times the "
+             "operations of the median node (`node_spread`; with repetitions, the worst "
+             "one): their throughput is that node's, the others waited.", ""]
+            + table(["figure", "point", "mode", "busiest / median node"], body))
+
+
+SECTIONS = (fig6, fig7, fig8, node_balance, fig9, consistency)
 
 
 def incomplete(run: Path) -> list[str]:

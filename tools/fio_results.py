@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -90,20 +91,29 @@ def split_warmup(path: Path, warmup_path: Path) -> None:
 
 
 def summarize(outputs: list[Path]) -> dict:
-    """Sums bandwidth and operations over nodes; latency is the mean over all
-    operations (reads and writes weighted by their counts), as in the paper."""
+    """Sums bandwidth and operations over nodes (one output per node); latency is the
+    mean over all operations (reads and writes weighted by their counts), as in the
+    paper. ``node_spread``: the busiest node's operations over the median node's, how
+    unevenly the sum was made (1.0 for one node)."""
     bw = ops = iops = lat_weighted = 0.0
+    per_node = []
     for path in outputs:
+        node_ops = 0
         for job in json.loads(Path(path).read_text())["jobs"]:
             for direction in ("read", "write"):
                 d = job[direction]
                 n = d["total_ios"]
                 bw += d["bw_bytes"]
                 iops += d["iops"]
-                ops += n
+                node_ops += n
                 lat_weighted += d["lat_ns"]["mean"] * n
+        per_node.append(node_ops)
+        ops += node_ops
+    median = statistics.median(per_node) if per_node else 0
     return {"bytes_per_s": bw, "iops": iops, "ops": int(ops),
-            "lat_mean_us": lat_weighted / ops / 1000.0 if ops else 0.0}
+            "lat_mean_us": lat_weighted / ops / 1000.0 if ops else 0.0,
+            "node_ops": per_node,
+            "node_spread": round(max(per_node) / median, 2) if median > 0 else 0.0}
 
 
 def git_commit() -> str:

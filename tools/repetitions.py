@@ -13,6 +13,9 @@ import statistics
 
 # Measured quantities: the median goes into the row.
 MEASURED = ("throughput_mib_s", "throughput_mb_s", "lat_mean_ms", "ops", "fsync_s", "races")
+# Quantities whose worst repetition goes into the row: one repetition in which a node
+# did far more than the others is worth seeing.
+WORST = ("node_spread",)
 # The headline quantities also get <field>_min and <field>_max.
 SPREAD_FIELDS = ("throughput_mib_s", "throughput_mb_s", "lat_mean_ms")
 
@@ -41,6 +44,9 @@ def combine(rows: list[dict]) -> dict:
         out[f] = round(median, 4) if isinstance(median, float) else median
         if f in SPREAD_FIELDS:
             out[f"{f}_min"], out[f"{f}_max"] = min(values), max(values)
+    for f in WORST:
+        if f in out:
+            out[f] = max(r[f] for r in rows)
     out["repeats"] = len(rows)
     return out
 

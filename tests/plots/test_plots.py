@@ -41,7 +41,7 @@ def fio_row(fig, mode, pattern, read_pct, contention, nodes):
     return {"figure": fig, "mode": mode, "pattern": pattern, "read_pct": read_pct,
             "contention_pct": contention, "nodes": nodes, "threads_per_node": 4,
             "throughput_mib_s": mb / 1.048576, "throughput_mb_s": mb,
-            "lat_mean_ms": 1.0 / SPEED[mode], "ops": 1000}
+            "lat_mean_ms": 1.0 / SPEED[mode], "ops": 1000, "node_spread": 1.2}
 
 
 @pytest.fixture
@@ -181,6 +181,20 @@ def test_summary_of_a_run_that_stopped_says_why_first(run: Path):
     text = summary.summarize(run)
     assert text.index("**This run did not complete** (failed): raw/writethrough/x-node7.json: "
                       "a thread outlasted the runtime.") < text.index("## Headline")
+
+
+def test_summary_names_the_points_one_node_carried(run: Path):
+    assert "## Points one node carried" not in summary.summarize(run)  # all even
+    path = run / "fig7.csv"
+    rows = list(csv.DictReader(open(path, newline="")))
+    for r in rows:
+        if r["mode"] == "dfuse" and r["contention_pct"] == "100":
+            r["node_spread"] = "263.7"
+    write(path, list(rows[0]), rows)
+    text = summary.summarize(run)
+    carried = text[text.index("## Points one node carried"):text.index("## Fig. 9")]
+    assert "| fig7 | random 50:50, 100 % contention, 4 nodes | dfuse | 264x |" in carried
+    assert carried.count("| fig7 |") == 1
 
 
 def test_summary_without_dfuse_still_states_the_baselines_ratio(run: Path):

@@ -17,8 +17,8 @@ from fio_results import FioOutputError, check_output, split_warmup, summarize  #
 
 
 def fio_json(tmp_path: Path, reads=100, writes=100, runtime_ms=4000, error=0,
-             slowest_write_ms=0.005) -> Path:
-    path = tmp_path / "node0.json"
+             slowest_write_ms=0.005, node=0) -> Path:
+    path = tmp_path / f"node{node}.json"
     job = {"jobname": "random", "error": error, "job_runtime": runtime_ms,
            "read": {"total_ios": reads, "bw_bytes": reads * 4096, "iops": reads,
                     "lat_ns": {"mean": 1000.0, "max": 2000.0}},
@@ -33,6 +33,17 @@ def test_a_whole_run_passes_and_sums(tmp_path):
     check_output(path, threads=2, runtime_s=2, read_pct=50)
     s = summarize([path])
     assert s["ops"] == 200 and s["lat_mean_us"] == pytest.approx(2.0)
+
+
+def test_the_sum_says_how_unevenly_the_nodes_made_it(tmp_path):
+    even = [fio_json(tmp_path, reads=100, writes=100, node=i) for i in range(3)]
+    assert summarize(even)["node_spread"] == 1.0
+    # One node of four did 100 times the median node's operations: it carried the sum.
+    uneven = [fio_json(tmp_path, reads=n, writes=n, node=i)
+              for i, n in enumerate((10, 12, 1200, 11))]
+    s = summarize(uneven)
+    assert s["node_ops"] == [20, 24, 2400, 22] and s["node_spread"] == 104.35
+    assert s["ops"] == 2466
 
 
 @pytest.mark.parametrize("kw, read_pct, message", [

@@ -27,6 +27,11 @@ def test_the_median_and_the_extremes_of_each_headline_quantity():
     assert r["mode"] == "dfuse" and r["nodes"] == 4  # what the point is, unchanged
 
 
+def test_the_most_uneven_repetition_is_kept():
+    rows = [dict(row(10.0, 4.0, 100), node_spread=s) for s in (1.1, 263.7, 1.3)]
+    assert repetitions.combine(rows)["node_spread"] == 263.7
+
+
 def test_one_repetition_has_no_spread_and_none_is_an_error():
     r = repetitions.combine([row(10.0, 4.0, 100)])
     assert r["repeats"] == 1 and r["throughput_mb_s_min"] == r["throughput_mb_s_max"] == 10.0
