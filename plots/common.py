@@ -60,6 +60,21 @@ def lookup(rows: list[dict], **match) -> dict | None:
     return None
 
 
+def point_text(match: dict) -> str:
+    """A point named by its columns, e.g. "random 50:50 100% contention 4 nodes"."""
+    parts = []
+    for k, v in match.items():
+        if k == "read_pct":
+            parts.append(f"{v}:{100 - int(v)}")
+        elif k == "contention_pct":
+            parts.append(f"{v}% contention")
+        elif k == "nodes":
+            parts.append(f"{v} nodes")
+        else:
+            parts.append(str(v))
+    return " ".join(parts)
+
+
 def value(rows: list[dict], field: str, **match) -> float:
     r = lookup(rows, **match)
     return float(r[field]) if r else float("nan")

@@ -79,20 +79,6 @@ def compare(run_a: Path, run_b: Path, mode: str, base: str, field: str,
     return out
 
 
-def point_text(match: dict) -> str:
-    parts = []
-    for k, v in match.items():
-        if k == "read_pct":
-            parts.append(f"{v}:{100 - int(v)}")
-        elif k == "contention_pct":
-            parts.append(f"{v}% contention")
-        elif k == "nodes":
-            parts.append(f"{v} nodes")
-        else:
-            parts.append(str(v))
-    return " ".join(parts)
-
-
 def report(entries: list[dict], run_a: Path, run_b: Path, mode: str, base: str, field: str,
            tolerance: float) -> str:
     lines = [f"# {mode} / {base} ({field}): `{run_a.name}` against `{run_b.name}`", "",
@@ -100,8 +86,9 @@ def report(entries: list[dict], run_a: Path, run_b: Path, mode: str, base: str, 
              "", f"| figure | point | {run_a.name} | {run_b.name} | apart | within |",
              "|---|---|---|---|---|---|"]
     for e in entries:
-        lines.append(f"| {e['figure']} | {point_text(e['point'])} | {e['a']:.2f}x | {e['b']:.2f}x "
-                     f"| {e['apart']:.2f}x | {'yes' if within(e, tolerance) else '**no**'} |")
+        lines.append(f"| {e['figure']} | {common.point_text(e['point'])} | {e['a']:.2f}x "
+                     f"| {e['b']:.2f}x | {e['apart']:.2f}x "
+                     f"| {'yes' if within(e, tolerance) else '**no**'} |")
     agree = sum(within(e, tolerance) for e in entries)
     lines += ["", f"{agree} of {len(entries)} points within {tolerance * 100:.0f} %."]
     return "\n".join(lines) + "\n"

@@ -147,8 +147,8 @@ def node_balance(run: Path) -> list[str]:
         for r in rows:
             spread = r.get("node_spread")
             if isinstance(spread, (int, float)) and spread >= UNEVEN:
-                point = (f"{r['pattern']} {r['read_pct']}:{100 - r['read_pct']}, "
-                         f"{r['contention_pct']} % contention, {r['nodes']} nodes")
+                point = common.point_text({k: r[k] for k in ("pattern", "read_pct",
+                                                             "contention_pct", "nodes")})
                 body.append([fig, point, r["mode"], f"{spread:.0f}x"])
     if not body:
         return []

@@ -193,7 +193,7 @@ def test_summary_names_the_points_one_node_carried(run: Path):
     write(path, list(rows[0]), rows)
     text = summary.summarize(run)
     carried = text[text.index("## Points one node carried"):text.index("## Fig. 9")]
-    assert "| fig7 | random 50:50, 100 % contention, 4 nodes | dfuse | 264x |" in carried
+    assert "| fig7 | random 50:50 100% contention 4 nodes | dfuse | 264x |" in carried
     assert carried.count("| fig7 |") == 1
 
 
