@@ -26,6 +26,12 @@ constexpr char kCapabilityXattr[] = "security.capability";
 
 // How long a reply waits for a moved directory's old dentry to be dropped.
 constexpr std::chrono::milliseconds kAliasSettleTimeout{100};
+// How long a lookup waits for the moved directories' old dentries queued
+// before it (DirAliases::WaitQueuedSettled). Longer than the above: it is
+// the retry's chance, and a lookup that itself blocks an invalidation (one
+// under the directory lock it needs) only happens right after a move seen
+// from another node.
+constexpr std::chrono::milliseconds kLookupSettleTimeout{250};
 
 struct timespec ToTimespec(int64_t ns) {
   struct timespec ts;
@@ -260,6 +266,16 @@ void ClientFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   self->Count("lookup");
   proto::Attr attr;
   int err = self->storage_->Lookup(self->Gfid(parent), name, &attr);
+  // Most lookups come from path walks, which hold no directory lock: the
+  // moment for the invalidations of moved directories to take the locks
+  // they need, among them the one a rename's ESTALE retry walks through.
+  // A lookup that finds a directory still being invalidated is most likely
+  // the syscall that holds the lock that invalidation needs (it found the
+  // move, or its kernel looked the name up twice): it waits only for that
+  // one, and briefly (ReplyEntry).
+  const bool moving =
+      err == 0 && S_ISDIR(attr.mode()) && self->dir_aliases_.Pending(self->Ino(attr.gfid()));
+  if (!moving) self->dir_aliases_.WaitQueuedSettled(kLookupSettleTimeout);
   if (err == ENOENT && self->policy_.negative_timeout > 0) {
     fuse_entry_param e;
     std::memset(&e, 0, sizeof(e));  // ino 0: a cacheable negative entry

@@ -36,12 +36,24 @@ void DirAliases::Seen(fuse_ino_t ino, fuse_ino_t parent, const std::string& name
   stale_.push_back({ino, it->second.first, std::move(it->second.second)});
   it->second = {parent, name};
   pending_[ino]++;
+  queued_++;
   cv_.notify_one();
 }
 
 void DirAliases::WaitSettled(fuse_ino_t ino, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> l(mu_);
   settled_cv_.wait_for(l, timeout, [&] { return stopping_ || !pending_.count(ino); });
+}
+
+bool DirAliases::Pending(fuse_ino_t ino) {
+  std::lock_guard<std::mutex> l(mu_);
+  return pending_.count(ino) != 0;
+}
+
+void DirAliases::WaitQueuedSettled(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  const uint64_t target = queued_;
+  settled_cv_.wait_for(l, timeout, [&] { return stopping_ || done_ >= target; });
 }
 
 void DirAliases::Forget(fuse_ino_t ino) {
@@ -65,6 +77,7 @@ void DirAliases::Run() {
     }
     l.lock();
     if (--pending_[st.ino] == 0) pending_.erase(st.ino);
+    done_++;
     settled_cv_.notify_all();
   }
 }

@@ -31,8 +31,12 @@ namespace dfuse {
 // hands the kernel such a directory first waits, briefly, for that
 // invalidation: when the waiting syscall itself holds a lock the
 // invalidation needs, the wait times out, the kernel fails the lookup with
-// ESTALE and retries it after dropping its locks, and the retry finds the
-// invalidation done.
+// ESTALE and retries it once after dropping its locks. The retry walks the
+// path again, revalidating its directories with lookups that hold no lock:
+// those wait for the queued invalidations (WaitQueuedSettled), so the
+// invalidation gets its lock there instead of having to win a race for it
+// in the instant between the two attempts (which, on a loaded machine, it
+// can lose: the retry then fails with ESTALE too).
 class DirAliases {
  public:
   explicit DirAliases(StatsRegistry* stats);
@@ -53,6 +57,11 @@ class DirAliases {
   // Waits up to `timeout` until no invalidation for directory `ino` is
   // pending. Call before replying with the directory.
   void WaitSettled(fuse_ino_t ino, std::chrono::milliseconds timeout);
+  // Whether an invalidation for directory `ino` is queued or running.
+  bool Pending(fuse_ino_t ino);
+  // Waits up to `timeout` until every invalidation queued before the call
+  // is done. Call in a lookup before replying.
+  void WaitQueuedSettled(std::chrono::milliseconds timeout);
   // The kernel no longer knows directory `ino`.
   void Forget(fuse_ino_t ino);
 
@@ -70,6 +79,9 @@ class DirAliases {
   std::unordered_map<fuse_ino_t, int> pending_;  // invalidations queued or running
   std::condition_variable settled_cv_;
   std::deque<Stale> stale_;
+  // Invalidations queued and done so far; one thread runs them in order.
+  uint64_t queued_ = 0;
+  uint64_t done_ = 0;
   bool stopping_ = false;
   EntryInvalidator invalidate_;
   std::thread thread_;

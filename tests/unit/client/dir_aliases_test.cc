@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -99,6 +100,46 @@ TEST(DirAliasesTest, ReplyWaitsForThePendingInvalidationUpToItsTimeout) {
   kernel.Release();
   aliases.WaitSettled(10, milliseconds(5000));
   EXPECT_EQ(kernel.count(), 1u);
+}
+
+TEST(DirAliasesTest, LookupWaitsForEveryInvalidationQueuedBeforeIt) {
+  StatsRegistry stats;
+  FakeKernel kernel(/*gated=*/true);
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "old");
+  EXPECT_FALSE(aliases.Pending(10));
+  aliases.Seen(10, 2, "new");
+  EXPECT_TRUE(aliases.Pending(10));
+  EXPECT_FALSE(aliases.Pending(11));
+  const auto start = std::chrono::steady_clock::now();
+  aliases.WaitQueuedSettled(milliseconds(200));  // a lookup under the lock it needs
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(190));
+  EXPECT_EQ(kernel.count(), 0u);
+  // A lookup that holds no lock: the invalidation goes ahead while it waits.
+  std::thread unlock([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    kernel.Release();
+  });
+  aliases.WaitQueuedSettled(milliseconds(10000));
+  EXPECT_EQ(kernel.count(), 1u);
+  EXPECT_FALSE(aliases.Pending(10));
+  unlock.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));
+}
+
+TEST(DirAliasesTest, LookupDoesNotWaitWithNothingQueued) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "old");
+  aliases.Seen(10, 2, "new");
+  kernel.WaitFor(1);
+  aliases.WaitSettled(10, milliseconds(5000));
+  const auto start = std::chrono::steady_clock::now();
+  aliases.WaitQueuedSettled(milliseconds(5000));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
 }
 
 TEST(DirAliasesTest, ForgottenDirectoryStartsAfresh) {
