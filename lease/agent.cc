@@ -323,7 +323,6 @@ void LeaseAgent::SendAcquire(const Request& req) {
 void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent) {
   term_ = milliseconds(welcome.term_ms());
   margin_ = std::min(options_.drift_margin, term_ / 4);
-  SetValidUntil(hello_sent + term_ - margin_);
   if (!welcome.resumed()) {
     // A new session holds only what it reclaimed.
     const std::unordered_set<uint64_t> kept(welcome.reclaimed().begin(), welcome.reclaimed().end());
@@ -333,6 +332,8 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
       }
     }
   }
+  // After the losses: whoever sees the new term trusted sees them counted.
+  SetValidUntil(hello_sent + term_ - margin_);
   connected_ = true;
   generation_++;
   welcomes_++;
@@ -491,6 +492,7 @@ void LeaseAgent::NoteClaim() {
 
 void LeaseAgent::Lose(uint64_t gfid, File& file) {
   losses_->Add();
+  lost_.fetch_add(1, std::memory_order_release);
   file.held = LeaseMode::kNone;
   file.token = 0;
   file.losses++;

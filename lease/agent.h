@@ -139,6 +139,14 @@ class LeaseAgent {
     return Clock::now().time_since_epoch().count() <
            trusted_until_.load(std::memory_order_acquire);
   }
+  // How many leases this agent has lost (the session ended without its
+  // leases, or their term ran out) since it started. Lock-free, for the
+  // same callers as Trusted(): a cache that records it when it sees its
+  // lease held and finds it unchanged later has lost nothing meanwhile.
+  // Trusted() alone cannot say so: a new session makes it true again while
+  // the handler has yet to drop what the old one lost. Read after Trusted():
+  // a loss is counted before the renewal that follows it is published.
+  uint64_t Losses() const { return lost_.load(std::memory_order_acquire); }
   // How much longer Trusted() stays true if no renewal comes (zero once it
   // is false): the most a cache that is not checked on every use (the
   // kernel's attributes) may be trusted for.
@@ -322,6 +330,7 @@ class LeaseAgent {
   // valid_until_, for Trusted() (written under mu_).
   std::atomic<Clock::rep> trusted_until_{0};
   void SetValidUntil(Clock::time_point t);
+  std::atomic<uint64_t> lost_{0};  // for Losses() (written under mu_)
   Clock::time_point next_heartbeat_;
   uint64_t heartbeat_seq_ = 0;
   std::deque<std::pair<uint64_t, Clock::time_point>> heartbeats_;  // unacked: (seq, sent)

@@ -26,6 +26,10 @@ struct LeaseGate::File {
   std::shared_mutex io_mu;  // shared: requests; exclusive: revocation
   LeaseMode held = LeaseMode::kNone;  // guarded by io_mu
   uint64_t epoch = 0;                 // guarded by io_mu; see Access::epoch
+  // Guarded by io_mu: the agent's Losses() when `held` was last confirmed.
+  // Once it differs, `held` may be a lease the session lost whose drop has
+  // not run here yet: not served from until the agent confirms it again.
+  uint64_t losses = 0;
   // Written under io_mu; read without it, by write-back that may run inside
   // a revoke (which holds io_mu exclusively).
   std::atomic<uint64_t> token{0};
@@ -85,6 +89,14 @@ std::shared_ptr<LeaseGate::File> LeaseGate::Get(uint64_t gfid) {
 
 uint64_t LeaseGate::Access::epoch() const { return file_ ? file_->epoch : 0; }
 
+bool LeaseGate::HeldNow(const File& f, LeaseMode mode) const {
+  // Past the term the manager may already have given the lease to someone
+  // else, before the agent's timer drops it here; and a new session that
+  // lost it makes the term trusted again before the drop has run here.
+  // Trusted() first: see LeaseAgent::Losses().
+  return f.held >= mode && agent_->Trusted() && agent_->Losses() == f.losses;
+}
+
 void LeaseGate::StartAsking(File* f) {
   std::lock_guard<std::mutex> l(mu_);
   f->asking++;
@@ -100,15 +112,14 @@ int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
   bool asked = false;  // counted in f->asking until entered or failed
   for (;;) {
     std::shared_lock<std::shared_mutex> lock(f->io_mu);
-    // Past the term the manager may already have given the lease to
-    // someone else, before the agent's timer drops it here.
-    if (f->held >= mode && agent_->Trusted()) {
+    if (HeldNow(*f, mode)) {
       if (asked) DoneAsking(f.get());
       access->file_ = std::move(f);
       access->lock_ = std::move(lock);
       return 0;
     }
     const uint64_t asked_at = f->epoch;
+    const uint64_t losses_at_ask = agent_->Losses();
     lock.unlock();
     // Not held: ask the manager, without holding the I/O lock (a revoke of
     // this file may need it meanwhile).
@@ -130,10 +141,17 @@ int LeaseGate::Enter(uint64_t gfid, LeaseMode mode, Access* access) {
     // request's if no Revoke ran since before it asked, and a revoke that
     // came right after the grant waits for the request (or lingers for
     // it). A Revoke that ran meanwhile may have given this very grant back
-    // already, however soon the grant arrived: then ask again.
-    if (agent_->Holds(gfid, mode, &token) || (f->epoch == asked_at && agent_->Trusted())) {
+    // already, however soon the grant arrived: then ask again. So may a
+    // lost session: then the grant is only good if the agent still has it.
+    const bool trusted = agent_->Trusted();
+    const uint64_t losses = agent_->Losses();
+    if (agent_->Holds(gfid, mode, &token) ||
+        (f->epoch == asked_at && trusted && losses == losses_at_ask)) {
+      // What was held before a loss is not held any more than asked now.
+      if (losses != f->losses) f->held = LeaseMode::kNone;
       if (mode > f->held) f->held = mode;
       if (mode == LeaseMode::kWrite) f->token = token;
+      f->losses = losses;
     }
   }
 }
@@ -147,7 +165,7 @@ bool LeaseGate::TryEnter(uint64_t gfid, LeaseMode mode, Access* access) {
     f = it->second;
   }
   std::shared_lock<std::shared_mutex> lock(f->io_mu, std::try_to_lock);
-  if (!lock.owns_lock() || f->held < mode || !agent_->Trusted()) return false;
+  if (!lock.owns_lock() || !HeldNow(*f, mode)) return false;
   access->file_ = std::move(f);
   access->lock_ = std::move(lock);
   return true;

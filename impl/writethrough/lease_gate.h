@@ -200,6 +200,8 @@ class LeaseGate {
   };
 
   std::shared_ptr<File> Get(uint64_t gfid);
+  // Whether f's lease covers `mode` right now (f.io_mu held).
+  bool HeldNow(const File& f, LeaseMode mode) const;
   // A request of this node asks the manager for f's lease / has it now, or
   // gave up (counted in File::asking).
   void StartAsking(File* f);

@@ -324,5 +324,41 @@ TEST_F(UserspaceLeasesTest, ALingeringNodeGivesTheLeaseUpOnceUsed) {
   EXPECT_EQ(a().WriteToken(gfid_), 0u);
 }
 
+// A manager that restarts without a reclaim window gives the node a new
+// session without its lease, and the session is trusted again at once. The
+// gate drops the lost lease only once the request still in flight under it
+// is done; until then no further request is served from it: the next one
+// asks the new manager, after the drop.
+TEST_F(UserspaceLeasesTest, ALeaseTheSessionLostIsNotServedFromBeforeItIsDropped) {
+  Hold in_flight;
+  ASSERT_EQ(a().Enter(gfid_, Access::kWrite, &in_flight), 0);
+  const int port = manager_->port();
+  manager_->Shutdown();
+  manager_.reset();
+  lease::ManagerOptions o;
+  o.listen = "127.0.0.1:" + std::to_string(port);
+  o.epoch = 2;
+  o.term_ms = 10000;
+  std::string error;
+  manager_ = lease::ManagerServer::Start(o, &error);
+  ASSERT_NE(manager_, nullptr) << error;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (nodes_[0]->Counter("lease.losses") == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(nodes_[0]->Counter("lease.losses"), 1u) << "the new session did not drop the lease";
+
+  auto next = std::async(std::launch::async, [&] {
+    Hold h;
+    return a().Enter(gfid_, Access::kRead, &h);
+  });
+  EXPECT_EQ(next.wait_for(milliseconds(300)), std::future_status::timeout)
+      << "served from the lease the session lost";
+  in_flight.reset();  // the drop can run now, then the request asks again
+  ASSERT_EQ(next.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(next.get(), 0);
+  EXPECT_EQ(a().WriteToken(gfid_), 0u);
+}
+
 }  // namespace
 }  // namespace dfuse
