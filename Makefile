@@ -42,7 +42,7 @@ sanitize: setup
 	  $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L unit -LE python
-	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure \
+	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) \
 	  -R '^integration[.](multinode|durability|shutdown|consistency)$$'
 
 # The libFuzzer targets (tests/fuzz), built with clang, AddressSanitizer and
@@ -57,7 +57,7 @@ fuzz: setup
 	  -DDFUSE_SANITIZE=address,undefined -DBUILD_TESTING=OFF -DDFUSE_BENCH=OFF \
 	  -DDFUSE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target dfuse_fuzz_targets
-	cd $(FUZZ_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -L fuzz
+	cd $(FUZZ_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L fuzz
 
 fuzz-long: fuzz
 	$(SANITIZE_ENV) $(PYTHON) tools/dfuse-fuzz --build $(FUZZ_BUILD) --out results/fuzz \
