@@ -19,7 +19,7 @@ export DFUSE_FUSE_DEVICE=/dev/dfuse
 export DFUSE_CLUSTER_TIMEOUT=120
 export DFUSE_VM_CHECK_OPS=${DFUSE_VM_CHECK_OPS:-4000}
 export DFUSE_REVOKE_LOAD_SECONDS=${DFUSE_REVOKE_LOAD_SECONDS:-60}
-export DFUSE_DIFF_OPS=${DFUSE_DIFF_OPS:-1500}
+export DFUSE_DIFF_OPS=${DFUSE_DIFF_OPS:-1000}
 export PYTHONDONTWRITEBYTECODE=1
 pytest() {
 	/usr/bin/python3 -m pytest -v -rs --durations=15 -p no:cacheprovider "$@"
