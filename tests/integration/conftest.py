@@ -42,6 +42,16 @@ MODES = _modes()
 STRONG_MODES = tuple(m for m in MODES if m in dc.LEASE_MODES)
 
 
+def modes_of(*modes: str) -> tuple:
+    """Those of ``modes`` under test: a test written for some modes runs only
+    where they are (the VM suite leaves out what the host covers on stock FUSE)."""
+    return tuple(m for m in modes if m in MODES)
+
+
+only_if_weakwriteback = pytest.mark.skipif(
+    "weakwriteback" not in MODES, reason="weakwriteback is not under test (DFUSE_TEST_MODES)")
+
+
 def require_dfuse_module() -> None:
     if not os.path.exists(dc.DFUSE_DEVICE):
         pytest.skip("dfuse.ko is not loaded (/dev/dfuse missing): run in the VM testbed")

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import MODES, STRONG_MODES
+from conftest import MODES, STRONG_MODES, modes_of, only_if_weakwriteback
 
 NODES = 3
 WEAK_TIMEOUT = float(os.environ.get("DFUSE_WEAK_ATTR_TIMEOUT", "1.0"))
@@ -122,7 +122,7 @@ def opened(path, flags=os.O_RDONLY) -> tuple[int, bytes]:
         os.close(fd)
 
 
-@pytest.mark.parametrize("mode", ["writethrough", "weakwriteback"])
+@pytest.mark.parametrize("mode", modes_of("writethrough", "weakwriteback"))
 def test_other_node_sees_overwrite_append_and_truncate(make_cluster, mode):
     """Close-to-open on a file the reader HAS cached: every change is seen by the next open."""
     c = make_cluster(mode, nodes=NODES)
@@ -193,6 +193,7 @@ def test_link_count_changed_elsewhere_is_seen_at_once(make_cluster, mode):
         os.close(fd)
 
 
+@only_if_weakwriteback
 def test_weakwriteback_open_file_sees_growth_at_the_next_open(make_cluster):
     """A node that keeps the file open cannot have its inode replaced: the next open
     still drops its pages and takes the grown size."""
@@ -266,6 +267,7 @@ def test_an_explicit_mtime_outlasts_the_data_written_before_it(make_cluster, mod
     assert (b / "f").read_bytes() == payload("m", 10000)
 
 
+@only_if_weakwriteback
 def test_weakwriteback_without_xattrs_asks_nothing_per_write(make_cluster):
     """weakwriteback --no-xattr: the first xattr call is answered ENOSYS and the
     kernel asks no more (no security.capability lookup per write(2)); the data
