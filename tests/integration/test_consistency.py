@@ -22,6 +22,7 @@ Multi-node writethrough (strong, with leases) is checked in test_leases.py.
 import json
 import os
 import subprocess
+import time
 
 
 from conftest import checker_path
@@ -89,28 +90,37 @@ def test_missing_mount_is_a_clear_usage_error(workdir):
     assert str(missing) in lines[-1] and "No such file or directory" in lines[-1], r.stderr
     assert run_checker(["--help"]).returncode == 0
     assert run_checker(["run"]).returncode == 2  # --mount is required
+    late = run_checker(["run", "--mount", workdir, "--start-at", time.time() + 7200])
+    assert late.returncode == 2 and "--start-at" in late.stderr.splitlines()[0], late.stderr
 
 
 def run_per_node_and_merge(workdir, mounts, bound_ns, ops=3000, procs=2, files=1, blocks=8):
     """One `run` per mount with its own --first-node, as one per host on a cluster, and a
-    `check` of the histories together, each widened by +-bound_ns."""
+    `check` of the histories together, each widened by +-bound_ns. The runs start together
+    (--start-at): each takes a few tens of milliseconds, and runs started one after another
+    barely overlap, or not at all on a loaded machine."""
     layout = ["--files", files, "--blocks", blocks]
     assert run_checker(["prepare", "--mount", mounts[0], *layout]).returncode == 0
+    start_at = f"{time.time() + 3:.3f}"
     procs_, histories = [], []
     for i, m in enumerate(mounts):
         histories.append(workdir / f"history-{i}.jsonl")
         cmd = [str(checker_path()), "run", "--mount", m, "--first-node", i, "--procs", procs,
                "--ops", ops // len(mounts), *layout, "--seed", 7, "--no-create", "--clock",
                "realtime", "--no-check", "--history", "-", "--duration-limit", 90,
-               "--no-progress"]
+               "--no-progress", "--start-at", start_at]
         with open(histories[-1], "w") as out:
             procs_.append(subprocess.Popen(list(map(str, cmd)), stdout=out))
     assert [p.wait(timeout=150) for p in procs_] == [0] * len(mounts)
+    spans = []
     for i, h in enumerate(histories):
         ops_ = [json.loads(line) for line in h.read_text().splitlines()]
+        spans.append((min(op["invoke_ns"] for op in ops_), max(op["return_ns"] for op in ops_)))
         assert len(ops_) == ops // len(mounts)
         assert {op["node"] for op in ops_} == {i}
         assert {op["process"] for op in ops_} == set(range(i * procs, (i + 1) * procs))
+    # No run began after another ended: they ran at the same time.
+    assert max(b for b, _ in spans) < min(e for _, e in spans), spans
     report = workdir / "merged-report.json"
     args = ["check", "--report", report]
     for h in histories:

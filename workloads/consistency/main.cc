@@ -2,6 +2,7 @@
 // system and checks that the history it recorded is linearizable
 // (ARCHITECTURE.md section 9), or checks histories recorded earlier: one
 // host's, or several hosts' merged onto one clock (merge.h).
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -116,6 +117,12 @@ int Main(int argc, char** argv) {
                    "This host's first node number (one run per host, histories merged later)")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1u << 16));
+  double start_at = 0;
+  run_cmd
+      ->add_option("--start-at", start_at,
+                   "Start the workers at this wall-clock time (seconds since the epoch), so "
+                   "runs on several hosts overlap")
+      ->check(CLI::NonNegativeNumber);
   run_cmd->add_flag("!--no-create", run.create_files,
                     "Use the shared files another run's 'prepare' made");
   run_cmd
@@ -162,6 +169,15 @@ int Main(int argc, char** argv) {
     // Written values are (worker id << 40) | sequence: ids need 24 bits.
     if (*run_cmd && (uint64_t{run.first_node} + run.mounts.size()) * run.procs > (1u << 24)) {
       throw CLI::ValidationError("--first-node", "(first node + mounts) x procs exceeds 2^24");
+    }
+    if (start_at > 0) {
+      const double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      if (start_at > now + 3600) {
+        throw CLI::ValidationError("--start-at", "is more than an hour from now");
+      }
+      run.start_at_ns = static_cast<int64_t>(start_at * 1e9);
     }
   } catch (const CLI::Success& e) {
     return app.exit(e);

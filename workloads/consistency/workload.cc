@@ -118,6 +118,12 @@ int RunWorker(const RunOptions& o, uint32_t worker, uint64_t quota, const std::s
   const uint32_t id = o.first_node * o.procs + worker;  // unique across hosts
   try {
     const std::vector<int> fds = OpenFiles(o, o.mounts[node]);
+    if (o.start_at_ns > 0) {
+      const timespec at = {static_cast<time_t>(o.start_at_ns / 1'000'000'000),
+                           static_cast<long>(o.start_at_ns % 1'000'000'000)};
+      while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, nullptr) == EINTR) {
+      }
+    }
     FILE* out = fopen(out_path.c_str(), "wb");
     if (out == nullptr) throw std::runtime_error(ErrnoText("cannot create " + out_path));
     std::mt19937_64 rng(SplitMix64(o.seed ^ SplitMix64(id)));
@@ -211,7 +217,8 @@ RunResult RunWorkload(const RunOptions& o) {
   SharedCounters shared(workers);
   TempDir tmp;
   std::vector<pid_t> pids;
-  const int64_t start = NowNs();
+  // The duration limit and the progress rate count from the agreed start.
+  const int64_t start = NowNs() + std::max<int64_t>(0, o.start_at_ns - NowNs(CLOCK_REALTIME));
   fflush(nullptr);
   for (uint32_t w = 0; w < workers; ++w) {
     const uint64_t quota = o.ops / workers + (w < o.ops % workers ? 1 : 0);

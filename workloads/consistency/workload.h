@@ -38,6 +38,10 @@ struct RunOptions {
   // whose history is merged with other hosts' needs CLOCK_REALTIME, which
   // the hosts keep close (NTP) and whose offsets can be measured.
   bool realtime_clock = false;
+  // Runs on several hosts start together: each worker opens its files, then
+  // waits for this CLOCK_REALTIME time (ns since the epoch; 0 or past: at
+  // once). Runs started one after another would otherwise barely overlap.
+  int64_t start_at_ns = 0;
 };
 
 struct RunResult {
