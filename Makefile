@@ -7,7 +7,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build kernel setup test unit sanitize fuzz fuzz-long vm-test bench bench-vm reproduce plots clean
+.PHONY: all build kernel setup test unit sanitize-tree sanitize fuzz fuzz-long vm-test bench bench-vm reproduce plots clean
 
 all: build
 
@@ -31,36 +31,35 @@ test: setup
 	$(MAKE) fuzz
 	cd $(BUILD) && ctest --output-on-failure --timeout 2400 -j $(JOBS)
 
-# The unit tests and the client's integration tests on real mounts, built
-# with AddressSanitizer and UndefinedBehaviorSanitizer in their own tree;
-# any report fails the test that hit it.
+# The unit tests, the client's integration tests on real mounts and the
+# libFuzzer targets (tests/fuzz), in one tree built with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer; any report fails the test
+# that hit it. One tree for both: the fuzz targets need clang and coverage
+# instrumentation of the code they reach, and a second tree of the same
+# libraries cost CI about three minutes. Each fuzz target runs over its seed
+# corpus and explores FUZZ_SECONDS more. `make fuzz-long` records a long run
+# (FUZZ_EXECS executions per target) under results/fuzz/.
 SANITIZE_BUILD ?= build-sanitize
 SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-sanitize: setup
-	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_SANITIZE=address,undefined -DDFUSE_BENCH=OFF \
-	  $(CMAKE_FLAGS)
+FUZZ_SECONDS ?= 15
+FUZZ_EXECS ?=
+sanitize-tree: setup
+	CC=clang CXX=clang++ cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDFUSE_FUZZ=ON \
+	  -DDFUSE_SANITIZE=address,undefined -DDFUSE_BENCH=OFF \
+	  -DDFUSE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+
+sanitize: sanitize-tree
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L unit -LE python
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) \
 	  -R '^integration[.](multinode|durability|shutdown|consistency)$$'
 
-# The libFuzzer targets (tests/fuzz), built with clang, AddressSanitizer and
-# UndefinedBehaviorSanitizer in their own tree: each runs over its seed
-# corpus and explores FUZZ_SECONDS more. `make fuzz-long` records a long run
-# (FUZZ_EXECS executions per target) under results/fuzz/.
-FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 15
-FUZZ_EXECS ?=
-fuzz: setup
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDFUSE_FUZZ=ON \
-	  -DDFUSE_SANITIZE=address,undefined -DBUILD_TESTING=OFF -DDFUSE_BENCH=OFF \
-	  -DDFUSE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target dfuse_fuzz_targets
-	cd $(FUZZ_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L fuzz
+fuzz: sanitize-tree
+	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -L fuzz
 
 fuzz-long: fuzz
-	$(SANITIZE_ENV) $(PYTHON) tools/dfuse-fuzz --build $(FUZZ_BUILD) --out results/fuzz \
+	$(SANITIZE_ENV) $(PYTHON) tools/dfuse-fuzz --build $(SANITIZE_BUILD) --out results/fuzz \
 	  $(if $(FUZZ_EXECS),--execs $(FUZZ_EXECS))
 
 vm-test: build kernel
