@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODES, REPO, build_dir, require_binaries, require_fuse, run_tool
+from conftest import (MODES, REPO, build_dir, checker_path, require_binaries, require_fuse,
+                      run_tool)
 
 RUNNER = REPO / "tools" / "dfuse-reproduce"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -82,6 +83,17 @@ def test_bad_arguments_are_refused(args, message):
     r = reproduce(*args, "--dry-run")
     assert r.returncode == 2
     assert message in r.stderr
+
+
+def test_a_results_directory_that_cannot_be_made_is_refused_in_one_line(tmp_path: Path):
+    checker_path()
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    r = reproduce("--profile", "smoke", "--modes", "writethrough", "--figures", "consistency",
+                  "--out", str(in_the_way), "--run", "r")
+    assert r.returncode == 2
+    assert f"cannot create the results directory {in_the_way}/r" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_manager_args_reach_the_lease_managers(tmp_path: Path):
