@@ -94,11 +94,15 @@ def summarize(outputs: list[Path]) -> dict:
     """Sums bandwidth and operations over nodes (one output per node); latency is the
     mean over all operations (reads and writes weighted by their counts), as in the
     paper. ``node_spread``: the busiest node's operations over the median node's, how
-    unevenly the sum was made (1.0 for one node)."""
+    unevenly the sum was made (1.0 for one node). ``median_node_bytes_per_s``: the
+    median node's bandwidth times the number of nodes, the sum had every node done what
+    the median node did; one node that never waits (a contended point can settle that
+    way or not, run by run) moves the sum by orders of magnitude and this not at all."""
     bw = ops = iops = lat_weighted = 0.0
-    per_node = []
+    per_node, node_bw = [], []
     for path in outputs:
         node_ops = 0
+        bw_before = bw
         for job in json.loads(Path(path).read_text())["jobs"]:
             for direction in ("read", "write"):
                 d = job[direction]
@@ -108,12 +112,15 @@ def summarize(outputs: list[Path]) -> dict:
                 node_ops += n
                 lat_weighted += d["lat_ns"]["mean"] * n
         per_node.append(node_ops)
+        node_bw.append(bw - bw_before)
         ops += node_ops
     median = statistics.median(per_node) if per_node else 0
     return {"bytes_per_s": bw, "iops": iops, "ops": int(ops),
             "lat_mean_us": lat_weighted / ops / 1000.0 if ops else 0.0,
             "node_ops": per_node,
-            "node_spread": round(max(per_node) / median, 2) if median > 0 else 0.0}
+            "node_spread": round(max(per_node) / median, 2) if median > 0 else 0.0,
+            "median_node_bytes_per_s":
+                statistics.median(node_bw) * len(node_bw) if node_bw else 0.0}
 
 
 def git_commit() -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import statistics
 
 # Measured quantities: the median goes into the row.
-MEASURED = ("throughput_mib_s", "throughput_mb_s", "lat_mean_ms", "ops", "fsync_s", "races")
+MEASURED = ("throughput_mib_s", "throughput_mb_s", "lat_mean_ms", "ops", "median_node_mb_s",
+            "fsync_s", "races")
 # Quantities whose worst repetition goes into the row: one repetition in which a node
 # did far more than the others is worth seeing.
 WORST = ("node_spread",)

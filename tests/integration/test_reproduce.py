@@ -139,6 +139,12 @@ def test_smoke_run_writes_every_output_and_the_figures(tmp_path: Path):
     assert {(r["pattern"], int(r["read_pct"])) for r in fig6} == {
         (p, x) for p in ("random", "sequential") for x in (0, 25, 50, 75, 100)}
     assert all(float(r["throughput_mib_s"]) > 0 and float(r["lat_mean_ms"]) > 0 for r in fig6)
+    # The median node's MB/s times the nodes: of two nodes the median is the mean, so
+    # the sum again (to the CSV's rounding).
+    assert all(r["nodes"] == "2" and float(r["median_node_mb_s"]) > 0 and
+               float(r["median_node_mb_s"]) == pytest.approx(float(r["throughput_mb_s"]),
+                                                              rel=1e-3, abs=2e-3)
+               for r in fig6)
     fig7 = rows(run / "fig7.csv")
     assert sorted({int(r["contention_pct"]) for r in fig7}) == [0, 25, 50, 75, 100]
     # Fig. 7's 0 % point is Fig. 6's random 50:50 run, measured once.

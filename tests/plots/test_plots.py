@@ -197,6 +197,27 @@ def test_summary_names_the_points_one_node_carried(run: Path):
     assert carried.count("| fig7 |") == 1
 
 
+def test_contended_points_are_also_compared_by_their_median_node(run: Path):
+    assert "by the median node" not in summary.summarize(run)  # a run from before
+    path = run / "fig7.csv"
+    rows = list(csv.DictReader(open(path, newline="")))
+    for r in rows:
+        r["median_node_mb_s"] = r["throughput_mb_s"]
+        if r["mode"] == "dfuse" and r["contention_pct"] == "100":
+            # One dfuse node never waited: the sum is 100 times writethrough's, the
+            # median node 0.8 times.
+            wt = next(float(w["throughput_mb_s"]) for w in rows
+                      if w["mode"] == "writethrough" and w["contention_pct"] == "100")
+            r["throughput_mb_s"], r["median_node_mb_s"] = str(100 * wt), str(0.8 * wt)
+    write(path, list(rows[0]), rows)
+    text = summary.summarize(run)
+    fig7_text = text[text.index("## Fig. 7"):text.index("## Fig. 8")]
+    assert "| dfuse / writethrough, by the median node |" in fig7_text
+    assert "| 100% | 100.00x (+9900.0%) |" in fig7_text
+    assert fig7_text.count("| 0.80x (-20.0%) |") == 1
+    assert "by the median node" not in text[text.index("## Fig. 8"):]  # fig8.csv lacks it
+
+
 def test_summary_without_dfuse_still_states_the_baselines_ratio(run: Path):
     # A stock-FUSE run (the host, a cluster without dfuse.ko): only the other two modes.
     for name in ("fig6", "fig7", "fig8", "fig9"):

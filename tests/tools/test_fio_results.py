@@ -44,6 +44,10 @@ def test_the_sum_says_how_unevenly_the_nodes_made_it(tmp_path):
     s = summarize(uneven)
     assert s["node_ops"] == [20, 24, 2400, 22] and s["node_spread"] == 104.35
     assert s["ops"] == 2466
+    # The sum had every node done as the median node (23 operations of 4 KiB a second,
+    # between the 2nd and 3rd node), which the busy node does not move.
+    assert s["bytes_per_s"] == 2466 * 4096
+    assert s["median_node_bytes_per_s"] == pytest.approx(4 * 23 * 4096)
 
 
 @pytest.mark.parametrize("kw, read_pct, message", [
