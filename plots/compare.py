@@ -8,7 +8,9 @@ prints the ratio (dfuse / writethrough by default) in each run and how far
 apart they are: the larger over the smaller, so 1.15x is 15 % whichever run
 measured more. A point is within the tolerance when that is at most
 1 + TOLERANCE. Every figure compares throughput, or with --latency the
-mean latency.
+mean latency, or with --median-node the fio figures' median_node_mb_s (the
+median node's MB/s times the nodes, which a node that never waits at a
+contended point does not move; runs from before it have none).
 
 Exit status: 0 when every compared point is within the tolerance, 1 when
 one is not, 2 when the runs have no point in common.
@@ -65,7 +67,8 @@ def compare(run_a: Path, run_b: Path, mode: str, base: str, field: str,
             rows_b = common.read_rows(run_b, name)
         except common.MissingData:
             continue
-        if field not in rows_a[0] or field not in rows_b[0]:
+        # A run from before the column has none (or, rewritten, empty values).
+        if any(r.get(field) in (None, "") for r in rows_a + rows_b):
             continue
         for pt in points(rows_a, keys):
             match = dict(zip(keys, pt))
@@ -104,8 +107,11 @@ def main() -> int:
     p.add_argument("--tolerance", type=float, default=0.15,
                    help="how far apart two ratios may be, as a fraction (default 0.15)")
     p.add_argument("--figures", default=None, help="comma-separated figures (default: all)")
-    p.add_argument("--latency", action="store_true",
-                   help="compare mean latency instead of throughput")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--latency", action="store_true",
+                     help="compare mean latency instead of throughput")
+    how.add_argument("--median-node", action="store_true",
+                     help="compare the fio figures by their median node (median_node_mb_s)")
     p.add_argument("--out", default=None, help="also write the report here")
     args = p.parse_args()
     try:
@@ -128,7 +134,8 @@ def main() -> int:
             print(f"error: {run} is not a run directory", file=sys.stderr)
             return 2
     figures = tuple(args.figures.split(",")) if args.figures else None
-    field = "lat_mean_ms" if args.latency else "throughput_mb_s"
+    field = ("lat_mean_ms" if args.latency else
+             "median_node_mb_s" if args.median_node else "throughput_mb_s")
     entries = compare(run_a, run_b, mode, base, field, figures)
     if not entries:
         print(f"error: {run_a} and {run_b} have no point in common", file=sys.stderr)

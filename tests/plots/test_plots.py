@@ -306,3 +306,32 @@ def test_compare_finds_the_points_where_two_runs_disagree(run: Path, tmp_path: P
     missing = subprocess.run(script + [str(run), str(tmp_path / "nothing")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "is not a run directory" in missing.stderr
+
+
+def test_compare_by_the_median_node(run: Path, tmp_path: Path):
+    # Two runs of Fig. 7 whose sums disagree at 100 % (one dfuse node never waited in the
+    # second) while their median nodes agree.
+    script = [sys.executable, str(REPO / "plots" / "compare.py")]
+    before = subprocess.run(script + [str(run), str(run), "--median-node"],
+                            capture_output=True, text=True)
+    assert before.returncode == 2 and "no point in common" in before.stderr  # no such column
+    runs = []
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        rows = list(csv.DictReader(open(run / "fig7.csv", newline="")))
+        for r in rows:
+            r["median_node_mb_s"] = r["throughput_mb_s"]
+            if name == "b" and r["mode"] == "dfuse" and r["contention_pct"] == "100":
+                r["throughput_mb_s"] = str(float(r["throughput_mb_s"]) * 100)
+        write(d / "fig7.csv", list(rows[0]), rows)
+        runs.append(str(d))
+    by_sum = subprocess.run(script + runs, capture_output=True, text=True)
+    assert by_sum.returncode == 1 and "4 of 5 points within 15 %." in by_sum.stdout
+    by_median = subprocess.run(script + runs + ["--median-node"], capture_output=True, text=True)
+    assert by_median.returncode == 0, by_median.stdout
+    assert "(median_node_mb_s)" in by_median.stdout
+    assert "5 of 5 points within 15 %." in by_median.stdout
+    both = subprocess.run(script + runs + ["--median-node", "--latency"],
+                          capture_output=True, text=True)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
