@@ -75,6 +75,12 @@ def point_text(match: dict) -> str:
     return " ".join(parts)
 
 
+def has_column(rows: list[dict], field: str) -> bool:
+    """Whether every row has a value for ``field``: a run from before a column was added
+    has none (or, rewritten, empty values)."""
+    return bool(rows) and all(r.get(field) not in (None, "") for r in rows)
+
+
 def value(rows: list[dict], field: str, **match) -> float:
     r = lookup(rows, **match)
     return float(r[field]) if r else float("nan")

@@ -67,8 +67,7 @@ def compare(run_a: Path, run_b: Path, mode: str, base: str, field: str,
             rows_b = common.read_rows(run_b, name)
         except common.MissingData:
             continue
-        # A run from before the column has none (or, rewritten, empty values).
-        if any(r.get(field) in (None, "") for r in rows_a + rows_b):
+        if not (common.has_column(rows_a, field) and common.has_column(rows_b, field)):
             continue
         for pt in points(rows_a, keys):
             match = dict(zip(keys, pt))

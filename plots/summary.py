@@ -98,7 +98,7 @@ MEDIAN_NODE_NOTE = ("The last column compares the modes by what their median nod
 def contended(rows: list[dict], header: list[str], labels: list[list[str]],
               matches: list[dict], paper_ratios: list[str]) -> list[str]:
     """A table of contended fio points, with the median-node ratio if the run has it."""
-    by_median = any(r.get(MEDIAN_NODE) not in (None, "") for r in rows)
+    by_median = common.has_column(rows, MEDIAN_NODE)
     body = []
     for first, match, ref in zip(labels, matches, paper_ratios):
         cells = row(first, ratios(rows, "throughput_mb_s", **match), ref)

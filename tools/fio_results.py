@@ -101,19 +101,19 @@ def summarize(outputs: list[Path]) -> dict:
     bw = ops = iops = lat_weighted = 0.0
     per_node, node_bw = [], []
     for path in outputs:
-        node_ops = 0
-        bw_before = bw
+        node_ops = node_bytes = 0
         for job in json.loads(Path(path).read_text())["jobs"]:
             for direction in ("read", "write"):
                 d = job[direction]
                 n = d["total_ios"]
-                bw += d["bw_bytes"]
+                node_bytes += d["bw_bytes"]
                 iops += d["iops"]
                 node_ops += n
                 lat_weighted += d["lat_ns"]["mean"] * n
         per_node.append(node_ops)
-        node_bw.append(bw - bw_before)
+        node_bw.append(node_bytes)
         ops += node_ops
+        bw += node_bytes
     median = statistics.median(per_node) if per_node else 0
     return {"bytes_per_s": bw, "iops": iops, "ops": int(ops),
             "lat_mean_us": lat_weighted / ops / 1000.0 if ops else 0.0,
