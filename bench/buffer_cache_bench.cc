@@ -25,12 +25,12 @@ class NullBackend : public CacheBackend {
     *file_size = kFileSize;
     return 0;
   }
-  int WriteChunks(uint64_t, std::vector<Chunk> chunks, const WriteExtras&, uint64_t* file_size,
-                  int64_t* mtime_ns) override {
+  int WriteChunks(uint64_t, std::vector<Chunk> chunks, const WriteExtras&,
+                  WriteResult* result) override {
     calls++;
     for (const Chunk& c : chunks) bytes += c.data.size();
-    *file_size = kFileSize;
-    *mtime_ns = 1;
+    result->file_size = kFileSize;
+    result->mtime_ns = 1;
     return 0;
   }
   static constexpr uint64_t kFileSize = 64ull << 20;

@@ -400,6 +400,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       const proto::Revoke& r = msg.revoke();
       revokes_->Add();
       File& file = files_[r.gfid()];
+      file.handoff_in.clear();  // this node may have changed the file since
       const LeaseMode to = FromProto(r.to_mode());
       if (Claimed(file) == LeaseMode::kNone && file.jobs() == 0) {
         // Released (its Release is on the way: the manager read another
@@ -463,6 +464,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
 void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
+  file.handoff_in = grant.handoff();
   NoteClaim();
   // A grant whose request was abandoned still reflects what the manager
   // records for us, so it is applied all the same.
@@ -495,6 +497,7 @@ void LeaseAgent::Lose(uint64_t gfid, File& file) {
   lost_.fetch_add(1, std::memory_order_release);
   file.held = LeaseMode::kNone;
   file.token = 0;
+  file.handoff_in.clear();
   file.losses++;
   file.queued_mode = LeaseMode::kNone;
   file.revoked_from = LeaseMode::kNone;
@@ -616,6 +619,9 @@ void LeaseAgent::RevokeLoop() {
       } else if (job.to == LeaseMode::kNone) {
         file.kept = false;
       }
+      // Only this revoke's handler may hand over with its ack.
+      file.handoff_out.clear();
+      file.handoff_out_proof.clear();
       l.unlock();
       if (job.keep) {
         options_.before_upgrade(job.gfid);
@@ -636,7 +642,10 @@ void LeaseAgent::RevokeLoop() {
         // cache it gives up is only dropped by the job queued behind this
         // one, and the manager must count this node as a reader until the
         // WRITE request that follows that job says otherwise.
-        SendRevokeAck(job.gfid, job.revoke_id, job.to);
+        SendRevokeAck(job.gfid, job.revoke_id, job.to, std::move(file.handoff_out),
+                      std::move(file.handoff_out_proof));
+        file.handoff_out.clear();
+        file.handoff_out_proof.clear();
       } else if (job.then_send) {
         SendHeldBack(file, job.then_send);
       }
@@ -666,6 +675,7 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
   req->mode = mode;
   file.request = req;
   if (file.held == LeaseMode::kRead && mode == LeaseMode::kWrite) {
+    file.handoff_in.clear();
     // Upgrade: the manager takes the READ lease back when the request
     // arrives and may let another writer in before granting ours, so the
     // READ cache is dropped first (Algorithm 1 of the paper), or kept out
@@ -780,6 +790,7 @@ void LeaseAgent::Release(uint64_t gfid) {
   if (Claimed(file) == LeaseMode::kNone) return;
   file.held = LeaseMode::kNone;
   file.token = 0;
+  file.handoff_in.clear();
   file.queued_mode = LeaseMode::kNone;
   file.revoked_from = LeaseMode::kNone;
   file.revoked_token = 0;
@@ -797,13 +808,34 @@ void LeaseAgent::Release(uint64_t gfid) {
   SendQueued(l);
 }
 
-void LeaseAgent::SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept) {
+void LeaseAgent::SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept,
+                               std::string handoff, std::string proof) {
   proto::ClientMessage msg;
   proto::RevokeAck* ack = msg.mutable_revoke_ack();
   ack->set_gfid(gfid);
   ack->set_revoke_id(revoke_id);
   ack->set_mode(ToProto(kept));
+  ack->set_handoff(std::move(handoff));
+  ack->set_handoff_proof(std::move(proof));
   Send(std::move(msg));
+}
+
+void LeaseAgent::HandOff(uint64_t gfid, std::string attrs, std::string proof) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end() || it->second.revokes == 0) return;  // no revoke to ack
+  it->second.handoff_out = std::move(attrs);
+  it->second.handoff_out_proof = std::move(proof);
+}
+
+bool LeaseAgent::TakeHandoff(uint64_t gfid, std::string* attrs) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end() || it->second.handoff_in.empty()) return false;
+  if (!HoldsLocked(gfid, LeaseMode::kRead, nullptr)) return false;
+  *attrs = std::move(it->second.handoff_in);
+  it->second.handoff_in.clear();
+  return true;
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

@@ -161,6 +161,16 @@ class LeaseAgent {
   // made its data durable. Asynchronous.
   void Release(uint64_t gfid);
 
+  // From the RevokeHandler of a revoke of gfid's WRITE lease: storage's
+  // attributes of the file after the handler's write-back and storage's
+  // proof of them (WriteReply.attrs), sent with the ack for the file's next
+  // holders (RevokeAck.handoff).
+  void HandOff(uint64_t gfid, std::string attrs, std::string proof);
+  // What the last WRITE holder handed over with the lease now held on gfid
+  // (Grant.handoff), once: false if nothing was, it was taken already, or
+  // the lease has been revoked or lost since.
+  bool TakeHandoff(uint64_t gfid, std::string* attrs);
+
   // Ends the session: messages already queued (Release calls made before)
   // are sent first and the stream is closed cleanly, waiting up to
   // kCloseTimeout for the manager, then cut. Leases not released stay with
@@ -235,6 +245,11 @@ class LeaseAgent {
     uint64_t revoked_token = 0;
     int revokes = 0;  // kRevoke jobs queued or running
     std::shared_ptr<Request> request;  // the outstanding one, if any
+    // The grant's hand-off while the lease it came with is held (TakeHandoff).
+    std::string handoff_in;
+    // HandOff's, for the ack of the revoke being handled.
+    std::string handoff_out;
+    std::string handoff_out_proof;
     // Proofs of the file's latest WRITE tokens, by token. A token still in
     // use (held, queued or being revoked) is always among the newest
     // kProofsKept: tokens only grow.
@@ -274,8 +289,10 @@ class LeaseAgent {
   void Send(proto::ClientMessage msg);
   void SendAcquire(const Request& req);
   void SendRelease(uint64_t gfid);  // on a welcomed stream
-  // Answers revoke `revoke_id`, keeping `kept` of the file's lease.
-  void SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept);
+  // Answers revoke `revoke_id`, keeping `kept` of the file's lease, with
+  // a hand-off (empty: none).
+  void SendRevokeAck(uint64_t gfid, uint64_t revoke_id, LeaseMode kept, std::string handoff = {},
+                     std::string proof = {});
   void OnWelcome(const proto::Welcome& welcome, Clock::time_point hello_sent);
   void OnMessage(const proto::ManagerMessage& msg);
   void ApplyGrant(File& file, const proto::Grant& grant);

@@ -83,6 +83,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   int Claim(ClientId client, const std::string& identity, std::string* why);
   // Acquires of `client` waiting for their grant. Requires mu_.
   size_t PendingAcquires(ClientId client) const;
+  // The ack's hand-off if the manager may pass it on: with a fencing key,
+  // only with storage's proof for the holder's token. Requires mu_.
+  std::string CheckedHandoff(ClientId client, const proto::RevokeAck& ack);
   void TimerLoop();
 
   const ManagerOptions options_;
@@ -91,6 +94,7 @@ class ManagerService final : public proto::LeaseManager::Service {
   mutable std::mutex mu_;
   uint64_t reclaim_end_ms_ = 0;       // while sm_->reclaiming()
   uint64_t epoch_ = 0;                // 0 while standby
+  uint64_t handoffs_refused_ = 0;     // acks whose hand-off storage had not proved
   std::string leader_;                // while standby: the active manager's address, if known
   std::unique_ptr<StateMachine> sm_;  // null while standby
   std::unordered_map<ClientId, Stream*> streams_;  // the attached stream of each client
@@ -334,8 +338,8 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
       break;
     case proto::ClientMessage::kRevokeAck: {
       const proto::RevokeAck& ack = msg.revoke_ack();
-      st =
-          sm_->RevokeAck(client, ack.gfid(), ack.revoke_id(), FromProto(ack.mode()), now, &actions);
+      st = sm_->RevokeAck(client, ack.gfid(), ack.revoke_id(), FromProto(ack.mode()), now, &actions,
+                          CheckedHandoff(client, ack));
       // The agent acks every revoke it is sent, so this also forgets the
       // revokes that a release or an upgrade made moot.
       auto it = revokes_.find(ack.revoke_id());
@@ -429,6 +433,7 @@ void ManagerService::Dispatch(const Actions& actions) {
         g->set_mode(ToProto(a.mode));
         g->set_token(a.token);
         g->set_unchanged(a.unchanged);
+        g->set_handoff(a.handoff);
         if (options_.fencing_key && a.token != 0) {
           const auto owner = owners_.find(a.client);
           g->set_token_proof(options_.fencing_key->Prove(
@@ -484,6 +489,21 @@ void ManagerService::TimerLoop() {
   }
 }
 
+std::string ManagerService::CheckedHandoff(ClientId client, const proto::RevokeAck& ack) {
+  if (ack.handoff().empty() || !options_.fencing_key) return ack.handoff();
+  // Storage proved the attributes to the token of the lease they were
+  // written under: a client can hand over nothing storage did not say.
+  const uint64_t token = sm_->HeldToken(client, ack.gfid());
+  if (token != 0 &&
+      options_.fencing_key->VerifyAttrs(ack.gfid(), token, ack.handoff(), ack.handoff_proof())) {
+    return ack.handoff();
+  }
+  handoffs_refused_++;
+  spdlog::warn("client {:x} handed over attributes of {:#x} without storage's proof", client,
+               ack.gfid());
+  return "";
+}
+
 nlohmann::json ManagerService::Stats() const {
   nlohmann::json j = stats_.ToJson();
   std::lock_guard<std::mutex> l(mu_);
@@ -499,6 +519,8 @@ nlohmann::json ManagerService::Stats() const {
                 {"revokes", c.revokes},
                 {"expiries", c.expiries},
                 {"reclaims", c.reclaims},
+                {"handoffs", c.handoffs},
+                {"handoffs_refused", handoffs_refused_},
                 {"sessions", sm_->session_count()},
                 {"connected", streams_.size()},
                 {"leases", sm_->lease_count()},

@@ -128,7 +128,7 @@ Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid
 }
 
 Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked,
-                               uint64_t now_ms, Actions* out) {
+                               uint64_t now_ms, Actions* out, std::string handoff) {
   auto it = files_.find(gfid);
   if (it == files_.end()) return Status::kStale;
   File& file = it->second;
@@ -137,6 +137,7 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
     return Status::kStale;
   }
   if (acked > holder->revoke_to) return Status::kInvalid;
+  if (holder->mode == Mode::kWrite) file.handoff = std::move(handoff);
   // A re-sent revoke (after a resume) counts from its first sending, the
   // cost a waiter saw, but no sample counts for more than the longest hold:
   // one disconnection must not pin the file's hold at the maximum. The ack
@@ -161,7 +162,10 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
 
 Status StateMachine::Release(ClientId client, uint64_t gfid, uint64_t now_ms, Actions* out) {
   auto it = files_.find(gfid);
-  if (it == files_.end() || FindHolder(it->second, client) == nullptr) return Status::kStale;
+  const Holder* holder = it == files_.end() ? nullptr : FindHolder(it->second, client);
+  if (holder == nullptr) return Status::kStale;
+  // Its data is durable, but what it left the file as is not known here.
+  if (holder->mode == Mode::kWrite) it->second.handoff.clear();
   RemoveHolder(it->second, client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
@@ -230,8 +234,9 @@ bool StateMachine::Grantable(const File& file, const Waiter& waiter) {
 void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64_t now_ms,
                          Actions* out) {
   Holder* holder = FindHolder(file, waiter.client);
+  const bool new_holder = holder == nullptr;
   bool stronger = true;
-  if (holder == nullptr) {
+  if (new_holder) {
     // The waiter's reference on the file passes to the new holder.
     file.holders.push_back({waiter.client, waiter.mode, 0, now_ms, 0, Mode::kNone, 0, 0});
     holder = &file.holders.back();
@@ -249,6 +254,10 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
     file.write_grants++;
   }
   counters_.grants++;
+  // A holder already has what it cached under its lease: only a new one
+  // needs the hand-off.
+  const bool handoff = new_holder && !file.handoff.empty();
+  if (handoff) counters_.handoffs++;
   out->push_back({.kind = Action::kGrant,
                   .client = waiter.client,
                   .gfid = gfid,
@@ -256,6 +265,7 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
                   .token = holder->token,
                   .request_id = waiter.request_id,
                   .unchanged = unchanged,
+                  .handoff = handoff ? file.handoff : std::string(),
                   .range = kWholeFile});
 }
 
@@ -359,6 +369,8 @@ void StateMachine::Expire(ClientId client, uint64_t now_ms, Actions* out) {
   out->push_back({.kind = Action::kSessionExpired, .client = client});
   for (uint64_t gfid : gfids) {
     File& file = files_.at(gfid);
+    // A lost WRITE lease may have changed the file after its last hand-off.
+    if (HeldMode(client, gfid) == Mode::kWrite) file.handoff.clear();
     std::erase_if(file.holders, [client](const Holder& h) { return h.client == client; });
     std::erase_if(file.waiters, [client](const Waiter& w) { return w.client == client; });
     Advance(gfid, now_ms, out);
@@ -390,6 +402,15 @@ Mode StateMachine::HeldMode(ClientId client, uint64_t gfid) const {
     if (holder.client == client) return holder.mode;
   }
   return Mode::kNone;
+}
+
+uint64_t StateMachine::HeldToken(ClientId client, uint64_t gfid) const {
+  auto it = files_.find(gfid);
+  if (it == files_.end()) return 0;
+  for (const Holder& holder : it->second.holders) {
+    if (holder.client == client) return holder.token;
+  }
+  return 0;
 }
 
 std::vector<ClientId> StateMachine::holders(uint64_t gfid) const {

@@ -33,6 +33,11 @@
 //    the file's revoke cost, which would then include the lingering.
 //  * Every WRITE grant carries a fresh fencing token, (epoch << 40) | counter,
 //    so tokens increase across files and across manager failovers.
+//  * A WRITE holder's ack may hand over what it left the file as (opaque
+//    bytes: storage's attributes after its write-back, checked by the
+//    driver). Every grant to a client that did not hold the lease carries
+//    the last one, until a WRITE lease is acked without one, released or
+//    lost: only a WRITE holder changes the file, so they stay current.
 //  * A READ holder asking for WRITE gives up its READ lease and queues (the
 //    paper's Algorithm 1). Its grant says whether the file's data is as the
 //    READ lease left it: no WRITE lease went to anyone meanwhile. A client
@@ -45,6 +50,7 @@
 #include <cstdint>
 #include <deque>
 #include <set>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -82,6 +88,9 @@ struct Action {
   // kGrant: the Acquire was an upgrade from READ and no WRITE lease was
   // granted (or reclaimed) on the file since it arrived.
   bool unchanged = false;
+  // kGrant to a client that did not hold the lease: the last WRITE
+  // holder's hand-off (RevokeAck), or empty.
+  std::string handoff;
   uint64_t revoke_id = 0;   // kRevoke: the id the RevokeAck must echo
   // kRevoke to a lingering session: how long it may still keep the lease
   // while it uses it (0: give it up now).
@@ -115,6 +124,7 @@ struct Counters {
   uint64_t revokes = 0;   // revokes issued (a revoke re-sent on resume is not counted)
   uint64_t expiries = 0;  // sessions expired
   uint64_t reclaims = 0;  // leases re-installed by Reclaim
+  uint64_t handoffs = 0;  // grants that carried a hand-off
 };
 
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
@@ -159,8 +169,10 @@ class StateMachine {
 
   // The holder has complied with revoke `revoke_id`: its dirty data is
   // durable and it now holds `acked` (no more than the revoke asked for).
+  // From a WRITE holder, `handoff` (possibly empty) replaces the file's
+  // hand-off; from a READ holder it is ignored.
   Status RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_id, Mode acked, uint64_t now_ms,
-                   Actions* out);
+                   Actions* out, std::string handoff = {});
 
   // Gives up the lease on `gfid`, revoked or not.
   Status Release(ClientId client, uint64_t gfid, uint64_t now_ms, Actions* out);
@@ -191,6 +203,8 @@ class StateMachine {
 
   Mode mode(uint64_t gfid) const;
   Mode HeldMode(ClientId client, uint64_t gfid) const;
+  // The fencing token of the client's WRITE lease on gfid, else 0.
+  uint64_t HeldToken(ClientId client, uint64_t gfid) const;
   std::vector<ClientId> holders(uint64_t gfid) const;  // sorted
   size_t queue_length(uint64_t gfid) const;
   size_t lease_count() const;  // (client, file) pairs holding a lease
@@ -227,6 +241,9 @@ class StateMachine {
     // WRITE leases granted or reclaimed while the entry lives (a queued
     // upgrade keeps it alive): the data may have changed when it moved.
     uint64_t write_grants = 0;
+    // The last WRITE holder's hand-off; empty once a WRITE lease was acked
+    // without one, released or lost (it may have changed the file).
+    std::string handoff;
   };
   struct Session {
     uint64_t expires_ms = 0;

@@ -149,6 +149,9 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
     reply->set_file_size(size);
     reply->set_mtime_ns(mtime_ns);
   }
+  // A holder's write-back before it lets go: what it leaves the file as,
+  // for the next holder, taken before a later writer is admitted too.
+  if (err == 0 && req->durable() && req->fencing_token() != 0) HandOff(*node, *req, reply);
   // Durability needs no fence: the data is in place, and syncing a later
   // writer's with it does no harm. Outside the lock, files that share its
   // stripe do not wait for this file's fsync.
@@ -156,6 +159,17 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   if (err == 0 && req->durable()) err = MakeDurable(fd, /*datasync=*/false);
   reply->set_err(err);
   return Done(kWrite);
+}
+
+void StorageService::HandOff(const Node& node, const proto::WriteRequest& req,
+                             proto::WriteReply* reply) {
+  proto::Attr attr;
+  if (Stat(node, &attr) != 0) return;  // the next holder asks for them itself
+  std::string attrs = attr.SerializeAsString();
+  if (fencing_key_) {
+    reply->set_attrs_proof(fencing_key_->ProveAttrs(node.gfid(), req.fencing_token(), attrs));
+  }
+  reply->set_attrs(std::move(attrs));
 }
 
 int StorageService::MakeDurable(int fd, bool datasync) {

@@ -38,20 +38,38 @@ std::unique_ptr<FencingKey> FencingKey::Load(const std::string& path, std::strin
   return std::make_unique<FencingKey>(std::move(secret));
 }
 
-std::string FencingKey::Prove(uint64_t gfid, uint64_t token, std::string_view holder) const {
-  // Fixed-width little-endian integers, then the identity: no two inputs
-  // encode the same.
-  std::string message = "dfuse-fence-v1";
+namespace {
+
+// The domain (which kind of proof), fixed-width little-endian integers,
+// then the rest: no two inputs encode the same, and a proof of one kind
+// is never one of the other.
+std::string Message(std::string_view domain, uint64_t gfid, uint64_t token, std::string_view rest) {
+  std::string message(domain);
   for (uint64_t v : {gfid, token}) {
     for (int i = 0; i < 8; i++) message.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
   }
-  message.append(holder);
-  return HmacSha256(secret_, message).substr(0, kProofBytes);
+  message.append(rest);
+  return message;
+}
+
+}  // namespace
+
+std::string FencingKey::Prove(uint64_t gfid, uint64_t token, std::string_view holder) const {
+  return HmacSha256(secret_, Message("dfuse-fence-v1", gfid, token, holder)).substr(0, kProofBytes);
 }
 
 bool FencingKey::Verify(uint64_t gfid, uint64_t token, std::string_view holder,
                         std::string_view proof) const {
   return SameSecret(Prove(gfid, token, holder), proof);
+}
+
+std::string FencingKey::ProveAttrs(uint64_t gfid, uint64_t token, std::string_view attrs) const {
+  return HmacSha256(secret_, Message("dfuse-attrs-v1", gfid, token, attrs)).substr(0, kProofBytes);
+}
+
+bool FencingKey::VerifyAttrs(uint64_t gfid, uint64_t token, std::string_view attrs,
+                             std::string_view proof) const {
+  return SameSecret(ProveAttrs(gfid, token, attrs), proof);
 }
 
 }  // namespace dfuse

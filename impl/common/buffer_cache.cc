@@ -351,15 +351,17 @@ int BufferCache::Flush(uint64_t gfid) {
   return f ? FlushFile(f, /*durable=*/false, nullptr) : 0;
 }
 
-int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written) {
+int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written,
+                              ProvenAttrs* after) {
   if (bytes_written) *bytes_written = 0;
+  if (after) *after = {};
   *durable = false;
   FilePtr f;
   {
     std::lock_guard<std::mutex> l(mu_);
     f = GetFile(gfid, false);
   }
-  return f ? FlushFile(f, /*durable=*/true, durable, bytes_written) : 0;
+  return f ? FlushFile(f, /*durable=*/true, durable, bytes_written, after) : 0;
 }
 
 void BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {
@@ -406,7 +408,7 @@ int BufferCache::TakeWriteError(uint64_t gfid) {
 }
 
 int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
-                           uint64_t* bytes_written) {
+                           uint64_t* bytes_written, ProvenAttrs* after) {
   std::lock_guard<std::mutex> flush_lock(f->flush_mu);
   const uint64_t gfid = f->gfid;
   if (made_durable) *made_durable = false;
@@ -455,10 +457,11 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
     }
     if (chunks.empty() && !extras.mtime_ns && !sync_only) continue;
 
-    uint64_t file_size = 0;
-    int64_t mtime_ns = 0;
+    CacheBackend::WriteResult result;
     write_rpcs_->Add();
-    int err = backend_->WriteChunks(gfid, std::move(chunks), extras, &file_size, &mtime_ns);
+    int err = backend_->WriteChunks(gfid, std::move(chunks), extras, &result);
+    const uint64_t file_size = result.file_size;
+    const int64_t mtime_ns = result.mtime_ns;
 
     std::lock_guard<std::mutex> l(mu_);
     if (err == ESTALE || err == ENOENT) {
@@ -482,6 +485,7 @@ int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
     if (extras.mtime_ns && f->mtime_ns == extras.mtime_ns) f->times_sent = true;
     f->unsynced = !extras.durable;
     if (extras.durable && made_durable) *made_durable = true;
+    if (extras.durable && after) *after = std::move(result.after);
     bytes_flushed_->Add(batch_bytes);
     if (bytes_written) *bytes_written += batch_bytes;
     for (auto& [index, gen] : written) {

@@ -38,6 +38,14 @@ namespace dfuse {
 
 inline constexpr uint32_t kPageSize = 4096;
 
+// What storage said a durable write-back left a file as (WriteReply.attrs):
+// a serialized proto::Attr and storage's proof of it, which a lease holder
+// hands over to the file's next holder. Empty when storage said nothing.
+struct ProvenAttrs {
+  std::string attrs;
+  std::string proof;
+};
+
 // Where the cache reads from and writes back to; the storage service in the
 // daemon, a fake in unit tests.
 class CacheBackend {
@@ -55,6 +63,12 @@ class CacheBackend {
     std::optional<int64_t> mtime_ns;  // set after the chunks: the writer's kernel keeps it
     bool durable = false;             // on stable storage before the call returns
   };
+  // What storage answered a write-back call.
+  struct WriteResult {
+    uint64_t file_size = 0;
+    int64_t mtime_ns = 0;  // 0 if storage did not say
+    ProvenAttrs after;     // a durable call's, if storage said
+  };
   virtual ~CacheBackend() = default;
   // Fills data[i] with extent i, shorter at end of file. Returns an errno.
   virtual int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
@@ -62,7 +76,7 @@ class CacheBackend {
   // Writes every chunk (there may be none) and the extras in one call.
   // Returns an errno.
   virtual int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
-                          uint64_t* file_size, int64_t* mtime_ns) = 0;
+                          WriteResult* result) = 0;
   // The cache holds nothing of a forgotten file any more (BufferCache::
   // Forget): it will not write the file back again.
   virtual void Dropped(uint64_t /*gfid*/) {}
@@ -102,8 +116,10 @@ class BufferCache {
   // storage (one round trip for fsync and for a revoke). *durable says
   // whether a call did: false when there was nothing to write back, and
   // the caller must then ask storage for durability itself;
-  // *bytes_written (optional) says how many bytes were written back.
-  int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr);
+  // *bytes_written (optional) says how many bytes were written back;
+  // *after (optional) what storage said the durable call left the file as.
+  int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr,
+                   ProvenAttrs* after = nullptr);
   // The kernel's mtime for the file, set on storage after the data of every
   // later write-back of the file, in the same call, rather than in a call
   // of its own (sent alone once when no data is left to carry it). The
@@ -156,7 +172,7 @@ class BufferCache {
   void RecomputeDirtyEnd(FileState* f);  // requires mu_
   int ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
   int FlushFile(const FilePtr& f, bool durable, bool* made_durable,
-                uint64_t* bytes_written = nullptr);
+                uint64_t* bytes_written = nullptr, ProvenAttrs* after = nullptr);
   void ThrottleWriters();
   void FlusherLoop();
   uint64_t LogicalSize(const FileState& f) const;  // requires mu_

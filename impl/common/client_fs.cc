@@ -66,8 +66,7 @@ int StorageCacheBackend::ReadExtents(uint64_t gfid, const std::vector<Extent>& e
 }
 
 int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks,
-                                     const WriteExtras& extras, uint64_t* file_size,
-                                     int64_t* mtime_ns) {
+                                     const WriteExtras& extras, WriteResult* result) {
   const CallerScope as(writer_ ? writer_(gfid) : CallerScope::Current());
   proto::WriteRequest req;
   req.set_gfid(gfid);
@@ -86,8 +85,10 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks,
   proto::WriteReply rep;
   int err = storage_->Write(req, &rep);
   if (err != 0) return err;
-  *file_size = rep.file_size();
-  *mtime_ns = rep.mtime_ns();
+  result->file_size = rep.file_size();
+  result->mtime_ns = rep.mtime_ns();
+  result->after.attrs = std::move(*rep.mutable_attrs());
+  result->after.proof = std::move(*rep.mutable_attrs_proof());
   return 0;
 }
 
@@ -313,7 +314,8 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   self->Count("getattr");
   const uint64_t gfid = self->Gfid(ino);
   auto fetch = [self, gfid](proto::Attr* attr) {
-    const int err = self->storage_->GetAttr(gfid, attr);
+    const int err =
+        self->consistency_->HandedOver(gfid, attr) ? 0 : self->storage_->GetAttr(gfid, attr);
     if (err == 0) self->ObserveAttr(*attr, /*own=*/false);
     return err;
   };

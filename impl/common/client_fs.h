@@ -42,7 +42,7 @@ class StorageCacheBackend : public CacheBackend {
   int ReadExtents(uint64_t gfid, const std::vector<Extent>& extents,
                   std::vector<std::string>* data, uint64_t* file_size) override;
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
-                  uint64_t* file_size, int64_t* mtime_ns) override;
+                  WriteResult* result) override;
 
  private:
   StorageClient* storage_;

@@ -5,11 +5,12 @@
 namespace dfuse {
 
 int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
-                       Counter* durable_flushes) {
+                       Counter* durable_flushes, ProvenAttrs* after) {
   // One call writes the dirty data and the kept times and makes them
   // durable; a file with nothing dirty needs none.
   bool durable = false;
-  int err = cache->FlushDurable(gfid, &durable);
+  int err = cache->FlushDurable(gfid, &durable, nullptr, after);
+  if (err != 0 && after != nullptr) *after = {};
   if (err == 0 && durable) durable_flushes->Add();
   if (err != 0) {
     // The storage client has already waited out its unavailable timeout.

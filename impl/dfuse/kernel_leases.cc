@@ -1,5 +1,6 @@
 #include "impl/dfuse/kernel_leases.h"
 
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -42,6 +44,7 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       releases_(ctx.stats->GetCounter("kernel_leases.releases")),
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
+      attrs_handed_over_(ctx.stats->GetCounter("kernel_leases.attrs_handed_over")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
       files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {}
@@ -259,12 +262,26 @@ void KernelLeases::KeepForUpgrade(uint64_t gfid) {
 
 void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
   NotifyKernel(gfid, to, linger, 0);
-  WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_);
+  ProvenAttrs after;
+  WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, &after);
+  if (!after.attrs.empty()) agent_->HandOff(gfid, std::move(after.attrs), std::move(after.proof));
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(gfid);
     if (it != files_.end()) it->second.token = 0;
   }
+}
+
+bool KernelLeases::HandedOver(uint64_t gfid, proto::Attr* attr) {
+  std::string attrs;
+  if (!agent_ || !agent_->TakeHandoff(gfid, &attrs)) return false;
+  proto::Attr handed;
+  if (!handed.ParseFromString(attrs) || handed.gfid() != gfid || !S_ISREG(handed.mode())) {
+    return false;
+  }
+  *attr = std::move(handed);
+  attrs_handed_over_->Add();
+  return true;
 }
 
 void KernelLeases::Forgotten(uint64_t gfid) {

@@ -19,7 +19,7 @@ class NoBackend : public CacheBackend {
                   uint64_t*) override {
     return EIO;
   }
-  int WriteChunks(uint64_t, std::vector<Chunk>, const WriteExtras&, uint64_t*, int64_t*) override {
+  int WriteChunks(uint64_t, std::vector<Chunk>, const WriteExtras&, WriteResult*) override {
     return EIO;
   }
 };

@@ -30,7 +30,7 @@ class FakeBackend : public CacheBackend {
   }
 
   int WriteChunks(uint64_t gfid, std::vector<Chunk> chunks, const WriteExtras& extras,
-                  uint64_t* file_size, int64_t* mtime_ns) override {
+                  WriteResult* result) override {
     std::lock_guard<std::mutex> l(mu_);
     if (write_error) return write_error;
     writes++;
@@ -41,9 +41,11 @@ class FakeBackend : public CacheBackend {
       if (f.size() < c.offset + c.data.size()) f.resize(c.offset + c.data.size(), '\0');
       f.replace(c.offset, c.data.size(), c.data);
     }
-    *file_size = f.size();
+    result->file_size = f.size();
     // Storage sets the writer's mtime after the data.
-    *mtime_ns = mtime_[gfid] = extras.mtime_ns ? *extras.mtime_ns : mtime_[gfid] + 1;
+    result->mtime_ns = mtime_[gfid] = extras.mtime_ns ? *extras.mtime_ns : mtime_[gfid] + 1;
+    // What storage says a durable call left the file as (no proof here).
+    if (extras.durable) result->after.attrs = "size " + std::to_string(f.size());
     return 0;
   }
 
@@ -116,14 +118,17 @@ TEST_F(BufferCacheTest, DurableFlushIsOneCall) {
   ASSERT_EQ(cache.Write(7, 0, data.data(), data.size()), 0);
   bool durable = false;
   uint64_t bytes = 0;
-  ASSERT_EQ(cache.FlushDurable(7, &durable, &bytes), 0);
+  ProvenAttrs after;
+  ASSERT_EQ(cache.FlushDurable(7, &durable, &bytes, &after), 0);
   EXPECT_TRUE(durable);
   EXPECT_EQ(bytes, data.size());
   EXPECT_EQ(backend_.writes, 1);
   EXPECT_EQ(backend_.durable_calls, 1);
+  EXPECT_EQ(after.attrs, "size " + std::to_string(data.size())) << "what storage said of it";
   // Nothing left to write: no call, and the caller must fsync itself.
-  ASSERT_EQ(cache.FlushDurable(7, &durable), 0);
+  ASSERT_EQ(cache.FlushDurable(7, &durable, nullptr, &after), 0);
   EXPECT_FALSE(durable);
+  EXPECT_EQ(after.attrs, "") << "storage said nothing this time";
   EXPECT_EQ(backend_.writes, 1);
 }
 

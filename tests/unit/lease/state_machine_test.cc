@@ -71,10 +71,10 @@ class LeaseTest : public ::testing::Test {
   }
 
   // Acks the most recent revoke sent to `c` for `gfid`.
-  Strings Ack(ClientId c, uint64_t gfid, Mode acked) {
+  Strings Ack(ClientId c, uint64_t gfid, Mode acked, std::string handoff = {}) {
     const uint64_t id = revoke_ids_[{c, gfid}];
     last_.clear();
-    EXPECT_EQ(sm_->RevokeAck(c, gfid, id, acked, now_, &last_), Status::kOk);
+    EXPECT_EQ(sm_->RevokeAck(c, gfid, id, acked, now_, &last_, std::move(handoff)), Status::kOk);
     Remember();
     return Describe(last_);
   }
@@ -98,6 +98,15 @@ class LeaseTest : public ::testing::Test {
     sm_->ClientGone(c, now_, &last_);
     Remember();
     return Describe(last_);
+  }
+
+  // The hand-off of each grant of the last call, in order.
+  Strings Handoffs() {
+    Strings out;
+    for (const Action& a : last_) {
+      if (a.kind == Action::kGrant) out.push_back(a.handoff);
+    }
+    return out;
   }
 
   // The token of the last grant produced, which must be the only action.
@@ -716,6 +725,81 @@ TEST_F(LeaseTest, AWriteLeaseReclaimedDuringAnUpgradeMakesItsGrantChanged) {
   EXPECT_TRUE(last_[1].unchanged);
   EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c1 f10 W r1");
   EXPECT_FALSE(last_[0].unchanged);
+}
+
+// --- Hand-offs: what the last WRITE holder left the file as ---
+
+TEST_F(LeaseTest, AWriteHoldersHandoffGoesToEveryNewHolder) {
+  Open({1, 2, 3, 4});
+  Acquire(1, kF, Mode::kWrite);
+  EXPECT_EQ(Handoffs(), (Strings{""}));  // nobody wrote before
+  Acquire(2, kF, Mode::kRead);
+  Acquire(3, kF, Mode::kRead);
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kRead, "size 7"), "grant c2 f10 R r2", "grant c3 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{"size 7", "size 7"}));
+  // Readers change nothing: their acks keep it, for a writer too.
+  EXPECT_ACTIONS(Acquire(4, kF, Mode::kWrite), "revoke c1 f10 ->N", "revoke c2 f10 ->N",
+                 "revoke c3 f10 ->N");
+  Ack(1, kF, Mode::kNone, "forged by a reader");
+  Ack(2, kF, Mode::kNone);
+  EXPECT_ACTIONS(Ack(3, kF, Mode::kNone), "grant c4 f10 W r4");
+  EXPECT_EQ(Handoffs(), (Strings{"size 7"}));
+  EXPECT_EQ(sm_->counters().handoffs, 3u);
+}
+
+TEST_F(LeaseTest, AHolderReacquiringGetsNoHandoff) {
+  Open({1, 2});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kF, Mode::kRead);
+  Ack(1, kF, Mode::kRead, "size 7");
+  // c1 cached under its own lease what it wrote: the hand-off is not news.
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kRead), "grant c1 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{""}));
+}
+
+TEST_F(LeaseTest, AWriteLeaseAckedWithoutAHandoffClearsIt) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kF, Mode::kWrite);
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone, "size 7"), "grant c2 f10 W r2");
+  EXPECT_EQ(Handoffs(), (Strings{"size 7"}));
+  // c2 may have changed the file without writing anything back.
+  Acquire(3, kF, Mode::kRead);
+  EXPECT_ACTIONS(Ack(2, kF, Mode::kNone), "grant c3 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{""}));
+}
+
+TEST_F(LeaseTest, AReleasedWriteLeaseClearsTheHandoff) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone, "size 7");
+  Acquire(3, kF, Mode::kRead);
+  EXPECT_ACTIONS(Release(2, kF), "grant c3 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{""}));
+}
+
+TEST_F(LeaseTest, AReleasedReadLeaseKeepsTheHandoff) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kF, Mode::kRead);
+  Ack(1, kF, Mode::kRead, "size 7");
+  Release(1, kF);
+  EXPECT_ACTIONS(Acquire(3, kF, Mode::kRead), "grant c3 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{"size 7"}));
+}
+
+TEST_F(LeaseTest, AnExpiredWriteHolderClearsTheHandoff) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(2, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone, "size 7");
+  now_ = 1500;
+  EXPECT_EQ(sm_->Heartbeat(3, now_), Status::kOk);
+  EXPECT_ACTIONS(Acquire(3, kF, Mode::kRead), "revoke c2 f10 ->R");
+  now_ = 2000;  // c2 falls silent with the WRITE lease
+  EXPECT_ACTIONS(Tick(), "expired c1", "expired c2", "grant c3 f10 R r3");
+  EXPECT_EQ(Handoffs(), (Strings{""}));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -120,6 +121,35 @@ class TlsTest : public ::testing::Test {
     EXPECT_NE(manager, nullptr) << error;
     return manager;
   }
+  // A storage service and a lease manager sharing a fencing key.
+  struct Fenced {
+    std::shared_ptr<const FencingKey> key;
+    std::unique_ptr<storage::StorageServer> storage;
+    std::unique_ptr<lease::ManagerServer> manager;
+  };
+  static Fenced StartFenced(const std::string& export_name) {
+    Fenced f;
+    f.key = std::make_shared<const FencingKey>(std::string(32, 'k'));
+    f.storage = StartStorage(export_name, storage::AccessRules(), f.key);
+    lease::ManagerOptions mo;
+    mo.fencing_key = f.key;
+    f.manager = StartManager(mo);
+    return f;
+  }
+  // Creates regular file `name` in the root through `client`; 0 on failure.
+  static uint64_t CreateInRoot(StorageClient* client, const std::string& name) {
+    std::string error;
+    proto::RootReply root;
+    EXPECT_EQ(client->GetRoot(milliseconds(10000), &root, &error), 0) << error;
+    proto::MakeRequest make;
+    make.set_parent(root.attr().gfid());
+    make.set_name(name);
+    make.set_mode(S_IFREG | 0644);
+    proto::Attr file;
+    EXPECT_EQ(client->Create(make, &file), 0);
+    return file.gfid();
+  }
+
   static lease::LeaseAgentOptions AgentOptions(const lease::ManagerServer& manager,
                                                const std::string& name,
                                                std::shared_ptr<grpc::ChannelCredentials> creds) {
@@ -345,29 +375,20 @@ TEST_F(TlsTest, StorageGivesEachClientItsAccess) {
 // granted with it, for the client it was granted to: a client can neither
 // make a token up nor use another client's.
 TEST_F(TlsTest, FencingTokensNeedTheProofTheirManagerGave) {
-  auto key = std::make_shared<const FencingKey>(std::string(32, 'k'));
-  auto server = StartStorage("export-fencing", storage::AccessRules(), key);
-  ASSERT_NE(server, nullptr);
-  lease::ManagerOptions mo;
-  mo.fencing_key = key;
-  auto manager = StartManager(mo);
-  ASSERT_NE(manager, nullptr);
+  const Fenced fenced = StartFenced("export-fencing");
+  ASSERT_NE(fenced.storage, nullptr);
+  ASSERT_NE(fenced.manager, nullptr);
+  const auto& key = fenced.key;
+  const auto& manager = fenced.manager;
   std::string error;
-  auto client_with = [&](const std::string& cert, StatsRegistry* stats) {
-    return StorageClientFor(*server, cert, stats);
-  };
   StatsRegistry s1, s2, s3;
-  auto writer = client_with("writer", &s1);
-  auto other = client_with("other-client", &s2);
+  auto writer = StorageClientFor(*fenced.storage, "writer", &s1);
+  auto other = StorageClientFor(*fenced.storage, "other-client", &s2);
   proto::RootReply root;
-  ASSERT_EQ(writer->GetRoot(milliseconds(10000), &root, &error), 0) << error;
   ASSERT_EQ(other->GetRoot(milliseconds(10000), &root, &error), 0) << error;
-  proto::MakeRequest make;
-  make.set_parent(root.attr().gfid());
-  make.set_name("fenced");
-  make.set_mode(S_IFREG | 0644);
   proto::Attr file;
-  ASSERT_EQ(writer->Create(make, &file), 0);
+  file.set_gfid(CreateInRoot(writer.get(), "fenced"));
+  ASSERT_NE(file.gfid(), 0u);
 
   lease::LeaseAgent agent(
       AgentOptions(*manager, "writer", ChannelCredentials(Files("ca", "writer"), &error)), nullptr,
@@ -404,6 +425,89 @@ TEST_F(TlsTest, FencingTokensNeedTheProofTheirManagerGave) {
   agent.Shutdown();
 }
 
+// What a WRITE holder's write-back left the file as goes with its ack to
+// the next holder, but only as storage said it: storage proves the
+// attributes of a durable write to the writer's token, and the manager
+// drops a hand-off without that proof.
+TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
+  const Fenced fenced = StartFenced("export-handoff");
+  ASSERT_NE(fenced.storage, nullptr);
+  ASSERT_NE(fenced.manager, nullptr);
+  const auto& key = fenced.key;
+  const auto& manager = fenced.manager;
+  std::string error;
+  StatsRegistry s1, s2, s3;
+  auto storage = StorageClientFor(*fenced.storage, "writer", &s1);
+  proto::Attr file;
+  file.set_gfid(CreateInRoot(storage.get(), "handed"));
+  ASSERT_NE(file.gfid(), 0u);
+
+  // The writer's revoke handler hands over whatever the test puts here.
+  std::mutex mu;
+  std::string handoff, handoff_proof;
+  lease::LeaseAgent* writer_agent = nullptr;
+  lease::LeaseAgent writer(
+      AgentOptions(*manager, "writer", ChannelCredentials(Files("ca", "writer"), &error)),
+      [&](uint64_t gfid, lease::LeaseMode, std::chrono::milliseconds) {
+        std::lock_guard<std::mutex> l(mu);
+        writer_agent->HandOff(gfid, handoff, handoff_proof);
+      },
+      &s2);
+  writer_agent = &writer;
+  lease::LeaseAgent reader(
+      AgentOptions(*manager, "other-client",
+                   ChannelCredentials(Files("ca", "other-client"), &error)),
+      [](uint64_t, lease::LeaseMode, std::chrono::milliseconds) {}, &s3);
+  ASSERT_EQ(writer.Start(milliseconds(10000), &error), 0) << error;
+  ASSERT_EQ(reader.Start(milliseconds(10000), &error), 0) << error;
+
+  uint64_t token = 0;
+  ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
+  proto::WriteRequest w;
+  w.set_gfid(file.gfid());
+  w.set_fencing_token(token);
+  w.set_fencing_proof(writer.Proof(file.gfid(), token));
+  proto::WriteChunk* chunk = w.add_chunks();
+  chunk->set_data("12345");
+  w.set_durable(true);
+  proto::WriteReply wr;
+  ASSERT_EQ(storage->Write(w, &wr), 0);
+  proto::Attr after;
+  ASSERT_TRUE(after.ParseFromString(wr.attrs()));
+  EXPECT_EQ(after.gfid(), file.gfid());
+  EXPECT_EQ(after.size(), 5u);
+  EXPECT_TRUE(key->VerifyAttrs(file.gfid(), token, wr.attrs(), wr.attrs_proof()));
+  const std::string attrs = wr.attrs(), proof = wr.attrs_proof();
+  w.set_durable(false);
+  ASSERT_EQ(storage->Write(w, &wr), 0);
+  EXPECT_TRUE(wr.attrs().empty()) << "only a durable write-back hands over";
+
+  {
+    std::lock_guard<std::mutex> l(mu);
+    handoff = attrs;
+    handoff_proof = proof;
+  }
+  std::string got;
+  ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
+  ASSERT_TRUE(reader.TakeHandoff(file.gfid(), &got));
+  EXPECT_EQ(got, attrs);
+  EXPECT_FALSE(reader.TakeHandoff(file.gfid(), &got)) << "once per grant";
+
+  // Attributes storage never said, or said of another write, are dropped.
+  ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
+  proto::Attr forged = after;
+  forged.set_size(1 << 30);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    handoff = forged.SerializeAsString();  // with the old proof
+  }
+  ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
+  EXPECT_FALSE(reader.TakeHandoff(file.gfid(), &got)) << got.size();
+  EXPECT_EQ(manager->Stats()["lease"]["handoffs_refused"].get<int>(), 1);
+  reader.Shutdown();
+  writer.Shutdown();
+}
+
 TEST(FencingKeyTest, KeyFilesAreCheckedAndProofsBindEveryPart) {
   const fs::path d = fs::temp_directory_path() / ("dfuse-fkey-" + std::to_string(::getpid()));
   fs::create_directories(d);
@@ -434,6 +538,14 @@ TEST(FencingKeyTest, KeyFilesAreCheckedAndProofsBindEveryPart) {
   EXPECT_FALSE(key->Verify(7, 9, "c02", p));
   EXPECT_FALSE(key->Verify(7, 9, "c01", p.substr(1)));
   EXPECT_FALSE(FencingKey(std::string(40, 'h')).Verify(7, 9, "c01", p)) << "another key";
+  const std::string a = key->ProveAttrs(7, 9, "attrs");
+  EXPECT_EQ(a.size(), FencingKey::kProofBytes);
+  EXPECT_TRUE(key->VerifyAttrs(7, 9, "attrs", a));
+  EXPECT_FALSE(key->VerifyAttrs(8, 9, "attrs", a));
+  EXPECT_FALSE(key->VerifyAttrs(7, 10, "attrs", a));
+  EXPECT_FALSE(key->VerifyAttrs(7, 9, "attrz", a));
+  EXPECT_FALSE(key->VerifyAttrs(7, 9, "c01", p)) << "a token's proof proves no attributes";
+  EXPECT_FALSE(key->Verify(7, 9, "attrs", a)) << "nor the other way round";
   fs::remove_all(d);
 }
 
