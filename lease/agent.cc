@@ -605,6 +605,10 @@ void LeaseAgent::RevokeLoop() {
         }
       }
     } else {
+      // A grant queued ahead of this revoke may have been applied since the
+      // revoke arrived: once this node has held the lease, what that grant
+      // handed over may no longer be the file's.
+      file.handoff_in.clear();
       if (file.held > job.to) {
         if (job.kind == Job::kRevoke && file.held > file.revoked_from) {
           file.revoked_from = file.held;

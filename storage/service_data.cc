@@ -165,6 +165,9 @@ void StorageService::HandOff(const Node& node, const proto::WriteRequest& req,
                              proto::WriteReply* reply) {
   proto::Attr attr;
   if (Stat(node, &attr) != 0) return;  // the next holder asks for them itself
+  // The manager passes them to whoever asks for the lease: never the key,
+  // which only a permitted lookup gives (storage/handle_secret.h).
+  attr.clear_handle_key();
   std::string attrs = attr.SerializeAsString();
   if (fencing_key_) {
     reply->set_attrs_proof(fencing_key_->ProveAttrs(node.gfid(), req.fencing_token(), attrs));

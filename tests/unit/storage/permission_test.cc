@@ -485,5 +485,26 @@ TEST_F(HandleKeyTest, AGuessedGfidIsStaleWithoutTheKeyOnlyAPermittedLookupGives)
   EXPECT_EQ(GetAttrWith(guessed, key, kBob), 0);
 }
 
+// A hand-off (the attributes a durable write-back left the file with) goes
+// through the lease manager to whoever asks for the file's lease, GFID
+// known or not: it must not be a way to a key no lookup gave.
+TEST_F(HandleKeyTest, AHandoffCarriesNoHandleKey) {
+  const auto f = Create(root_, "handed");
+  ASSERT_EQ(f.err(), 0);
+  ASSERT_NE(f.attr().handle_key(), 0u);
+  proto::WriteRequest w;
+  w.set_gfid(f.attr().gfid());
+  w.set_fencing_token(uint64_t{1} << 40 | 1);
+  w.add_chunks()->set_data("abc");
+  w.set_durable(true);
+  const auto wr = Call(&Stub::Write, w);
+  ASSERT_EQ(wr.err(), 0);
+  proto::Attr handed;
+  ASSERT_TRUE(handed.ParseFromString(wr.attrs()));
+  EXPECT_EQ(handed.gfid(), f.attr().gfid());
+  EXPECT_EQ(handed.size(), 3u);
+  EXPECT_EQ(handed.handle_key(), 0u);
+}
+
 }  // namespace
 }  // namespace dfuse::storage::testing
