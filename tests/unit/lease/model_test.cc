@@ -9,7 +9,10 @@
 //    and among clients whose own lease term has not run out, no WRITE
 //    belief coexists with any other belief on the same file;
 //  * agreement: an active client believes exactly what the manager records;
-//  * fencing: every new WRITE token exceeds every token issued before it.
+//  * fencing: every new WRITE token exceeds every token issued before it;
+//  * hand-offs: a grant hands over only what the file is now. Every WRITE
+//    grant counts as a change of the file (its holder may write at any
+//    time), and a WRITE holder's ack mostly hands over the file's version.
 // At the end all clients behave (heartbeat, ack at once) and every request
 // still outstanding must be granted within a bounded number of steps.
 //
@@ -125,6 +128,7 @@ class Model {
   }
 
   uint64_t grants() const { return grants_; }
+  uint64_t handoffs() const { return handoffs_; }
   uint64_t expiries() const { return expiries_; }
   uint64_t failovers() const { return failovers_; }
 
@@ -240,6 +244,10 @@ class Model {
       if (it == c.revokes.end()) continue;  // a reset while delivering
       const Revoke r = it->second;
       c.revokes.erase(it);
+      // A WRITE holder's write-back tells what it left the file as, or
+      // (nothing to write back) nothing.
+      std::string handoff;
+      if (c.HeldMode(r.gfid) == Mode::kWrite && Chance(0.8)) handoff = Version(r.gfid);
       const Mode acked = std::min(c.HeldMode(r.gfid), r.to);
       if (acked == Mode::kNone) {
         c.held.erase(r.gfid);
@@ -248,10 +256,12 @@ class Model {
       }
       c.acked.emplace_back(r.gfid, id);
       Actions out;
-      EXPECT_EQ(sm_->RevokeAck(Id(i), r.gfid, id, acked, now_, &out), Status::kOk);
+      EXPECT_EQ(sm_->RevokeAck(Id(i), r.gfid, id, acked, now_, &out, handoff), Status::kOk);
       Deliver(out);
     }
   }
+
+  std::string Version(uint64_t gfid) { return "v" + std::to_string(versions_[gfid]); }
 
   void Wake(size_t i) {
     Client& c = clients_[i];
@@ -319,7 +329,10 @@ class Model {
   // Hands the manager's actions to their clients; active ones read at once.
   void Deliver(const Actions& actions) {
     for (const Action& a : actions) {
-      if (a.kind == Action::kGrant) CheckToken(a);
+      if (a.kind == Action::kGrant) {
+        CheckToken(a);
+        CheckHandoff(a);
+      }
       Client& c = clients_[a.client - 1];
       if (c.state == Client::kAway) {
         EXPECT_EQ(a.kind, Action::kSessionExpired) << "sent to a disconnected client";
@@ -375,6 +388,14 @@ class Model {
       // An idempotent re-grant repeats the holder's own token.
       EXPECT_EQ(it->second, std::make_pair(a.client, a.gfid)) << "token reused";
     }
+  }
+
+  void CheckHandoff(const Action& a) {
+    if (!a.handoff.empty()) {
+      EXPECT_EQ(a.handoff, Version(a.gfid)) << "stale hand-off to client " << a.client;
+      handoffs_++;
+    }
+    if (a.mode == Mode::kWrite) versions_[a.gfid]++;
   }
 
   void Check() {
@@ -434,7 +455,8 @@ class Model {
   uint64_t request_id_ = 0;
   uint64_t max_token_ = 0;
   std::map<uint64_t, std::pair<ClientId, uint64_t>> token_owner_;  // token -> (client, gfid)
-  uint64_t grants_ = 0, expiries_ = 0, failovers_ = 0;
+  std::map<uint64_t, uint64_t> versions_;  // gfid -> WRITE grants so far: its version
+  uint64_t grants_ = 0, expiries_ = 0, failovers_ = 0, handoffs_ = 0;
 };
 
 TEST(LeaseModelTest, RandomHistoriesStaySafeAndEveryLiveRequestIsGranted) {
@@ -447,7 +469,7 @@ TEST(LeaseModelTest, RandomHistoriesStaySafeAndEveryLiveRequestIsGranted) {
   std::printf("lease model: seeds %llu..%llu (DFUSE_LEASE_SEED=n replays one)\n",
               static_cast<unsigned long long>(first),
               static_cast<unsigned long long>(first + count - 1));
-  uint64_t grants = 0, expiries = 0, failovers = 0;
+  uint64_t grants = 0, expiries = 0, failovers = 0, handoffs = 0;
   for (uint64_t seed = first; seed < first + count; seed++) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     Model model(seed);
@@ -459,13 +481,16 @@ TEST(LeaseModelTest, RandomHistoriesStaySafeAndEveryLiveRequestIsGranted) {
     grants += model.grants();
     expiries += model.expiries();
     failovers += model.failovers();
+    handoffs += model.handoffs();
   }
-  std::printf("lease model: %llu grants, %llu expiries, %llu failovers\n",
+  std::printf("lease model: %llu grants, %llu expiries, %llu failovers, %llu hand-offs\n",
               static_cast<unsigned long long>(grants), static_cast<unsigned long long>(expiries),
-              static_cast<unsigned long long>(failovers));
+              static_cast<unsigned long long>(failovers),
+              static_cast<unsigned long long>(handoffs));
   if (count > 1) {  // the histories must exercise what they claim to
     EXPECT_GT(expiries, 0u);
     EXPECT_GT(failovers, 0u);
+    EXPECT_GT(handoffs, 0u);
   }
 }
 
