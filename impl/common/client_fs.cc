@@ -314,7 +314,8 @@ void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   self->Count("getattr");
   const uint64_t gfid = self->Gfid(ino);
   auto fetch = [self, gfid](proto::Attr* attr) {
-    const int err = self->storage_->GetAttr(gfid, attr);
+    const int err =
+        self->consistency_->HandedOver(gfid, attr) ? 0 : self->storage_->GetAttr(gfid, attr);
     if (err == 0) self->ObserveAttr(*attr, /*own=*/false);
     return err;
   };
