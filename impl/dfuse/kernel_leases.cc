@@ -1,5 +1,6 @@
 #include "impl/dfuse/kernel_leases.h"
 
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -43,6 +44,7 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       releases_(ctx.stats->GetCounter("kernel_leases.releases")),
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
+      attrs_handed_over_(ctx.stats->GetCounter("kernel_leases.attrs_handed_over")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
       files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {}
@@ -268,6 +270,18 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::millisecond
     auto it = files_.find(gfid);
     if (it != files_.end()) it->second.token = 0;
   }
+}
+
+bool KernelLeases::HandedOver(uint64_t gfid, proto::Attr* attr) {
+  std::string attrs;
+  if (!agent_ || !agent_->TakeHandoff(gfid, &attrs)) return false;
+  proto::Attr handed;
+  if (!handed.ParseFromString(attrs) || handed.gfid() != gfid || !S_ISREG(handed.mode())) {
+    return false;
+  }
+  *attr = std::move(handed);
+  attrs_handed_over_->Add();
+  return true;
 }
 
 void KernelLeases::Forgotten(uint64_t gfid) {
