@@ -147,11 +147,20 @@ def consistency(run: Path) -> list[str]:
     body = []
     for m in common.modes_in(rows):
         mine = [r for r in rows if r["mode"] == m]
+        torn = sum(r.get("torn_reads", 0) for r in mine)
+        # Runs before the column have no local count to show.
+        local = (str(sum(r["local_torn_reads"] for r in mine))
+                 if all("local_torn_reads" in r for r in mine) else "-")
         body.append([m, str(sum(r["operations"] for r in mine)),
                      f"{sum(r['non_linearizable'] for r in mine)} of "
-                     f"{sum(r['registers'] for r in mine)}"])
-    return (["## Consistency (dfuse-checker)", ""]
-            + table(["mode", "operations", "non-linearizable registers"], body))
+                     f"{sum(r['registers'] for r in mine)}", f"{torn} ({local})"])
+    return (["## Consistency (dfuse-checker)", "",
+             "A torn read is local when a write from the reader's own node overlapped it: "
+             "Linux does not make a buffered read of a page atomic against a write of it "
+             "on one machine (ext4 tears the same way), so only a tear that is not local "
+             "is the file system's.", ""]
+            + table(["mode", "operations", "non-linearizable registers",
+                     "torn reads (local)"], body))
 
 
 # A fio point whose busiest node did this many times the median node's operations

@@ -58,6 +58,8 @@ def test_single_writethrough_node_is_linearizable(make_cluster, workdir):
     assert report["non_linearizable"] == 0, json.dumps(report["violating"][:3], indent=1)
     assert report["unknown"] == 0
     assert report["violations"] == sum(1 for p in report["per_register"] if p["torn_reads"])
+    # One node: every tear had one of its writers overlapping it.
+    assert report["local_torn_reads"] == report["torn_reads"]
     print(f"torn reads on one writethrough node: {report['torn_reads']}")
 
 

@@ -94,8 +94,10 @@ def test_three_nodes_sharing_every_block_are_linearizable(make_cluster, workdir,
     print("lease counters:", json.dumps(lease_counters(c, 3)))
     assert rep["non_linearizable"] == 0, json.dumps(rep["violating"][:3], indent=1)
     # Torn reads (a read and a local write copying the same page) are what
-    # Linux allows on local file systems too; they are counted, not hidden.
+    # Linux allows on local file systems too; they are counted, not hidden,
+    # and every one must have had a write from its own node overlapping it.
     assert rep["violations"] == sum(1 for p in rep["per_register"] if p["torn_reads"])
+    assert rep["local_torn_reads"] == rep["torn_reads"], json.dumps(rep["violating"][:3], indent=1)
     revokes = sum(c.stats(i)["counters"].get("lease.revokes_handled", 0) for i in range(3))
     assert revokes > 100, "the nodes did not contend: the run proves nothing"
     print(f"torn reads: {rep['torn_reads']}, revokes handled: {revokes}")

@@ -42,10 +42,17 @@ Report CheckHistory(const std::vector<Op>& ops, const CheckOptions& options) {
   for (size_t i = 0; i < registers.size(); ++i) {
     const auto [file, block] = registers[i].first;
     const RegisterResult& r = results[i];
-    RegisterSummary s{file, block, 0, 0, r.torn_reads, r.verdict, r.linearizable, r.steps};
+    RegisterSummary s{.file = file,
+                      .block = block,
+                      .torn_reads = r.torn_reads,
+                      .local_torn_reads = r.local_torn_reads,
+                      .verdict = r.verdict,
+                      .linearizable = r.linearizable,
+                      .steps = r.steps};
     for (const Op& op : registers[i].second) ++(op.is_write() ? s.writes : s.reads);
     report.per_register.push_back(s);
     report.torn_reads += r.torn_reads;
+    report.local_torn_reads += r.local_torn_reads;
     if (r.verdict == Verdict::kUnknown) ++report.unknown;
     if (r.linearizable == Verdict::kViolation) ++report.non_linearizable;
     if (r.verdict != Verdict::kViolation) continue;
@@ -68,6 +75,7 @@ nlohmann::json ReportToJson(const Report& report) {
                             {"reads", s.reads},
                             {"writes", s.writes},
                             {"torn_reads", s.torn_reads},
+                            {"local_torn_reads", s.local_torn_reads},
                             {"result", VerdictName(s.verdict)},
                             {"linearizable", VerdictName(s.linearizable)},
                             {"steps", s.steps}});
@@ -87,6 +95,7 @@ nlohmann::json ReportToJson(const Report& report) {
           {"non_linearizable", report.non_linearizable},
           {"unknown", report.unknown},
           {"torn_reads", report.torn_reads},
+          {"local_torn_reads", report.local_torn_reads},
           {"per_register", per_register},
           {"violating", violating},
           {"seconds", report.seconds}};

@@ -29,6 +29,7 @@ struct RegisterSummary {
   size_t reads = 0;
   size_t writes = 0;
   size_t torn_reads = 0;
+  size_t local_torn_reads = 0;                    // see RegisterResult
   Verdict verdict = Verdict::kLinearizable;       // see RegisterResult
   Verdict linearizable = Verdict::kLinearizable;  // torn reads aside
   uint64_t steps = 0;
@@ -52,6 +53,9 @@ struct Report {
   size_t non_linearizable = 0;
   size_t unknown = 0;  // registers whose search ran out of budget
   size_t torn_reads = 0;
+  // Torn reads a write from the reader's own node overlapped: the local
+  // kernel's page cache, not the file system (RegisterResult).
+  size_t local_torn_reads = 0;
   std::vector<RegisterSummary> per_register;
   std::vector<Violation> violating;  // the first max_reported, by register
   double seconds = 0;                // time the check took

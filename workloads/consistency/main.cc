@@ -63,10 +63,11 @@ int Conclude(const Report& report, nlohmann::json json, const std::string& repor
   if (!report_path.empty()) WriteJsonFile(report_path, json);
   printf(
       "%zu operations (%zu reads, %zu writes, %zu failed) on %zu registers: "
-      "%zu violating (%zu not linearizable), %zu unknown, %zu torn reads; checked in %.2f s\n",
+      "%zu violating (%zu not linearizable), %zu unknown, %zu torn reads (%zu overlapped by a "
+      "write on the reader's node); checked in %.2f s\n",
       report.operations, report.reads, report.writes, report.failed, report.registers,
       report.violations, report.non_linearizable, report.unknown, report.torn_reads,
-      report.seconds);
+      report.local_torn_reads, report.seconds);
   if (!report.violating.empty()) {
     const Violation& v = report.violating.front();
     printf("first violation, file %u block %u (minimal history):\n", v.file, v.block);

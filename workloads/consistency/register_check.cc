@@ -1,8 +1,10 @@
 #include "workloads/consistency/register_check.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -333,14 +335,63 @@ std::vector<Op> Shrink(std::vector<Op> ops, uint64_t step_budget, uint64_t total
   return ops;
 }
 
+namespace {
+
+// Answers "did a write from this read's node overlap it in time?" for one
+// register in O(log n): per node, writes by invocation time with the latest
+// return among each prefix (a failed write may take effect any time after
+// its invocation, so it never returns).
+class LocalWrites {
+ public:
+  explicit LocalWrites(const std::vector<Op>& ops) {
+    for (const Op& op : ops) {
+      if (!op.is_write()) continue;
+      by_node_[op.node].push_back(
+          {op.invoke_ns, op.ok ? op.return_ns : std::numeric_limits<int64_t>::max()});
+    }
+    for (auto& [node, writes] : by_node_) {
+      std::sort(writes.begin(), writes.end());
+      for (size_t i = 1; i < writes.size(); ++i) {
+        writes[i].second = std::max(writes[i].second, writes[i - 1].second);
+      }
+    }
+  }
+
+  bool Overlap(const Op& read) const {
+    auto it = by_node_.find(read.node);
+    if (it == by_node_.end()) return false;
+    const auto& writes = it->second;
+    // The writes invoked before the read returned; one of them overlaps it
+    // if the latest of their returns is after the read's invocation.
+    const auto end =
+        std::lower_bound(writes.begin(), writes.end(), std::make_pair(read.return_ns, int64_t{0}),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+    return end != writes.begin() && std::prev(end)->second > read.invoke_ns;
+  }
+
+ private:
+  // node -> (invoke_ns, latest return_ns of this and every earlier write)
+  std::unordered_map<uint32_t, std::vector<std::pair<int64_t, int64_t>>> by_node_;
+};
+
+}  // namespace
+
 RegisterResult CheckRegister(const std::vector<Op>& recorded, uint64_t step_budget) {
   RegisterResult result;
   std::vector<Op> ops;
   ops.reserve(recorded.size());
   const Op* first_torn = nullptr;
+  const Op* first_unexplained = nullptr;
+  std::optional<LocalWrites> local_writes;  // built at the first torn read
   for (const Op& op : recorded) {
     if (op.torn) {
       if (result.torn_reads++ == 0) first_torn = &op;
+      if (!local_writes) local_writes.emplace(recorded);
+      if (local_writes->Overlap(op)) {
+        ++result.local_torn_reads;
+      } else if (first_unexplained == nullptr) {
+        first_unexplained = &op;
+      }
     } else if (op.is_write() || op.ok) {
       ops.push_back(op);
     }
@@ -367,7 +418,7 @@ RegisterResult CheckRegister(const std::vector<Op>& recorded, uint64_t step_budg
   result.verdict = result.linearizable;
   if (first_torn != nullptr && result.verdict != Verdict::kViolation) {
     result.verdict = Verdict::kViolation;
-    result.witness = {*first_torn};
+    result.witness = {first_unexplained != nullptr ? *first_unexplained : *first_torn};
   }
   return result;
 }

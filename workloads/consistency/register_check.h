@@ -79,8 +79,15 @@ struct RegisterResult {
   Verdict linearizable = Verdict::kLinearizable;
   uint64_t steps = 0;  // search steps, 0 when a simple witness decided
   size_t torn_reads = 0;
+  // Torn reads that a write to the block from the reader's own node
+  // overlapped in time. Linux does not make a buffered read of a page atomic
+  // against a write of it on the same machine (ext4 and tmpfs tear the same
+  // way), so these are the local kernel's doing; a torn read no local write
+  // overlapped can only have come from the file system.
+  size_t local_torn_reads = 0;
   // On a violation, the minimal offending history: from the linearizability
-  // check if that failed, otherwise the first torn read.
+  // check if that failed, otherwise the first torn read no local write
+  // explains, or else the first torn read.
   std::vector<Op> witness;
 };
 

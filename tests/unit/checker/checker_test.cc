@@ -53,6 +53,7 @@ TEST(CheckHistory, TornReadsAreCountedAndViolate) {
   torn.torn = true;
   const Report report = CheckHistory({W(0, 1, 0, 1), torn, torn}, {});
   EXPECT_EQ(report.torn_reads, 2u);
+  EXPECT_EQ(report.local_torn_reads, 0u);  // the write returned before
   EXPECT_EQ(report.violations, 1u);
   EXPECT_EQ(report.non_linearizable, 0u);
 }
@@ -62,7 +63,7 @@ TEST(CheckHistory, ReportJsonHasTheDocumentedFields) {
   const nlohmann::json j = ReportToJson(report);
   for (const char* key :
        {"operations", "reads", "writes", "registers", "violations", "non_linearizable", "unknown",
-        "torn_reads", "per_register", "violating", "seconds"}) {
+        "torn_reads", "local_torn_reads", "per_register", "violating", "seconds"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["violations"], 1);

@@ -113,6 +113,49 @@ TEST(RegisterCheck, TornReadIsAViolationOnItsOwn) {
   EXPECT_TRUE(r.witness[0].torn);
 }
 
+// A torn read is local when a write to the block from the reader's own
+// node overlapped it: the local page cache's doing (ext4 tears the same way).
+TEST(RegisterCheck, TornReadsOverlappedByALocalWriteAreCountedApart) {
+  auto on = [](Op op, uint32_t node) {
+    op.node = node;
+    return op;
+  };
+  auto torn = [&](int64_t invoke, int64_t ret, uint32_t node) {
+    Op op = on(R(1, 1, invoke, ret), node);
+    op.torn = true;
+    return op;
+  };
+  Op failed = on(W(3, 3, 40, 41), 1);
+  failed.ok = false;  // never returns: overlaps every later read
+  const std::vector<Op> ops = {
+      on(W(0, 1, 0, 10), 0), on(W(2, 2, 20, 30), 1), failed,
+      torn(5, 6, 0),    // inside node 0's write: local
+      torn(5, 6, 1),    // node 1 wrote nothing then
+      torn(10, 12, 0),  // starts as node 0's write returns: not overlapped
+      torn(29, 31, 1),  // overlaps node 1's write by its last nanosecond
+      torn(35, 36, 1),  // between node 1's writes
+      torn(50, 51, 1),  // after node 1's failed write was invoked
+  };
+  const RegisterResult r = CheckRegister(ops, kBudget);
+  EXPECT_EQ(r.torn_reads, 6u);
+  EXPECT_EQ(r.local_torn_reads, 3u);
+  EXPECT_EQ(r.verdict, Verdict::kViolation);
+  // The witness is the first tear no local write explains.
+  ASSERT_EQ(r.witness.size(), 1u);
+  EXPECT_EQ(r.witness[0].node, 1u);
+  EXPECT_EQ(r.witness[0].invoke_ns, 5);
+}
+
+TEST(RegisterCheck, OnlyLocalTearsStillViolate) {
+  Op torn = R(1, 1, 2, 3);
+  torn.torn = true;
+  const RegisterResult r = CheckRegister({W(0, 1, 0, 5), torn}, kBudget);
+  EXPECT_EQ(r.local_torn_reads, 1u);
+  EXPECT_EQ(r.verdict, Verdict::kViolation);
+  ASSERT_EQ(r.witness.size(), 1u);
+  EXPECT_TRUE(r.witness[0].torn);
+}
+
 TEST(RegisterCheck, StaleReadIsReportedBeforeATornOne) {
   Op torn = R(1, 1, 2, 3);
   torn.torn = true;
