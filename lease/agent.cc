@@ -832,14 +832,19 @@ void LeaseAgent::HandOff(uint64_t gfid, std::string attrs, std::string proof) {
   it->second.handoff_out_proof = std::move(proof);
 }
 
-bool LeaseAgent::TakeHandoff(uint64_t gfid, std::string* attrs) {
+bool LeaseAgent::Handoff(uint64_t gfid, std::string* attrs) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = files_.find(gfid);
   if (it == files_.end() || it->second.handoff_in.empty()) return false;
   if (!HoldsLocked(gfid, LeaseMode::kRead, nullptr)) return false;
-  *attrs = std::move(it->second.handoff_in);
-  it->second.handoff_in.clear();
+  *attrs = it->second.handoff_in;
   return true;
+}
+
+void LeaseAgent::DropHandoff(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it != files_.end()) it->second.handoff_in.clear();
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

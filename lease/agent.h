@@ -167,9 +167,11 @@ class LeaseAgent {
   // holders (RevokeAck.handoff).
   void HandOff(uint64_t gfid, std::string attrs, std::string proof);
   // What the last WRITE holder handed over with the lease now held on gfid
-  // (Grant.handoff), once: false if nothing was, it was taken already, or
-  // the lease has been revoked or lost since.
-  bool TakeHandoff(uint64_t gfid, std::string* attrs);
+  // (Grant.handoff): false if nothing was, or it is dropped already: the
+  // lease was revoked, lost, released or upgraded since, or DropHandoff.
+  bool Handoff(uint64_t gfid, std::string* attrs);
+  // This node is changing gfid on storage: what was handed over is old.
+  void DropHandoff(uint64_t gfid);
 
   // Ends the session: messages already queued (Release calls made before)
   // are sent first and the stream is closed cleanly, waiting up to
@@ -245,7 +247,7 @@ class LeaseAgent {
     uint64_t revoked_token = 0;
     int revokes = 0;  // kRevoke jobs queued or running
     std::shared_ptr<Request> request;  // the outstanding one, if any
-    // The grant's hand-off while the lease it came with is held (TakeHandoff).
+    // The grant's hand-off while the lease it came with is held (Handoff).
     std::string handoff_in;
     // HandOff's, for the ack of the revoke being handled.
     std::string handoff_out;

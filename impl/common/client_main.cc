@@ -226,6 +226,10 @@ struct ClientNode {
     });
     // ... and acts for the user who opened the file for writing.
     backend.set_writer_source([this](uint64_t gfid) { return writers.Of(gfid); });
+    // The policy hears of every change this node makes to a file on storage.
+    storage.OnChange([this](uint64_t gfid) {
+      if (ConsistencyPolicy* p = token_policy.load()) p->ChangingOnStorage(gfid);
+    });
     // A file the kernel forgot is forgotten here once written back.
     backend.set_drop_hook([this](uint64_t gfid) {
       writers.Forget(gfid);

@@ -156,10 +156,14 @@ class ConsistencyPolicy {
     return fetch(attr);
   }
   // Storage's attributes of regular file gfid as they are now, if the
-  // policy knows them without asking (the lease just granted brought them
-  // from the node that wrote the file last): a GETATTR then costs storage
-  // no round trip. Once per grant.
+  // policy knows them without asking (the lease held brought them from the
+  // node that wrote the file last, and this node has not changed it since):
+  // a GETATTR then costs storage no round trip.
   virtual bool HandedOver(uint64_t /*gfid*/, proto::Attr* /*attr*/) { return false; }
+  // This node is about to change file gfid (any type) on storage, or has
+  // just tried to (StorageClient::OnChange): attributes known from before
+  // are no longer storage's.
+  virtual void ChangingOnStorage(uint64_t /*gfid*/) {}
   // A reply is about to hand the kernel a regular file's attributes in an
   // entry (LOOKUP, MKNOD, LINK, CREATE, a READDIRPLUS entry). The policy may
   // replace *attr with what its GETATTRs answer, so that the kernel is not

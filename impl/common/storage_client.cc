@@ -222,7 +222,9 @@ int StorageClient::GetAttr(uint64_t gfid, proto::Attr* attr) {
 
 int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) {
   proto::AttrReply rep;
+  Changing(req.gfid());
   int err = Call("SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
+  Changing(req.gfid());
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -232,6 +234,7 @@ int StorageClient::Create(const proto::MakeRequest& req, proto::Attr* attr) {
   *once.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
   int err = Call("Create", &proto::Storage::Stub::Create, once, &rep);
+  Changing(rep.attr().gfid());  // an existing file, opened (and maybe truncated)
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -271,7 +274,9 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   req.set_new_name(new_name);
   *req.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
+  Changing(gfid);
   int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
+  Changing(gfid);
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -283,6 +288,7 @@ int StorageClient::Unlink(uint64_t parent, const std::string& name, proto::Attr*
   *req.mutable_request_id() = NewRequestId();
   proto::UnlinkReply rep;
   const int err = Call("Unlink", &proto::Storage::Stub::Unlink, req, &rep);
+  Changing(rep.unlinked().gfid());
   if (unlinked != nullptr) *unlinked = rep.unlinked();
   return err;
 }
@@ -307,6 +313,7 @@ int StorageClient::Rename(uint64_t parent, const std::string& name, uint64_t new
   *req.mutable_request_id() = NewRequestId();
   proto::UnlinkReply rep;
   const int err = Call("Rename", &proto::Storage::Stub::Rename, req, &rep);
+  Changing(rep.unlinked().gfid());
   if (unlinked != nullptr) *unlinked = rep.unlinked();
   return err;
 }
@@ -335,7 +342,10 @@ int StorageClient::Read(const proto::ReadRequest& req, proto::ReadReply* reply) 
 }
 
 int StorageClient::Write(const proto::WriteRequest& req, proto::WriteReply* reply) {
-  return Call("Write", &proto::Storage::Stub::Write, req, reply);
+  Changing(req.gfid());
+  const int err = Call("Write", &proto::Storage::Stub::Write, req, reply);
+  Changing(req.gfid());
+  return err;
 }
 
 int StorageClient::Fsync(uint64_t gfid, bool datasync) {
@@ -348,12 +358,18 @@ int StorageClient::Fsync(uint64_t gfid, bool datasync) {
 
 int StorageClient::Fallocate(const proto::FallocateRequest& req) {
   proto::ErrReply rep;
-  return Call("Fallocate", &proto::Storage::Stub::Fallocate, req, &rep);
+  Changing(req.gfid());
+  const int err = Call("Fallocate", &proto::Storage::Stub::Fallocate, req, &rep);
+  Changing(req.gfid());
+  return err;
 }
 
 int StorageClient::SetXattr(const proto::XattrRequest& req) {
   proto::ErrReply rep;
-  return Call("SetXattr", &proto::Storage::Stub::SetXattr, req, &rep);
+  Changing(req.gfid());
+  const int err = Call("SetXattr", &proto::Storage::Stub::SetXattr, req, &rep);
+  Changing(req.gfid());
+  return err;
 }
 
 int StorageClient::GetXattr(const proto::XattrRequest& req, proto::XattrReply* reply) {
@@ -366,7 +382,10 @@ int StorageClient::ListXattr(const proto::XattrRequest& req, proto::XattrReply* 
 
 int StorageClient::RemoveXattr(const proto::XattrRequest& req) {
   proto::ErrReply rep;
-  return Call("RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
+  Changing(req.gfid());
+  const int err = Call("RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
+  Changing(req.gfid());
+  return err;
 }
 
 int StorageClient::Access(uint64_t gfid, uint32_t mask) {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -50,6 +51,13 @@ class StorageClient {
   StorageClient(const StorageClientOptions& options, StatsRegistry* stats);
   StorageClient(const StorageClient&) = delete;
   StorageClient& operator=(const StorageClient&) = delete;
+
+  // Told the GFID of every file this client is about to change on storage
+  // (data, attributes, link count, extended attributes), before the call
+  // and again after it, whatever its outcome; a file named only by
+  // storage's reply (what an unlink or a rename replaced) after it. Set
+  // before the first call; runs on the calling thread.
+  void OnChange(std::function<void(uint64_t gfid)> listener) { on_change_ = std::move(listener); }
 
   // Fails fast (within `timeout`) when the service cannot be reached; used at
   // start-up so a wrong address gives a clear error instead of a hang.
@@ -110,6 +118,9 @@ class StorageClient {
   // or its directory entries').
   template <typename Rep>
   void LearnFrom(const Rep& rep);
+  void Changing(uint64_t gfid) const {
+    if (gfid != 0 && on_change_) on_change_(gfid);
+  }
   // The handle keys metadata for `gfids`.
   std::string KeysFor(const std::array<uint64_t, 2>& gfids);
 
@@ -125,6 +136,7 @@ class StorageClient {
   std::set<grpc::ClientContext*> inflight_;  // guarded by inflight_mu_
   bool cancelled_ = false;                   // guarded by inflight_mu_
   Counter* rpc_failures_;
+  std::function<void(uint64_t)> on_change_;
   std::mutex keys_mu_;
   std::unordered_map<uint64_t, uint64_t> keys_;  // GFID -> handle key; guarded by keys_mu_
 };

@@ -187,6 +187,8 @@ int KernelLeases::LinkCountChanged(uint64_t gfid) {
   // release (an upgrade from READ) writes nothing back. The lease stays
   // with this node until revoked or reaped, like one the kernel asked for.
   const int err = Acquire(gfid, LeaseMode::kWrite, /*kernel_asked=*/false);
+  // Taken after the change: what the grant handed over is from before it.
+  if (agent_) agent_->DropHandoff(gfid);
   if (err != 0) spdlog::warn("link count of {:#x} changed, others not told: errno {}", gfid, err);
   return err;
 }
@@ -274,7 +276,7 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::millisecond
 
 bool KernelLeases::HandedOver(uint64_t gfid, proto::Attr* attr) {
   std::string attrs;
-  if (!agent_ || !agent_->TakeHandoff(gfid, &attrs)) return false;
+  if (!agent_ || !agent_->Handoff(gfid, &attrs)) return false;
   proto::Attr handed;
   if (!handed.ParseFromString(attrs) || handed.gfid() != gfid || !S_ISREG(handed.mode())) {
     return false;
@@ -282,6 +284,10 @@ bool KernelLeases::HandedOver(uint64_t gfid, proto::Attr* attr) {
   *attr = std::move(handed);
   attrs_handed_over_->Add();
   return true;
+}
+
+void KernelLeases::ChangingOnStorage(uint64_t gfid) {
+  if (agent_) agent_->DropHandoff(gfid);
 }
 
 void KernelLeases::Forgotten(uint64_t gfid) {

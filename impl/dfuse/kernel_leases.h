@@ -17,9 +17,11 @@
 //
 // Hand-off: the write-back of a revoke from WRITE returns storage's
 // attributes of the file after it (with storage's proof); they go with the
-// ack, and the manager passes them to the next holders in their grant. The
-// kernel's first GETATTR after such a grant (it refreshes what it cached
-// before the lease) is answered from them, without a storage round trip.
+// ack, and the manager passes them to the next holders in their grant.
+// GETATTRs under such a grant (the kernel refreshes what it cached before
+// the lease, from every task that enters meanwhile) are answered from them,
+// without a storage round trip, until this node changes the file on
+// storage (ChangingOnStorage) or the lease goes.
 //
 // Link counts: the node that links, unlinks or replaces a file by rename
 // takes its WRITE lease before replying, so every other node's kernel
@@ -76,6 +78,7 @@ class KernelLeases : public ConsistencyPolicy {
   }
   int LinkCountChanged(uint64_t gfid) override;
   bool HandedOver(uint64_t gfid, proto::Attr* attr) override;
+  void ChangingOnStorage(uint64_t gfid) override;
   void Forgotten(uint64_t gfid) override;
 
   // Lease workers block on the manager; there are never more than this.

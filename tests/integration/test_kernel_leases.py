@@ -28,9 +28,11 @@ lease is given up once used and idle, not held for the manager's whole hold
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -326,6 +328,41 @@ def test_a_chmod_on_a_is_enforced_on_b_without_a_lookup(make_cluster, workdir, m
     finally:
         p.kill()
     assert out.split() == ["False", "EACCES"], f"B used the mode from before A's chmod: {out!r}"
+
+
+def statx_from_the_daemon(path):
+    """(st_nlink, permission bits, st_size) of ``path`` from a GETATTR the kernel
+    must send (statx's AT_STATX_FORCE_SYNC), not from what it cached."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # struct statx
+    at_fdcwd, force_sync, basic_stats = -100, 0x2000, 0x7FF
+    if libc.statx(at_fdcwd, os.fsencode(path), force_sync, basic_stats, buf) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), path)
+    (nlink,), (mode,), (size,) = (struct.unpack_from(f, buf, o)
+                                  for f, o in (("I", 16), ("H", 28), ("Q", 40)))
+    return nlink, mode & 0o7777, size
+
+
+def test_a_nodes_own_changes_after_a_hand_off_are_not_answered_from_it(make_cluster):
+    # B's chmod takes f's WRITE lease from A, whose revoke writes A's dirty
+    # data back and hands storage's attributes of f over to B with the grant;
+    # B's kernel refreshes from them. What B itself changes on storage after
+    # that (the chmod, a link, an unlink) makes them old: a GETATTR B's kernel
+    # sends later under the same lease must get storage's answer.
+    c = make_cluster("dfuse", nodes=2, client_args=["--writeback-delay-ms", "600000"])
+    a, b = c.mount(0), c.mount(1)
+    for i in range(5):
+        with open(f"{a}/f{i}", "wb") as f:
+            f.write(b"x" * (1000 + i))
+        os.chmod(f"{b}/f{i}", 0o600)
+        assert statx_from_the_daemon(f"{b}/f{i}") == (1, 0o600, 1000 + i), f"round {i}: chmod"
+        os.link(f"{b}/f{i}", f"{b}/g{i}")
+        assert statx_from_the_daemon(f"{b}/f{i}") == (2, 0o600, 1000 + i), f"round {i}: link"
+        os.unlink(f"{b}/g{i}")
+        assert statx_from_the_daemon(f"{b}/f{i}") == (1, 0o600, 1000 + i), f"round {i}: unlink"
+        assert statx_from_the_daemon(f"{a}/f{i}") == (1, 0o600, 1000 + i), f"round {i}: on A"
+    handed = c.stats(1)["counters"].get("kernel_leases.attrs_handed_over", 0)
+    assert handed >= 5, f"{handed} GETATTRs answered from a hand-off: the test proves nothing"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -257,6 +257,69 @@ TEST_F(StorageRetryTest, IdempotentCallsAreRetriedToo) {
   EXPECT_EQ(ReadLocalFile(export_ + "/f"), std::string("\0\0\0abc", 6));
 }
 
+// A policy hears of every change this client makes to a file on storage
+// (what it knew of the file from before is old then), and of nothing else.
+TEST_F(StorageRetryTest, EveryChangeToAFileIsToldBeforeAndAfterIt) {
+  const uint64_t f = Create(root_, "f").attr().gfid();
+  const uint64_t victim = Create(root_, "victim").attr().gfid();
+  const uint64_t replaced = Create(root_, "replaced").attr().gfid();
+  ASSERT_NE(f * victim * replaced, 0u);
+  std::vector<uint64_t> told;
+  client_->OnChange([&](uint64_t gfid) { told.push_back(gfid); });
+  auto expect_told = [&](std::vector<uint64_t> want, const char* call) {
+    EXPECT_EQ(told, want) << call;
+    told.clear();
+  };
+
+  proto::Attr attr;
+  proto::SetAttrRequest chmod;
+  chmod.set_gfid(f);
+  chmod.set_valid(proto::SETATTR_MODE);
+  chmod.set_mode(0600);
+  ASSERT_EQ(client_->SetAttr(chmod, &attr), 0);
+  expect_told({f, f}, "SetAttr");
+  proto::WriteRequest w;
+  w.set_gfid(f);
+  w.add_chunks()->set_data("abc");
+  proto::WriteReply wr;
+  ASSERT_EQ(client_->Write(w, &wr), 0);
+  expect_told({f, f}, "Write");
+  proto::FallocateRequest fa;
+  fa.set_gfid(f);
+  fa.set_length(4096);
+  ASSERT_EQ(client_->Fallocate(fa), 0);
+  expect_told({f, f}, "Fallocate");
+  proto::XattrRequest x;
+  x.set_gfid(f);
+  x.set_name("user.k");
+  x.set_value("v");
+  ASSERT_EQ(client_->SetXattr(x), 0);
+  expect_told({f, f}, "SetXattr");
+  ASSERT_EQ(client_->RemoveXattr(x), 0);
+  expect_told({f, f}, "RemoveXattr");
+  ASSERT_EQ(client_->Link(f, root_, "g", &attr), 0);
+  expect_told({f, f}, "Link");
+  ASSERT_EQ(client_->Unlink(root_, "victim"), 0);
+  expect_told({victim}, "Unlink (named by the reply)");
+  ASSERT_EQ(client_->Rename(root_, "g", root_, "replaced", 0), 0);
+  expect_told({replaced}, "Rename over a file");
+  // A failed change may have been applied in part: told all the same.
+  constexpr uint64_t kNoSuchFile = 0xdead;
+  chmod.set_gfid(kNoSuchFile);
+  EXPECT_NE(client_->SetAttr(chmod, &attr), 0);
+  expect_told({kNoSuchFile, kNoSuchFile}, "a failed SetAttr");
+
+  // Reads change nothing.
+  ASSERT_EQ(client_->GetAttr(f, &attr), 0);
+  ASSERT_EQ(client_->Lookup(root_, "f", &attr), 0);
+  proto::ReadRequest r;
+  r.set_gfid(f);
+  r.add_extents()->set_length(3);
+  proto::ReadReply rr;
+  ASSERT_EQ(client_->Read(r, &rr), 0);
+  expect_told({}, "GetAttr, Lookup, Read");
+}
+
 TEST_F(StorageRetryTest, UnknownRpcNamesAreRefused) {
   EXPECT_FALSE(server_->InjectLostReplies("mkdir", 1));
   EXPECT_FALSE(server_->InjectLostReplies("", 1));

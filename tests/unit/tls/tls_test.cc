@@ -489,9 +489,11 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
   }
   std::string got;
   ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
-  ASSERT_TRUE(reader.TakeHandoff(file.gfid(), &got));
+  ASSERT_TRUE(reader.Handoff(file.gfid(), &got));
   EXPECT_EQ(got, attrs);
-  EXPECT_FALSE(reader.TakeHandoff(file.gfid(), &got)) << "once per grant";
+  ASSERT_TRUE(reader.Handoff(file.gfid(), &got)) << "for as long as the lease is held";
+  reader.DropHandoff(file.gfid());  // the reader changed the file
+  EXPECT_FALSE(reader.Handoff(file.gfid(), &got));
 
   // Attributes storage never said, or said of another write, are dropped.
   ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
@@ -502,7 +504,7 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
     handoff = forged.SerializeAsString();  // with the old proof
   }
   ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
-  EXPECT_FALSE(reader.TakeHandoff(file.gfid(), &got)) << got.size();
+  EXPECT_FALSE(reader.Handoff(file.gfid(), &got)) << got.size();
   EXPECT_EQ(manager->Stats()["lease"]["handoffs_refused"].get<int>(), 1);
   reader.Shutdown();
   writer.Shutdown();
