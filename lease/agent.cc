@@ -40,6 +40,9 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
       losses_(stats->GetCounter("lease.losses")),
       upgrades_kept_(stats->GetCounter("lease.upgrades_kept")),
       upgrades_stale_(stats->GetCounter("lease.upgrades_stale")),
+      handoffs_received_(stats->GetCounter("lease.handoffs_received")),
+      handoffs_dropped_(stats->GetCounter("lease.handoffs_dropped")),
+      handoff_misses_(stats->GetCounter("lease.handoff_misses")),
       reconnects_(stats->GetCounter("lease.reconnects")),
       acquire_latency_(stats->GetLatency("lease.acquire")),
       handler_latency_(stats->GetLatency("lease.revoke_handler")) {
@@ -465,6 +468,7 @@ void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
   file.handoff_in = grant.handoff();
+  if (!file.handoff_in.empty()) handoffs_received_->Add();
   NoteClaim();
   // A grant whose request was abandoned still reflects what the manager
   // records for us, so it is applied all the same.
@@ -834,9 +838,12 @@ void LeaseAgent::HandOff(uint64_t gfid, std::string attrs, std::string proof) {
 
 bool LeaseAgent::Handoff(uint64_t gfid, std::string* attrs) {
   std::lock_guard<std::mutex> l(mu_);
-  auto it = files_.find(gfid);
-  if (it == files_.end() || it->second.handoff_in.empty()) return false;
   if (!HoldsLocked(gfid, LeaseMode::kRead, nullptr)) return false;
+  auto it = files_.find(gfid);
+  if (it == files_.end() || it->second.handoff_in.empty()) {
+    handoff_misses_->Add();
+    return false;
+  }
   *attrs = it->second.handoff_in;
   return true;
 }
@@ -844,7 +851,9 @@ bool LeaseAgent::Handoff(uint64_t gfid, std::string* attrs) {
 void LeaseAgent::DropHandoff(uint64_t gfid) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = files_.find(gfid);
-  if (it != files_.end()) it->second.handoff_in.clear();
+  if (it == files_.end() || it->second.handoff_in.empty()) return;
+  it->second.handoff_in.clear();
+  handoffs_dropped_->Add();
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

@@ -373,6 +373,12 @@ class LeaseAgent {
   Counter* losses_;
   Counter* upgrades_kept_;   // grants that found a kept READ cache current ...
   Counter* upgrades_stale_;  // ... or not
+  // Grants that brought a hand-off; hand-offs dropped by DropHandoff; asks
+  // of Handoff while the lease was held that found none (a GETATTR the
+  // daemon then sends to storage).
+  Counter* handoffs_received_;
+  Counter* handoffs_dropped_;
+  Counter* handoff_misses_;
   Counter* reconnects_;
   Latency* acquire_latency_;
   Latency* handler_latency_;

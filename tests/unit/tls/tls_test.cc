@@ -494,6 +494,9 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
   ASSERT_TRUE(reader.Handoff(file.gfid(), &got)) << "for as long as the lease is held";
   reader.DropHandoff(file.gfid());  // the reader changed the file
   EXPECT_FALSE(reader.Handoff(file.gfid(), &got));
+  EXPECT_EQ(s3.GetCounter("lease.handoffs_received")->Get(), 1u);
+  EXPECT_EQ(s3.GetCounter("lease.handoffs_dropped")->Get(), 1u);
+  EXPECT_EQ(s3.GetCounter("lease.handoff_misses")->Get(), 1u);
 
   // Attributes storage never said, or said of another write, are dropped.
   ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
