@@ -531,7 +531,11 @@ void ClientFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_
   proto::Attr replaced;
   int err = self->storage_->Rename(self->Gfid(parent), name, self->Gfid(newparent), newname, flags,
                                    &replaced);
-  if (err == 0) err = self->LinkCountChanged(replaced);
+  if (err == 0) {
+    // The kernel moves its entries when it sees the reply.
+    self->dir_aliases_.Renamed(parent, name, newparent, newname, (flags & RENAME_EXCHANGE) != 0);
+    err = self->LinkCountChanged(replaced);
+  }
   fuse_reply_err(req, err);
 }
 

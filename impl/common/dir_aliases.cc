@@ -29,15 +29,44 @@ void DirAliases::Start(EntryInvalidator invalidate) {
   thread_ = std::thread([this] { Run(); });
 }
 
+void DirAliases::Place(fuse_ino_t ino, std::pair<fuse_ino_t, std::string> entry) {
+  auto old = at_.find(entry);
+  if (old != at_.end() && old->second != ino) where_.erase(old->second);
+  at_[entry] = ino;
+  where_[ino] = std::move(entry);
+}
+
 void DirAliases::Seen(fuse_ino_t ino, fuse_ino_t parent, const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
-  auto [it, inserted] = where_.try_emplace(ino, parent, name);
-  if (inserted || (it->second.first == parent && it->second.second == name)) return;
+  auto it = where_.find(ino);
+  if (it == where_.end()) {
+    Place(ino, {parent, name});
+    return;
+  }
+  if (it->second.first == parent && it->second.second == name) return;
+  at_.erase(it->second);
   stale_.push_back({ino, it->second.first, std::move(it->second.second)});
-  it->second = {parent, name};
+  Place(ino, {parent, name});
   pending_[ino]++;
   queued_++;
   cv_.notify_one();
+}
+
+void DirAliases::Renamed(fuse_ino_t parent, const std::string& name, fuse_ino_t new_parent,
+                         const std::string& new_name, bool exchange) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto take = [&](const std::pair<fuse_ino_t, std::string>& entry) -> fuse_ino_t {
+    auto it = at_.find(entry);
+    if (it == at_.end()) return 0;
+    const fuse_ino_t ino = it->second;
+    at_.erase(it);
+    where_.erase(ino);
+    return ino;
+  };
+  const fuse_ino_t moved = take({parent, name});
+  const fuse_ino_t other = take({new_parent, new_name});  // exchanged, or replaced: gone
+  if (moved != 0) Place(moved, {new_parent, new_name});
+  if (exchange && other != 0) Place(other, {parent, name});
 }
 
 void DirAliases::WaitSettled(fuse_ino_t ino, std::chrono::milliseconds timeout) {
@@ -58,7 +87,10 @@ void DirAliases::WaitQueuedSettled(std::chrono::milliseconds timeout) {
 
 void DirAliases::Forget(fuse_ino_t ino) {
   std::lock_guard<std::mutex> l(mu_);
-  where_.erase(ino);
+  auto it = where_.find(ino);
+  if (it == where_.end()) return;
+  at_.erase(it->second);
+  where_.erase(it);
 }
 
 void DirAliases::Run() {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -62,6 +63,14 @@ class DirAliases {
   // Waits up to `timeout` until every invalidation queued before the call
   // is done. Call in a lookup before replying.
   void WaitQueuedSettled(std::chrono::milliseconds timeout);
+  // This node renamed `name` in `parent` to `new_name` in `new_parent`
+  // (exchanging the two when `exchange`): its kernel moves its entries
+  // itself, so the directories it knew there are now where it moved them.
+  // Without this, a directory this node moved and another node moved on
+  // would have the wrong entry invalidated, and the kernel would keep
+  // failing the lookup with ESTALE.
+  void Renamed(fuse_ino_t parent, const std::string& name, fuse_ino_t new_parent,
+               const std::string& new_name, bool exchange);
   // The kernel no longer knows directory `ino`.
   void Forget(fuse_ino_t ino);
 
@@ -72,10 +81,13 @@ class DirAliases {
     std::string name;
   };
   void Run();
+  // Records directory `ino` at `entry` (and nothing else there); requires mu_.
+  void Place(fuse_ino_t ino, std::pair<fuse_ino_t, std::string> entry);
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<fuse_ino_t, std::pair<fuse_ino_t, std::string>> where_;
+  std::map<std::pair<fuse_ino_t, std::string>, fuse_ino_t> at_;  // where_, the other way
   std::unordered_map<fuse_ino_t, int> pending_;  // invalidations queued or running
   std::condition_variable settled_cv_;
   std::deque<Stale> stale_;

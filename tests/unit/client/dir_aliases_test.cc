@@ -84,6 +84,43 @@ TEST(DirAliasesTest, MovedDirectoryDropsItsOldEntry) {
   EXPECT_EQ(stats.GetCounter("fuse.stale_dir_alias_invalidations")->Get(), 2u);
 }
 
+// This node's own renames move the kernel's entries: a directory it moved
+// and another node then moved on is dropped where this node put it.
+TEST(DirAliasesTest, ADirectoryThisNodeRenamedIsDroppedWhereItPutIt) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "d");
+  aliases.Seen(11, 1, "e");
+  aliases.Seen(12, 2, "x");
+  aliases.Renamed(1, "d", 2, "b", false);         // 10 is now 2/b
+  aliases.Renamed(1, "e", 2, "x", true);          // 11 and 12 swap
+  aliases.Renamed(1, "plain", 1, "file", false);  // no directory: nothing to move
+  aliases.Seen(10, 3, "a");                       // another node moved 10 on
+  aliases.Seen(11, 3, "c");                       // and 11
+  aliases.Seen(12, 3, "f");                       // and 12
+  const auto dropped = kernel.WaitFor(3);
+  ASSERT_EQ(dropped.size(), 3u);
+  EXPECT_EQ(dropped[0], std::make_pair(fuse_ino_t{2}, std::string("b")));
+  EXPECT_EQ(dropped[1], std::make_pair(fuse_ino_t{2}, std::string("x")));
+  EXPECT_EQ(dropped[2], std::make_pair(fuse_ino_t{1}, std::string("e")));
+}
+
+TEST(DirAliasesTest, ADirectoryReplacedByARenameIsForgotten) {
+  StatsRegistry stats;
+  FakeKernel kernel;
+  DirAliases aliases(&stats);
+  aliases.Start(kernel.Invalidator());
+  aliases.Seen(10, 1, "d");
+  aliases.Seen(11, 1, "empty");
+  aliases.Renamed(1, "d", 1, "empty", false);  // 11 is gone, 10 is 1/empty
+  aliases.Seen(11, 4, "again");                // a new entry, not a move: nothing to drop
+  aliases.Seen(10, 1, "empty");
+  aliases.WaitQueuedSettled(milliseconds(1000));
+  EXPECT_EQ(kernel.count(), 0u);
+}
+
 TEST(DirAliasesTest, ReplyWaitsForThePendingInvalidationUpToItsTimeout) {
   StatsRegistry stats;
   FakeKernel kernel(/*gated=*/true);
