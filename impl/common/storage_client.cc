@@ -222,9 +222,7 @@ int StorageClient::GetAttr(uint64_t gfid, proto::Attr* attr) {
 
 int StorageClient::SetAttr(const proto::SetAttrRequest& req, proto::Attr* attr) {
   proto::AttrReply rep;
-  Changing(req.gfid());
-  int err = Call("SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
-  Changing(req.gfid());
+  int err = ChangeCall(req.gfid(), "SetAttr", &proto::Storage::Stub::SetAttr, req, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -274,9 +272,7 @@ int StorageClient::Link(uint64_t gfid, uint64_t new_parent, const std::string& n
   req.set_new_name(new_name);
   *req.mutable_request_id() = NewRequestId();
   proto::EntryReply rep;
-  Changing(gfid);
-  int err = Call("Link", &proto::Storage::Stub::Link, req, &rep);
-  Changing(gfid);
+  int err = ChangeCall(gfid, "Link", &proto::Storage::Stub::Link, req, &rep);
   if (err == 0) *attr = rep.attr();
   return err;
 }
@@ -342,10 +338,7 @@ int StorageClient::Read(const proto::ReadRequest& req, proto::ReadReply* reply) 
 }
 
 int StorageClient::Write(const proto::WriteRequest& req, proto::WriteReply* reply) {
-  Changing(req.gfid());
-  const int err = Call("Write", &proto::Storage::Stub::Write, req, reply);
-  Changing(req.gfid());
-  return err;
+  return ChangeCall(req.gfid(), "Write", &proto::Storage::Stub::Write, req, reply);
 }
 
 int StorageClient::Fsync(uint64_t gfid, bool datasync) {
@@ -358,18 +351,12 @@ int StorageClient::Fsync(uint64_t gfid, bool datasync) {
 
 int StorageClient::Fallocate(const proto::FallocateRequest& req) {
   proto::ErrReply rep;
-  Changing(req.gfid());
-  const int err = Call("Fallocate", &proto::Storage::Stub::Fallocate, req, &rep);
-  Changing(req.gfid());
-  return err;
+  return ChangeCall(req.gfid(), "Fallocate", &proto::Storage::Stub::Fallocate, req, &rep);
 }
 
 int StorageClient::SetXattr(const proto::XattrRequest& req) {
   proto::ErrReply rep;
-  Changing(req.gfid());
-  const int err = Call("SetXattr", &proto::Storage::Stub::SetXattr, req, &rep);
-  Changing(req.gfid());
-  return err;
+  return ChangeCall(req.gfid(), "SetXattr", &proto::Storage::Stub::SetXattr, req, &rep);
 }
 
 int StorageClient::GetXattr(const proto::XattrRequest& req, proto::XattrReply* reply) {
@@ -382,10 +369,7 @@ int StorageClient::ListXattr(const proto::XattrRequest& req, proto::XattrReply* 
 
 int StorageClient::RemoveXattr(const proto::XattrRequest& req) {
   proto::ErrReply rep;
-  Changing(req.gfid());
-  const int err = Call("RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
-  Changing(req.gfid());
-  return err;
+  return ChangeCall(req.gfid(), "RemoveXattr", &proto::Storage::Stub::RemoveXattr, req, &rep);
 }
 
 int StorageClient::Access(uint64_t gfid, uint32_t mask) {

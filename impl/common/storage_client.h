@@ -112,6 +112,15 @@ class StorageClient {
   // reply's errno or EIO.
   template <typename Req, typename Rep>
   int Call(const char* name, Method<Req, Rep> method, const Req& req, Rep* rep);
+  // Call for a change to file `gfid`, told to the listener before and after.
+  template <typename Req, typename Rep>
+  int ChangeCall(uint64_t gfid, const char* name, Method<Req, Rep> method, const Req& req,
+                 Rep* rep) {
+    Changing(gfid);
+    const int err = Call(name, method, req, rep);
+    Changing(gfid);
+    return err;
+  }
   // The id of a new call that is not idempotent; its retries reuse it.
   proto::RequestId NewRequestId();
   // Keeps the handle keys a successful reply hands out (its attributes,
