@@ -40,6 +40,10 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
       losses_(stats->GetCounter("lease.losses")),
       upgrades_kept_(stats->GetCounter("lease.upgrades_kept")),
       upgrades_stale_(stats->GetCounter("lease.upgrades_stale")),
+      kept_on_revoke_(stats->GetCounter("lease.kept_on_revoke")),
+      kept_current_(stats->GetCounter("lease.kept_current")),
+      kept_refreshed_(stats->GetCounter("lease.kept_refreshed")),
+      kept_dropped_(stats->GetCounter("lease.kept_dropped")),
       handoffs_received_(stats->GetCounter("lease.handoffs_received")),
       handoffs_dropped_(stats->GetCounter("lease.handoffs_dropped")),
       handoff_misses_(stats->GetCounter("lease.handoff_misses")),
@@ -311,7 +315,7 @@ void LeaseAgent::Send(proto::ClientMessage msg) {
   if (!caller_sends_) out_cv_.notify_one();
 }
 
-void LeaseAgent::SendAcquire(const Request& req) {
+void LeaseAgent::SendAcquire(Request& req) {
   proto::ClientMessage msg;
   proto::Acquire* a = msg.mutable_acquire();
   a->set_request_id(req.id);
@@ -319,6 +323,9 @@ void LeaseAgent::SendAcquire(const Request& req) {
   a->set_mode(ToProto(req.mode));
   a->mutable_range()->set_start(0);
   a->mutable_range()->set_end(UINT64_MAX);
+  auto it = files_.find(req.gfid);
+  req.known_version = it != files_.end() && it->second.kept ? it->second.kept_version : 0;
+  a->set_known_version(req.known_version);
   requests_->Add();
   Send(std::move(msg));
 }
@@ -354,7 +361,7 @@ void LeaseAgent::OnWelcome(const proto::Welcome& welcome, Clock::time_point hell
   }
   unsent_releases_.clear();
   // The manager dropped our queued requests with the old stream.
-  for (const auto& [gfid, file] : files_) {
+  for (auto& [gfid, file] : files_) {
     if (file.request && !file.request->held_back) SendAcquire(*file.request);
   }
   spdlog::info("lease session with {} (epoch {}) {}; {} leases reclaimed", addresses_[current_],
@@ -377,13 +384,26 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         if (file.proofs.size() > kProofsKept) file.proofs.erase(file.proofs.begin());
       }
       if (file.kept) {
-        // The READ cache kept across an upgrade is current only if no one
-        // wrote between; otherwise it is dropped before the grant applies.
+        // The cache kept across an upgrade or a revoke is current only if
+        // no one wrote between; otherwise what they wrote is dropped before
+        // the grant applies, or everything if the manager cannot say what.
         file.kept = false;
-        if (g.unchanged()) {
-          upgrades_kept_->Add();
+        // `since` answers the known_version the request named, which must
+        // be the kept cache's.
+        const bool told = g.since_known() && file.kept_version != 0 && file.request &&
+                          file.request->id == g.request_id() &&
+                          file.request->known_version == file.kept_version;
+        const bool current = g.unchanged() || (told && g.since_size() == 0);
+        if (file.kept_for_upgrade) (current ? upgrades_kept_ : upgrades_stale_)->Add();
+        if (current) {
+          kept_current_->Add();
+        } else if (told && options_.refresh_kept) {
+          kept_refreshed_->Add();
+          QueueJob(file, {.kind = Job::kRefresh,
+                          .gfid = g.gfid(),
+                          .since = {g.since().begin(), g.since().end()}});
         } else {
-          upgrades_stale_->Add();
+          kept_dropped_->Add();
           QueueJob(file, {.kind = Job::kDrop, .gfid = g.gfid(), .to = LeaseMode::kNone});
         }
       }
@@ -467,6 +487,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
 void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
+  file.version = grant.version();
   file.handoff_in = grant.handoff();
   if (!file.handoff_in.empty()) handoffs_received_->Add();
   NoteClaim();
@@ -597,6 +618,14 @@ void LeaseAgent::RevokeLoop() {
     file.running = true;
     if (job.kind == Job::kSend) {
       SendHeldBack(file, job.then_send);
+    } else if (job.kind == Job::kRefresh) {
+      // The grant it comes before is queued behind it: nothing uses the
+      // kept cache until it is applied.
+      l.unlock();
+      if (!options_.refresh_kept(job.gfid, job.since) && handler_) {
+        handler_(job.gfid, LeaseMode::kNone, std::chrono::milliseconds(0));
+      }
+      l.lock();
     } else if (job.kind == Job::kGrant) {
       if (--file.grants_queued == 0) file.queued_mode = LeaseMode::kNone;
       if (job.losses == file.losses) {
@@ -622,8 +651,14 @@ void LeaseAgent::RevokeLoop() {
         if (job.to != LeaseMode::kWrite) file.token = 0;
       }
       // Set when the cache is kept, cleared when a later call drops it.
-      if (job.keep) {
+      // Set before the call: a grant that arrives meanwhile must find it
+      // (and refresh what may still be kept).
+      const bool keeping = job.keep || (job.kind == Job::kRevoke && job.to == LeaseMode::kNone &&
+                                        options_.release_keeping);
+      if (keeping) {
         file.kept = true;
+        file.kept_for_upgrade = job.keep;
+        file.kept_version = file.version;
       } else if (job.to == LeaseMode::kNone) {
         file.kept = false;
       }
@@ -631,13 +666,21 @@ void LeaseAgent::RevokeLoop() {
       file.handoff_out.clear();
       file.handoff_out_proof.clear();
       l.unlock();
+      bool kept = true;
       if (job.keep) {
         options_.before_upgrade(job.gfid);
+      } else if (keeping) {
+        ScopedLatency timer(handler_latency_);
+        kept = options_.release_keeping(job.gfid, job.linger);
       } else if (handler_) {
         ScopedLatency timer(handler_latency_);
         handler_(job.gfid, job.to, job.linger);
       }
       l.lock();
+      if (keeping && kept && !job.keep) kept_on_revoke_->Add();
+      // Dropped after all: a grant that came meanwhile refreshes nothing
+      // that is still there, which is harmless.
+      if (!kept) file.kept = false;
       if (job.kind == Job::kRevoke) {
         // Handled: what the revoke took is safe to give up even if the ack
         // is lost with the stream.
@@ -795,7 +838,12 @@ void LeaseAgent::Release(uint64_t gfid) {
   auto it = files_.find(gfid);
   if (it == files_.end()) return;
   File& file = it->second;
-  if (Claimed(file) == LeaseMode::kNone) return;
+  // The node keeps nothing of the file once it gives the lease back.
+  file.kept = false;
+  if (Claimed(file) == LeaseMode::kNone) {
+    Forget(gfid);
+    return;
+  }
   file.held = LeaseMode::kNone;
   file.token = 0;
   file.handoff_in.clear();

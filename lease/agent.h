@@ -81,6 +81,20 @@ struct LeaseAgentOptions {
   // before the grant applies. Unset: the RevokeHandler drops the cache with
   // kNone before the request is sent (the paper's Algorithm 1).
   std::function<void(uint64_t gfid)> before_upgrade;
+  // Called instead of the RevokeHandler for a revoke to NONE, when set: the
+  // node does what the handler does (its data durable, the hand-off given)
+  // but may keep its clean cache, out of use, and returns true if it did.
+  // The next Acquire names the version of the lease it was cached under,
+  // and before that grant applies the agent calls refresh_kept with what
+  // the WRITE leases granted between handed over, or, if the manager cannot
+  // tell, the RevokeHandler with kNone. A cache kept before an upgrade
+  // (before_upgrade) is refreshed in the same way.
+  std::function<bool(uint64_t gfid, std::chrono::milliseconds linger)> release_keeping;
+  // Drops from the kept cache of gfid what the hand-offs in `since`
+  // (Grant.since, opaque here) say was written; false if they do not say,
+  // and the RevokeHandler then drops everything (kNone). On a revoke
+  // thread, in order with the file's handler calls.
+  std::function<bool(uint64_t gfid, const std::vector<std::string>& since)> refresh_kept;
   // The node's RevokeHandler honours `linger` (a revoke may then come
   // before the manager's minimum hold is over; see Hello.lingers).
   bool lingers = false;
@@ -192,6 +206,7 @@ class LeaseAgent {
     uint64_t id;
     uint64_t gfid;
     LeaseMode mode;
+    uint64_t known_version = 0;  // Acquire.known_version, when last sent
     bool held_back = false;  // sent by a revoke thread after the file's pending jobs
     bool done = false;       // granted, failed or voided
     bool granted = false;
@@ -208,14 +223,16 @@ class LeaseAgent {
   // Revoke-thread work on one file, kept in arrival order per file.
   struct Job {
     enum Kind {
-      kRevoke,  // run the handler for a revoke, then ack
-      kDrop,    // run the handler for a lost lease or before an upgrade
-      kGrant,   // apply a grant that arrived behind a revoke
-      kSend,    // send a request held back by the jobs before it
+      kRevoke,   // run the handler for a revoke, then ack
+      kDrop,     // run the handler for a lost lease or before an upgrade
+      kRefresh,  // refresh a kept cache (refresh_kept) before a grant applies
+      kGrant,    // apply a grant that arrived behind a revoke
+      kSend,     // send a request held back by the jobs before it
     } kind;
     uint64_t gfid;
     LeaseMode to = LeaseMode::kNone;     // kRevoke, kDrop
     bool keep = false;                   // kDrop: before an upgrade, via before_upgrade
+    std::vector<std::string> since;      // kRefresh: Grant.since
     uint64_t revoke_id = 0;              // kRevoke
     std::chrono::milliseconds linger{0};  // kRevoke: Revoke.linger_ms
     std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
@@ -236,10 +253,14 @@ class LeaseAgent {
     LeaseMode queued_mode = LeaseMode::kNone;
     uint64_t queued_token = 0;
     uint64_t losses = 0;               // bumped when the lease is lost: voids queued grants
-    // The READ cache was kept across an upgrade (before_upgrade) and no
-    // handler has dropped it since: the next grant says whether it is
-    // current. The entry is not forgotten meanwhile.
+    // The cache was kept across an upgrade (before_upgrade) or a revoke
+    // (release_keeping) and no handler has dropped it since: the next grant
+    // says whether it is current, or what changed since kept_version. The
+    // entry is not forgotten meanwhile.
     bool kept = false;
+    bool kept_for_upgrade = false;
+    uint64_t kept_version = 0;
+    uint64_t version = 0;  // Grant.version of the lease held
     // The mode (and token) a revoke took away while its handler has not
     // finished: the manager still counts it until the ack, which a broken
     // stream loses, so a reconnect reclaims it (kNone when none is running).
@@ -289,7 +310,7 @@ class LeaseAgent {
 
   // Everything below runs under mu_.
   void Send(proto::ClientMessage msg);
-  void SendAcquire(const Request& req);
+  void SendAcquire(Request& req);
   void SendRelease(uint64_t gfid);  // on a welcomed stream
   // Answers revoke `revoke_id`, keeping `kept` of the file's lease, with
   // a hand-off (empty: none).
@@ -373,6 +394,10 @@ class LeaseAgent {
   Counter* losses_;
   Counter* upgrades_kept_;   // grants that found a kept READ cache current ...
   Counter* upgrades_stale_;  // ... or not
+  Counter* kept_on_revoke_;  // revokes to NONE that kept the cache (release_keeping)
+  Counter* kept_current_;    // grants that found a kept cache current ...
+  Counter* kept_refreshed_;  // ... or dropped what others wrote from it (refresh_kept) ...
+  Counter* kept_dropped_;    // ... or had to drop it whole
   // Grants that brought a hand-off; hand-offs dropped by DropHandoff; asks
   // of Handoff while the lease was held that found none (a GETATTR the
   // daemon then sends to storage).

@@ -327,8 +327,8 @@ void ManagerService::Handle(Stream* s, const proto::ClientMessage& msg) {
       const auto key = std::make_pair(client, a.request_id());
       acquires_[key] = Clock::now();
       const ByteRange range{a.range().start(), a.range().end()};
-      st =
-          sm_->Acquire(client, a.request_id(), a.gfid(), FromProto(a.mode()), range, now, &actions);
+      st = sm_->Acquire(client, a.request_id(), a.gfid(), FromProto(a.mode()), range, now, &actions,
+                        a.known_version());
       if (st != Status::kOk) acquires_.erase(key);
       if (st == Status::kInvalid) SendError(s, EINVAL, "invalid Acquire", a.request_id());
       break;
@@ -434,6 +434,9 @@ void ManagerService::Dispatch(const Actions& actions) {
         g->set_token(a.token);
         g->set_unchanged(a.unchanged);
         g->set_handoff(a.handoff);
+        g->set_version(a.version);
+        for (const std::string& h : a.since) g->add_since(h);
+        g->set_since_known(a.since_known);
         if (options_.fencing_key && a.token != 0) {
           const auto owner = owners_.find(a.client);
           g->set_token_proof(options_.fencing_key->Prove(
@@ -495,7 +498,7 @@ std::string ManagerService::CheckedHandoff(ClientId client, const proto::RevokeA
   // written under: a client can hand over nothing storage did not say.
   const uint64_t token = sm_->HeldToken(client, ack.gfid());
   if (token != 0 &&
-      options_.fencing_key->VerifyAttrs(ack.gfid(), token, ack.handoff(), ack.handoff_proof())) {
+      options_.fencing_key->VerifyHandoff(ack.gfid(), token, ack.handoff(), ack.handoff_proof())) {
     return ack.handoff();
   }
   handoffs_refused_++;
@@ -520,6 +523,8 @@ nlohmann::json ManagerService::Stats() const {
                 {"expiries", c.expiries},
                 {"reclaims", c.reclaims},
                 {"handoffs", c.handoffs},
+                {"since_known", c.since_known},
+                {"since_unknown", c.since_unknown},
                 {"handoffs_refused", handoffs_refused_},
                 {"sessions", sm_->session_count()},
                 {"connected", streams_.size()},

@@ -99,12 +99,13 @@ void StateMachine::Unref(ClientId client, uint64_t gfid) {
 // --- Leases ---
 
 Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid, Mode mode,
-                             ByteRange range, uint64_t now_ms, Actions* out) {
+                             ByteRange range, uint64_t now_ms, Actions* out,
+                             uint64_t known_version) {
   if (mode == Mode::kNone || range.start > range.end) return Status::kInvalid;
   auto session = sessions_.find(client);
   if (session == sessions_.end() || !session->second.connected) return Status::kNoSession;
 
-  File& file = files_[gfid];
+  File& file = FileEntry(gfid);
   Holder* holder = FindHolder(file, client);
   // A holder with a revoke outstanding queues instead: a grant now would
   // reach it after the revoke and contradict it.
@@ -116,12 +117,13 @@ Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid
                     .mode = holder->mode,
                     .token = holder->token,
                     .request_id = request_id,
+                    .version = holder->mode == Mode::kWrite ? holder->token : LastToken(),
                     .range = kWholeFile});
     return Status::kOk;
   }
   const bool upgrade = holder != nullptr && holder->mode == Mode::kRead && mode == Mode::kWrite;
   if (upgrade) RemoveHolder(file, client, gfid);  // the READ lease is given up first
-  file.waiters.push_back({client, request_id, mode, upgrade, file.write_grants});
+  file.waiters.push_back({client, request_id, mode, upgrade, file.write_grants, known_version});
   Ref(client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
@@ -137,7 +139,14 @@ Status StateMachine::RevokeAck(ClientId client, uint64_t gfid, uint64_t revoke_i
     return Status::kStale;
   }
   if (acked > holder->revoke_to) return Status::kInvalid;
-  if (holder->mode == Mode::kWrite) file.handoff = std::move(handoff);
+  if (holder->mode == Mode::kWrite) {
+    for (WriteLease& w : file.log) {
+      if (w.token != holder->token) continue;
+      w.handed_over = !handoff.empty();
+      w.handoff = handoff;
+    }
+    file.handoff = std::move(handoff);
+  }
   // A re-sent revoke (after a resume) counts from its first sending, the
   // cost a waiter saw, but no sample counts for more than the longest hold:
   // one disconnection must not pin the file's hold at the maximum. The ack
@@ -192,6 +201,33 @@ StateMachine::Holder* StateMachine::FindHolder(File& file, ClientId client) {
 void StateMachine::RemoveHolder(File& file, ClientId client, uint64_t gfid) {
   std::erase_if(file.holders, [client](const Holder& h) { return h.client == client; });
   Unref(client, gfid);
+}
+
+uint64_t StateMachine::LastToken() const {
+  return (options_.epoch << kCounterBits) | token_counter_;
+}
+
+StateMachine::File& StateMachine::FileEntry(uint64_t gfid) {
+  auto [it, made] = files_.try_emplace(gfid);
+  // WRITE leases granted before are not in the new log: a cache kept from
+  // before now cannot be told what they changed.
+  if (made) it->second.log_start = LastToken();
+  return it->second;
+}
+
+void StateMachine::TellSince(const File& file, uint64_t known_version, Action* grant) {
+  // A version below log_start is from before the log: WRITE leases that
+  // are not in it may have come since.
+  if (known_version == 0 || known_version < file.log_start) return;
+  for (const WriteLease& w : file.log) {
+    if (w.token <= known_version) continue;  // the kept cache has its changes
+    if (!w.handed_over) {
+      grant->since.clear();
+      return;
+    }
+    grant->since.push_back(w.handoff);
+  }
+  grant->since_known = true;
 }
 
 uint64_t StateMachine::NewToken() {
@@ -249,24 +285,37 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
     }
   }
   const bool unchanged = waiter.upgrade && waiter.write_grants == file.write_grants;
+  Action grant{.kind = Action::kGrant,
+               .client = waiter.client,
+               .gfid = gfid,
+               .request_id = waiter.request_id,
+               .unchanged = unchanged,
+               .range = kWholeFile};
+  // Before this grant joins the log: its own changes are to come.
+  if (new_holder) {
+    TellSince(file, waiter.known_version, &grant);
+    if (waiter.known_version != 0)
+      (grant.since_known ? counters_.since_known : counters_.since_unknown)++;
+  }
   if (stronger && holder->mode == Mode::kWrite) {
     holder->token = NewToken();
     file.write_grants++;
+    file.log.push_back({holder->token});
+    if (file.log.size() > kMaxLog) {
+      file.log_start = file.log.front().token;
+      file.log.pop_front();
+    }
   }
   counters_.grants++;
   // A holder already has what it cached under its lease: only a new one
   // needs the hand-off.
   const bool handoff = new_holder && !file.handoff.empty();
   if (handoff) counters_.handoffs++;
-  out->push_back({.kind = Action::kGrant,
-                  .client = waiter.client,
-                  .gfid = gfid,
-                  .mode = holder->mode,
-                  .token = holder->token,
-                  .request_id = waiter.request_id,
-                  .unchanged = unchanged,
-                  .handoff = handoff ? file.handoff : std::string(),
-                  .range = kWholeFile});
+  grant.mode = holder->mode;
+  grant.token = holder->token;
+  grant.handoff = handoff ? file.handoff : std::string();
+  grant.version = holder->mode == Mode::kWrite ? holder->token : LastToken();
+  out->push_back(std::move(grant));
 }
 
 void StateMachine::RevokeBlockers(File& file, uint64_t gfid, uint64_t now_ms, Actions* out) {
@@ -315,18 +364,21 @@ Status StateMachine::Reclaim(ClientId client, uint64_t gfid, Mode mode, uint64_t
   if (session == sessions_.end() || !session->second.connected) return Status::kNoSession;
   if (!reclaiming_) return Status::kRefused;
 
-  File& file = files_[gfid];
+  File& file = FileEntry(gfid);
   for (const Holder& holder : file.holders) {
     if (holder.client == client) return holder.mode == mode ? Status::kOk : Status::kRefused;
     if (Conflict(holder.mode, mode)) return Status::kRefused;
   }
   // Conflicts return before this point only when the file has holders, so
-  // files_[gfid] never leaves an empty entry behind.
+  // FileEntry never leaves an empty entry behind.
   if (mode == Mode::kWrite) {
     if ((token >> kCounterBits) == options_.epoch) {
       token_counter_ = std::max(token_counter_, token & kCounterMask);
     }
     file.write_grants++;
+    // Its token is older than the log: start the log after it.
+    file.log.clear();
+    file.log_start = LastToken();
   } else {
     token = 0;
   }

@@ -38,6 +38,14 @@
 //    driver). Every grant to a client that did not hold the lease carries
 //    the last one, until a WRITE lease is acked without one, released or
 //    lost: only a WRITE holder changes the file, so they stay current.
+//  * Every grant has a version: a WRITE grant's is its token, any other's
+//    the last token issued (on any file). A client whose lease went to NONE
+//    may keep its cache out of use and name the version it was current at
+//    in its next Acquire; the grant then carries the hand-offs of the WRITE
+//    leases granted on the file since (each says what its holder wrote), if
+//    every one of them was acked with one and the file's short log still
+//    has them all. The client drops only what they name (CephFS and NFSv4
+//    can only keep a cache that nobody wrote meanwhile).
 //  * A READ holder asking for WRITE gives up its READ lease and queues (the
 //    paper's Algorithm 1). Its grant says whether the file's data is as the
 //    READ lease left it: no WRITE lease went to anyone meanwhile. A client
@@ -91,6 +99,12 @@ struct Action {
   // kGrant to a client that did not hold the lease: the last WRITE
   // holder's hand-off (RevokeAck), or empty.
   std::string handoff;
+  // kGrant: see the rule above; with the Acquire's known_version, the
+  // hand-offs of the WRITE leases granted since, oldest first, and whether
+  // they are all there (since_known).
+  uint64_t version = 0;
+  std::vector<std::string> since;
+  bool since_known = false;
   uint64_t revoke_id = 0;   // kRevoke: the id the RevokeAck must echo
   // kRevoke to a lingering session: how long it may still keep the lease
   // while it uses it (0: give it up now).
@@ -125,6 +139,8 @@ struct Counters {
   uint64_t expiries = 0;  // sessions expired
   uint64_t reclaims = 0;  // leases re-installed by Reclaim
   uint64_t handoffs = 0;  // grants that carried a hand-off
+  uint64_t since_known = 0;    // grants to a known_version that said what changed
+  uint64_t since_unknown = 0;  // ... that could not
 };
 
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
@@ -132,6 +148,10 @@ inline constexpr uint64_t kNoDeadline = UINT64_MAX;
 class StateMachine {
  public:
   using Actions = std::vector<Action>;
+
+  // WRITE leases a file's log keeps (Action::since); older ones are
+  // forgotten, and a client that kept a cache from before them drops it.
+  static constexpr size_t kMaxLog = 16;
 
   // Throws std::invalid_argument if the epoch does not fit in 24 bits.
   explicit StateMachine(const Options& options);
@@ -164,8 +184,9 @@ class StateMachine {
   // or stronger, and has no revoke outstanding, is granted at once. A READ
   // holder asking for WRITE gives up its READ lease first (the paper's
   // Algorithm 1: the client has already cleaned its cache) and queues.
+  // `known_version`: the version of the client's kept cache, or 0.
   Status Acquire(ClientId client, uint64_t request_id, uint64_t gfid, Mode mode, ByteRange range,
-                 uint64_t now_ms, Actions* out);
+                 uint64_t now_ms, Actions* out, uint64_t known_version = 0);
 
   // The holder has complied with revoke `revoke_id`: its dirty data is
   // durable and it now holds `acked` (no more than the revoke asked for).
@@ -230,7 +251,15 @@ class StateMachine {
     Mode mode;
     bool upgrade = false;       // asked by a READ holder for WRITE
     uint64_t write_grants = 0;  // File::write_grants when it asked
+    uint64_t known_version = 0;
   };
+  // A WRITE lease granted on a file, in its log.
+  struct WriteLease {
+    uint64_t token;
+    bool handed_over = false;  // acked with a hand-off, which is `handoff`
+    std::string handoff;
+  };
+
   struct File {
     std::vector<Holder> holders;  // few, so a vector beats a map
     std::deque<Waiter> waiters;
@@ -244,6 +273,10 @@ class StateMachine {
     // The last WRITE holder's hand-off; empty once a WRITE lease was acked
     // without one, released or lost (it may have changed the file).
     std::string handoff;
+    // Every WRITE lease granted on the file with a token above log_start is
+    // in the log, oldest first.
+    uint64_t log_start = 0;
+    std::deque<WriteLease> log;
   };
   struct Session {
     uint64_t expires_ms = 0;
@@ -264,6 +297,12 @@ class StateMachine {
   void Unref(ClientId client, uint64_t gfid);
   void RemoveHolder(File& file, ClientId client, uint64_t gfid);
   uint64_t NewToken();
+  // The last token issued: the version of a grant that is not WRITE.
+  uint64_t LastToken() const;
+  // The file's entry, made if missing with a log that starts now.
+  File& FileEntry(uint64_t gfid);
+  // Fills a grant's since/since_known for a waiter's known_version.
+  static void TellSince(const File& file, uint64_t known_version, Action* grant);
 
   // Grants what can be granted on `gfid`, revokes what blocks the head of
   // its queue, and forgets the file once nobody holds or wants it.

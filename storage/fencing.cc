@@ -50,19 +50,43 @@ int FencingTable::Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t tok
     if (int err = LoadToken(fd, &stored); err != 0) return err;
     // Dropping cached entries loses nothing: each is a copy of an attribute.
     if (it == s.files.end() && s.files.size() >= kMaxFilesPerStripe) s.files.clear();
-    it = s.files.insert_or_assign(gfid, Known{generation, stored}).first;
+    // Calls under the stored token may have come before: their changes
+    // are not known.
+    it = s.files.insert_or_assign(gfid, Known{.generation = generation, .highest = stored}).first;
   }
-  uint64_t& highest = it->second.highest;
+  Known& known = it->second;
   // Token 0 is below every token, so a leased file refuses it too.
-  if (token < highest) return ESTALE;
-  if (token > highest) {
+  if (token < known.highest) return ESTALE;
+  if (token > known.highest) {
     // Stored before the call is applied: once the call's change can be
     // seen, no restart can let an older token in.
     if (int err = StoreToken(fd, token); err != 0) return err;
-    highest = token;
+    known.highest = token;
+    known.written.Clear();
+    known.written_known = true;
   }
   *lock = std::move(l);
   return 0;
+}
+
+void FencingTable::Changing(uint64_t gfid, uint64_t start, uint64_t end,
+                            const std::unique_lock<std::mutex>& lock) {
+  Stripe& s = stripes_[gfid % kStripes];
+  if (!lock.owns_lock() || lock.mutex() != &s.mu) return;  // not admitted
+  auto it = s.files.find(gfid);
+  if (it != s.files.end() && it->second.highest != 0) it->second.written.Add(start, end);
+}
+
+bool FencingTable::Written(uint64_t gfid, uint64_t token, std::vector<ExtentSet::Range>* ranges,
+                           const std::unique_lock<std::mutex>& lock) {
+  Stripe& s = stripes_[gfid % kStripes];
+  if (!lock.owns_lock() || lock.mutex() != &s.mu) return false;
+  auto it = s.files.find(gfid);
+  if (it == s.files.end() || it->second.highest != token || !it->second.written_known) {
+    return false;
+  }
+  *ranges = it->second.written.ranges();
+  return true;
 }
 
 }  // namespace dfuse::storage

@@ -22,6 +22,14 @@
 // only a bounded cache of it. The attribute is as durable as the file's
 // metadata: an fsync of the file covers it. The xattr RPCs never show or
 // change it.
+//
+// Changes under the highest token: the table also keeps, in memory only,
+// which bytes the calls admitted under a file's highest token changed
+// (Changing), for the hand-off of that token's lease (Written): the next
+// holders keep the pages they cached and drop only those bytes. They are
+// known only if this process admitted every call under the token: a
+// restart, or a file dropped from the cache and read again, forgets them
+// ("unknown": the next holders drop everything).
 #ifndef DFUSE_STORAGE_FENCING_H_
 #define DFUSE_STORAGE_FENCING_H_
 
@@ -29,6 +37,9 @@
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
+
+#include "util/extent_set.h"
 
 namespace dfuse::storage {
 
@@ -54,10 +65,29 @@ class FencingTable {
   int Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t token,
             std::unique_lock<std::mutex>* lock);
 
+  // With the lock Admit gave for `gfid` held: the admitted call changes
+  // bytes [start, end) (ExtentSet::kToEnd: to the end of the file). Called
+  // before the change is applied; a call that then fails has changed at
+  // most that.
+  void Changing(uint64_t gfid, uint64_t start, uint64_t end,
+                const std::unique_lock<std::mutex>& lock);
+
+  // With the lock Admit gave for `gfid` held: every byte range changed
+  // under `token` so far, if `token` is the file's highest and all of them
+  // are known; false otherwise.
+  bool Written(uint64_t gfid, uint64_t token, std::vector<ExtentSet::Range>* ranges,
+               const std::unique_lock<std::mutex>& lock);
+
+  // Ranges kept per file; past it neighbours merge (util/extent_set.h).
+  static constexpr size_t kMaxWrittenRanges = 32;
+
  private:
   struct Known {
     uint64_t generation;
     uint64_t highest;  // 0: never changed under a token
+    // What calls under `highest` changed, if known (see above).
+    ExtentSet written{kMaxWrittenRanges};
+    bool written_known = false;
   };
   // Striped so that calls on different files rarely contend.
   struct Stripe {
@@ -66,7 +96,8 @@ class FencingTable {
   };
   static constexpr size_t kStripes = 64;
   // Files cached per stripe. Past it the stripe's cache is dropped and
-  // refilled from the attributes: about 64 B per file, 64 MiB at most.
+  // refilled from the attributes (forgetting the changes kept with them):
+  // about 100 B per file, 100 MiB at most, more for files with many ranges.
   static constexpr size_t kMaxFilesPerStripe = 16384;
 
   std::array<Stripe, kStripes> stripes_;

@@ -373,6 +373,10 @@ grpc::Status StorageService::SetAttr(Ctx* ctx, const proto::SetAttrRequest* req,
     if (err == 0) {
       err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
     }
+    // Bytes past the new size go; growing adds zeros past the old end,
+    // where no cache holds data (and a node that sees a new size drops
+    // its pages anyway).
+    if (err == 0) fencing_.Changing(node->gfid(), req->size(), ExtentSet::kToEnd, fence);
   }
   if (err == 0 && (valid & (proto::SETATTR_UID | proto::SETATTR_GID))) {
     const uid_t uid = (valid & proto::SETATTR_UID) ? req->uid() : static_cast<uid_t>(-1);

@@ -245,9 +245,11 @@ class StorageService final : public proto::Storage::Service {
   // *fd is the file's writable descriptor.
   int Admit(const Call& call, Node* node, uint64_t token, const std::string& proof, int* fd,
             std::unique_lock<std::mutex>* lock);
-  // Fills the attributes a durable write under a fencing token left the
-  // file with, and storage's proof of them (WriteReply.attrs).
-  void HandOff(const Node& node, const proto::WriteRequest& req, proto::WriteReply* reply);
+  // Fills what a durable write under a fencing token hands over (the
+  // attributes it left the file with and the bytes changed under the token)
+  // and storage's proof of it (WriteReply.handoff). `fence`: Admit's lock.
+  void HandOff(const Node& node, const proto::WriteRequest& req,
+               const std::unique_lock<std::mutex>& fence, proto::WriteReply* reply);
   // Puts what was written through `fd` on stable storage (Fsync, and a
   // Write that asks for it), with the handles of new names: a client that
   // made a file durable must be able to resolve it after a crash.

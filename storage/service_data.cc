@@ -135,6 +135,8 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   // Chunks land in order; on an error the earlier ones stay written, as
   // with a short write.
   for (int i = 0; err == 0 && i < req->chunks_size(); i++) {
+    fencing_.Changing(node->gfid(), req->chunks(i).offset(),
+                      req->chunks(i).offset() + req->chunks(i).data().size(), fence);
     err = WriteFull(fd, req->chunks(i).offset(), req->chunks(i).data());
     if (err == 0) bytes_written_->Add(req->chunks(i).data().size());
   }
@@ -151,7 +153,7 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
   }
   // A holder's write-back before it lets go: what it leaves the file as,
   // for the next holder, taken before a later writer is admitted too.
-  if (err == 0 && req->durable() && req->fencing_token() != 0) HandOff(*node, *req, reply);
+  if (err == 0 && req->durable() && req->fencing_token() != 0) HandOff(*node, *req, fence, reply);
   // Durability needs no fence: the data is in place, and syncing a later
   // writer's with it does no harm. Outside the lock, files that share its
   // stripe do not wait for this file's fsync.
@@ -162,17 +164,27 @@ grpc::Status StorageService::Write(Ctx* ctx, const proto::WriteRequest* req,
 }
 
 void StorageService::HandOff(const Node& node, const proto::WriteRequest& req,
-                             proto::WriteReply* reply) {
-  proto::Attr attr;
-  if (Stat(node, &attr) != 0) return;  // the next holder asks for them itself
+                             const std::unique_lock<std::mutex>& fence, proto::WriteReply* reply) {
+  proto::Handoff handoff;
+  proto::Attr* attr = handoff.mutable_attrs();
+  if (Stat(node, attr) != 0) return;  // the next holder asks for them itself
   // The manager passes them to whoever asks for the lease: never the key,
   // which only a permitted lookup gives (storage/handle_secret.h).
-  attr.clear_handle_key();
-  std::string attrs = attr.SerializeAsString();
-  if (fencing_key_) {
-    reply->set_attrs_proof(fencing_key_->ProveAttrs(node.gfid(), req.fencing_token(), attrs));
+  attr->clear_handle_key();
+  std::vector<ExtentSet::Range> written;
+  if (fencing_.Written(node.gfid(), req.fencing_token(), &written, fence)) {
+    handoff.set_written_known(true);
+    for (const ExtentSet::Range& r : written) {
+      proto::Extent* e = handoff.add_written();
+      e->set_offset(r.start);
+      e->set_length(r.end == ExtentSet::kToEnd ? 0 : r.end - r.start);
+    }
   }
-  reply->set_attrs(std::move(attrs));
+  std::string bytes = handoff.SerializeAsString();
+  if (fencing_key_) {
+    reply->set_handoff_proof(fencing_key_->ProveHandoff(node.gfid(), req.fencing_token(), bytes));
+  }
+  reply->set_handoff(std::move(bytes));
 }
 
 int StorageService::MakeDurable(int fd, bool datasync) {
@@ -218,6 +230,8 @@ grpc::Status StorageService::Fallocate(Ctx* ctx, const proto::FallocateRequest* 
   if (err == 0) {
     err = Admit(call, node.get(), req->fencing_token(), req->fencing_proof(), &fd, &fence);
   }
+  // Collapsing or inserting a range moves every byte after it.
+  if (err == 0) fencing_.Changing(node->gfid(), req->offset(), ExtentSet::kToEnd, fence);
   if (err == 0 && !Privileged(call.caller())) err = DropPrivileges(fd);
   if (err == 0 && ::fallocate(fd, req->mode(), static_cast<off_t>(req->offset()),
                               static_cast<off_t>(req->length())) != 0) {

@@ -63,13 +63,15 @@ bool FencingKey::Verify(uint64_t gfid, uint64_t token, std::string_view holder,
   return SameSecret(Prove(gfid, token, holder), proof);
 }
 
-std::string FencingKey::ProveAttrs(uint64_t gfid, uint64_t token, std::string_view attrs) const {
-  return HmacSha256(secret_, Message("dfuse-attrs-v1", gfid, token, attrs)).substr(0, kProofBytes);
+std::string FencingKey::ProveHandoff(uint64_t gfid, uint64_t token,
+                                     std::string_view handoff) const {
+  return HmacSha256(secret_, Message("dfuse-handoff-v2", gfid, token, handoff))
+      .substr(0, kProofBytes);
 }
 
-bool FencingKey::VerifyAttrs(uint64_t gfid, uint64_t token, std::string_view attrs,
-                             std::string_view proof) const {
-  return SameSecret(ProveAttrs(gfid, token, attrs), proof);
+bool FencingKey::VerifyHandoff(uint64_t gfid, uint64_t token, std::string_view handoff,
+                               std::string_view proof) const {
+  return SameSecret(ProveHandoff(gfid, token, handoff), proof);
 }
 
 }  // namespace dfuse

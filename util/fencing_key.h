@@ -37,13 +37,14 @@ class FencingKey {
   // Whether `proof` is Prove(gfid, token, holder), compared in constant time.
   bool Verify(uint64_t gfid, uint64_t token, std::string_view holder, std::string_view proof) const;
 
-  // Storage's proof of `attrs` (a serialized Attr), the state a durable
-  // write under `token` left gfid in. The lease manager passes a WRITE
-  // holder's attributes to the file's next holders only with it, so that
-  // a client cannot make the others believe attributes storage never had.
-  std::string ProveAttrs(uint64_t gfid, uint64_t token, std::string_view attrs) const;
-  bool VerifyAttrs(uint64_t gfid, uint64_t token, std::string_view attrs,
-                   std::string_view proof) const;
+  // Storage's proof of `handoff` (a serialized Handoff: the attributes a
+  // durable write under `token` left gfid with, and the bytes written under
+  // it). The lease manager passes a WRITE holder's hand-off to the file's
+  // next holders only with it, so that a client can make the others believe
+  // neither attributes storage never had nor that it wrote less than it did.
+  std::string ProveHandoff(uint64_t gfid, uint64_t token, std::string_view handoff) const;
+  bool VerifyHandoff(uint64_t gfid, uint64_t token, std::string_view handoff,
+                     std::string_view proof) const;
 
  private:
   const std::string secret_;

@@ -352,7 +352,7 @@ int BufferCache::Flush(uint64_t gfid) {
 }
 
 int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written,
-                              ProvenAttrs* after) {
+                              ProvenHandoff* after) {
   if (bytes_written) *bytes_written = 0;
   if (after) *after = {};
   *durable = false;
@@ -408,7 +408,7 @@ int BufferCache::TakeWriteError(uint64_t gfid) {
 }
 
 int BufferCache::FlushFile(const FilePtr& f, bool durable, bool* made_durable,
-                           uint64_t* bytes_written, ProvenAttrs* after) {
+                           uint64_t* bytes_written, ProvenHandoff* after) {
   std::lock_guard<std::mutex> flush_lock(f->flush_mu);
   const uint64_t gfid = f->gfid;
   if (made_durable) *made_durable = false;

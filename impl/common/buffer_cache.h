@@ -38,11 +38,12 @@ namespace dfuse {
 
 inline constexpr uint32_t kPageSize = 4096;
 
-// What storage said a durable write-back left a file as (WriteReply.attrs):
-// a serialized proto::Attr and storage's proof of it, which a lease holder
-// hands over to the file's next holder. Empty when storage said nothing.
-struct ProvenAttrs {
-  std::string attrs;
+// What storage said a durable write-back left a file as
+// (WriteReply.handoff): a serialized proto::Handoff and storage's proof of
+// it, which a lease holder hands over to the file's next holders. Empty
+// when storage said nothing.
+struct ProvenHandoff {
+  std::string handoff;
   std::string proof;
 };
 
@@ -67,7 +68,7 @@ class CacheBackend {
   struct WriteResult {
     uint64_t file_size = 0;
     int64_t mtime_ns = 0;  // 0 if storage did not say
-    ProvenAttrs after;     // a durable call's, if storage said
+    ProvenHandoff after;   // a durable call's, if storage said
   };
   virtual ~CacheBackend() = default;
   // Fills data[i] with extent i, shorter at end of file. Returns an errno.
@@ -119,7 +120,7 @@ class BufferCache {
   // *bytes_written (optional) says how many bytes were written back;
   // *after (optional) what storage said the durable call left the file as.
   int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr,
-                   ProvenAttrs* after = nullptr);
+                   ProvenHandoff* after = nullptr);
   // The kernel's mtime for the file, set on storage after the data of every
   // later write-back of the file, in the same call, rather than in a call
   // of its own (sent alone once when no data is left to carry it). The
@@ -172,7 +173,7 @@ class BufferCache {
   void RecomputeDirtyEnd(FileState* f);  // requires mu_
   int ReadOnce(uint64_t gfid, uint64_t offset, size_t size, std::string* out);
   int FlushFile(const FilePtr& f, bool durable, bool* made_durable,
-                uint64_t* bytes_written = nullptr, ProvenAttrs* after = nullptr);
+                uint64_t* bytes_written = nullptr, ProvenHandoff* after = nullptr);
   void ThrottleWriters();
   void FlusherLoop();
   uint64_t LogicalSize(const FileState& f) const;  // requires mu_

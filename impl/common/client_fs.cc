@@ -87,8 +87,8 @@ int StorageCacheBackend::WriteChunks(uint64_t gfid, std::vector<Chunk> chunks,
   if (err != 0) return err;
   result->file_size = rep.file_size();
   result->mtime_ns = rep.mtime_ns();
-  result->after.attrs = std::move(*rep.mutable_attrs());
-  result->after.proof = std::move(*rep.mutable_attrs_proof());
+  result->after.handoff = std::move(*rep.mutable_handoff());
+  result->after.proof = std::move(*rep.mutable_handoff_proof());
   return 0;
 }
 

@@ -5,7 +5,7 @@
 namespace dfuse {
 
 int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
-                       Counter* durable_flushes, ProvenAttrs* after) {
+                       Counter* durable_flushes, ProvenHandoff* after) {
   // One call writes the dirty data and the kept times and makes them
   // durable; a file with nothing dirty needs none.
   bool durable = false;

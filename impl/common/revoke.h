@@ -24,7 +24,7 @@ namespace dfuse {
 // holder (empty if nothing was written back). Returns 0 or the
 // write-back's errno.
 int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
-                       Counter* durable_flushes, ProvenAttrs* after = nullptr);
+                       Counter* durable_flushes, ProvenHandoff* after = nullptr);
 
 }  // namespace dfuse
 

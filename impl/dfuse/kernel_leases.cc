@@ -14,6 +14,8 @@
 
 #include "impl/common/revoke.h"
 #include "kernel/dfuse/dfuse_proto.h"
+#include "proto/storage.pb.h"
+#include "util/extent_set.h"
 
 namespace dfuse {
 
@@ -45,6 +47,7 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
       attrs_handed_over_(ctx.stats->GetCounter("kernel_leases.attrs_handed_over")),
+      ranges_invalidated_(ctx.stats->GetCounter("kernel_leases.ranges_invalidated")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
       files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {}
@@ -60,6 +63,12 @@ int KernelLeases::Start(CachePolicy* cache, std::string* error) {
   opts.credentials = ctx_.credentials;
   opts.lingers = cache->linger;
   opts.before_upgrade = [this](uint64_t gfid) { KeepForUpgrade(gfid); };
+  opts.release_keeping = [this](uint64_t gfid, std::chrono::milliseconds linger) {
+    return ReleaseKeeping(gfid, linger);
+  };
+  opts.refresh_kept = [this](uint64_t gfid, const std::vector<std::string>& since) {
+    return RefreshKept(gfid, since);
+  };
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts,
       [this](uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
@@ -193,6 +202,11 @@ int KernelLeases::LinkCountChanged(uint64_t gfid) {
   return err;
 }
 
+int KernelLeases::DeviceFd() {
+  std::lock_guard<std::mutex> l(mu_);
+  return fd_;
+}
+
 void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -208,11 +222,7 @@ void KernelLeases::Reply(uint64_t unique, int error, uint32_t mode) {
   dfuse_lease_out arg{};
   arg.mode = mode;
   out.len = sizeof(out) + (error != 0 ? 0 : sizeof(arg));  // an error carries no payload
-  int fd;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    fd = fd_;
-  }
+  const int fd = DeviceFd();
   iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
   if (writev(fd, iov, error != 0 ? 1 : 2) < 0 && errno != ENOENT && errno != ENODEV) {
     spdlog::error("answering a lease request: {}", std::strerror(errno));
@@ -232,11 +242,7 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
 void KernelLeases::NotifyKernel(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
                                 uint32_t flags) {
   releases_->Add();
-  int fd;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    fd = fd_;
-  }
+  const int fd = DeviceFd();
   if (fd < 0) return;
   fuse_out_header out{};
   dfuse_notify_release_out arg{};
@@ -263,25 +269,84 @@ void KernelLeases::KeepForUpgrade(uint64_t gfid) {
 }
 
 void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {
-  NotifyKernel(gfid, to, linger, 0);
-  ProvenAttrs after;
-  WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, &after);
-  if (!after.attrs.empty()) agent_->HandOff(gfid, std::move(after.attrs), std::move(after.proof));
+  Revoked(gfid, to, linger, 0);
+}
+
+bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linger) {
+  if (Revoked(gfid, LeaseMode::kNone, linger, DFUSE_RELEASE_KEEP_PAGES) == 0) return true;
+  // What the kernel wrote back did not reach storage (and is discarded):
+  // its pages hold data no one else will ever read.
+  NotifyKernel(gfid, LeaseMode::kNone, std::chrono::milliseconds(0), 0);
+  return false;
+}
+
+int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
+                          uint32_t flags) {
+  NotifyKernel(gfid, to, linger, flags);
+  ProvenHandoff after;
+  const int err = WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, &after);
+  if (!after.handoff.empty())
+    agent_->HandOff(gfid, std::move(after.handoff), std::move(after.proof));
   if (to != LeaseMode::kWrite) {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(gfid);
     if (it != files_.end()) it->second.token = 0;
   }
+  return err;
+}
+
+bool KernelLeases::RefreshKept(uint64_t gfid, const std::vector<std::string>& since) {
+  ExtentSet written(kMaxRefreshRanges);
+  for (const std::string& bytes : since) {
+    proto::Handoff handoff;
+    if (!handoff.ParseFromString(bytes) || !handoff.written_known()) return false;
+    for (const proto::Extent& e : handoff.written()) {
+      const bool to_end = e.length() == 0 || e.length() > ExtentSet::kToEnd - e.offset();
+      written.Add(e.offset(), to_end ? ExtentSet::kToEnd : e.offset() + e.length());
+    }
+  }
+  // Kept across an upgrade, this daemon's clean copies are dropped whole:
+  // the kernel's pages are the cache that matters.
+  if (!written.empty()) ctx_.cache->Invalidate(gfid);
+  for (const ExtentSet::Range& r : written.ranges()) {
+    if (!InvalidatePages(gfid, r.start, r.end)) return false;
+  }
+  return true;
+}
+
+bool KernelLeases::InvalidatePages(uint64_t gfid, uint64_t start, uint64_t end) {
+  // The kernel takes a signed offset and length (0: to the end); no page
+  // lies beyond INT64_MAX.
+  constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
+  if (start > kMax) return true;
+  const int fd = DeviceFd();
+  if (fd < 0) return true;  // no kernel, no pages
+  fuse_out_header out{};
+  fuse_notify_inval_inode_out arg{};
+  out.len = sizeof(out) + sizeof(arg);
+  out.error = FUSE_NOTIFY_INVAL_INODE;
+  arg.ino = ctx_.Ino(gfid);
+  arg.off = static_cast<int64_t>(start);
+  arg.len = end == ExtentSet::kToEnd || end - start > kMax ? 0 : static_cast<int64_t>(end - start);
+  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+  ranges_invalidated_->Add();
+  // ENOENT: the kernel has no inode, hence no pages, for it.
+  if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
+    spdlog::error("dropping kept pages of {:#x}: {}", gfid, std::strerror(errno));
+    return false;
+  }
+  return true;
 }
 
 bool KernelLeases::HandedOver(uint64_t gfid, proto::Attr* attr) {
-  std::string attrs;
-  if (!agent_ || !agent_->Handoff(gfid, &attrs)) return false;
-  proto::Attr handed;
-  if (!handed.ParseFromString(attrs) || handed.gfid() != gfid || !S_ISREG(handed.mode())) {
+  std::string bytes;
+  if (!agent_ || !agent_->Handoff(gfid, &bytes)) return false;
+  proto::Handoff handed;
+  if (!handed.ParseFromString(bytes) || handed.attrs().gfid() != gfid ||
+      !S_ISREG(handed.attrs().mode())) {
     return false;
   }
-  *attr = std::move(handed);
+  *attr = std::move(*handed.mutable_attrs());
   attrs_handed_over_->Add();
   return true;
 }

@@ -15,6 +15,13 @@
 // again; the agent never answers an acquire with a lease whose revoke is
 // still being handled.
 //
+// Kept pages: a revoke to NONE keeps the kernel's clean pages (out of use,
+// DFUSE_RELEASE_KEEP_PAGES), and the next grant's hand-offs of the WRITE
+// leases between say which bytes other nodes wrote: those are dropped
+// (FUSE_NOTIFY_INVAL_INODE) before the kernel's upcall is answered, and the
+// rest is read from the kernel's cache as before. When the manager or
+// storage cannot say, everything is dropped, as without keeping.
+//
 // Hand-off: the write-back of a revoke from WRITE returns storage's
 // attributes of the file after it (with storage's proof); they go with the
 // ack, and the manager passes them to the next holders in their grant.
@@ -83,6 +90,9 @@ class KernelLeases : public ConsistencyPolicy {
 
   // Lease workers block on the manager; there are never more than this.
   static constexpr size_t kMaxWorkers = 256;
+  // Byte ranges a refresh of kept pages drops one by one; past it
+  // neighbouring ranges merge (a few more pages dropped).
+  static constexpr size_t kMaxRefreshRanges = 64;
 
  private:
   struct Upcall {
@@ -109,10 +119,24 @@ class KernelLeases : public ConsistencyPolicy {
   int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked);
   // Answers a pending upcall unless it was answered already (interrupted).
   void Answer(uint64_t unique, int error, uint32_t mode);
+  // The device (or test socket) descriptor; -1 before Attach.
+  int DeviceFd();
   // Writes the reply to the device.
   void Reply(uint64_t unique, int error, uint32_t mode);
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger);
+  // The agent's release_keeping: Release to kNone with the kernel's pages
+  // kept; false if they had to go (the write-back failed).
+  bool ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linger);
+  // Release's work with the kernel's `flags`; returns the write-back's errno.
+  int Revoked(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger, uint32_t flags);
+  // The agent's refresh_kept: drops from the kernel's kept pages (and this
+  // daemon's buffer cache) the bytes the hand-offs in `since` say were
+  // written; false if one of them does not say.
+  bool RefreshKept(uint64_t gfid, const std::vector<std::string>& since);
+  // Sends the kernel FUSE_NOTIFY_INVAL_INODE for bytes [start, end) of
+  // gfid; false if the kernel refused it.
+  bool InvalidatePages(uint64_t gfid, uint64_t start, uint64_t end);
   // The agent's before_upgrade: the READ lease is given up for a WRITE
   // request, but the kernel's pages and this daemon's buffer cache stay
   // (nothing is dirty under READ). If another node writes before the grant,
@@ -147,6 +171,7 @@ class KernelLeases : public ConsistencyPolicy {
   Counter* release_errors_;
   Counter* durable_flushes_;
   Counter* attrs_handed_over_;
+  Counter* ranges_invalidated_;
   Latency* upcall_latency_;
   Latency* kernel_release_latency_;
   Counter* files_reaped_;

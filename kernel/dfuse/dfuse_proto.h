@@ -20,9 +20,11 @@
  * new I/O, drained I/O in flight, written back dirty pages and times, and
  * dropped what the new mode no longer covers (pages when dropping to
  * NONE, cached attributes always).  With DFUSE_RELEASE_KEEP_PAGES (to
- * NONE from READ only: the lease is given up for an upgrade to WRITE) the
- * pages stay, out of use until the next grant; the daemon releases again
- * without the flag before that grant if another node wrote in between.
+ * NONE only) the pages stay once written back, unmapped and out of use
+ * until the next grant, before which the daemon drops what other nodes
+ * wrote in between (FUSE_NOTIFY_INVAL_INODE), or releases again without
+ * the flag if it cannot tell what they wrote.  A failed write-back drops
+ * them regardless.
  * It returns -ENOENT for an inode the
  * kernel does not know, which holds nothing.  Because write-back goes
  * through the daemon, the notify must come from a thread that is not

@@ -542,10 +542,12 @@ static void dfuse_lease_linger(struct dfuse_lease *l, unsigned int linger_ms)
 }
 
 /*
- * @keep_pages: the lease is given up for an upgrade (see dfuse_proto.h).
- * Nothing is entered until the next grant, so the pages stay unused until
- * the daemon has said whether they are still current.  A release from
- * WRITE is never an upgrade and drops them regardless.
+ * @keep_pages: keep the clean pages on a release to NONE (see
+ * dfuse_proto.h).  Nothing is entered until the next grant, so they stay
+ * unused until the daemon has dropped what is no longer current; mappings
+ * are torn down so that a mapped read faults and enters the lease too.
+ * Pages whose write-back failed never reached the daemon's storage: they
+ * are dropped, keep or not.
  */
 static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
 				  unsigned int linger_ms, bool keep_pages)
@@ -583,8 +585,9 @@ static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
 		goto attrs;	/* no pages of its own */
 	if (from == DFUSE_LEASE_WRITE && to != DFUSE_LEASE_WRITE)
 		err = dfuse_write_back(inode);
-	if (to == DFUSE_LEASE_NONE &&
-	    (!keep_pages || from == DFUSE_LEASE_WRITE)) {
+	if (to == DFUSE_LEASE_NONE && keep_pages && !err) {
+		unmap_mapping_range(inode->i_mapping, 0, 0, 0);
+	} else if (to == DFUSE_LEASE_NONE) {
 		ret = invalidate_inode_pages2(inode->i_mapping);
 		if (ret)
 			pr_warn("dfuse: inode %llu: pages busy on release: %d\n",

@@ -15,6 +15,8 @@ plain write-back caching gets wrong; they run for every strong mode
 * a close on A that writes nothing to storage, yet B reads what A wrote;
 * a write after a read on A keeps the pages it read (an upgrade from a
   READ to a WRITE lease nobody came between);
+* a write on B drops from A's kept pages only what B wrote, mapped pages
+  included;
 * a chmod on A enforced on B, which holds no lease and does not look the
   file up again (a permission check through /proc/self/fd).
 
@@ -182,6 +184,48 @@ def test_an_upgrade_keeps_the_pages_read_under_the_read_lease(make_cluster):
     # before is read again from its page cache, not asked for again.
     assert delta == {"fuse.read": 0, "lease.upgrades_kept": 1, "lease.upgrades_stale": 0}, delta
     assert read(f"{b}/u") == b"u" * 4096 + data[4096:]
+
+
+def test_pages_kept_across_a_revoke_lose_only_what_another_node_wrote(make_cluster):
+    # dfuse only: A's kernel keeps its pages when B's WRITE lease takes A's
+    # away, and A's next grant names the bytes B wrote: only those are read
+    # again.
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    size = 1 << 20
+    data = bytearray(os.urandom(size))
+    with open(f"{a}/k", "wb") as f:
+        f.write(data)
+    fd = os.open(f"{a}/k", os.O_RDONLY)
+    m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    try:
+        assert os.pread(fd, size, 0) == data  # every page cached on A
+        assert m[:size] == data  # and mapped
+        for rnd in range(3):
+            off = 65536 + rnd * 8192
+            new = bytes([rnd + 1]) * 4096
+            with open(f"{b}/k", "r+b") as f:  # B's WRITE lease: A's lease goes
+                f.seek(off)
+                f.write(new)
+            data[off:off + 4096] = new
+            before_bytes = c.stats()["counters"].get("bytes_read", 0)
+            before = c.stats(0)["counters"]
+            # A mapped page must not be read without a lease: the release
+            # unmapped it, and the grant dropped it.
+            assert m[off:off + 4096] == new, f"round {rnd}: a stale mapped page"
+            assert os.pread(fd, size, 0) == data, f"round {rnd}"
+            after = c.stats(0)["counters"]
+            delta = {k: after.get(k, 0) - before.get(k, 0)
+                     for k in ("lease.kept_refreshed", "lease.kept_dropped")}
+            assert delta == {"lease.kept_refreshed": 1, "lease.kept_dropped": 0}, (rnd, delta)
+            # What B wrote, give or take the read-ahead around it; the whole
+            # file before pages were kept.
+            fetched = c.stats()["counters"].get("bytes_read", 0) - before_bytes
+            assert 0 < fetched <= size // 4, (rnd, fetched)
+    finally:
+        m.close()
+        os.close(fd)
+    assert read(f"{b}/k") == data
 
 
 @pytest.mark.parametrize("mode", STRONG_MODES)

@@ -45,7 +45,7 @@ class FakeBackend : public CacheBackend {
     // Storage sets the writer's mtime after the data.
     result->mtime_ns = mtime_[gfid] = extras.mtime_ns ? *extras.mtime_ns : mtime_[gfid] + 1;
     // What storage says a durable call left the file as (no proof here).
-    if (extras.durable) result->after.attrs = "size " + std::to_string(f.size());
+    if (extras.durable) result->after.handoff = "size " + std::to_string(f.size());
     return 0;
   }
 
@@ -118,17 +118,17 @@ TEST_F(BufferCacheTest, DurableFlushIsOneCall) {
   ASSERT_EQ(cache.Write(7, 0, data.data(), data.size()), 0);
   bool durable = false;
   uint64_t bytes = 0;
-  ProvenAttrs after;
+  ProvenHandoff after;
   ASSERT_EQ(cache.FlushDurable(7, &durable, &bytes, &after), 0);
   EXPECT_TRUE(durable);
   EXPECT_EQ(bytes, data.size());
   EXPECT_EQ(backend_.writes, 1);
   EXPECT_EQ(backend_.durable_calls, 1);
-  EXPECT_EQ(after.attrs, "size " + std::to_string(data.size())) << "what storage said of it";
+  EXPECT_EQ(after.handoff, "size " + std::to_string(data.size())) << "what storage said of it";
   // Nothing left to write: no call, and the caller must fsync itself.
   ASSERT_EQ(cache.FlushDurable(7, &durable, nullptr, &after), 0);
   EXPECT_FALSE(durable);
-  EXPECT_EQ(after.attrs, "") << "storage said nothing this time";
+  EXPECT_EQ(after.handoff, "") << "storage said nothing this time";
   EXPECT_EQ(backend_.writes, 1);
 }
 

@@ -18,10 +18,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernel/dfuse/dfuse_proto.h"
 #include "lease/manager_service.h"
+#include "proto/storage.pb.h"
 #include "tests/support/no_backend.h"
 
 namespace dfuse {
@@ -134,6 +136,19 @@ class KernelLeasesTest : public ::testing::Test {
     });
   }
 
+  // This node holds WRITE, and the other node takes it: the kernel keeps
+  // its pages.
+  void KeepPagesForTheOtherNode() {
+    ASSERT_TRUE(Upcall(1, DFUSE_LEASE_WRITE));
+    Message m;
+    ASSERT_TRUE(Next(&m));
+    StartOtherNode();
+    auto other = OtherTakesWrite(kFile);
+    ASSERT_TRUE(Next(&m));
+    EXPECT_EQ(ReleaseNotify(m).flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES));
+    ASSERT_EQ(other.get(), 0);
+  }
+
   // Another node's agent, whose revoke handler can be held up.
   void StartOtherNode() {
     lease::LeaseAgentOptions o;
@@ -141,8 +156,11 @@ class KernelLeasesTest : public ::testing::Test {
     o.name = "other-node";
     other_ = std::make_unique<lease::LeaseAgent>(
         o,
-        [this](uint64_t, LeaseMode, std::chrono::milliseconds) {
+        [this](uint64_t gfid, LeaseMode, std::chrono::milliseconds) {
           while (hold_other_.load()) std::this_thread::sleep_for(milliseconds(5));
+          // What storage would have said of its write-back (no fencing key
+          // here, so the manager takes it unproved).
+          if (!other_handoff_.empty()) other_->HandOff(gfid, other_handoff_, "");
         },
         &stats_);
     std::string error;
@@ -157,6 +175,7 @@ class KernelLeasesTest : public ::testing::Test {
   std::unique_ptr<KernelLeases> leases_;
   std::unique_ptr<lease::LeaseAgent> other_;
   std::atomic<bool> hold_other_{false};
+  std::string other_handoff_;  // set before the other node starts
   int fds_[2] = {-1, -1};
 };
 
@@ -205,8 +224,61 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   EXPECT_EQ(n.nodeid, kFile);
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
   EXPECT_EQ(n.end, UINT64_MAX);
-  EXPECT_EQ(n.flags, 0u);  // a revoke drops the pages
+  // Kept, out of use: the next grant says what to drop.
+  EXPECT_EQ(n.flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES));
   EXPECT_EQ(other.get(), 0);
+}
+
+// The pages a revoke kept lose, before the next grant is answered, the
+// bytes the WRITE holders between say they wrote, and nothing else.
+TEST_F(KernelLeasesTest, KeptPagesLoseWhatTheWritersBetweenWrote) {
+  proto::Handoff handoff;
+  handoff.mutable_attrs()->set_gfid(kFile);
+  handoff.set_written_known(true);
+  proto::Extent* e = handoff.add_written();
+  e->set_offset(4096);
+  e->set_length(4096);
+  e = handoff.add_written();
+  e->set_offset(1 << 20);
+  e->set_length(0);  // to the end
+  other_handoff_ = handoff.SerializeAsString();
+
+  ASSERT_NO_FATAL_FAILURE(KeepPagesForTheOtherNode());
+  Message m;
+
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_READ));
+  std::vector<std::pair<int64_t, int64_t>> dropped;
+  for (;;) {
+    ASSERT_TRUE(Next(&m)) << "no answer";
+    if (m.header.unique == 2) break;
+    ASSERT_EQ(m.header.error, FUSE_NOTIFY_INVAL_INODE) << "only the written bytes go";
+    fuse_notify_inval_inode_out inval{};
+    ASSERT_EQ(m.body.size(), sizeof(inval));
+    std::memcpy(&inval, m.body.data(), sizeof(inval));
+    EXPECT_EQ(inval.ino, kFile);
+    dropped.emplace_back(inval.off, inval.len);
+  }
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_EQ(dropped, (std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {1 << 20, 0}}));
+  EXPECT_EQ(stats_.GetCounter("lease.kept_refreshed")->Get(), 1u);
+}
+
+// A writer between that handed nothing over may have written anything:
+// the kept pages all go (a release without the flag) before the grant.
+TEST_F(KernelLeasesTest, KeptPagesGoWhenTheWritersBetweenDoNotSay) {
+  ASSERT_NO_FATAL_FAILURE(KeepPagesForTheOtherNode());
+  Message m;
+
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_READ));
+  ASSERT_TRUE(Next(&m));
+  const dfuse_notify_release_out n = ReleaseNotify(m);
+  EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
+  EXPECT_EQ(n.flags, 0u) << "the kept pages must go";
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 2u);
+  EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_EQ(stats_.GetCounter("lease.kept_dropped")->Get(), 1u);
 }
 
 // An upgrade from READ gives the READ lease up before it asks for WRITE,

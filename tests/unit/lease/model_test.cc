@@ -12,7 +12,11 @@
 //  * fencing: every new WRITE token exceeds every token issued before it;
 //  * hand-offs: a grant hands over only what the file is now. Every WRITE
 //    grant counts as a change of the file (its holder may write at any
-//    time), and a WRITE holder's ack mostly hands over the file's version.
+//    time), and a WRITE holder's ack mostly hands over the file's version;
+//  * kept caches: a client often names the version of its last grant of a
+//    file when it asks again, and a grant that says what changed since
+//    (since_known) lists the hand-off of every WRITE grant after that one,
+//    in order, and nothing else.
 // At the end all clients behave (heartbeat, ack at once) and every request
 // still outstanding must be granted within a bounded number of steps.
 //
@@ -55,6 +59,7 @@ struct Held {
 struct Request {
   uint64_t gfid;
   Mode mode;
+  uint64_t known = 0;  // Acquire's known_version
 };
 
 struct Revoke {
@@ -72,6 +77,7 @@ struct Client {
   bool slow = false;         // acks revokes late
   bool lingers = false;  // takes revokes early (OpenSession)
   std::map<uint64_t, Held> held;
+  std::map<uint64_t, uint64_t> cache_version;        // gfid -> version of its last grant
   std::map<uint64_t, Request> pending;               // request_id -> request
   std::map<uint64_t, Revoke> revokes;                // revoke_id -> revoke not yet acked
   std::vector<std::pair<uint64_t, uint64_t>> acked;  // (gfid, revoke_id) done
@@ -129,6 +135,7 @@ class Model {
 
   uint64_t grants() const { return grants_; }
   uint64_t handoffs() const { return handoffs_; }
+  uint64_t since_checks() const { return since_checks_; }
   uint64_t expiries() const { return expiries_; }
   uint64_t failovers() const { return failovers_; }
 
@@ -201,9 +208,11 @@ class Model {
     if (frozen && mode > held) return;  // no upgrade in the middle of a revoke
     if (held == Mode::kRead && mode == Mode::kWrite) c.held.erase(gfid);  // Algorithm 1
     const uint64_t id = ++request_id_;
-    c.pending[id] = Request{gfid, mode};
+    auto kept = c.cache_version.find(gfid);
+    const uint64_t known = kept != c.cache_version.end() && Chance(0.7) ? kept->second : 0;
+    c.pending[id] = Request{gfid, mode, known};
     Actions out;
-    EXPECT_EQ(sm_->Acquire(Id(i), id, gfid, mode, ByteRange{}, now_, &out), Status::kOk);
+    EXPECT_EQ(sm_->Acquire(Id(i), id, gfid, mode, ByteRange{}, now_, &out, known), Status::kOk);
     const bool immediate = held >= mode && !frozen;
     if (immediate) {
       EXPECT_EQ(out.size(), 1u);
@@ -248,6 +257,7 @@ class Model {
       // (nothing to write back) nothing.
       std::string handoff;
       if (c.HeldMode(r.gfid) == Mode::kWrite && Chance(0.8)) handoff = Version(r.gfid);
+      const uint64_t token = c.HeldMode(r.gfid) == Mode::kWrite ? c.held[r.gfid].token : 0;
       const Mode acked = std::min(c.HeldMode(r.gfid), r.to);
       if (acked == Mode::kNone) {
         c.held.erase(r.gfid);
@@ -255,6 +265,7 @@ class Model {
         c.held[r.gfid] = Held{acked, 0};
       }
       c.acked.emplace_back(r.gfid, id);
+      if (token != 0 && !handoff.empty()) handed_over_[token] = handoff;
       Actions out;
       EXPECT_EQ(sm_->RevokeAck(Id(i), r.gfid, id, acked, now_, &out, handoff), Status::kOk);
       Deliver(out);
@@ -330,8 +341,11 @@ class Model {
   void Deliver(const Actions& actions) {
     for (const Action& a : actions) {
       if (a.kind == Action::kGrant) {
-        CheckToken(a);
+        const bool fresh = CheckToken(a);
+        CheckSince(a);
         CheckHandoff(a);
+        if (fresh) writes_[a.gfid].push_back(a.token);
+        writes_at_[{a.gfid, a.version}] = writes_[a.gfid].size();
       }
       Client& c = clients_[a.client - 1];
       if (c.state == Client::kAway) {
@@ -360,6 +374,7 @@ class Model {
         EXPECT_GE(a.mode, it->second.mode);
         c.pending.erase(it);
         c.held[a.gfid] = Held{a.mode, a.token};
+        c.cache_version[a.gfid] = a.version;
         grants_++;
         break;
       }
@@ -375,10 +390,11 @@ class Model {
     }
   }
 
-  void CheckToken(const Action& a) {
+  // Returns whether the grant is a new WRITE lease (not a repeat).
+  bool CheckToken(const Action& a) {
     if (a.mode != Mode::kWrite) {
       EXPECT_EQ(a.token, 0u);
-      return;
+      return false;
     }
     auto [it, fresh] = token_owner_.try_emplace(a.token, a.client, a.gfid);
     if (fresh) {
@@ -388,6 +404,31 @@ class Model {
       // An idempotent re-grant repeats the holder's own token.
       EXPECT_EQ(it->second, std::make_pair(a.client, a.gfid)) << "token reused";
     }
+    return fresh;
+  }
+
+  void CheckSince(const Action& a) {
+    const Client& c = clients_[a.client - 1];
+    auto req = c.pending.find(a.request_id);
+    if (req == c.pending.end() || req->second.known == 0) {
+      EXPECT_FALSE(a.since_known) << "nothing was asked";
+      return;
+    }
+    if (!a.since_known) {
+      EXPECT_TRUE(a.since.empty());
+      return;
+    }
+    auto at = writes_at_.find({a.gfid, req->second.known});
+    ASSERT_NE(at, writes_at_.end()) << "a version no grant had";
+    // Every new WRITE lease granted since, each handed over by its ack.
+    std::vector<std::string> want;
+    const std::vector<uint64_t>& writes = writes_[a.gfid];
+    for (size_t n = at->second; n < writes.size(); n++) {
+      auto acked = handed_over_.find(writes[n]);
+      want.push_back(acked == handed_over_.end() ? "(none)" : acked->second);
+    }
+    EXPECT_EQ(a.since, want) << "client " << a.client << " file " << a.gfid;
+    since_checks_++;
   }
 
   void CheckHandoff(const Action& a) {
@@ -456,6 +497,11 @@ class Model {
   uint64_t max_token_ = 0;
   std::map<uint64_t, std::pair<ClientId, uint64_t>> token_owner_;  // token -> (client, gfid)
   std::map<uint64_t, uint64_t> versions_;  // gfid -> WRITE grants so far: its version
+  std::map<uint64_t, std::vector<uint64_t>> writes_;  // gfid -> new WRITE tokens, in order
+  // (gfid, Grant.version) -> how many of writes_[gfid] came before that grant.
+  std::map<std::pair<uint64_t, uint64_t>, size_t> writes_at_;
+  std::map<uint64_t, std::string> handed_over_;  // token -> its holder's ack's hand-off
+  uint64_t since_checks_ = 0;
   uint64_t grants_ = 0, expiries_ = 0, failovers_ = 0, handoffs_ = 0;
 };
 
@@ -469,7 +515,7 @@ TEST(LeaseModelTest, RandomHistoriesStaySafeAndEveryLiveRequestIsGranted) {
   std::printf("lease model: seeds %llu..%llu (DFUSE_LEASE_SEED=n replays one)\n",
               static_cast<unsigned long long>(first),
               static_cast<unsigned long long>(first + count - 1));
-  uint64_t grants = 0, expiries = 0, failovers = 0, handoffs = 0;
+  uint64_t grants = 0, expiries = 0, failovers = 0, handoffs = 0, since = 0;
   for (uint64_t seed = first; seed < first + count; seed++) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     Model model(seed);
@@ -482,15 +528,19 @@ TEST(LeaseModelTest, RandomHistoriesStaySafeAndEveryLiveRequestIsGranted) {
     expiries += model.expiries();
     failovers += model.failovers();
     handoffs += model.handoffs();
+    since += model.since_checks();
   }
-  std::printf("lease model: %llu grants, %llu expiries, %llu failovers, %llu hand-offs\n",
-              static_cast<unsigned long long>(grants), static_cast<unsigned long long>(expiries),
-              static_cast<unsigned long long>(failovers),
-              static_cast<unsigned long long>(handoffs));
+  std::printf(
+      "lease model: %llu grants, %llu expiries, %llu failovers, %llu hand-offs, %llu told what "
+      "changed\n",
+      static_cast<unsigned long long>(grants), static_cast<unsigned long long>(expiries),
+      static_cast<unsigned long long>(failovers), static_cast<unsigned long long>(handoffs),
+      static_cast<unsigned long long>(since));
   if (count > 1) {  // the histories must exercise what they claim to
     EXPECT_GT(expiries, 0u);
     EXPECT_GT(failovers, 0u);
     EXPECT_GT(handoffs, 0u);
+    EXPECT_GT(since, 0u);
   }
 }
 

@@ -63,11 +63,22 @@ class LeaseTest : public ::testing::Test {
   }
 
   // Acquire with a fresh request id; returns what it produced.
-  Strings Acquire(ClientId c, uint64_t gfid, Mode mode) {
+  // `known`: the version of a cache the client kept (Acquire.known_version).
+  Strings Acquire(ClientId c, uint64_t gfid, Mode mode, uint64_t known = 0) {
     last_.clear();
-    EXPECT_EQ(sm_->Acquire(c, ++request_id_, gfid, mode, ByteRange{}, now_, &last_), Status::kOk);
+    EXPECT_EQ(sm_->Acquire(c, ++request_id_, gfid, mode, ByteRange{}, now_, &last_, known),
+              Status::kOk);
     Remember();
     return Describe(last_);
+  }
+
+  // The grant of the last call to `c`.
+  Action GrantTo(ClientId c) {
+    for (const Action& a : last_) {
+      if (a.kind == Action::kGrant && a.client == c) return a;
+    }
+    ADD_FAILURE() << "no grant to c" << c;
+    return {};
   }
 
   // Acks the most recent revoke sent to `c` for `gfid`.
@@ -800,6 +811,132 @@ TEST_F(LeaseTest, AnExpiredWriteHolderClearsTheHandoff) {
   now_ = 2000;  // c2 falls silent with the WRITE lease
   EXPECT_ACTIONS(Tick(), "expired c1", "expired c2", "grant c3 f10 R r3");
   EXPECT_EQ(Handoffs(), (Strings{""}));
+}
+
+// --- Kept caches: what changed since a version ---
+
+TEST_F(LeaseTest, AKeptCacheIsToldWhatEveryWriterSinceHandedOver) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  const uint64_t v1 = GrantTo(1).version;
+  EXPECT_EQ(v1, GrantTo(1).token) << "a WRITE grant's version is its token";
+  Acquire(2, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone, "c1 wrote");
+  EXPECT_GT(GrantTo(2).version, v1);
+  Acquire(3, kF, Mode::kWrite);
+  Ack(2, kF, Mode::kNone, "c2 wrote");
+  // c1 kept what it cached under v1: c1's own writes are in it, c2's and
+  // c3's are not.
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kRead, v1), "revoke c3 f10 ->R");
+  EXPECT_ACTIONS(Ack(3, kF, Mode::kRead, "c3 wrote"), "grant c1 f10 R r4");
+  const Action g = GrantTo(1);
+  EXPECT_TRUE(g.since_known);
+  EXPECT_EQ(g.since, (Strings{"c2 wrote", "c3 wrote"}));
+  // A READ grant's version is the last token: nothing is written since.
+  Release(1, kF);
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kRead, g.version), "grant c1 f10 R r5");
+  EXPECT_TRUE(GrantTo(1).since_known);
+  EXPECT_TRUE(GrantTo(1).since.empty());
+  // Without a known version nothing is said.
+  Release(1, kF);
+  Acquire(1, kF, Mode::kRead);
+  EXPECT_FALSE(GrantTo(1).since_known);
+  EXPECT_EQ(sm_->counters().since_known, 2u);
+}
+
+TEST_F(LeaseTest, AWriterAckedWithoutAHandoffMakesWhatChangedUnknown) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  const uint64_t v1 = GrantTo(1).version;
+  Acquire(2, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone, "c1 wrote");
+  Acquire(3, kF, Mode::kWrite);
+  Ack(2, kF, Mode::kNone);  // c2 may have written: nobody can say what
+  const uint64_t v3 = GrantTo(3).version;
+  Acquire(1, kF, Mode::kRead, v1);
+  Ack(3, kF, Mode::kRead, "c3 wrote");
+  EXPECT_FALSE(GrantTo(1).since_known);
+  EXPECT_TRUE(GrantTo(1).since.empty());
+  // A cache from after c2 needs only what came after it.
+  Release(1, kF);
+  Acquire(1, kF, Mode::kRead, v3 - 1);
+  EXPECT_TRUE(GrantTo(1).since_known);
+  EXPECT_EQ(GrantTo(1).since, (Strings{"c3 wrote"}));
+}
+
+TEST_F(LeaseTest, AReleasedWriteLeaseMakesWhatChangedUnknown) {
+  Open({1, 2});
+  Acquire(2, kF, Mode::kRead);
+  const uint64_t v0 = GrantTo(2).version;
+  Acquire(1, kF, Mode::kWrite);
+  Ack(2, kF, Mode::kNone);
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kRead, v0), "revoke c1 f10 ->R");
+  EXPECT_ACTIONS(Release(1, kF), "grant c2 f10 R r3");
+  EXPECT_FALSE(GrantTo(2).since_known);
+}
+
+TEST_F(LeaseTest, AnExpiredWriterMakesWhatChangedUnknown) {
+  Open({1, 2});
+  Acquire(1, kF, Mode::kWrite);
+  const uint64_t v1 = GrantTo(1).version;
+  Acquire(2, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone, "c1 wrote");
+  now_ = 1500;
+  EXPECT_EQ(sm_->Heartbeat(1, now_), Status::kOk);
+  EXPECT_ACTIONS(Acquire(1, kF, Mode::kRead, v1), "revoke c2 f10 ->R");
+  now_ = 2000;  // c2 falls silent with the WRITE lease
+  EXPECT_ACTIONS(Tick(), "expired c2", "grant c1 f10 R r3");
+  EXPECT_FALSE(GrantTo(1).since_known);
+}
+
+TEST_F(LeaseTest, AVersionOlderThanTheFilesLogIsUnknown) {
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kRead);
+  const uint64_t v0 = GrantTo(1).version;
+  Release(1, kF);
+  // The file's entry went with its last holder: a new one cannot tell
+  // what c1 missed, unless no WRITE lease went anywhere since.
+  Acquire(1, kF, Mode::kRead, v0);
+  EXPECT_TRUE(GrantTo(1).since_known);
+  Release(1, kF);
+  Acquire(2, kG, Mode::kWrite);  // another file's
+  Acquire(1, kF, Mode::kRead, v0);
+  EXPECT_FALSE(GrantTo(1).since_known);
+  // The log keeps the last kMaxLog writers: c2 and c3 take turns, c1's
+  // READ lease (at v) goes to the first.
+  const uint64_t v = GrantTo(1).version;
+  for (size_t i = 0; i < StateMachine::kMaxLog; i++) {
+    const ClientId writer = 2 + i % 2;
+    Acquire(writer, kF, Mode::kWrite);
+    Ack(i == 0 ? 1 : 5 - writer, kF, Mode::kNone, "wrote");
+  }
+  const ClientId last = 2 + (StateMachine::kMaxLog - 1) % 2;
+  Acquire(1, kF, Mode::kRead, v);
+  Ack(last, kF, Mode::kRead, "wrote");
+  EXPECT_TRUE(GrantTo(1).since_known);
+  EXPECT_EQ(GrantTo(1).since.size(), StateMachine::kMaxLog);
+  Acquire(last, kF, Mode::kWrite);
+  Ack(1, kF, Mode::kNone);
+  Acquire(1, kF, Mode::kRead, v);
+  Ack(last, kF, Mode::kRead, "wrote");
+  EXPECT_FALSE(GrantTo(1).since_known) << "the oldest writer is forgotten";
+}
+
+TEST_F(LeaseTest, AReclaimedWriteLeaseMakesWhatChangedUnknown) {
+  Open({1, 2});
+  Acquire(1, kF, Mode::kRead);
+  const uint64_t v = GrantTo(1).version;
+  Restart(Options{.epoch = 2, .term_ms = 1000});
+  sm_->BeginReclaim(now_, 100);
+  Actions out;
+  sm_->OpenSession(1, now_, &out);
+  sm_->OpenSession(2, now_, &out);
+  ASSERT_EQ(sm_->Reclaim(2, kF, Mode::kWrite, Token(1, 9), now_), Status::kOk);
+  Acquire(1, kF, Mode::kRead, v);
+  now_ += 100;
+  EXPECT_ACTIONS(Tick(), "revoke c2 f10 ->R");
+  EXPECT_ACTIONS(Ack(2, kF, Mode::kRead, "c2 wrote"), "grant c1 f10 R r2");
+  EXPECT_FALSE(GrantTo(1).since_known);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST_F(StorageDataTest, AWriteBackCarriesTheWritersMtimeAndDurabilityInOneCall) 
   const auto wr = Call(&Stub::Write, w);
   ASSERT_EQ(wr.err(), 0);
   EXPECT_EQ(wr.mtime_ns(), kernels_mtime) << "set after the data, which sets it to now";
-  EXPECT_TRUE(wr.attrs().empty()) << "no lease, nothing to hand over (tls_test)";
+  EXPECT_TRUE(wr.handoff().empty()) << "no lease, nothing to hand over (tls_test)";
   EXPECT_EQ(GetAttr(f.attr().gfid()).attr().mtime_ns(), kernels_mtime);
   EXPECT_EQ(ReadLocalFile(export_ + "/f"), "data");
 

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "storage/fencing.h"
 #include "tests/unit/storage/storage_test_env.h"
@@ -272,6 +274,92 @@ TEST_F(StorageFencingRuleTest, MalformedStoredTokenRefusesEveryCall) {
   EXPECT_EQ(Write(g, 0, "x", 100).err(), EIO);
   EXPECT_EQ(ReadString(g, 0, 10), "");
   EXPECT_EQ(Fenced(), 0u);  // refused, but not fenced off
+}
+
+// What a durable write under a token hands over: the bytes changed under
+// that token, which the next holders drop from the pages they kept.
+class StorageHandoffTest : public StorageFencingRuleTest {
+ protected:
+  // A durable, data-less write under `token`: the revoke's last call.
+  proto::Handoff HandOff(uint64_t gfid, uint64_t token) {
+    proto::WriteRequest req;
+    req.set_gfid(gfid);
+    req.set_fencing_token(token);
+    req.set_durable(true);
+    const auto reply = Call(&Stub::Write, req);
+    EXPECT_EQ(reply.err(), 0);
+    proto::Handoff handoff;
+    EXPECT_TRUE(handoff.ParseFromString(reply.handoff()));
+    return handoff;
+  }
+  // (offset, length) of each range, length 0 to the end.
+  static std::vector<std::pair<uint64_t, uint64_t>> Written(const proto::Handoff& h) {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    for (const auto& e : h.written()) out.emplace_back(e.offset(), e.length());
+    return out;
+  }
+  using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+};
+
+TEST_F(StorageHandoffTest, NamesTheBytesWrittenUnderTheTokenOnly) {
+  const uint64_t g = NewFile("f");
+  ASSERT_EQ(Write(g, 0, std::string(8192, 'a'), 5).err(), 0);
+  ASSERT_EQ(Write(g, 100, "bb", 6).err(), 0);  // a new token: a new set
+  ASSERT_EQ(Write(g, 4096, "cc", 6).err(), 0);
+  ASSERT_EQ(Write(g, 102, "dd", 6).err(), 0);  // touches the first: merged
+  proto::Handoff h = HandOff(g, 6);
+  ASSERT_TRUE(h.written_known());
+  EXPECT_EQ(Written(h), (Ranges{{100, 4}, {4096, 2}}));
+  EXPECT_EQ(h.attrs().size(), 8192u);
+  // A refused call changes nothing.
+  EXPECT_EQ(Write(g, 0, "zz", 5).err(), ESTALE);
+  EXPECT_EQ(Written(HandOff(g, 6)), (Ranges{{100, 4}, {4096, 2}}));
+  // Nothing written under a new token: nothing to drop.
+  h = HandOff(g, 7);
+  ASSERT_TRUE(h.written_known());
+  EXPECT_TRUE(h.written().empty());
+}
+
+TEST_F(StorageHandoffTest, ASizeChangeOrFallocateRunsToTheEnd) {
+  const uint64_t g = NewFile("f");
+  ASSERT_EQ(Write(g, 0, std::string(100, 'a'), 5).err(), 0);
+  ASSERT_EQ(Truncate(g, 10, 6), 0);
+  EXPECT_EQ(Written(HandOff(g, 6)), (Ranges{{10, 0}}));
+  ASSERT_EQ(Fallocate(g, 50, 10, 7), 0);
+  EXPECT_EQ(Written(HandOff(g, 7)), (Ranges{{50, 0}}));
+}
+
+TEST_F(StorageHandoffTest, ChangesBeforeARestartAreNotKnown) {
+  const uint64_t g = NewFile("f");
+  ASSERT_EQ(Write(g, 0, "abc", 5).err(), 0);
+  StopServer();
+  StartServer();
+  // Calls under token 5 before the restart are forgotten.
+  proto::Handoff h = HandOff(g, 5);
+  EXPECT_FALSE(h.written_known());
+  EXPECT_EQ(h.attrs().size(), 3u) << "the attributes are still handed over";
+  // A new token starts afresh.
+  ASSERT_EQ(Write(g, 1, "x", 6).err(), 0);
+  h = HandOff(g, 6);
+  ASSERT_TRUE(h.written_known());
+  EXPECT_EQ(Written(h), (Ranges{{1, 1}}));
+}
+
+TEST_F(StorageHandoffTest, ManyRangesMergeIntoOnesThatCoverThemAll) {
+  const uint64_t g = NewFile("f");
+  // Every other 4 KiB block: more ranges than the table keeps per file.
+  const size_t n = 2 * FencingTable::kMaxWrittenRanges;
+  for (size_t i = 0; i < n; i++) ASSERT_EQ(Write(g, 8192 * i, "x", 5).err(), 0);
+  const proto::Handoff h = HandOff(g, 5);
+  ASSERT_TRUE(h.written_known());
+  ASSERT_LE(static_cast<size_t>(h.written_size()), FencingTable::kMaxWrittenRanges);
+  for (size_t i = 0; i < n; i++) {
+    bool covered = false;
+    for (const auto& e : h.written()) {
+      covered |= e.offset() <= 8192 * i && 8192 * i + 1 <= e.offset() + e.length();
+    }
+    EXPECT_TRUE(covered) << "block " << i;
+  }
 }
 
 }  // namespace

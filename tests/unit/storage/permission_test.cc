@@ -499,11 +499,11 @@ TEST_F(HandleKeyTest, AHandoffCarriesNoHandleKey) {
   w.set_durable(true);
   const auto wr = Call(&Stub::Write, w);
   ASSERT_EQ(wr.err(), 0);
-  proto::Attr handed;
-  ASSERT_TRUE(handed.ParseFromString(wr.attrs()));
-  EXPECT_EQ(handed.gfid(), f.attr().gfid());
-  EXPECT_EQ(handed.size(), 3u);
-  EXPECT_EQ(handed.handle_key(), 0u);
+  proto::Handoff handed;
+  ASSERT_TRUE(handed.ParseFromString(wr.handoff()));
+  EXPECT_EQ(handed.attrs().gfid(), f.attr().gfid());
+  EXPECT_EQ(handed.attrs().size(), 3u);
+  EXPECT_EQ(handed.attrs().handle_key(), 0u);
 }
 
 }  // namespace

@@ -472,15 +472,19 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
   w.set_durable(true);
   proto::WriteReply wr;
   ASSERT_EQ(storage->Write(w, &wr), 0);
-  proto::Attr after;
-  ASSERT_TRUE(after.ParseFromString(wr.attrs()));
-  EXPECT_EQ(after.gfid(), file.gfid());
-  EXPECT_EQ(after.size(), 5u);
-  EXPECT_TRUE(key->VerifyAttrs(file.gfid(), token, wr.attrs(), wr.attrs_proof()));
-  const std::string attrs = wr.attrs(), proof = wr.attrs_proof();
+  proto::Handoff after;
+  ASSERT_TRUE(after.ParseFromString(wr.handoff()));
+  EXPECT_EQ(after.attrs().gfid(), file.gfid());
+  EXPECT_EQ(after.attrs().size(), 5u);
+  ASSERT_TRUE(after.written_known());
+  ASSERT_EQ(after.written_size(), 1);
+  EXPECT_EQ(after.written(0).offset(), 0u);
+  EXPECT_EQ(after.written(0).length(), 5u);
+  EXPECT_TRUE(key->VerifyHandoff(file.gfid(), token, wr.handoff(), wr.handoff_proof()));
+  const std::string attrs = wr.handoff(), proof = wr.handoff_proof();
   w.set_durable(false);
   ASSERT_EQ(storage->Write(w, &wr), 0);
-  EXPECT_TRUE(wr.attrs().empty()) << "only a durable write-back hands over";
+  EXPECT_TRUE(wr.handoff().empty()) << "only a durable write-back hands over";
 
   {
     std::lock_guard<std::mutex> l(mu);
@@ -498,10 +502,11 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
   EXPECT_EQ(s3.GetCounter("lease.handoffs_dropped")->Get(), 1u);
   EXPECT_EQ(s3.GetCounter("lease.handoff_misses")->Get(), 1u);
 
-  // Attributes storage never said, or said of another write, are dropped.
+  // Attributes storage never said, or said of another write, are dropped;
+  // so are the bytes written, which a writer could otherwise hide.
   ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
-  proto::Attr forged = after;
-  forged.set_size(1 << 30);
+  proto::Handoff forged = after;
+  forged.mutable_attrs()->set_size(1 << 30);
   {
     std::lock_guard<std::mutex> l(mu);
     handoff = forged.SerializeAsString();  // with the old proof
@@ -509,6 +514,16 @@ TEST_F(TlsTest, AHandoffReachesTheNextHolderOnlyWithStoragesProof) {
   ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
   EXPECT_FALSE(reader.Handoff(file.gfid(), &got)) << got.size();
   EXPECT_EQ(manager->Stats()["lease"]["handoffs_refused"].get<int>(), 1);
+  ASSERT_EQ(writer.Acquire(file.gfid(), lease::LeaseMode::kWrite, &token), 0);
+  forged = after;
+  forged.clear_written();
+  {
+    std::lock_guard<std::mutex> l(mu);
+    handoff = forged.SerializeAsString();
+  }
+  ASSERT_EQ(reader.Acquire(file.gfid(), lease::LeaseMode::kRead, nullptr), 0);
+  EXPECT_FALSE(reader.Handoff(file.gfid(), &got)) << got.size();
+  EXPECT_EQ(manager->Stats()["lease"]["handoffs_refused"].get<int>(), 2);
   reader.Shutdown();
   writer.Shutdown();
 }
@@ -543,13 +558,13 @@ TEST(FencingKeyTest, KeyFilesAreCheckedAndProofsBindEveryPart) {
   EXPECT_FALSE(key->Verify(7, 9, "c02", p));
   EXPECT_FALSE(key->Verify(7, 9, "c01", p.substr(1)));
   EXPECT_FALSE(FencingKey(std::string(40, 'h')).Verify(7, 9, "c01", p)) << "another key";
-  const std::string a = key->ProveAttrs(7, 9, "attrs");
+  const std::string a = key->ProveHandoff(7, 9, "attrs");
   EXPECT_EQ(a.size(), FencingKey::kProofBytes);
-  EXPECT_TRUE(key->VerifyAttrs(7, 9, "attrs", a));
-  EXPECT_FALSE(key->VerifyAttrs(8, 9, "attrs", a));
-  EXPECT_FALSE(key->VerifyAttrs(7, 10, "attrs", a));
-  EXPECT_FALSE(key->VerifyAttrs(7, 9, "attrz", a));
-  EXPECT_FALSE(key->VerifyAttrs(7, 9, "c01", p)) << "a token's proof proves no attributes";
+  EXPECT_TRUE(key->VerifyHandoff(7, 9, "attrs", a));
+  EXPECT_FALSE(key->VerifyHandoff(8, 9, "attrs", a));
+  EXPECT_FALSE(key->VerifyHandoff(7, 10, "attrs", a));
+  EXPECT_FALSE(key->VerifyHandoff(7, 9, "attrz", a));
+  EXPECT_FALSE(key->VerifyHandoff(7, 9, "c01", p)) << "a token's proof proves no attributes";
   EXPECT_FALSE(key->Verify(7, 9, "attrs", a)) << "nor the other way round";
   fs::remove_all(d);
 }
