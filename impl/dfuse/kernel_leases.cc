@@ -108,7 +108,8 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
-    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode});
+    queue_.push_back(
+        Upcall{header.unique, ctx_.Gfid(header.nodeid), mode, (in.flags & DFUSE_LEASE_DIR) != 0});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
       workers_.emplace_back([this] { WorkerLoop(); });
     } else {
@@ -150,7 +151,7 @@ void KernelLeases::WorkerLoop() {
 
 void KernelLeases::Serve(const Upcall& u) {
   const auto start = Clock::now();
-  const int err = Acquire(u.gfid, u.mode, /*kernel_asked=*/true);
+  const int err = Acquire(u.gfid, u.mode, /*kernel_asked=*/true, u.directory);
   if (err != 0) {
     spdlog::warn("lease {} on {:#x} failed: errno {}",
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
@@ -159,13 +160,16 @@ void KernelLeases::Serve(const Upcall& u) {
   Answer(u.unique, err, static_cast<uint32_t>(u.mode));
 }
 
-int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked) {
+int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool directory) {
   {
     // A reap in progress gives the lease back: ask only after it.
     std::unique_lock<std::mutex> l(mu_);
     reap_cv_.wait(l, [&] { return stopping_ || !files_[gfid].reaping; });
     File& f = files_[gfid];
-    if (kernel_asked) f.forgotten = false;  // the kernel has the inode again
+    if (kernel_asked) {
+      f.forgotten = false;  // the kernel has the inode again
+      f.directory = directory;
+    }
     f.serving++;
   }
   uint64_t token = 0;
@@ -273,6 +277,17 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::millisecond
 }
 
 bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linger) {
+  bool directory;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = files_.find(gfid);
+    directory = it != files_.end() && it->second.directory;
+  }
+  // Nothing to keep, and the next grant would have to release it again.
+  if (directory) {
+    Release(gfid, LeaseMode::kNone, linger);
+    return false;
+  }
   if (Revoked(gfid, LeaseMode::kNone, linger, DFUSE_RELEASE_KEEP_PAGES) == 0) return true;
   // What the kernel wrote back did not reach storage (and is discarded):
   // its pages hold data no one else will ever read.

@@ -99,6 +99,7 @@ class KernelLeases : public ConsistencyPolicy {
     uint64_t unique;
     uint64_t gfid;
     lease::LeaseMode mode;
+    bool directory;  // DFUSE_LEASE_DIR
   };
   struct Pending {
     bool interruptible;
@@ -109,6 +110,9 @@ class KernelLeases : public ConsistencyPolicy {
     int serving = 0;     // upcalls being served
     bool forgotten = false;
     bool reaping = false;
+    // The kernel said so (DFUSE_LEASE_DIR): it keeps no pages of it, and
+    // its revokes have no hand-off to tell what changed.
+    bool directory = false;
   };
 
   void WorkerLoop();
@@ -116,7 +120,7 @@ class KernelLeases : public ConsistencyPolicy {
   // Acquires `mode` on gfid through the agent, keeping the file's state
   // (token, reap) as for an upcall. `kernel_asked`: the kernel has the
   // inode (an upcall), so a forget seen before no longer applies.
-  int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked);
+  int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked, bool directory = false);
   // Answers a pending upcall unless it was answered already (interrupted).
   void Answer(uint64_t unique, int error, uint32_t mode);
   // The device (or test socket) descriptor; -1 before Attach.

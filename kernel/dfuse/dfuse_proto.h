@@ -48,6 +48,7 @@ enum dfuse_lease_mode {
 };
 
 #define DFUSE_LEASE_NOINTR	0x1	/* the kernel cannot back out: ignore interrupts */
+#define DFUSE_LEASE_DIR		0x2	/* a directory's: no pages to keep */
 
 struct dfuse_lease_in {
 	__u32	mode;

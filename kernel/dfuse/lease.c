@@ -81,7 +81,6 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 	struct fuse_mount *fm = get_fuse_mount(inode);
 	struct dfuse_lease_in inarg = {
 		.mode = mode,
-		.flags = how == DFUSE_ENTER_NESTED ? DFUSE_LEASE_NOINTR : 0,
 		.start = 0,
 		.end = U64_MAX,
 	};
@@ -89,6 +88,10 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 	struct fuse_args args = {};
 	int err;
 
+	if (how == DFUSE_ENTER_NESTED)
+		inarg.flags |= DFUSE_LEASE_NOINTR;
+	if (S_ISDIR(inode->i_mode))
+		inarg.flags |= DFUSE_LEASE_DIR;
 	args.opcode = DFUSE_LEASE;
 	args.nodeid = get_node_id(inode);
 	args.in_numargs = 1;

@@ -307,7 +307,7 @@ TEST_F(KernelLeasesTest, AnUpgradeKeepsTheKernelsPages) {
 // The kernel calls the root FUSE_ROOT_ID; the lease manager knows its GFID.
 TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
   EXPECT_EQ(leases_->MountOptions(), (std::vector<std::string>{"leases", "dirleases"}));
-  ASSERT_TRUE(Upcall(5, DFUSE_LEASE_READ, 0, FUSE_ROOT_ID));
+  ASSERT_TRUE(Upcall(5, DFUSE_LEASE_READ, DFUSE_LEASE_DIR, FUSE_ROOT_ID));
   Message m;
   ASSERT_TRUE(Next(&m));
   ASSERT_EQ(m.header.error, 0);
@@ -318,7 +318,12 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
   const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, uint64_t{FUSE_ROOT_ID});
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
+  // A directory keeps no pages, so its next grant has none to drop.
+  EXPECT_EQ(n.flags, 0u);
   EXPECT_EQ(other.get(), 0);
+  ASSERT_TRUE(Upcall(6, DFUSE_LEASE_READ, DFUSE_LEASE_DIR, FUSE_ROOT_ID));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 6u) << "a second release before the grant";
 }
 
 TEST_F(KernelLeasesTest, ForgottenFileGivesItsLeaseBack) {
