@@ -1292,6 +1292,19 @@ class Cluster:
         entry = self.storage if i is None else self.clients[i]
         return self._dump_stats(entry, "storage" if i is None else f"node{i}", timeout)
 
+    def lease_manager_stats(self, timeout: float = 10.0) -> dict:
+        """The active lease manager's stats dump (SIGUSR1); {} if none answers as active."""
+        for m in getattr(self, "lease_managers", []):
+            if not m.get("pid") or not pid_alive(m["pid"]):
+                continue
+            try:
+                j = self._dump_stats(m, f"leasemgr{m['index']}", timeout)
+            except ClusterError:
+                continue
+            if j.get("lease", {}).get("active"):
+                return j
+        return {}
+
     def _dump_stats(self, entry: dict, what: str, timeout: float) -> dict:
         path, pid = Path(entry["stats"]), entry.get("pid")
         if not pid or not pid_alive(pid):

@@ -35,3 +35,12 @@ def test_a_node_whose_stats_could_not_be_read_counts_nothing():
     d = runner.stats_delta([snapshot(1, 1, 1), {}], [snapshot(2, 1, 1), {}])
     assert d["counters"]["lease.grants"] == 1
     assert d["node_counters"] == [{"lease.grants": 1, "kernel_leases.upcalls": 1}, {}]
+
+
+def test_the_lease_managers_counters_are_its_own_and_dropped_across_a_failover():
+    before = {"epoch": 3, "grants": 10, "since_known": 2, "sessions": 4}
+    after = {"epoch": 3, "grants": 15, "since_known": 2, "sessions": 4, "since_unknown": 1}
+    assert runner.manager_delta(before, after) == {
+        "manager.grants": 5, "manager.since_known": 0, "manager.since_unknown": 1}
+    assert runner.manager_delta(before, {**after, "epoch": 4}) == {}
+    assert runner.manager_delta({}, after) == {}
