@@ -398,7 +398,6 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         if (current) {
           kept_current_->Add();
         } else if (told && options_.refresh_kept) {
-          kept_refreshed_->Add();
           QueueJob(file, {.kind = Job::kRefresh,
                           .gfid = g.gfid(),
                           .since = {g.since().begin(), g.since().end()}});
@@ -488,6 +487,10 @@ void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
   file.version = grant.version();
+  // Refreshed by the jobs before this grant (or current): a revoke of the
+  // lease given up for an upgrade may have marked it kept again since the
+  // grant arrived.
+  file.kept = false;
   file.handoff_in = grant.handoff();
   if (!file.handoff_in.empty()) handoffs_received_->Add();
   NoteClaim();
@@ -622,9 +625,10 @@ void LeaseAgent::RevokeLoop() {
       // The grant it comes before is queued behind it: nothing uses the
       // kept cache until it is applied.
       l.unlock();
-      if (!options_.refresh_kept(job.gfid, job.since) && handler_) {
+      const bool refreshed = options_.refresh_kept(job.gfid, job.since);
+      if (!refreshed && handler_)
         handler_(job.gfid, LeaseMode::kNone, std::chrono::milliseconds(0));
-      }
+      (refreshed ? kept_refreshed_ : kept_dropped_)->Add();
       l.lock();
     } else if (job.kind == Job::kGrant) {
       if (--file.grants_queued == 0) file.queued_mode = LeaseMode::kNone;

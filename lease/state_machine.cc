@@ -215,10 +215,11 @@ StateMachine::File& StateMachine::FileEntry(uint64_t gfid) {
   return it->second;
 }
 
-void StateMachine::TellSince(const File& file, uint64_t known_version, Action* grant) {
+void StateMachine::TellSince(const File& file, uint64_t known_version, Action* grant) const {
   // A version below log_start is from before the log: WRITE leases that
-  // are not in it may have come since.
-  if (known_version == 0 || known_version < file.log_start) return;
+  // are not in it may have come since. One above the last token is from no
+  // grant of this manager (a newer manager's, if this one was deposed).
+  if (known_version == 0 || known_version < file.log_start || known_version > LastToken()) return;
   for (const WriteLease& w : file.log) {
     if (w.token <= known_version) continue;  // the kept cache has its changes
     if (!w.handed_over) {

@@ -139,8 +139,10 @@ struct Counters {
   uint64_t expiries = 0;  // sessions expired
   uint64_t reclaims = 0;  // leases re-installed by Reclaim
   uint64_t handoffs = 0;  // grants that carried a hand-off
-  uint64_t since_known = 0;    // grants to a known_version that said what changed
-  uint64_t since_unknown = 0;  // ... that could not
+  // Grants to a known_version that listed the hand-offs since (each may
+  // still say its writer's changes are not known) ...
+  uint64_t since_known = 0;
+  uint64_t since_unknown = 0;  // ... or could not
 };
 
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
@@ -302,7 +304,7 @@ class StateMachine {
   // The file's entry, made if missing with a log that starts now.
   File& FileEntry(uint64_t gfid);
   // Fills a grant's since/since_known for a waiter's known_version.
-  static void TellSince(const File& file, uint64_t known_version, Action* grant);
+  void TellSince(const File& file, uint64_t known_version, Action* grant) const;
 
   // Grants what can be granted on `gfid`, revokes what blocks the head of
   // its queue, and forgets the file once nobody holds or wants it.

@@ -43,7 +43,8 @@ int FencingTable::Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t tok
   Stripe& s = stripes_[gfid % kStripes];
   std::unique_lock<std::mutex> l(s.mu);
   auto it = s.files.find(gfid);
-  if (it == s.files.end() || it->second.generation != generation) {
+  const bool loaded = it == s.files.end() || it->second.generation != generation;
+  if (loaded) {
     // First call on this file since the start (or on a new file that took
     // the inode number of an old one): the attribute is the truth.
     uint64_t stored = 0;
@@ -63,7 +64,10 @@ int FencingTable::Admit(uint64_t gfid, uint64_t generation, int fd, uint64_t tok
     if (int err = StoreToken(fd, token); err != 0) return err;
     known.highest = token;
     known.written.Clear();
-    known.written_known = true;
+    // Raised by the first call since the attribute was read: a crash may
+    // have lost the attribute naming this token while calls under it had
+    // already reached the disk, so what changed under it is not known.
+    known.written_known = !loaded;
   }
   *lock = std::move(l);
   return 0;

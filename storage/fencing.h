@@ -27,9 +27,12 @@
 // which bytes the calls admitted under a file's highest token changed
 // (Changing), for the hand-off of that token's lease (Written): the next
 // holders keep the pages they cached and drop only those bytes. They are
-// known only if this process admitted every call under the token: a
-// restart, or a file dropped from the cache and read again, forgets them
-// ("unknown": the next holders drop everything).
+// known only if this process admitted every call under the token and the
+// token was raised after the attribute was read: a restart, or a file
+// dropped from the cache and read again, forgets them ("unknown": the next
+// holders drop everything), and so does a token raised by the first call
+// after that (the attribute is written without a sync, so a crash may lose
+// it while calls under its token reached the disk).
 #ifndef DFUSE_STORAGE_FENCING_H_
 #define DFUSE_STORAGE_FENCING_H_
 

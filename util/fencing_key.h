@@ -40,8 +40,11 @@ class FencingKey {
   // Storage's proof of `handoff` (a serialized Handoff: the attributes a
   // durable write under `token` left gfid with, and the bytes written under
   // it). The lease manager passes a WRITE holder's hand-off to the file's
-  // next holders only with it, so that a client can make the others believe
-  // neither attributes storage never had nor that it wrote less than it did.
+  // next holders only with it, so that a client cannot make the others
+  // believe what storage never said. It says nothing of freshness: a client
+  // that breaks the protocol could hand over an earlier hand-off of its own
+  // token (an fsync's) and hide what it wrote after (README, Known
+  // limitations).
   std::string ProveHandoff(uint64_t gfid, uint64_t token, std::string_view handoff) const;
   bool VerifyHandoff(uint64_t gfid, uint64_t token, std::string_view handoff,
                      std::string_view proof) const;

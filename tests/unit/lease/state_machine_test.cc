@@ -837,10 +837,13 @@ TEST_F(LeaseTest, AKeptCacheIsToldWhatEveryWriterSinceHandedOver) {
   EXPECT_ACTIONS(Acquire(1, kF, Mode::kRead, g.version), "grant c1 f10 R r5");
   EXPECT_TRUE(GrantTo(1).since_known);
   EXPECT_TRUE(GrantTo(1).since.empty());
-  // Without a known version nothing is said.
+  // Without a known version nothing is said, nor for one no grant had.
   Release(1, kF);
   Acquire(1, kF, Mode::kRead);
   EXPECT_FALSE(GrantTo(1).since_known);
+  Release(1, kF);
+  Acquire(1, kF, Mode::kRead, Token(2, 1));
+  EXPECT_FALSE(GrantTo(1).since_known) << "a version from a later manager";
   EXPECT_EQ(sm_->counters().since_known, 2u);
 }
 

@@ -304,6 +304,7 @@ class StorageHandoffTest : public StorageFencingRuleTest {
 TEST_F(StorageHandoffTest, NamesTheBytesWrittenUnderTheTokenOnly) {
   const uint64_t g = NewFile("f");
   ASSERT_EQ(Write(g, 0, std::string(8192, 'a'), 5).err(), 0);
+  EXPECT_FALSE(HandOff(g, 5).written_known()) << "raised by the first call since the start";
   ASSERT_EQ(Write(g, 100, "bb", 6).err(), 0);  // a new token: a new set
   ASSERT_EQ(Write(g, 4096, "cc", 6).err(), 0);
   ASSERT_EQ(Write(g, 102, "dd", 6).err(), 0);  // touches the first: merged
@@ -343,10 +344,19 @@ TEST_F(StorageHandoffTest, ChangesBeforeARestartAreNotKnown) {
   h = HandOff(g, 6);
   ASSERT_TRUE(h.written_known());
   EXPECT_EQ(Written(h), (Ranges{{1, 1}}));
+  // Raised by the first call after a restart: a crash could have lost the
+  // stored token while writes under the new one reached the disk.
+  StopServer();
+  StartServer();
+  ASSERT_EQ(Write(g, 2, "y", 7).err(), 0);
+  EXPECT_FALSE(HandOff(g, 7).written_known());
+  ASSERT_EQ(Write(g, 3, "z", 8).err(), 0);
+  EXPECT_EQ(Written(HandOff(g, 8)), (Ranges{{3, 1}}));
 }
 
 TEST_F(StorageHandoffTest, ManyRangesMergeIntoOnesThatCoverThemAll) {
   const uint64_t g = NewFile("f");
+  ASSERT_EQ(Write(g, 0, "a", 4).err(), 0);  // the first token after a start is never known
   // Every other 4 KiB block: more ranges than the table keeps per file.
   const size_t n = 2 * FencingTable::kMaxWrittenRanges;
   for (size_t i = 0; i < n; i++) ASSERT_EQ(Write(g, 8192 * i, "x", 5).err(), 0);
