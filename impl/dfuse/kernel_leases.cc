@@ -246,26 +246,32 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
 void KernelLeases::NotifyKernel(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
                                 uint32_t flags) {
   releases_->Add();
-  const int fd = DeviceFd();
-  if (fd < 0) return;
-  fuse_out_header out{};
   dfuse_notify_release_out arg{};
-  out.len = sizeof(out) + sizeof(arg);
-  out.error = DFUSE_NOTIFY_RELEASE;
   arg.nodeid = ctx_.Ino(gfid);
   arg.mode = static_cast<uint32_t>(to);
   arg.linger_ms =
       static_cast<uint32_t>(std::clamp<int64_t>(linger.count(), 0, DFUSE_LINGER_MAX_MS));
   arg.end = UINT64_MAX;
   arg.flags = flags;
-  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
   const auto start = Clock::now();
   // Blocks while the kernel writes back through this daemon's loop.
-  if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
+  const int err = WriteNotify(DFUSE_NOTIFY_RELEASE, &arg, sizeof(arg));
+  if (err < 0) return;
+  if (err != 0 && err != ENOENT && err != ENODEV) {
     release_errors_->Add();
-    spdlog::error("kernel release of {:#x}: {}", gfid, std::strerror(errno));
+    spdlog::error("kernel release of {:#x}: {}", gfid, std::strerror(err));
   }
   kernel_release_latency_->Record(Clock::now() - start);
+}
+
+int KernelLeases::WriteNotify(int32_t code, const void* arg, size_t size) {
+  const int fd = DeviceFd();
+  if (fd < 0) return -1;
+  fuse_out_header out{};
+  out.len = static_cast<uint32_t>(sizeof(out) + size);
+  out.error = code;
+  iovec iov[2] = {{&out, sizeof(out)}, {const_cast<void*>(arg), size}};
+  return writev(fd, iov, 2) < 0 ? errno : 0;
 }
 
 void KernelLeases::KeepForUpgrade(uint64_t gfid) {
@@ -334,20 +340,16 @@ bool KernelLeases::InvalidatePages(uint64_t gfid, uint64_t start, uint64_t end) 
   // lies beyond INT64_MAX.
   constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
   if (start > kMax) return true;
-  const int fd = DeviceFd();
-  if (fd < 0) return true;  // no kernel, no pages
-  fuse_out_header out{};
   fuse_notify_inval_inode_out arg{};
-  out.len = sizeof(out) + sizeof(arg);
-  out.error = FUSE_NOTIFY_INVAL_INODE;
   arg.ino = ctx_.Ino(gfid);
   arg.off = static_cast<int64_t>(start);
   arg.len = end == ExtentSet::kToEnd || end - start > kMax ? 0 : static_cast<int64_t>(end - start);
-  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+  const int err = WriteNotify(FUSE_NOTIFY_INVAL_INODE, &arg, sizeof(arg));
+  if (err < 0) return true;  // no kernel, no pages
   ranges_invalidated_->Add();
   // ENOENT: the kernel has no inode, hence no pages, for it.
-  if (writev(fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV) {
-    spdlog::error("dropping kept pages of {:#x}: {}", gfid, std::strerror(errno));
+  if (err != 0 && err != ENOENT && err != ENODEV) {
+    spdlog::error("dropping kept pages of {:#x}: {}", gfid, std::strerror(err));
     return false;
   }
   return true;

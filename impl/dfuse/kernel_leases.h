@@ -146,6 +146,9 @@ class KernelLeases : public ConsistencyPolicy {
   // (nothing is dirty under READ). If another node writes before the grant,
   // the agent calls Release(kNone) first, which drops them.
   void KeepForUpgrade(uint64_t gfid);
+  // Writes notification `code` (the header's error field) with its payload
+  // to the device: 0, the write's errno, or -1 if no device is attached.
+  int WriteNotify(int32_t code, const void* arg, size_t size);
   // Sends the kernel DFUSE_NOTIFY_RELEASE; blocks until it is done.
   void NotifyKernel(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger,
                     uint32_t flags);
