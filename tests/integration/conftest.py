@@ -113,11 +113,44 @@ def _rundir_is_clear(path: str) -> bool:
     return not any(mp == path or mp.startswith(path + "/") for mp, _ in dc.list_mounts())
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, for the fixtures' teardown."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _keep_failed_logs(request, d: str) -> None:
+    """Copies the daemons' logs of a failed test to $DFUSE_KEEP_FAILED_LOGS.
+
+    The VM suite sets it to a directory under the build tree: the guest's /tmp
+    goes with the VM, and without the logs a failure seen once under load
+    cannot be traced.
+    """
+    dest = os.environ.get("DFUSE_KEEP_FAILED_LOGS")
+    rep = getattr(request.node, "rep_call", None)
+    if not dest or rep is None or not rep.failed:
+        return
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
+    target = Path(dest) / name
+    for logs in sorted(Path(d).glob("*/logs")):
+        shutil.copytree(logs, target / logs.parent.name, dirs_exist_ok=True)
+    print(f"[logs] daemons' logs of the failed test kept in {target}", flush=True)
+    # CI shows only the console: the logs' last warnings and errors go there too.
+    for log in sorted(target.glob("*/*.log")):
+        lines = [ln.rstrip() for ln in log.open(errors="replace")
+                 if ln.split(" ", 2)[1:2] in (["warning"], ["error"], ["critical"])]
+        for ln in lines[-20:]:
+            print(f"[logs] {log.parent.name}/{log.name}: {ln}", flush=True)
+
+
 @pytest.fixture
-def workdir():
+def workdir(request):
     """A fresh temp directory under /tmp, removed afterwards if nothing is mounted in it."""
     d = tempfile.mkdtemp(prefix="dfuse-it-", dir="/tmp")
     yield Path(d)
+    _keep_failed_logs(request, d)
     if _rundir_is_clear(d):
         shutil.rmtree(d, ignore_errors=True)
 

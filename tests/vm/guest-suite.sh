@@ -20,6 +20,9 @@ export DFUSE_VM_CHECK_OPS=${DFUSE_VM_CHECK_OPS:-4000}
 export DFUSE_REVOKE_LOAD_SECONDS=${DFUSE_REVOKE_LOAD_SECONDS:-60}
 export DFUSE_DIFF_OPS=${DFUSE_DIFF_OPS:-1000}
 export PYTHONDONTWRITEBYTECODE=1
+# The guest's /tmp goes with the VM: a failed test's daemon logs are copied
+# to the build tree (shared with the host) to be read afterwards.
+export DFUSE_KEEP_FAILED_LOGS=${DFUSE_KEEP_FAILED_LOGS:-$DFUSE_BUILD_DIR/vm-failed-logs}
 pytest() {
 	/usr/bin/python3 -m pytest -v -rs --durations=15 -p no:cacheprovider "$@"
 }
@@ -30,6 +33,7 @@ fi
 # One pytest run per file: each prints its failures as soon as it ends, so
 # a guest that runs out of time later still shows them on the console.
 failed=0
+rm -rf "$DFUSE_KEEP_FAILED_LOGS"
 for f in test_kernel_leases.py test_dir_leases.py test_namespace.py test_squash.py; do
 	pytest "tests/integration/$f" || failed=1
 done
