@@ -525,6 +525,8 @@ nlohmann::json ManagerService::Stats() const {
                 {"handoffs", c.handoffs},
                 {"since_known", c.since_known},
                 {"since_unknown", c.since_unknown},
+                {"since_before_log", c.since_before_log},
+                {"since_not_handed", c.since_not_handed},
                 {"handoffs_refused", handoffs_refused_},
                 {"sessions", sm_->session_count()},
                 {"connected", streams_.size()},

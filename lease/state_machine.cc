@@ -215,20 +215,28 @@ StateMachine::File& StateMachine::FileEntry(uint64_t gfid) {
   return it->second;
 }
 
-void StateMachine::TellSince(const File& file, uint64_t known_version, Action* grant) const {
+void StateMachine::TellSince(const File& file, uint64_t known_version, Action* grant) {
+  if (known_version == 0) return;
   // A version below log_start is from before the log: WRITE leases that
   // are not in it may have come since. One above the last token is from no
   // grant of this manager (a newer manager's, if this one was deposed).
-  if (known_version == 0 || known_version < file.log_start || known_version > LastToken()) return;
+  if (known_version < file.log_start || known_version > LastToken()) {
+    counters_.since_unknown++;
+    counters_.since_before_log++;
+    return;
+  }
   for (const WriteLease& w : file.log) {
     if (w.token <= known_version) continue;  // the kept cache has its changes
     if (!w.handed_over) {
       grant->since.clear();
+      counters_.since_unknown++;
+      counters_.since_not_handed++;
       return;
     }
     grant->since.push_back(w.handoff);
   }
   grant->since_known = true;
+  counters_.since_known++;
 }
 
 uint64_t StateMachine::NewToken() {
@@ -295,8 +303,6 @@ void StateMachine::Grant(File& file, uint64_t gfid, const Waiter& waiter, uint64
   // Before this grant joins the log: its own changes are to come.
   if (new_holder) {
     TellSince(file, waiter.known_version, &grant);
-    if (waiter.known_version != 0)
-      (grant.since_known ? counters_.since_known : counters_.since_unknown)++;
   }
   if (stronger && holder->mode == Mode::kWrite) {
     holder->token = NewToken();

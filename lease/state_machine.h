@@ -142,7 +142,9 @@ struct Counters {
   // Grants to a known_version that listed the hand-offs since (each may
   // still say its writer's changes are not known) ...
   uint64_t since_known = 0;
-  uint64_t since_unknown = 0;  // ... or could not
+  uint64_t since_unknown = 0;     // ... or could not, because:
+  uint64_t since_before_log = 0;  //   the version is older than the file's log
+  uint64_t since_not_handed = 0;  //   a writer since acked without a hand-off
 };
 
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
@@ -303,8 +305,9 @@ class StateMachine {
   uint64_t LastToken() const;
   // The file's entry, made if missing with a log that starts now.
   File& FileEntry(uint64_t gfid);
-  // Fills a grant's since/since_known for a waiter's known_version.
-  void TellSince(const File& file, uint64_t known_version, Action* grant) const;
+  // Fills a grant's since/since_known for a waiter's known_version and
+  // counts the answer.
+  void TellSince(const File& file, uint64_t known_version, Action* grant);
 
   // Grants what can be granted on `gfid`, revokes what blocks the head of
   // its queue, and forgets the file once nobody holds or wants it.

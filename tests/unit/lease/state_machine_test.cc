@@ -860,6 +860,8 @@ TEST_F(LeaseTest, AWriterAckedWithoutAHandoffMakesWhatChangedUnknown) {
   Ack(3, kF, Mode::kRead, "c3 wrote");
   EXPECT_FALSE(GrantTo(1).since_known);
   EXPECT_TRUE(GrantTo(1).since.empty());
+  EXPECT_EQ(sm_->counters().since_not_handed, 1u);
+  EXPECT_EQ(sm_->counters().since_before_log, 0u);
   // A cache from after c2 needs only what came after it.
   Release(1, kF);
   Acquire(1, kF, Mode::kRead, v3 - 1);
@@ -923,6 +925,9 @@ TEST_F(LeaseTest, AVersionOlderThanTheFilesLogIsUnknown) {
   Acquire(1, kF, Mode::kRead, v);
   Ack(last, kF, Mode::kRead, "wrote");
   EXPECT_FALSE(GrantTo(1).since_known) << "the oldest writer is forgotten";
+  EXPECT_EQ(sm_->counters().since_before_log, 2u);
+  EXPECT_EQ(sm_->counters().since_not_handed, 0u);
+  EXPECT_EQ(sm_->counters().since_unknown, 2u);
 }
 
 TEST_F(LeaseTest, AReclaimedWriteLeaseMakesWhatChangedUnknown) {
