@@ -697,10 +697,15 @@ void LeaseAgent::RevokeLoop() {
         // cache it gives up is only dropped by the job queued behind this
         // one, and the manager must count this node as a reader until the
         // WRITE request that follows that job says otherwise.
+        // Written by this thread, as a caller writes its request: the
+        // writer thread would cost a wake-up on the way to the next grant.
+        caller_sends_ = true;
         SendRevokeAck(job.gfid, job.revoke_id, job.to, std::move(file.handoff_out),
                       std::move(file.handoff_out_proof));
+        caller_sends_ = false;
         file.handoff_out.clear();
         file.handoff_out_proof.clear();
+        SendQueued(l);  // `file` stays: it is running
       } else if (job.then_send) {
         SendHeldBack(file, job.then_send);
       }

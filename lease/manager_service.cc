@@ -107,6 +107,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   std::unordered_map<uint64_t, std::pair<ClientId, Clock::time_point>> revokes_;  // revoke_id
   bool stopping_ = false;
   std::condition_variable timer_cv_;  // NextDeadline() may have moved, or stopping_
+  // What the timer thread sleeps until (kNoDeadline: no deadline, or it is
+  // awake): a message wakes it only to move that earlier.
+  uint64_t timer_sleeps_until_ = 0;
   std::thread timer_;
 
   StatsRegistry stats_;
@@ -202,14 +205,18 @@ grpc::Status ManagerService::Session(grpc::ServerContext* ctx, ServerStream* rw)
   }
   timer_cv_.notify_one();
   while (rw->Read(&msg)) {
+    bool sooner;
     {
       std::unique_lock<std::mutex> l(mu_);
       handling_ = &s;
       Handle(&s, msg);
       handling_ = nullptr;
       SendQueued(&s, l);
+      sooner = sm_ && sm_->NextDeadline() < timer_sleeps_until_;
     }
-    timer_cv_.notify_one();
+    // Most messages move no deadline earlier (a grant, a heartbeat): waking
+    // the timer for each would cost the reply a context switch.
+    if (sooner) timer_cv_.notify_one();
   }
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -478,12 +485,16 @@ void ManagerService::TimerLoop() {
     }
     const uint64_t deadline = sm_->NextDeadline();
     if (deadline == kNoDeadline) {
+      timer_sleeps_until_ = kNoDeadline;
       timer_cv_.wait(l);
+      timer_sleeps_until_ = 0;
       continue;
     }
     const uint64_t now = NowMs();
     if (now < deadline) {
+      timer_sleeps_until_ = deadline;
       timer_cv_.wait_until(l, start_ + std::chrono::milliseconds(deadline));
+      timer_sleeps_until_ = 0;
       continue;
     }
     Actions actions;
