@@ -70,6 +70,7 @@ BufferCache::BufferCache(const BufferCacheOptions& options, CacheBackend* backen
       readahead_pages_(stats->GetCounter("cache.readahead_pages")),
       read_rpcs_(stats->GetCounter("cache.read_rpcs")),
       write_rpcs_(stats->GetCounter("cache.write_rpcs")),
+      handoff_syncs_(stats->GetCounter("cache.handoff_syncs")),
       bytes_flushed_(stats->GetCounter("cache.bytes_flushed")),
       evictions_(stats->GetCounter("cache.evictions")),
       remote_invalidations_(stats->GetCounter("cache.remote_invalidations")),
@@ -362,6 +363,30 @@ int BufferCache::FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_writ
     f = GetFile(gfid, false);
   }
   return f ? FlushFile(f, /*durable=*/true, durable, bytes_written, after) : 0;
+}
+
+int BufferCache::SyncForHandoff(uint64_t gfid, ProvenHandoff* after) {
+  *after = {};
+  FilePtr f;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    f = GetFile(gfid, false);
+  }
+  std::unique_lock<std::mutex> flush_lock;
+  if (f) flush_lock = std::unique_lock<std::mutex>(f->flush_mu);
+  CacheBackend::WriteExtras extras;
+  extras.durable = true;
+  CacheBackend::WriteResult result;
+  write_rpcs_->Add();
+  handoff_syncs_->Add();
+  const int err = backend_->WriteChunks(gfid, {}, extras, &result);
+  if (err != 0) return err;
+  *after = std::move(result.after);
+  if (f) {
+    std::lock_guard<std::mutex> l(mu_);
+    f->unsynced = false;
+  }
+  return 0;
 }
 
 void BufferCache::KeepTimes(uint64_t gfid, int64_t mtime_ns) {

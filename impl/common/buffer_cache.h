@@ -121,6 +121,10 @@ class BufferCache {
   // *after (optional) what storage said the durable call left the file as.
   int FlushDurable(uint64_t gfid, bool* durable, uint64_t* bytes_written = nullptr,
                    ProvenHandoff* after = nullptr);
+  // A durable call with no data, after any flush of the file on its way:
+  // for storage's hand-off (*after) when a WRITE holder's revoke had
+  // nothing to write back. Returns an errno.
+  int SyncForHandoff(uint64_t gfid, ProvenHandoff* after);
   // The kernel's mtime for the file, set on storage after the data of every
   // later write-back of the file, in the same call, rather than in a call
   // of its own (sent alone once when no data is left to carry it). The
@@ -200,6 +204,7 @@ class BufferCache {
   Counter* readahead_pages_;
   Counter* read_rpcs_;
   Counter* write_rpcs_;
+  Counter* handoff_syncs_;
   Counter* bytes_flushed_;
   Counter* evictions_;
   Counter* remote_invalidations_;

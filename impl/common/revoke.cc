@@ -12,6 +12,18 @@ int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
   int err = cache->FlushDurable(gfid, &durable, nullptr, after);
   if (err != 0 && after != nullptr) *after = {};
   if (err == 0 && durable) durable_flushes->Add();
+  // Nothing to write back: one call without data still gets storage's
+  // hand-off, so the next holders learn the file's attributes and what
+  // changed under this lease (nothing, or what went to storage earlier)
+  // instead of asking, or dropping every page they kept. Without it they
+  // do just that: its failure costs no data.
+  if (err == 0 && !durable && after != nullptr) {
+    const int sync_err = cache->SyncForHandoff(gfid, after);
+    if (sync_err != 0) {
+      spdlog::debug("revoke of {:#x}: no hand-off (errno {})", gfid, sync_err);
+      *after = {};
+    }
+  }
   if (err != 0) {
     // The storage client has already waited out its unavailable timeout.
     // Keeping the data past the ack would let it reach storage after the

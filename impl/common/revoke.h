@@ -19,10 +19,11 @@ namespace dfuse {
 // READ keeps the now clean data). When the write-back fails for good the
 // dirty data is discarded and the error latched for the application's next
 // fsync/close (BufferCache::TakeWriteError): after the ack this node holds
-// nothing that could overwrite the next holder's data. *after (optional):
-// what storage said the durable write-back left the file as, for the next
-// holder (empty if nothing was written back). Returns 0 or the
-// write-back's errno.
+// nothing that could overwrite the next holder's data. *after (optional,
+// only for a WRITE lease given up): what storage said the durable
+// write-back left the file as, for the next holder; with nothing to write
+// back, a call without data asks for it. Returns 0 or the write-back's
+// errno.
 int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
                        Counter* durable_flushes, ProvenHandoff* after = nullptr);
 

@@ -303,9 +303,16 @@ bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linge
 
 int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
                           uint32_t flags) {
+  bool writer;  // a WRITE lease is given up: what it left is handed over
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = files_.find(gfid);
+    writer = it != files_.end() && it->second.token != 0;
+  }
   NotifyKernel(gfid, to, linger, flags);
   ProvenHandoff after;
-  const int err = WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, &after);
+  const int err =
+      WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, writer ? &after : nullptr);
   if (!after.handoff.empty())
     agent_->HandOff(gfid, std::move(after.handoff), std::move(after.proof));
   if (to != LeaseMode::kWrite) {

@@ -1,6 +1,7 @@
 // A buffer cache backend with nothing behind it, for tests of the lease
 // policies: with an empty cache, revokes and reaps have nothing to write
-// back, so storage is never called (and would fail with EIO if it were).
+// back; every call fails with EIO (a WRITE holder's revoke asks storage
+// for a hand-off anyway, and then hands nothing over).
 #ifndef DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
 #define DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "impl/common/revoke.h"
+
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -130,6 +132,36 @@ TEST_F(BufferCacheTest, DurableFlushIsOneCall) {
   EXPECT_FALSE(durable);
   EXPECT_EQ(after.handoff, "") << "storage said nothing this time";
   EXPECT_EQ(backend_.writes, 1);
+}
+
+// A WRITE holder's revoke with nothing left to write back still gets
+// storage's hand-off for the next holders, from one call without data; a
+// revoke that hands nothing over makes no call.
+TEST_F(BufferCacheTest, ARevokeWithNothingToWriteBackAsksForTheHandoff) {
+  BufferCache cache(TestOptions(), &backend_, &stats_);
+  Counter durable_flushes;
+  ASSERT_EQ(cache.Write(7, 0, "abc", 3), 0);
+  ProvenHandoff after;
+  ASSERT_EQ(WriteBackForRevoke(&cache, 7, lease::LeaseMode::kRead, &durable_flushes, &after), 0);
+  EXPECT_EQ(backend_.writes, 1) << "the write-back's durable call hands off";
+  EXPECT_EQ(after.handoff, "size 3");
+  ASSERT_EQ(WriteBackForRevoke(&cache, 7, lease::LeaseMode::kNone, &durable_flushes, &after), 0);
+  EXPECT_EQ(backend_.writes, 2);
+  EXPECT_EQ(backend_.chunks_written, 1) << "the second call carries no data";
+  EXPECT_EQ(backend_.durable_calls, 2);
+  EXPECT_EQ(after.handoff, "size 3");
+  EXPECT_EQ(durable_flushes.Get(), 1u) << "counts write-backs only";
+  EXPECT_EQ(stats_.GetCounter("cache.handoff_syncs")->Get(), 1u);
+  // A file this node never cached is asked for too.
+  ASSERT_EQ(WriteBackForRevoke(&cache, 8, lease::LeaseMode::kNone, &durable_flushes, &after), 0);
+  EXPECT_EQ(backend_.writes, 3);
+  // Without a hand-off to take (a READ lease given up), no call.
+  ASSERT_EQ(WriteBackForRevoke(&cache, 7, lease::LeaseMode::kNone, &durable_flushes), 0);
+  EXPECT_EQ(backend_.writes, 3);
+  // A failed call costs no data and hands nothing over.
+  backend_.write_error = EIO;
+  ASSERT_EQ(WriteBackForRevoke(&cache, 7, lease::LeaseMode::kNone, &durable_flushes, &after), 0);
+  EXPECT_EQ(after.handoff, "");
 }
 
 TEST_F(BufferCacheTest, OnlyTheLastBatchOfADurableFlushIsDurable) {
