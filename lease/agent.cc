@@ -827,6 +827,13 @@ bool LeaseAgent::Holds(uint64_t gfid, LeaseMode mode, uint64_t* token) {
   return HoldsLocked(gfid, mode, token);
 }
 
+uint64_t LeaseAgent::RevokedWriteToken(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  if (it == files_.end() || it->second.revokes == 0) return 0;
+  return it->second.revoked_from == LeaseMode::kWrite ? it->second.revoked_token : 0;
+}
+
 bool LeaseAgent::HoldsLocked(uint64_t gfid, LeaseMode mode, uint64_t* token) {
   auto it = files_.find(gfid);
   if (it == files_.end() || it->second.held < mode || Clock::now() >= valid_until_) return false;

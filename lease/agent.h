@@ -139,6 +139,10 @@ class LeaseAgent {
   // True if at least `mode` is held on gfid and its term (minus the drift
   // margin) has not run out since the last acknowledged renewal. No RPC.
   bool Holds(uint64_t gfid, LeaseMode mode, uint64_t* token = nullptr);
+  // The fencing token of gfid's WRITE lease that a revoke being handled
+  // takes away, or 0: the handler's write-back still goes under it, even
+  // when the grant it revokes has not reached its caller yet.
+  uint64_t RevokedWriteToken(uint64_t gfid);
   // The proof of origin the manager granted with `token` on gfid (storage
   // wants it with every change under the token); "" if the manager sent
   // none or the file's lease is gone.

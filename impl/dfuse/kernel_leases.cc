@@ -177,7 +177,13 @@ int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool
   std::lock_guard<std::mutex> l(mu_);
   File& f = files_[gfid];
   f.serving--;
-  if (err == 0 && mode == LeaseMode::kWrite) f.token = token;
+  // Not if a revoke took the lease before this caller woke: the token
+  // would outlive the revoke's reset of it.
+  uint64_t held = 0;
+  if (err == 0 && mode == LeaseMode::kWrite && agent_->Holds(gfid, LeaseMode::kWrite, &held) &&
+      held == token) {
+    f.token = token;
+  }
   // Forgotten while the acquire waited (an interrupted upcall, or a file
   // the kernel no longer had): the reaper skipped it then.
   if (f.forgotten && f.serving == 0) {
@@ -237,7 +243,10 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
   uint64_t token = 0;
   if (agent_ && agent_->Holds(gfid, LeaseMode::kWrite, &token)) return token;
   // During a revoke the agent has let go already, but the flush that
-  // completes it still writes under the lease being revoked.
+  // completes it still writes under the lease being revoked: the agent's
+  // token for it, also when the revoke came before the upcall that asked
+  // for the lease was answered (and so before Acquire recorded it).
+  if (agent_ && (token = agent_->RevokedWriteToken(gfid)) != 0) return token;
   std::lock_guard<std::mutex> l(mu_);
   auto it = files_.find(gfid);
   return it == files_.end() ? 0 : it->second.token;
@@ -303,12 +312,8 @@ bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linge
 
 int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
                           uint32_t flags) {
-  bool writer;  // a WRITE lease is given up: what it left is handed over
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = files_.find(gfid);
-    writer = it != files_.end() && it->second.token != 0;
-  }
+  // A WRITE lease is given up: what it left is handed over.
+  const bool writer = WriteToken(gfid) != 0;
   NotifyKernel(gfid, to, linger, flags);
   ProvenHandoff after;
   const int err =

@@ -81,6 +81,7 @@ class Node {
         o,
         [this](uint64_t gfid, LeaseMode to, milliseconds linger) {
           last_linger_ms_ = linger.count();
+          last_revoked_token_ = agent_->RevokedWriteToken(gfid);
           Handle(gfid, to);
         },
         &stats_);
@@ -105,6 +106,8 @@ class Node {
   std::shared_mutex& file_lock() { return file_lock_; }
   uint64_t counter(const std::string& name) { return stats_.GetCounter(name)->Get(); }
   int64_t last_linger_ms() const { return last_linger_ms_; }
+  // RevokedWriteToken, asked by the last handler call.
+  uint64_t last_revoked_token() const { return last_revoked_token_; }
 
   int handled(uint64_t gfid, LeaseMode to) {
     std::lock_guard<std::mutex> l(mu_);
@@ -136,6 +139,7 @@ class Node {
   EventLog* log_;
   const milliseconds flush_;
   std::atomic<int64_t> last_linger_ms_{-1};  // of the last handler call
+  std::atomic<uint64_t> last_revoked_token_{UINT64_MAX};
   StatsRegistry stats_;
   std::shared_mutex file_lock_;
   std::mutex mu_;
@@ -235,6 +239,23 @@ TEST_F(LeaseServiceTest, GrantThenDowngradeForAReader) {
   const auto stats = manager_->Stats();
   EXPECT_GE(stats["latencies"]["lease.acquire_to_grant"]["count"].get<uint64_t>(), 2u);
   EXPECT_EQ(stats["latencies"]["lease.revoke_to_ack"]["count"].get<uint64_t>(), 1u);
+}
+
+// The handler of a revoke that takes a WRITE lease writes back under its
+// token, which the agent no longer counts as held; nothing else has one.
+TEST_F(LeaseServiceTest, ARevokeHandlerKnowsTheTokenOfTheWriteLeaseItTakes) {
+  StartManager(1, 2000);
+  auto a = NewNode("A");
+  auto b = NewNode("B");
+  const uint64_t token = a->MustAcquire(kF, LeaseMode::kWrite);
+  b->MustAcquire(kF, LeaseMode::kRead);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kRead), 1);
+  EXPECT_EQ(a->last_revoked_token(), token);
+  EXPECT_EQ(a->agent().RevokedWriteToken(kF), 0u) << "only while the revoke is handled";
+  auto c = NewNode("C");
+  c->MustAcquire(kF, LeaseMode::kWrite);
+  EXPECT_EQ(a->handled(kF, LeaseMode::kNone), 1);
+  EXPECT_EQ(a->last_revoked_token(), 0u) << "a READ lease has no token";
 }
 
 // A revoke that crosses this node's Release (the manager read another
