@@ -12,10 +12,12 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include "lease/agent.h"
 #include "lease/manager_service.h"
+#include "proto/lease.grpc.pb.h"
 
 namespace dfuse::lease {
 namespace {
@@ -79,6 +81,51 @@ void BM_WriteHandoff(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_WriteHandoff)->ArgName("rtt_us")->Arg(0)->Arg(100)->Arg(500)->UseRealTime();
+
+// The floor under both: one message each way on a bare Session stream of
+// the same service (a sync server that answers every Acquire with a Grant,
+// the caller writing and reading on its own thread), without the agent's
+// reader thread, the manager's state or the Release.
+class EchoManager final : public proto::LeaseManager::Service {
+  grpc::Status Session(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<proto::ManagerMessage, proto::ClientMessage>* rw) override {
+    proto::ClientMessage in;
+    while (rw->Read(&in)) {
+      proto::ManagerMessage out;
+      out.mutable_grant()->set_request_id(in.acquire().request_id());
+      out.mutable_grant()->set_gfid(in.acquire().gfid());
+      if (!rw->Write(out)) break;
+    }
+    return grpc::Status::OK;
+  }
+};
+
+void BM_BareStreamRoundTrip(benchmark::State& state) {
+  EchoManager service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  Expect(server != nullptr);
+  auto stub = proto::LeaseManager::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  auto stream = stub->Session(&ctx);
+  proto::ClientMessage out;
+  proto::ManagerMessage in;
+  uint64_t id = 0;
+  for (auto _ : state) {
+    out.mutable_acquire()->set_request_id(++id);
+    out.mutable_acquire()->set_gfid(id);
+    Expect(stream->Write(out) && stream->Read(&in) && in.grant().request_id() == id);
+  }
+  stream->WritesDone();
+  Expect(stream->Finish().ok());
+  server->Shutdown();
+}
+BENCHMARK(BM_BareStreamRoundTrip)->UseRealTime();
 
 }  // namespace
 }  // namespace dfuse::lease
