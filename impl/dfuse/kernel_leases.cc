@@ -291,15 +291,15 @@ void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::millisecond
   Revoked(gfid, to, linger, 0);
 }
 
+bool KernelLeases::IsDirectory(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  return it != files_.end() && it->second.directory;
+}
+
 bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linger) {
-  bool directory;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = files_.find(gfid);
-    directory = it != files_.end() && it->second.directory;
-  }
   // Nothing to keep, and the next grant would have to release it again.
-  if (directory) {
+  if (IsDirectory(gfid)) {
     Release(gfid, LeaseMode::kNone, linger);
     return false;
   }
@@ -312,8 +312,10 @@ bool KernelLeases::ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linge
 
 int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
                           uint32_t flags) {
-  // A WRITE lease is given up: what it left is handed over.
-  const bool writer = WriteToken(gfid) != 0;
+  // A file's WRITE lease is given up: what it left is handed over. A
+  // directory's changes went to storage as they were made, and storage
+  // hands over no directory.
+  const bool writer = !IsDirectory(gfid) && WriteToken(gfid) != 0;
   NotifyKernel(gfid, to, linger, flags);
   ProvenHandoff after;
   const int err =

@@ -132,6 +132,8 @@ class KernelLeases : public ConsistencyPolicy {
   // The agent's release_keeping: Release to kNone with the kernel's pages
   // kept; false if they had to go (the write-back failed).
   bool ReleaseKeeping(uint64_t gfid, std::chrono::milliseconds linger);
+  // Whether the kernel flagged gfid's upcalls as a directory's.
+  bool IsDirectory(uint64_t gfid);
   // Release's work with the kernel's `flags`; returns the write-back's errno.
   int Revoked(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger, uint32_t flags);
   // The agent's refresh_kept: drops from the kernel's kept pages (and this

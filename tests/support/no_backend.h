@@ -5,6 +5,7 @@
 #ifndef DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
 #define DFUSE_TESTS_SUPPORT_NO_BACKEND_H_
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <string>
@@ -21,8 +22,11 @@ class NoBackend : public CacheBackend {
     return EIO;
   }
   int WriteChunks(uint64_t, std::vector<Chunk>, const WriteExtras&, WriteResult*) override {
+    writes++;
     return EIO;
   }
+
+  std::atomic<int> writes{0};  // WriteChunks calls
 };
 
 }  // namespace dfuse::test

@@ -326,6 +326,29 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
   EXPECT_EQ(m.header.unique, 6u) << "a second release before the grant";
 }
 
+// A file's WRITE lease given up with nothing to write back still asks
+// storage for the hand-off (one call without data); a directory's, whose
+// changes went to storage as they were made, asks nothing.
+TEST_F(KernelLeasesTest, AWriteRevokeAsksStorageForTheHandoffButADirectorysDoesNot) {
+  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_WRITE));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  StartOtherNode();
+  auto other = OtherTakesWrite(kFile);
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(ReleaseNotify(m).nodeid, kFile);
+  ASSERT_EQ(other.get(), 0);
+  EXPECT_EQ(backend_.writes, 1) << "the hand-off was not asked for";
+
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_WRITE, DFUSE_LEASE_DIR, FUSE_ROOT_ID));
+  ASSERT_TRUE(Next(&m));
+  auto dir = OtherTakesWrite(kRoot);
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(ReleaseNotify(m).nodeid, uint64_t{FUSE_ROOT_ID});
+  ASSERT_EQ(dir.get(), 0);
+  EXPECT_EQ(backend_.writes, 1) << "a directory's revoke called storage";
+}
+
 TEST_F(KernelLeasesTest, ForgottenFileGivesItsLeaseBack) {
   ASSERT_TRUE(Upcall(31, DFUSE_LEASE_WRITE));
   Message m;
