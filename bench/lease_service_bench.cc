@@ -65,6 +65,20 @@ void BM_AcquireGrant(benchmark::State& state) {
 }
 BENCHMARK(BM_AcquireGrant)->ArgName("rtt_us")->Arg(0)->Arg(100)->Arg(500)->UseRealTime();
 
+// Acquire alone: every iteration takes a new file and keeps its lease, so
+// no Release is written or handled between two Acquires.
+void BM_AcquireGrantKept(benchmark::State& state) {
+  auto manager = StartManager();
+  StatsRegistry stats;
+  auto agent = StartAgent(manager->port(), state.range(0), &stats);
+  uint64_t gfid = 1;
+  for (auto _ : state) {
+    uint64_t token;
+    Expect(agent->Acquire(gfid++, LeaseMode::kWrite, &token) == 0);
+  }
+}
+BENCHMARK(BM_AcquireGrantKept)->ArgName("rtt_us")->Arg(0)->UseRealTime();
+
 // Two writers take turns on one file: each Acquire revokes the other
 // (Acquire, Revoke, RevokeAck, Grant: two round trips plus handler handoff).
 void BM_WriteHandoff(benchmark::State& state) {
