@@ -50,8 +50,9 @@ std::unique_ptr<LeaseAgent> StartAgent(int port, int64_t rtt_us, StatsRegistry* 
   return agent;
 }
 
-// Acquire on a file nobody holds: one Acquire -> Grant round trip.
-void BM_AcquireGrant(benchmark::State& state) {
+// Acquires a file nobody holds per iteration: one Acquire -> Grant round
+// trip, then (with `release`) its Release, which the caller writes too.
+void AcquireNewFiles(benchmark::State& state, bool release) {
   auto manager = StartManager();
   StatsRegistry stats;
   auto agent = StartAgent(manager->port(), state.range(0), &stats);
@@ -59,24 +60,17 @@ void BM_AcquireGrant(benchmark::State& state) {
   for (auto _ : state) {
     uint64_t token;
     Expect(agent->Acquire(gfid, LeaseMode::kWrite, &token) == 0);
-    agent->Release(gfid);
+    if (release) agent->Release(gfid);
     gfid++;
   }
 }
+
+void BM_AcquireGrant(benchmark::State& state) { AcquireNewFiles(state, /*release=*/true); }
 BENCHMARK(BM_AcquireGrant)->ArgName("rtt_us")->Arg(0)->Arg(100)->Arg(500)->UseRealTime();
 
-// Acquire alone: every iteration takes a new file and keeps its lease, so
-// no Release is written or handled between two Acquires.
-void BM_AcquireGrantKept(benchmark::State& state) {
-  auto manager = StartManager();
-  StatsRegistry stats;
-  auto agent = StartAgent(manager->port(), state.range(0), &stats);
-  uint64_t gfid = 1;
-  for (auto _ : state) {
-    uint64_t token;
-    Expect(agent->Acquire(gfid++, LeaseMode::kWrite, &token) == 0);
-  }
-}
+// Acquire alone: every lease is kept, so no Release is written or handled
+// between two Acquires.
+void BM_AcquireGrantKept(benchmark::State& state) { AcquireNewFiles(state, /*release=*/false); }
 BENCHMARK(BM_AcquireGrantKept)->ArgName("rtt_us")->Arg(0)->UseRealTime();
 
 // Two writers take turns on one file: each Acquire revokes the other

@@ -330,16 +330,10 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
 // storage for the hand-off (one call without data); a directory's, whose
 // changes went to storage as they were made, asks nothing.
 TEST_F(KernelLeasesTest, AWriteRevokeAsksStorageForTheHandoffButADirectorysDoesNot) {
-  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_WRITE));
-  Message m;
-  ASSERT_TRUE(Next(&m));
-  StartOtherNode();
-  auto other = OtherTakesWrite(kFile);
-  ASSERT_TRUE(Next(&m));
-  EXPECT_EQ(ReleaseNotify(m).nodeid, kFile);
-  ASSERT_EQ(other.get(), 0);
+  ASSERT_NO_FATAL_FAILURE(KeepPagesForTheOtherNode());
   EXPECT_EQ(backend_.writes, 1) << "the hand-off was not asked for";
 
+  Message m;
   ASSERT_TRUE(Upcall(2, DFUSE_LEASE_WRITE, DFUSE_LEASE_DIR, FUSE_ROOT_ID));
   ASSERT_TRUE(Next(&m));
   auto dir = OtherTakesWrite(kRoot);
