@@ -18,11 +18,8 @@ int WriteBackForRevoke(BufferCache* cache, uint64_t gfid, lease::LeaseMode to,
   // instead of asking, or dropping every page they kept. Without it they
   // do just that: its failure costs no data.
   if (err == 0 && !durable && after != nullptr) {
-    const int sync_err = cache->SyncForHandoff(gfid, after);
-    if (sync_err != 0) {
-      spdlog::debug("revoke of {:#x}: no hand-off (errno {})", gfid, sync_err);
-      *after = {};
-    }
+    const int sync_err = cache->SyncForHandoff(gfid, after);  // *after stays empty on error
+    if (sync_err != 0) spdlog::debug("revoke of {:#x}: no hand-off (errno {})", gfid, sync_err);
   }
   if (err != 0) {
     // The storage client has already waited out its unavailable timeout.

@@ -178,7 +178,8 @@ int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool
   File& f = files_[gfid];
   f.serving--;
   // Not if a revoke took the lease before this caller woke: the token
-  // would outlive the revoke's reset of it.
+  // would outlive the revoke's reset of it. (Asking the agent under mu_ is
+  // safe: it calls into this class only with its own lock released.)
   uint64_t held = 0;
   if (err == 0 && mode == LeaseMode::kWrite && agent_->Holds(gfid, LeaseMode::kWrite, &held) &&
       held == token) {
