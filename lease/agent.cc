@@ -435,6 +435,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
       }
       // Stop trusting the stronger lease at once, unless a queued grant is
       // still to be applied first (the revoke job lowers it again).
+      uint64_t grant = 0;
       if (file.grants_queued == 0 && file.held > to) {
         if (file.held > file.revoked_from) {
           file.revoked_from = file.held;
@@ -442,12 +443,14 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
         }
         file.held = to;
         if (to != LeaseMode::kWrite) file.token = 0;
+        grant = file.grant;
       }
       file.revokes++;
       QueueJob(file, {.kind = Job::kRevoke,
                       .gfid = r.gfid(),
                       .to = to,
                       .revoke_id = r.revoke_id(),
+                      .takes_grant = grant,
                       .linger = std::chrono::milliseconds(r.linger_ms())});
       return;
     }
@@ -486,6 +489,7 @@ void LeaseAgent::OnMessage(const proto::ManagerMessage& msg) {
 void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
   file.held = FromProto(grant.mode());
   file.token = grant.token();
+  file.grant = grant.request_id();
   file.version = grant.version();
   // Refreshed by the jobs before this grant (or current): a revoke of the
   // lease given up for an upgrade may have marked it kept again since the
@@ -530,6 +534,7 @@ void LeaseAgent::Lose(uint64_t gfid, File& file) {
   file.queued_mode = LeaseMode::kNone;
   file.revoked_from = LeaseMode::kNone;
   file.revoked_token = 0;
+  file.revoking_grant = 0;  // lost: nothing is left to use once
   QueueJob(file, {.kind = Job::kDrop, .gfid = gfid, .to = LeaseMode::kNone});
 }
 
@@ -651,6 +656,7 @@ void LeaseAgent::RevokeLoop() {
           file.revoked_from = file.held;
           file.revoked_token = file.token;
         }
+        if (job.kind == Job::kRevoke) job.takes_grant = file.grant;
         file.held = job.to;
         if (job.to != LeaseMode::kWrite) file.token = 0;
       }
@@ -669,6 +675,7 @@ void LeaseAgent::RevokeLoop() {
       // Only this revoke's handler may hand over with its ack.
       file.handoff_out.clear();
       file.handoff_out_proof.clear();
+      file.revoking_grant = job.kind == Job::kRevoke ? job.takes_grant : 0;
       l.unlock();
       bool kept = true;
       if (job.keep) {
@@ -681,6 +688,7 @@ void LeaseAgent::RevokeLoop() {
         handler_(job.gfid, job.to, job.linger);
       }
       l.lock();
+      file.revoking_grant = 0;
       if (keeping && kept && !job.keep) kept_on_revoke_->Add();
       // Dropped after all: a grant that came meanwhile refreshes nothing
       // that is still there, which is harmless.
@@ -760,7 +768,7 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
   return req;
 }
 
-int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
+int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token, uint64_t* grant) {
   if (mode == LeaseMode::kNone) return EINVAL;
   std::unique_lock<std::mutex> l(mu_);
   const Clock::time_point start = Clock::now();
@@ -768,7 +776,10 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
   for (;;) {
     if (shutdown_) return EINTR;
     if (!started_) return EIO;
-    if (HoldsLocked(gfid, mode, token)) break;
+    if (HoldsLocked(gfid, mode, token)) {
+      if (grant != nullptr) *grant = files_[gfid].grant;
+      break;
+    }
     // At most one request per file is outstanding. A weaker one must be
     // answered before asking for more: the manager takes a WRITE request
     // from a READ holder as an upgrade that gives up the READ lease, even
@@ -815,6 +826,7 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
     // revoke has already followed (the caller checks Holds under its lock).
     if (req->granted && req->mode >= mode && Clock::now() < valid_until_) {
       if (token != nullptr) *token = req->token;
+      if (grant != nullptr) *grant = req->id;
       break;
     }
   }
@@ -825,6 +837,12 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token) {
 bool LeaseAgent::Holds(uint64_t gfid, LeaseMode mode, uint64_t* token) {
   std::lock_guard<std::mutex> l(mu_);
   return HoldsLocked(gfid, mode, token);
+}
+
+uint64_t LeaseAgent::RevokingGrant(uint64_t gfid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(gfid);
+  return it == files_.end() ? 0 : it->second.revoking_grant;
 }
 
 uint64_t LeaseAgent::RevokedWriteToken(uint64_t gfid) {

@@ -133,8 +133,10 @@ class LeaseAgent {
   // lease with their RevokeHandler and check Holds() under that lock.
   // Returns EIO if the manager stays unreachable for a lease term, EINTR
   // after Shutdown, EINVAL for kNone. Concurrent calls for the same file
-  // share one request.
-  int Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token);
+  // share one request. With `grant`, also the grant's number (the id of
+  // the request it answered: increasing), which RevokingGrant names when a
+  // revoke takes that grant back.
+  int Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token, uint64_t* grant = nullptr);
 
   // True if at least `mode` is held on gfid and its term (minus the drift
   // margin) has not run out since the last acknowledged renewal. No RPC.
@@ -143,6 +145,11 @@ class LeaseAgent {
   // takes away, or 0: the handler's write-back still goes under it, even
   // when the grant it revokes has not reached its caller yet.
   uint64_t RevokedWriteToken(uint64_t gfid);
+  // The number of the grant (as Acquire returns it) that the revoke whose
+  // handler is running for gfid takes back, or 0 (no revoke, or a handler
+  // called for anything else): a node may let the caller that asked for
+  // that grant use it once before it lets go.
+  uint64_t RevokingGrant(uint64_t gfid);
   // The proof of origin the manager granted with `token` on gfid (storage
   // wants it with every change under the token); "" if the manager sent
   // none or the file's lease is gone.
@@ -238,6 +245,7 @@ class LeaseAgent {
     bool keep = false;                   // kDrop: before an upgrade, via before_upgrade
     std::vector<std::string> since;      // kRefresh: Grant.since
     uint64_t revoke_id = 0;              // kRevoke
+    uint64_t takes_grant = 0;            // kRevoke: the grant it takes back (File::grant)
     std::chrono::milliseconds linger{0};  // kRevoke: Revoke.linger_ms
     std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
     proto::Grant grant;                  // kGrant
@@ -247,6 +255,8 @@ class LeaseAgent {
   struct File {
     LeaseMode held = LeaseMode::kNone;
     uint64_t token = 0;
+    uint64_t grant = 0;           // the number of the grant held (Grant.request_id)
+    uint64_t revoking_grant = 0;  // RevokingGrant, while a revoke's handler runs
     // The file's revoke-thread jobs, run in order by one revoke thread at a
     // time; other files' jobs run beside them on the other threads.
     std::deque<Job> queue;

@@ -151,16 +151,18 @@ void KernelLeases::WorkerLoop() {
 
 void KernelLeases::Serve(const Upcall& u) {
   const auto start = Clock::now();
-  const int err = Acquire(u.gfid, u.mode, /*kernel_asked=*/true, u.directory);
+  uint64_t grant = 0;
+  const int err = Acquire(u.gfid, u.mode, /*kernel_asked=*/true, u.directory, &grant);
   if (err != 0) {
     spdlog::warn("lease {} on {:#x} failed: errno {}",
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
   }
   upcall_latency_->Record(Clock::now() - start);
-  Answer(u.unique, err, static_cast<uint32_t>(u.mode));
+  Answer(u.unique, err, static_cast<uint32_t>(u.mode), grant);
 }
 
-int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool directory) {
+int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool directory,
+                          uint64_t* grant) {
   {
     // A reap in progress gives the lease back: ask only after it.
     std::unique_lock<std::mutex> l(mu_);
@@ -173,7 +175,7 @@ int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool
     f.serving++;
   }
   uint64_t token = 0;
-  const int err = agent_->Acquire(gfid, mode, &token);
+  const int err = agent_->Acquire(gfid, mode, &token, grant);
   std::lock_guard<std::mutex> l(mu_);
   File& f = files_[gfid];
   f.serving--;
@@ -218,20 +220,22 @@ int KernelLeases::DeviceFd() {
   return fd_;
 }
 
-void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode) {
+void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode, uint64_t grant) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (pending_.erase(unique) == 0) return;  // answered already (interrupted)
   }
-  Reply(unique, error, mode);
+  Reply(unique, error, mode, grant);
 }
 
-void KernelLeases::Reply(uint64_t unique, int error, uint32_t mode) {
+void KernelLeases::Reply(uint64_t unique, int error, uint32_t mode, uint64_t grant) {
   fuse_out_header out{};
   out.unique = unique;
   out.error = -error;
   dfuse_lease_out arg{};
   arg.mode = mode;
+  // The kernel compares grant numbers modulo 2^32.
+  arg.grant = static_cast<uint32_t>(grant);
   out.len = sizeof(out) + (error != 0 ? 0 : sizeof(arg));  // an error carries no payload
   const int fd = DeviceFd();
   iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
@@ -254,7 +258,7 @@ uint64_t KernelLeases::WriteToken(uint64_t gfid) {
 }
 
 void KernelLeases::NotifyKernel(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger,
-                                uint32_t flags) {
+                                uint32_t flags, uint64_t grant) {
   releases_->Add();
   dfuse_notify_release_out arg{};
   arg.nodeid = ctx_.Ino(gfid);
@@ -263,6 +267,7 @@ void KernelLeases::NotifyKernel(uint64_t gfid, LeaseMode to, std::chrono::millis
       static_cast<uint32_t>(std::clamp<int64_t>(linger.count(), 0, DFUSE_LINGER_MAX_MS));
   arg.end = UINT64_MAX;
   arg.flags = flags;
+  arg.grant = static_cast<uint32_t>(grant);
   const auto start = Clock::now();
   // Blocks while the kernel writes back through this daemon's loop.
   const int err = WriteNotify(DFUSE_NOTIFY_RELEASE, &arg, sizeof(arg));
@@ -317,7 +322,12 @@ int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds
   // directory's changes went to storage as they were made, and storage
   // hands over no directory.
   const bool writer = !IsDirectory(gfid) && WriteToken(gfid) != 0;
-  NotifyKernel(gfid, to, linger, flags);
+  // The grant this revoke takes back may have been answered to the kernel
+  // after the manager sent the revoke, or not yet: the task that asked for
+  // it gets to use it once first, or it would only ask again, and nodes
+  // that keep taking a file from each other before either uses it make no
+  // progress at all.
+  NotifyKernel(gfid, to, linger, flags, agent_->RevokingGrant(gfid));
   ProvenHandoff after;
   const int err =
       WriteBackForRevoke(ctx_.cache, gfid, to, durable_flushes_, writer ? &after : nullptr);

@@ -119,14 +119,16 @@ class KernelLeases : public ConsistencyPolicy {
   void Serve(const Upcall& u);
   // Acquires `mode` on gfid through the agent, keeping the file's state
   // (token, reap) as for an upcall. `kernel_asked`: the kernel has the
-  // inode (an upcall), so a forget seen before no longer applies.
-  int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked, bool directory = false);
+  // inode (an upcall), so a forget seen before no longer applies. With
+  // `grant`, the grant's number for the kernel (LeaseAgent::Acquire).
+  int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked, bool directory = false,
+              uint64_t* grant = nullptr);
   // Answers a pending upcall unless it was answered already (interrupted).
-  void Answer(uint64_t unique, int error, uint32_t mode);
+  void Answer(uint64_t unique, int error, uint32_t mode, uint64_t grant = 0);
   // The device (or test socket) descriptor; -1 before Attach.
   int DeviceFd();
   // Writes the reply to the device.
-  void Reply(uint64_t unique, int error, uint32_t mode);
+  void Reply(uint64_t unique, int error, uint32_t mode, uint64_t grant = 0);
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger);
   // The agent's release_keeping: Release to kNone with the kernel's pages
@@ -151,9 +153,11 @@ class KernelLeases : public ConsistencyPolicy {
   // Writes notification `code` (the header's error field) with its payload
   // to the device: 0, the write's errno, or -1 if no device is attached.
   int WriteNotify(int32_t code, const void* arg, size_t size);
-  // Sends the kernel DFUSE_NOTIFY_RELEASE; blocks until it is done.
+  // Sends the kernel DFUSE_NOTIFY_RELEASE; blocks until it is done. With
+  // `grant` (a revoke's: LeaseAgent::RevokingGrant), the kernel first lets
+  // the task that asked for that grant use it once.
   void NotifyKernel(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger,
-                    uint32_t flags);
+                    uint32_t flags, uint64_t grant = 0);
   void ReaperLoop();
   void Reap(uint64_t gfid);
 

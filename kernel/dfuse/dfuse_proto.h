@@ -8,15 +8,21 @@
  * DFUSE_LEASE (request, kernel -> daemon): the kernel needs at least
  * @mode on the inode's byte range [@start, @end] before it serves or
  * changes cached state.  The daemon answers once the lease manager has
- * granted it, with the mode it grants (at least the one asked for), or an
+ * granted it, with the mode it grants (at least the one asked for) and the
+ * grant's number (@grant: increasing per daemon, 0 if it has none), or an
  * error.  The kernel drops a grant that raced a release notify and asks
  * again.
  *
  * DFUSE_NOTIFY_RELEASE (notify, daemon -> kernel): the inode's lease drops
- * to @mode.  With @linger_ms, the kernel first goes on using the lease for
- * up to that long while it is in use: until a grant asked for has been
- * used and nothing is entered any more.  The write(2) of the notify
- * returns when the kernel has stopped
+ * to @mode.  With @grant (the number of the grant it takes back), the
+ * kernel first lets a task that asked for that grant and has yet to take
+ * it in do so and use it once, however long the task takes to run (up to
+ * DFUSE_LINGER_MAX_MS): a grant taken back before its first use is only
+ * asked for again, and nodes that keep taking a file from each other that
+ * way make no progress at all.  With @linger_ms, the kernel then goes on
+ * using the lease for up to that long while it is in use: until a grant
+ * asked for has been used and nothing is entered any more.  The write(2)
+ * of the notify returns when the kernel has stopped
  * new I/O, drained I/O in flight, written back dirty pages and times, and
  * dropped what the new mode no longer covers (pages when dropping to
  * NONE, cached attributes always).  With DFUSE_RELEASE_KEEP_PAGES (to
@@ -59,10 +65,10 @@ struct dfuse_lease_in {
 
 struct dfuse_lease_out {
 	__u32	mode;
-	__u32	padding;
+	__u32	grant;
 };
 
-/* The longest linger a release may ask for. */
+/* The longest linger a release may ask for, and wait for a grant's use. */
 #define DFUSE_LINGER_MAX_MS	1000
 
 #define DFUSE_RELEASE_KEEP_PAGES	0x1	/* see DFUSE_NOTIFY_RELEASE */
@@ -74,7 +80,7 @@ struct dfuse_notify_release_out {
 	__u64	start;
 	__u64	end;
 	__u32	flags;
-	__u32	padding;
+	__u32	grant;
 };
 
 #endif /* _DFUSE_PROTO_H */

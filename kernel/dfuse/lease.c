@@ -18,7 +18,18 @@ enum dfuse_enter_how {
 	DFUSE_ENTER_WAIT,	/* top of a system call: wait out any release */
 	DFUSE_ENTER_NESTED,	/* may join a release that is still draining */
 	DFUSE_ENTER_TRY,	/* neither sleep nor ask the daemon */
+	DFUSE_ENTER_TRY_NESTED,	/* both: one of a set entered under i_rwsem */
 };
+
+static bool dfuse_nested(enum dfuse_enter_how how)
+{
+	return how == DFUSE_ENTER_NESTED || how == DFUSE_ENTER_TRY_NESTED;
+}
+
+static bool dfuse_try(enum dfuse_enter_how how)
+{
+	return how == DFUSE_ENTER_TRY || how == DFUSE_ENTER_TRY_NESTED;
+}
 
 static struct dfuse_lease *lease_of(struct inode *inode)
 {
@@ -59,6 +70,8 @@ void dfuse_lease_init(struct dfuse_lease *lease)
 	lease->fresh = false;
 	lease->attr_stale = false;
 	lease->cache_gen = 0;
+	lease->asking = 0;
+	lease->grant_seen = 0;
 }
 
 /*
@@ -72,11 +85,12 @@ static bool dfuse_must_wait(struct dfuse_lease *l, enum dfuse_enter_how how)
 {
 	if (!READ_ONCE(l->releasing))
 		return false;
-	return how != DFUSE_ENTER_NESTED || READ_ONCE(l->users) == 0;
+	return !dfuse_nested(how) || READ_ONCE(l->users) == 0;
 }
 
 static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
-			      enum dfuse_enter_how how, unsigned int *granted)
+			      enum dfuse_enter_how how, unsigned int *granted,
+			      u32 *grant)
 {
 	struct fuse_mount *fm = get_fuse_mount(inode);
 	struct dfuse_lease_in inarg = {
@@ -88,7 +102,7 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 	struct fuse_args args = {};
 	int err;
 
-	if (how == DFUSE_ENTER_NESTED)
+	if (dfuse_nested(how))
 		inarg.flags |= DFUSE_LEASE_NOINTR;
 	if (S_ISDIR(inode->i_mode))
 		inarg.flags |= DFUSE_LEASE_DIR;
@@ -113,7 +127,14 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 	if (outarg.mode < mode || outarg.mode > DFUSE_LEASE_WRITE)
 		return -EIO;
 	*granted = outarg.mode;
+	*grant = outarg.grant;
 	return 0;
+}
+
+/* Whether grant number @a is newer than @b (the numbers wrap). */
+static bool dfuse_grant_after(u32 a, u32 b)
+{
+	return (s32)(a - b) > 0;
 }
 
 /*
@@ -169,9 +190,9 @@ static int dfuse_lease_refresh_attrs(struct inode *inode)
 static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 {
 	if (!READ_ONCE(fc->initialized)) {
-		if (how == DFUSE_ENTER_TRY)
+		if (dfuse_try(how))
 			return -EAGAIN;
-		if (how == DFUSE_ENTER_NESTED)
+		if (dfuse_nested(how))
 			wait_event(fc->blocked_waitq, READ_ONCE(fc->initialized));
 		else if (wait_event_killable(fc->blocked_waitq,
 					     READ_ONCE(fc->initialized)))
@@ -182,17 +203,31 @@ static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 	return 0;
 }
 
-/* An upcall failed: no grant is on its way for this task to use. */
-static void dfuse_lease_not_fresh(struct dfuse_lease *l)
+/*
+ * Takes in the answer to an upcall that asked for @mode: the newest grant
+ * number seen, and the grant itself unless a release processed since the
+ * upcall was sent (@gen) may have taken this very grant away.  Called with
+ * the lease's lock held; the caller enters at once if the grant is
+ * installed, before a release waiting for the grant's first use can go on.
+ */
+static void dfuse_lease_take_in(struct inode *inode, u64 gen,
+				unsigned int granted, u32 grant)
 {
-	bool wake;
+	struct dfuse_lease *l = lease_of(inode);
 
-	spin_lock(&l->lock);
-	l->fresh = false;
-	wake = l->lingering;
-	spin_unlock(&l->lock);
-	if (wake)
-		wake_up_all(&l->waitq);
+	if (grant && dfuse_grant_after(grant, l->grant_seen))
+		l->grant_seen = grant;
+	if (l->gen != gen || l->releasing || granted <= l->mode)
+		return;
+	if (l->mode == DFUSE_LEASE_NONE) {
+		/*
+		 * A directory's attributes are only trusted once fetched
+		 * under the lease anyway.
+		 */
+		l->attr_stale = S_ISREG(inode->i_mode);
+		l->cache_gen = dfuse_lease_new_cache_gen();
+	}
+	l->mode = granted;
 }
 
 static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
@@ -200,8 +235,10 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 {
 	struct fuse_conn *fc = get_fuse_conn(inode);
 	struct dfuse_lease *l = lease_of(inode);
+	bool answered = false;
 	unsigned int granted;
-	bool stale;
+	bool stale, wake;
+	u32 grant;
 	u64 gen;
 	int err;
 
@@ -212,74 +249,75 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		return err;
 	if (!dfuse_leased(inode))
 		return 0;
+	spin_lock(&l->lock);
 	for (;;) {
-		spin_lock(&l->lock);
 		if (dfuse_must_wait(l, how)) {
 			spin_unlock(&l->lock);
-			if (how == DFUSE_ENTER_TRY)
+			if (dfuse_try(how))
 				return -EAGAIN;
-			if (how == DFUSE_ENTER_NESTED)
+			if (dfuse_nested(how))
 				wait_event(l->waitq, !dfuse_must_wait(l, how));
 			else if (wait_event_killable(l->waitq,
 						     !dfuse_must_wait(l, how)))
 				return -EINTR;
+			spin_lock(&l->lock);
 			continue;
 		}
-		if (l->mode >= mode) {
-			stale = l->attr_stale;
-			if (stale && how == DFUSE_ENTER_TRY) {
-				spin_unlock(&l->lock);
-				return -EAGAIN;
-			}
-			l->users++;
-			l->fresh = false;
-			spin_unlock(&l->lock);
-			if (stale) {
-				err = dfuse_lease_refresh_attrs(inode);
-				if (err) {
-					dfuse_lease_exit(inode);
-					return err;
-				}
-			}
-			return 0;
-		}
-		if (how == DFUSE_ENTER_TRY) {
+		if (l->mode >= mode)
+			break;
+		if (dfuse_try(how)) {
 			spin_unlock(&l->lock);
 			return -EAGAIN;
 		}
 		gen = l->gen;
 		l->fresh = true;
+		l->asking++;
+		wake = answered && l->lingering;
 		spin_unlock(&l->lock);
+		if (wake)
+			wake_up_all(&l->waitq);
 
-		err = dfuse_lease_upcall(inode, mode, how, &granted);
+		err = dfuse_lease_upcall(inode, mode, how, &granted, &grant);
+		/*
+		 * Attributes asked for before the grant (a LOOKUP, a
+		 * permission check) must not come in with the lease's long
+		 * timeout.
+		 */
+		if (!err)
+			dfuse_lease_new_attr_version(inode);
+		spin_lock(&l->lock);
+		l->asking--;
+		answered = true;
 		if (err) {
-			dfuse_lease_not_fresh(l);
+			/* No grant is on its way for this task to use. */
+			l->fresh = false;
+			wake = l->lingering;
+			spin_unlock(&l->lock);
+			if (wake)
+				wake_up_all(&l->waitq);
 			return err;
 		}
-		/*
-		 * Attributes asked for before the grant (a LOOKUP, a permission
-		 * check) must not come in with the lease's long timeout.
-		 */
-		dfuse_lease_new_attr_version(inode);
-
-		/*
-		 * A release processed since the upcall was sent may have taken
-		 * this very grant away: drop it and ask again.
-		 */
-		spin_lock(&l->lock);
-		if (l->gen == gen && !l->releasing && granted > l->mode) {
-			if (l->mode == DFUSE_LEASE_NONE) {
-				/*
-				 * A directory's attributes are only trusted
-				 * once fetched under the lease anyway.
-				 */
-				l->attr_stale = S_ISREG(inode->i_mode);
-				l->cache_gen = dfuse_lease_new_cache_gen();
-			}
-			l->mode = granted;
-		}
-		spin_unlock(&l->lock);
+		dfuse_lease_take_in(inode, gen, granted, grant);
 	}
+	stale = l->attr_stale;
+	if (stale && dfuse_try(how)) {
+		spin_unlock(&l->lock);
+		return -EAGAIN;
+	}
+	l->users++;
+	l->fresh = false;
+	wake = answered && l->lingering;
+	spin_unlock(&l->lock);
+	if (wake)
+		wake_up_all(&l->waitq);
+	if (stale) {
+		err = dfuse_lease_refresh_attrs(inode);
+		if (err) {
+			dfuse_lease_exit(inode);
+			return err;
+		}
+	}
+	return 0;
 }
 
 int dfuse_lease_enter(struct inode *inode, unsigned int mode)
@@ -373,7 +411,10 @@ static void dfuse_exit_first(struct inode **set, unsigned int n)
  * As dfuse_lease_enter_copy: a missing lease is asked for with nothing of
  * the set entered (another node's mutation may wait for one this node has
  * entered), then the whole set is tried again.  Nested: the VFS holds
- * i_rwsem of the parents and the victims.
+ * i_rwsem of the parents and the victims, so even the first try joins a
+ * release that is still draining: a task entered there may be waiting for
+ * one of those very locks, and a try that gave way to the release would
+ * only be tried again, without ever sleeping, until it ended.
  */
 int dfuse_lease_enter_set(struct inode **set, unsigned int n)
 {
@@ -387,7 +428,7 @@ retry:
 		if (!set[i] || dfuse_set_repeats(set, i))
 			continue;
 		if (!__dfuse_lease_enter(set[i], DFUSE_LEASE_WRITE,
-					 DFUSE_ENTER_TRY))
+					 DFUSE_ENTER_TRY_NESTED))
 			continue;
 		dfuse_exit_first(set, i);
 		err = dfuse_lease_enter_nested(set[i], DFUSE_LEASE_WRITE);
@@ -522,45 +563,66 @@ static bool dfuse_done_with(struct dfuse_lease *l)
 	return done;
 }
 
-/*
- * Keep the lease for up to @linger_ms while it is in use: the manager
- * revokes early and leaves it to the node to tell a lease it is using
- * (entered, or just granted to a task that has not run yet) from one it
- * merely holds.  A task that asked for the lease is let in once, so a
- * grant is never taken back before its first use; after that the release
- * goes ahead as soon as nothing is entered.
- */
-static void dfuse_lease_linger(struct dfuse_lease *l, unsigned int linger_ms)
+/* Whether a task that asked for grant @grant has yet to take it in. */
+static bool dfuse_grant_pending(struct dfuse_lease *l, u32 grant)
 {
-	if (!linger_ms)
+	bool pending;
+
+	spin_lock(&l->lock);
+	pending = l->asking && dfuse_grant_after(grant, l->grant_seen);
+	spin_unlock(&l->lock);
+	return pending;
+}
+
+/*
+ * Before a release of grant @grant, let a task that asked for it take it
+ * in, and so enter it once (dfuse_lease_take_in), however long the task
+ * takes to run: the daemon may answer it after sending this release.
+ * Then keep the lease for up to @linger_ms while it is in use: the
+ * manager revokes early and leaves it to the node to tell a lease it is
+ * using (entered, or just granted to a task that has not run yet) from
+ * one it merely holds; the release goes ahead as soon as nothing is
+ * entered.  A task still asking for a later grant (an upgrade that waits
+ * for this very release) is not waited for: its grant is newer.
+ */
+static void dfuse_lease_linger(struct dfuse_lease *l, u32 grant,
+			       unsigned int linger_ms)
+{
+	if (!grant && !linger_ms)
 		return;
 	spin_lock(&l->lock);
 	l->lingering = true;
 	spin_unlock(&l->lock);
-	wait_event_timeout(l->waitq, dfuse_done_with(l),
-			   msecs_to_jiffies(linger_ms));
+	if (grant)
+		wait_event_timeout(l->waitq, !dfuse_grant_pending(l, grant),
+				   msecs_to_jiffies(DFUSE_LINGER_MAX_MS));
+	if (linger_ms)
+		wait_event_timeout(l->waitq, dfuse_done_with(l),
+				   msecs_to_jiffies(linger_ms));
 	spin_lock(&l->lock);
 	l->lingering = false;
 	spin_unlock(&l->lock);
 }
 
 /*
- * @keep_pages: keep the clean pages on a release to NONE (see
+ * DFUSE_RELEASE_KEEP_PAGES: keep the clean pages on a release to NONE (see
  * dfuse_proto.h).  Nothing is entered until the next grant, so they stay
  * unused until the daemon has dropped what is no longer current; mappings
  * are torn down so that a mapped read faults and enters the lease too.
  * Pages whose write-back failed never reached the daemon's storage: they
  * are dropped, keep or not.
  */
-static int dfuse_lease_do_release(struct inode *inode, unsigned int to,
-				  unsigned int linger_ms, bool keep_pages)
+static int dfuse_lease_do_release(struct inode *inode,
+				  const struct dfuse_notify_release_out *arg)
 {
+	bool keep_pages = arg->flags & DFUSE_RELEASE_KEEP_PAGES;
 	struct dfuse_lease *l = lease_of(inode);
+	unsigned int to = arg->mode;
 	unsigned int from;
 	int err = 0;
 	int ret;
 
-	dfuse_lease_linger(l, linger_ms);
+	dfuse_lease_linger(l, arg->grant, arg->linger_ms);
 	spin_lock(&l->lock);
 	while (l->releasing) {
 		spin_unlock(&l->lock);
@@ -632,9 +694,7 @@ int dfuse_lease_release(struct fuse_conn *fc,
 	inode = fuse_ilookup(fc, arg->nodeid, NULL);
 	if (inode) {
 		if (dfuse_leased(inode))
-			err = dfuse_lease_do_release(inode, arg->mode,
-						     arg->linger_ms,
-						     keep_pages);
+			err = dfuse_lease_do_release(inode, arg);
 		iput(inode);
 	} else {
 		err = -ENOENT;

@@ -9,9 +9,10 @@
  * from the daemon: READ to serve them, WRITE to change them.  I/O "enters"
  * the lease for its whole duration; a release notify stops new entries,
  * waits for the entered ones to leave, writes back and drops what the new
- * mode no longer covers, and only then lowers the mode.  A release that
- * may linger first lets I/O go on until the lease is done with: no task
- * entered and no grant asked for still unused.  The release an upgrade
+ * mode no longer covers, and only then lowers the mode.  A release first
+ * lets the task that asked for the grant it takes back use it once.  A
+ * release that may linger then lets I/O go on until the lease is done
+ * with: no task entered and no grant asked for still unused.  The release an upgrade
  * from READ starts with may keep the pages: nothing enters until the next
  * grant, and the daemon releases again first if they went stale.
  *
@@ -54,6 +55,8 @@ struct dfuse_lease {
 	bool lingering;			/* a release waits for users to finish */
 	bool fresh;			/* a grant is asked for or unused */
 	bool attr_stale;		/* attributes predate the lease */
+	unsigned int asking;		/* tasks waiting for an upcall's answer */
+	u32 grant_seen;			/* the newest grant an answer brought */
 	u64 cache_gen;			/* directories: names cached under it */
 };
 

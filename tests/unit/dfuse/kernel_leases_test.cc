@@ -128,6 +128,13 @@ class KernelLeasesTest : public ::testing::Test {
     return out.mode;
   }
 
+  static uint32_t GrantNumber(const Message& m) {
+    dfuse_lease_out out{};
+    EXPECT_EQ(m.body.size(), sizeof(out));
+    std::memcpy(&out, m.body.data(), std::min(m.body.size(), sizeof(out)));
+    return out.grant;
+  }
+
   // The other node asks for WRITE on gfid (started first), in the background.
   std::future<int> OtherTakesWrite(uint64_t gfid) {
     return std::async(std::launch::async, [this, gfid] {
@@ -226,6 +233,36 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
   EXPECT_EQ(n.end, UINT64_MAX);
   // Kept, out of use: the next grant says what to drop.
   EXPECT_EQ(n.flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES));
+  EXPECT_EQ(other.get(), 0);
+}
+
+// A revoke's release names the grant it takes back, as the upcall was
+// answered with it, so that the kernel lets the task that asked for it use
+// it once first. The release an upgrade starts with names none: the task
+// that asked waits for a newer grant, which needs that release done.
+TEST_F(KernelLeasesTest, AReleaseNamesTheGrantItTakesBack) {
+  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_READ));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  const uint32_t read_grant = GrantNumber(m);
+  EXPECT_NE(read_grant, 0u);
+
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_WRITE));
+  ASSERT_TRUE(Next(&m)) << "no release notify before the upgrade";
+  EXPECT_EQ(ReleaseNotify(m).grant, 0u) << "an upgrade's release waits for no task";
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.unique, 2u);
+  const uint32_t write_grant = GrantNumber(m);
+  EXPECT_GT(write_grant, read_grant);
+  ASSERT_TRUE(Upcall(3, DFUSE_LEASE_WRITE));
+  ASSERT_TRUE(Next(&m));
+  ASSERT_EQ(m.header.unique, 3u);
+  EXPECT_EQ(GrantNumber(m), write_grant) << "a lease held is answered with its grant";
+
+  StartOtherNode();
+  auto other = OtherTakesWrite(kFile);
+  ASSERT_TRUE(Next(&m)) << "no release notify";
+  EXPECT_EQ(ReleaseNotify(m).grant, write_grant);
   EXPECT_EQ(other.get(), 0);
 }
 
