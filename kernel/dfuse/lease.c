@@ -230,6 +230,21 @@ static void dfuse_lease_take_in(struct inode *inode, u64 gen,
 	l->mode = granted;
 }
 
+/*
+ * Unlocks the lease, waking a release that lingers for a grant to be
+ * taken in or used (dfuse_lease_linger) if this task took in an answer
+ * since it last unlocked.
+ */
+static void dfuse_lease_unlock(struct dfuse_lease *l, bool *answered)
+{
+	bool wake = *answered && l->lingering;
+
+	*answered = false;
+	spin_unlock(&l->lock);
+	if (wake)
+		wake_up_all(&l->waitq);
+}
+
 static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			       enum dfuse_enter_how how)
 {
@@ -237,7 +252,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 	struct dfuse_lease *l = lease_of(inode);
 	bool answered = false;
 	unsigned int granted;
-	bool stale, wake;
+	bool stale;
 	u32 grant;
 	u64 gen;
 	int err;
@@ -252,7 +267,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 	spin_lock(&l->lock);
 	for (;;) {
 		if (dfuse_must_wait(l, how)) {
-			spin_unlock(&l->lock);
+			dfuse_lease_unlock(l, &answered);
 			if (dfuse_try(how))
 				return -EAGAIN;
 			if (dfuse_nested(how))
@@ -272,10 +287,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		gen = l->gen;
 		l->fresh = true;
 		l->asking++;
-		wake = answered && l->lingering;
-		spin_unlock(&l->lock);
-		if (wake)
-			wake_up_all(&l->waitq);
+		dfuse_lease_unlock(l, &answered);
 
 		err = dfuse_lease_upcall(inode, mode, how, &granted, &grant);
 		/*
@@ -291,10 +303,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		if (err) {
 			/* No grant is on its way for this task to use. */
 			l->fresh = false;
-			wake = l->lingering;
-			spin_unlock(&l->lock);
-			if (wake)
-				wake_up_all(&l->waitq);
+			dfuse_lease_unlock(l, &answered);
 			return err;
 		}
 		dfuse_lease_take_in(inode, gen, granted, grant);
@@ -306,10 +315,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 	}
 	l->users++;
 	l->fresh = false;
-	wake = answered && l->lingering;
-	spin_unlock(&l->lock);
-	if (wake)
-		wake_up_all(&l->waitq);
+	dfuse_lease_unlock(l, &answered);
 	if (stale) {
 		err = dfuse_lease_refresh_attrs(inode);
 		if (err) {
