@@ -204,9 +204,9 @@ static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 }
 
 /*
- * Takes in the answer to an upcall that asked for @mode: the newest grant
- * number seen, and the grant itself unless a release processed since the
- * upcall was sent (@gen) may have taken this very grant away.  Called with
+ * Takes in an upcall's answer (@granted, grant number @grant): the newest
+ * grant number seen, and the grant itself unless a release processed since
+ * the upcall was sent (@gen) may have taken this very grant away.  Called with
  * the lease's lock held; the caller enters at once if the grant is
  * installed, before a release waiting for the grant's first use can go on.
  */
@@ -588,8 +588,9 @@ static bool dfuse_grant_pending(struct dfuse_lease *l, u32 grant)
  * manager revokes early and leaves it to the node to tell a lease it is
  * using (entered, or just granted to a task that has not run yet) from
  * one it merely holds; the release goes ahead as soon as nothing is
- * entered.  A task still asking for a later grant (an upgrade that waits
- * for this very release) is not waited for: its grant is newer.
+ * entered.  Once the grant taken back has been taken in, a task still
+ * asking (for a newer grant: an upgrade that waits for this very release)
+ * is not waited for.
  */
 static void dfuse_lease_linger(struct dfuse_lease *l, u32 grant,
 			       unsigned int linger_ms)

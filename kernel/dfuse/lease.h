@@ -12,9 +12,10 @@
  * mode no longer covers, and only then lowers the mode.  A release first
  * lets the task that asked for the grant it takes back use it once.  A
  * release that may linger then lets I/O go on until the lease is done
- * with: no task entered and no grant asked for still unused.  The release an upgrade
- * from READ starts with may keep the pages: nothing enters until the next
- * grant, and the daemon releases again first if they went stale.
+ * with: no task entered and no grant asked for still unused.  The release
+ * an upgrade from READ starts with may keep the pages: nothing enters
+ * until the next grant, and the daemon releases again first if they went
+ * stale.
  *
  * A mount with leases has SB_NOSEC: after one check finds no set-ID bit
  * and no file capability, writes under the lease stop asking the daemon
@@ -52,7 +53,7 @@ struct dfuse_lease {
 	unsigned int mode;		/* enum dfuse_lease_mode */
 	unsigned int users;		/* I/O entered and not yet left */
 	bool releasing;			/* a release is running */
-	bool lingering;			/* a release waits for users to finish */
+	bool lingering;			/* a release waits for a grant's use */
 	bool fresh;			/* a grant is asked for or unused */
 	bool attr_stale;		/* attributes predate the lease */
 	unsigned int asking;		/* tasks waiting for an upcall's answer */
