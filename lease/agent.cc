@@ -509,6 +509,7 @@ void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
 
 void LeaseAgent::Complete(Request& req) {
   req.done = true;
+  req.answered.store(true, std::memory_order_release);
   req.cv.notify_all();
 }
 
@@ -796,12 +797,24 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token, uint64_t
     asked = true;
     req->waiters++;
     int err = 0;
+    bool polled = false;
     for (;;) {
       if (shutdown_) {
         err = EINTR;
         break;
       }
       if (req->done) break;
+      if (connected_ && !polled && acquire_quick_ && options_.acquire_spin.count() > 0) {
+        // A session change or Shutdown during the poll is seen after it.
+        polled = true;
+        l.unlock();
+        const Clock::time_point until = Clock::now() + options_.acquire_spin;
+        while (!req->answered.load(std::memory_order_acquire) && Clock::now() < until) {
+          std::this_thread::yield();
+        }
+        l.lock();
+        continue;
+      }
       if (!connected_) {
         const Clock::time_point give_up = disconnected_since_ + term_;
         if (Clock::now() >= give_up) {
@@ -830,7 +843,11 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token, uint64_t
       break;
     }
   }
-  if (asked) acquire_latency_->Record(Clock::now() - start);
+  if (asked) {
+    const Clock::duration took = Clock::now() - start;
+    acquire_latency_->Record(took);
+    acquire_quick_ = took <= options_.acquire_spin;
+  }
   return 0;
 }
 

@@ -73,6 +73,16 @@ struct LeaseAgentOptions {
   // file does not hold up the revokes (and the other nodes' grants) of
   // every other file.
   int revoke_threads = 4;
+  // How long a caller of Acquire polls for its grant before it sleeps: a
+  // grant that comes back within it (an uncontended round trip) reaches a
+  // running caller, not one the reader thread must wake, which costs about
+  // as much as the round trip itself on an idle machine (bench/
+  // lease_service_bench.cc: BM_BareStreamReaderSpin against ...Hop). The
+  // poll yields the CPU on every turn, and is left out while the last
+  // Acquire that asked the manager took longer than this (a slow network,
+  // an emulated machine, a contended file): it would only burn CPU there.
+  // 0: sleep at once.
+  std::chrono::microseconds acquire_spin{200};
   // Called instead of the RevokeHandler before a READ lease is upgraded to
   // WRITE, when set (on a revoke thread, in order with the file's other
   // handler calls): the node must stop serving from what it cached under
@@ -220,6 +230,8 @@ class LeaseAgent {
     uint64_t known_version = 0;  // Acquire.known_version, when last sent
     bool held_back = false;  // sent by a revoke thread after the file's pending jobs
     bool done = false;       // granted, failed or voided
+    // `done`, for callers polling without mu_ (LeaseAgentOptions::acquire_spin).
+    std::atomic<bool> answered{false};
     bool granted = false;
     int error = 0;       // from the manager (EINVAL)
     uint64_t token = 0;  // of the grant
@@ -396,6 +408,9 @@ class LeaseAgent {
   std::deque<uint64_t> ready_;  // files with queued jobs and no revoke thread on them
   std::unordered_map<uint64_t, File> files_;
   uint64_t next_request_id_ = 1;
+  // The last Acquire that asked the manager was answered within
+  // options_.acquire_spin: the next one polls for its grant.
+  bool acquire_quick_ = true;
 
   std::thread session_thread_;
   std::thread timer_thread_;
