@@ -680,7 +680,7 @@ void LeaseAgent::RevokeLoop() {
       l.unlock();
       bool kept = true;
       if (job.keep) {
-        options_.before_upgrade(job.gfid);
+        options_.before_upgrade(job.gfid, job.takes_grant);
       } else if (keeping) {
         ScopedLatency timer(handler_latency_);
         kept = options_.release_keeping(job.gfid, job.linger);
@@ -755,6 +755,7 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
                     .gfid = gfid,
                     .to = LeaseMode::kNone,
                     .keep = static_cast<bool>(options_.before_upgrade),
+                    .takes_grant = file.grant,
                     .then_send = req});
   } else if (file.jobs() > 0) {
     // A revoke or drop of this file is still being handled. The manager may

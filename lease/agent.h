@@ -90,7 +90,10 @@ struct LeaseAgentOptions {
   // writer came in between; if one did, the RevokeHandler runs with kNone
   // before the grant applies. Unset: the RevokeHandler drops the cache with
   // kNone before the request is sent (the paper's Algorithm 1).
-  std::function<void(uint64_t gfid)> before_upgrade;
+  // `grant` is the number of the READ grant given up (as Acquire returns
+  // it; 0 if it has none): answers of that grant still on their way are
+  // stale, those of the WRITE grant to come are not.
+  std::function<void(uint64_t gfid, uint64_t grant)> before_upgrade;
   // Called instead of the RevokeHandler for a revoke to NONE, when set: the
   // node does what the handler does (its data durable, the hand-off given)
   // but may keep its clean cache, out of use, and returns true if it did.
@@ -257,7 +260,7 @@ class LeaseAgent {
     bool keep = false;                   // kDrop: before an upgrade, via before_upgrade
     std::vector<std::string> since;      // kRefresh: Grant.since
     uint64_t revoke_id = 0;              // kRevoke
-    uint64_t takes_grant = 0;            // kRevoke: the grant it takes back (File::grant)
+    uint64_t takes_grant = 0;            // kRevoke, kDrop: the grant it takes back (File::grant)
     std::chrono::milliseconds linger{0};  // kRevoke: Revoke.linger_ms
     std::shared_ptr<Request> then_send;  // kDrop, kSend: the request to send afterwards
     proto::Grant grant;                  // kGrant

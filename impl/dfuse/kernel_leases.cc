@@ -62,7 +62,7 @@ int KernelLeases::Start(CachePolicy* cache, std::string* error) {
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
   opts.lingers = cache->linger;
-  opts.before_upgrade = [this](uint64_t gfid) { KeepForUpgrade(gfid); };
+  opts.before_upgrade = [this](uint64_t gfid, uint64_t grant) { KeepForUpgrade(gfid, grant); };
   opts.release_keeping = [this](uint64_t gfid, std::chrono::milliseconds linger) {
     return ReleaseKeeping(gfid, linger);
   };
@@ -289,8 +289,13 @@ int KernelLeases::WriteNotify(int32_t code, const void* arg, size_t size) {
   return writev(fd, iov, 2) < 0 ? errno : 0;
 }
 
-void KernelLeases::KeepForUpgrade(uint64_t gfid) {
-  NotifyKernel(gfid, LeaseMode::kNone, std::chrono::milliseconds(0), DFUSE_RELEASE_KEEP_PAGES);
+void KernelLeases::KeepForUpgrade(uint64_t gfid, uint64_t grant) {
+  // The kernel compares grant numbers modulo 2^32; one that truncates to 0
+  // names none.
+  const uint32_t flags = static_cast<uint32_t>(grant) != 0
+                             ? DFUSE_RELEASE_KEEP_PAGES | DFUSE_RELEASE_UPGRADE
+                             : DFUSE_RELEASE_KEEP_PAGES;
+  NotifyKernel(gfid, LeaseMode::kNone, std::chrono::milliseconds(0), flags, grant);
 }
 
 void KernelLeases::Release(uint64_t gfid, LeaseMode to, std::chrono::milliseconds linger) {

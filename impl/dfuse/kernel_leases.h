@@ -148,8 +148,11 @@ class KernelLeases : public ConsistencyPolicy {
   // The agent's before_upgrade: the READ lease is given up for a WRITE
   // request, but the kernel's pages and this daemon's buffer cache stay
   // (nothing is dirty under READ). If another node writes before the grant,
-  // the agent calls Release(kNone) first, which drops them.
-  void KeepForUpgrade(uint64_t gfid);
+  // the agent calls Release(kNone) first, which drops them. Naming the READ
+  // grant given up (`grant`) lets the kernel take in the WRITE answer to
+  // the upcall that asked for the upgrade, rather than drop it for racing
+  // this release and ask again.
+  void KeepForUpgrade(uint64_t gfid, uint64_t grant);
   // Writes notification `code` (the header's error field) with its payload
   // to the device: 0, the write's errno, or -1 if no device is attached.
   int WriteNotify(int32_t code, const void* arg, size_t size);

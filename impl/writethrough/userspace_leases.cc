@@ -48,7 +48,7 @@ int UserspaceLeases::Start(CachePolicy* cache, std::string* error) {
   opts.name = ctx_.node_name;
   opts.emulated_rtt = ctx_.emulated_rtt;
   opts.credentials = ctx_.credentials;
-  opts.before_upgrade = [this](uint64_t gfid) { gate_.KeepForUpgrade(gfid); };
+  opts.before_upgrade = [this](uint64_t gfid, uint64_t) { gate_.KeepForUpgrade(gfid); };
   opts.lingers = cache->linger;
   agent_ = std::make_unique<lease::LeaseAgent>(
       opts,

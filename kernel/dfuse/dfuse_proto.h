@@ -30,7 +30,10 @@
  * until the next grant, before which the daemon drops what other nodes
  * wrote in between (FUSE_NOTIFY_INVAL_INODE), or releases again without
  * the flag if it cannot tell what they wrote.  A failed write-back drops
- * them regardless.
+ * them regardless.  DFUSE_RELEASE_UPGRADE (to NONE, with @grant, no
+ * linger) marks the release that gives up a READ lease for an upgrade to
+ * WRITE a task asked for: @grant is the newest grant it gives up, and
+ * answers with later grant numbers, the upgrade's among them, stay valid.
  * It returns -ENOENT for an inode the
  * kernel does not know, which holds nothing.  Because write-back goes
  * through the daemon, the notify must come from a thread that is not
@@ -72,6 +75,7 @@ struct dfuse_lease_out {
 #define DFUSE_LINGER_MAX_MS	1000
 
 #define DFUSE_RELEASE_KEEP_PAGES	0x1	/* see DFUSE_NOTIFY_RELEASE */
+#define DFUSE_RELEASE_UPGRADE		0x2	/* ditto */
 
 struct dfuse_notify_release_out {
 	__u64	nodeid;

@@ -63,6 +63,8 @@ void dfuse_lease_init(struct dfuse_lease *lease)
 	spin_lock_init(&lease->lock);
 	init_waitqueue_head(&lease->waitq);
 	lease->gen = 0;
+	lease->upgrades = 0;
+	lease->upgrade_gone = 0;
 	lease->mode = DFUSE_LEASE_NONE;
 	lease->users = 0;
 	lease->releasing = false;
@@ -206,11 +208,14 @@ static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 /*
  * Takes in an upcall's answer (@granted, grant number @grant): the newest
  * grant number seen, and the grant itself unless a release processed since
- * the upcall was sent (@gen) may have taken this very grant away.  Called with
- * the lease's lock held; the caller enters at once if the grant is
- * installed, before a release waiting for the grant's first use can go on.
+ * the upcall was sent (@gen, @upgrades) may have taken this very grant away.
+ * An upgrade's release gives up only the grants up to the one it names, so
+ * the WRITE grant the upgrade asked for, numbered after it, is taken in
+ * rather than asked for again.  Called with the lease's lock held; the
+ * caller enters at once if the grant is installed, before a release waiting
+ * for the grant's first use can go on.
  */
-static void dfuse_lease_take_in(struct inode *inode, u64 gen,
+static void dfuse_lease_take_in(struct inode *inode, u64 gen, u64 upgrades,
 				unsigned int granted, u32 grant)
 {
 	struct dfuse_lease *l = lease_of(inode);
@@ -218,6 +223,9 @@ static void dfuse_lease_take_in(struct inode *inode, u64 gen,
 	if (grant && dfuse_grant_after(grant, l->grant_seen))
 		l->grant_seen = grant;
 	if (l->gen != gen || l->releasing || granted <= l->mode)
+		return;
+	if (l->upgrades != upgrades &&
+	    !(grant && dfuse_grant_after(grant, l->upgrade_gone)))
 		return;
 	if (l->mode == DFUSE_LEASE_NONE) {
 		/*
@@ -253,8 +261,8 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 	bool answered = false;
 	unsigned int granted;
 	bool stale;
+	u64 gen, upgrades;
 	u32 grant;
-	u64 gen;
 	int err;
 
 	if (!fc->dfuse_leases)
@@ -285,6 +293,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			return -EAGAIN;
 		}
 		gen = l->gen;
+		upgrades = l->upgrades;
 		l->fresh = true;
 		l->asking++;
 		dfuse_lease_unlock(l, &answered);
@@ -306,7 +315,7 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			dfuse_lease_unlock(l, &answered);
 			return err;
 		}
-		dfuse_lease_take_in(inode, gen, granted, grant);
+		dfuse_lease_take_in(inode, gen, upgrades, granted, grant);
 	}
 	stale = l->attr_stale;
 	if (stale && dfuse_try(how)) {
@@ -623,13 +632,16 @@ static int dfuse_lease_do_release(struct inode *inode,
 				  const struct dfuse_notify_release_out *arg)
 {
 	bool keep_pages = arg->flags & DFUSE_RELEASE_KEEP_PAGES;
+	bool upgrade = arg->flags & DFUSE_RELEASE_UPGRADE;
 	struct dfuse_lease *l = lease_of(inode);
 	unsigned int to = arg->mode;
 	unsigned int from;
 	int err = 0;
 	int ret;
 
-	dfuse_lease_linger(l, arg->grant, arg->linger_ms);
+	/* An upgrade's task waits for a grant that needs this release done. */
+	if (!upgrade)
+		dfuse_lease_linger(l, arg->grant, arg->linger_ms);
 	spin_lock(&l->lock);
 	while (l->releasing) {
 		spin_unlock(&l->lock);
@@ -642,7 +654,13 @@ static int dfuse_lease_do_release(struct inode *inode,
 	 * only ever need the daemon again.
 	 */
 	l->releasing = true;
-	l->gen++;
+	if (upgrade) {
+		l->upgrades++;
+		if (dfuse_grant_after(arg->grant, l->upgrade_gone))
+			l->upgrade_gone = arg->grant;
+	} else {
+		l->gen++;
+	}
 	if (to == DFUSE_LEASE_NONE)
 		l->cache_gen = dfuse_lease_new_cache_gen();
 	while (l->users) {
@@ -693,8 +711,10 @@ int dfuse_lease_release(struct fuse_conn *fc,
 
 	if (arg->mode > DFUSE_LEASE_WRITE ||
 	    arg->linger_ms > DFUSE_LINGER_MAX_MS ||
-	    (arg->flags & ~DFUSE_RELEASE_KEEP_PAGES) ||
-	    (keep_pages && arg->mode != DFUSE_LEASE_NONE))
+	    (arg->flags & ~(DFUSE_RELEASE_KEEP_PAGES | DFUSE_RELEASE_UPGRADE)) ||
+	    (keep_pages && arg->mode != DFUSE_LEASE_NONE) ||
+	    ((arg->flags & DFUSE_RELEASE_UPGRADE) &&
+	     (arg->mode != DFUSE_LEASE_NONE || !arg->grant || arg->linger_ms)))
 		return -EINVAL;
 
 	down_read(&fc->killsb);

@@ -49,7 +49,9 @@ struct inode;
 struct dfuse_lease {
 	spinlock_t lock;		/* protects the fields below */
 	wait_queue_head_t waitq;	/* users left, release done */
-	u64 gen;			/* bumped by every release */
+	u64 gen;			/* bumped by every release but an upgrade's */
+	u64 upgrades;			/* upgrades' releases (DFUSE_RELEASE_UPGRADE) */
+	u32 upgrade_gone;		/* the newest grant they gave up */
 	unsigned int mode;		/* enum dfuse_lease_mode */
 	unsigned int users;		/* I/O entered and not yet left */
 	bool releasing;			/* a release is running */

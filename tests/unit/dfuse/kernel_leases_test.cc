@@ -238,8 +238,11 @@ TEST_F(KernelLeasesTest, RevokeBecomesAReleaseNotifyBeforeTheOtherNodeIsGranted)
 
 // A revoke's release names the grant it takes back, as the upcall was
 // answered with it, so that the kernel lets the task that asked for it use
-// it once first. The release an upgrade starts with names none: the task
-// that asked waits for a newer grant, which needs that release done.
+// it once first. The release an upgrade starts with names the READ grant it
+// gives up, flagged as an upgrade's (the kernel waits for no task then: the
+// one that asked waits for a newer grant, which needs that release done),
+// and the WRITE grant that answers the upgrade is numbered after it, so the
+// kernel takes it in rather than drop it for racing the release.
 TEST_F(KernelLeasesTest, AReleaseNamesTheGrantItTakesBack) {
   ASSERT_TRUE(Upcall(1, DFUSE_LEASE_READ));
   Message m;
@@ -249,7 +252,8 @@ TEST_F(KernelLeasesTest, AReleaseNamesTheGrantItTakesBack) {
 
   ASSERT_TRUE(Upcall(2, DFUSE_LEASE_WRITE));
   ASSERT_TRUE(Next(&m)) << "no release notify before the upgrade";
-  EXPECT_EQ(ReleaseNotify(m).grant, 0u) << "an upgrade's release waits for no task";
+  EXPECT_EQ(ReleaseNotify(m).grant, read_grant);
+  EXPECT_TRUE(ReleaseNotify(m).flags & DFUSE_RELEASE_UPGRADE);
   ASSERT_TRUE(Next(&m));
   ASSERT_EQ(m.header.unique, 2u);
   const uint32_t write_grant = GrantNumber(m);
@@ -333,7 +337,7 @@ TEST_F(KernelLeasesTest, AnUpgradeKeepsTheKernelsPages) {
   const dfuse_notify_release_out n = ReleaseNotify(m);
   EXPECT_EQ(n.nodeid, kFile);
   EXPECT_EQ(n.mode, static_cast<uint32_t>(DFUSE_LEASE_NONE));
-  EXPECT_EQ(n.flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES));
+  EXPECT_EQ(n.flags, static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES | DFUSE_RELEASE_UPGRADE));
   ASSERT_TRUE(Next(&m)) << "no answer to the upgrade";
   EXPECT_EQ(m.header.unique, 2u);
   EXPECT_EQ(m.header.error, 0);

@@ -73,7 +73,7 @@ class Node {
     o.drift_margin = milliseconds(50);
     o.lingers = lingers;
     if (keep_on_upgrade) {
-      o.before_upgrade = [this](uint64_t gfid) {
+      o.before_upgrade = [this](uint64_t gfid, uint64_t) {
         log_->Add(name_ + " keep f" + std::to_string(gfid));
       };
     }
