@@ -508,8 +508,7 @@ void LeaseAgent::ApplyGrant(File& file, const proto::Grant& grant) {
 }
 
 void LeaseAgent::Complete(Request& req) {
-  req.done = true;
-  req.answered.store(true, std::memory_order_release);
+  req.done.store(true, std::memory_order_release);
   req.cv.notify_all();
 }
 
@@ -810,7 +809,7 @@ int LeaseAgent::Acquire(uint64_t gfid, LeaseMode mode, uint64_t* token, uint64_t
         polled = true;
         l.unlock();
         const Clock::time_point until = Clock::now() + options_.acquire_spin;
-        while (!req->answered.load(std::memory_order_acquire) && Clock::now() < until) {
+        while (!req->done.load(std::memory_order_acquire) && Clock::now() < until) {
           std::this_thread::yield();
         }
         l.lock();

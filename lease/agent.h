@@ -232,9 +232,9 @@ class LeaseAgent {
     LeaseMode mode;
     uint64_t known_version = 0;  // Acquire.known_version, when last sent
     bool held_back = false;  // sent by a revoke thread after the file's pending jobs
-    bool done = false;       // granted, failed or voided
-    // `done`, for callers polling without mu_ (LeaseAgentOptions::acquire_spin).
-    std::atomic<bool> answered{false};
+    // Granted, failed or voided. Set under mu_; callers polling for it
+    // (LeaseAgentOptions::acquire_spin) read it without.
+    std::atomic<bool> done{false};
     bool granted = false;
     int error = 0;       // from the manager (EINVAL)
     uint64_t token = 0;  // of the grant
