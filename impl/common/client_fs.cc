@@ -308,23 +308,36 @@ void ClientFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forge
   fuse_reply_none(req);
 }
 
+int ClientFs::AttrOf(uint64_t gfid, proto::Attr* attr, double* timeout,
+                     std::unique_ptr<ConsistencyPolicy::Hold>* hold) {
+  auto fetch = [this, gfid](proto::Attr* a) {
+    const int err = consistency_->HandedOver(gfid, a) ? 0 : storage_->GetAttr(gfid, a);
+    if (err == 0) ObserveAttr(*a, /*own=*/false);
+    return err;
+  };
+  *timeout = -1;
+  const int err = inodes_.IsRegular(gfid) ? consistency_->GetAttr(gfid, fetch, attr, timeout, hold)
+                                          : fetch(attr);
+  if (err == 0 && *timeout < 0) *timeout = AttrTimeout(*attr);
+  return err;
+}
+
+int ClientFs::AttrOf(uint64_t gfid, struct stat* st, double* timeout) {
+  std::unique_ptr<ConsistencyPolicy::Hold> hold;
+  proto::Attr attr;
+  const int err = AttrOf(gfid, &attr, timeout, &hold);
+  if (err == 0) FillStat(attr, st);
+  return err;
+}
+
 void ClientFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ClientFs* self = Self(req);
   const CallerScope as(self->CallerOf(req, ino));
   self->Count("getattr");
-  const uint64_t gfid = self->Gfid(ino);
-  auto fetch = [self, gfid](proto::Attr* attr) {
-    const int err =
-        self->consistency_->HandedOver(gfid, attr) ? 0 : self->storage_->GetAttr(gfid, attr);
-    if (err == 0) self->ObserveAttr(*attr, /*own=*/false);
-    return err;
-  };
   std::unique_ptr<ConsistencyPolicy::Hold> hold;  // kept until the reply is sent
   proto::Attr attr;
   double timeout = -1;
-  const int err = self->inodes_.IsRegular(gfid)
-                      ? self->consistency_->GetAttr(gfid, fetch, &attr, &timeout, &hold)
-                      : fetch(&attr);
+  const int err = self->AttrOf(self->Gfid(ino), &attr, &timeout, &hold);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;

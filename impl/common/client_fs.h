@@ -73,6 +73,12 @@ class ClientFs {
   // The session is up: start the work that sends notifications to it.
   void Start(fuse_session* se) { dir_aliases_.Start(se); }
 
+  // What a GETATTR of file gfid would be answered with now: its attributes
+  // and how long the kernel may trust them, in seconds (for a policy whose
+  // own replies carry them: ConsistencyPolicy::AttrSource). Returns 0 or an
+  // errno.
+  int AttrOf(uint64_t gfid, struct stat* st, double* timeout);
+
  private:
   uint64_t Gfid(fuse_ino_t ino) const { return GfidOf(ino, root_gfid_); }
   fuse_ino_t Ino(uint64_t gfid) const { return NodeIdOf(gfid, root_gfid_); }
@@ -102,6 +108,10 @@ class ClientFs {
   // Replies to a request that handed the kernel `name` in `parent`.
   void ReplyEntry(fuse_req_t req, fuse_ino_t parent, const std::string& name,
                   const proto::Attr& attr);
+  // A GETATTR's answer (the policy's, else storage's), *timeout in seconds;
+  // *hold is kept until the answer is handed to the kernel.
+  int AttrOf(uint64_t gfid, proto::Attr* attr, double* timeout,
+             std::unique_ptr<ConsistencyPolicy::Hold>* hold);
   // `timeout` in seconds; negative: AttrTimeout(attr).
   void ReplyAttr(fuse_req_t req, const proto::Attr& attr, double timeout = -1);
   double AttrTimeout(const proto::Attr& attr) const;

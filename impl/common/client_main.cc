@@ -509,6 +509,9 @@ int RunClient(int argc, char** argv, const ClientModeSpec& spec) {
     }
   }
   fs.Start(se);
+  consistency.ServeAttrsFrom([&fs](uint64_t gfid, struct stat* st, double* timeout) {
+    return fs.AttrOf(gfid, st, timeout);
+  });
   consistency.Attach(se);
   spdlog::info("mounted {} on {} (mode {}, cache {} MiB, storage shard {})", s.storage,
                s.mountpoint, policy.mode, cache_bytes >> 20, root.shard_id());

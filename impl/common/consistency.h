@@ -16,6 +16,7 @@
 #define DFUSE_IMPL_COMMON_CONSISTENCY_H_
 
 #include <linux/fuse.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -104,6 +105,12 @@ class ConsistencyPolicy {
   virtual int Start(CachePolicy* /*cache*/, std::string* /*error*/) { return 0; }
   // Kernel mount options a protocol extension needs (dfuse.ko's "leases").
   virtual std::vector<std::string> MountOptions() const { return {}; }
+  // What the core answers a GETATTR of a file with: its attributes and how
+  // long the kernel may trust them, in seconds. Returns 0 or an errno.
+  using AttrSource = std::function<int(uint64_t gfid, struct stat* st, double* timeout)>;
+  // For replies of the policy's own that carry a file's attributes (dfuse.ko's
+  // grants); called before Attach, and `source` outlives the policy's use.
+  virtual void ServeAttrsFrom(AttrSource /*source*/) {}
   // The session is mounted: notifications (and raw replies) go to it.
   virtual void Attach(fuse_session* /*se*/) {}
   // Sees every raw request first when the daemon runs its own request loop

@@ -37,6 +37,31 @@ bool ToMode(uint32_t kernel_mode, LeaseMode* mode) {
   return true;
 }
 
+// As libfuse fills a GETATTR's reply.
+void FillFuseAttr(const struct stat& st, double timeout, dfuse_lease_out* out) {
+  fuse_attr& a = out->attr;
+  a.ino = st.st_ino;
+  a.mode = st.st_mode;
+  a.nlink = static_cast<uint32_t>(st.st_nlink);
+  a.uid = st.st_uid;
+  a.gid = st.st_gid;
+  a.rdev = static_cast<uint32_t>(st.st_rdev);
+  a.size = static_cast<uint64_t>(st.st_size);
+  a.blocks = static_cast<uint64_t>(st.st_blocks);
+  a.blksize = static_cast<uint32_t>(st.st_blksize);
+  a.atime = static_cast<uint64_t>(st.st_atim.tv_sec);
+  a.atimensec = static_cast<uint32_t>(st.st_atim.tv_nsec);
+  a.mtime = static_cast<uint64_t>(st.st_mtim.tv_sec);
+  a.mtimensec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  a.ctime = static_cast<uint64_t>(st.st_ctim.tv_sec);
+  a.ctimensec = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+  timeout = std::clamp(timeout, 0.0, 1e12);  // a year is "forever" to the kernel
+  out->attr_valid = static_cast<uint64_t>(timeout);
+  out->attr_valid_nsec = std::min(
+      static_cast<uint32_t>((timeout - static_cast<double>(out->attr_valid)) * 1e9), 999999999u);
+  out->flags |= DFUSE_LEASE_ATTR;
+}
+
 }  // namespace
 
 KernelLeases::KernelLeases(const PolicyContext& ctx)
@@ -47,6 +72,7 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
       attrs_handed_over_(ctx.stats->GetCounter("kernel_leases.attrs_handed_over")),
+      attrs_with_grant_(ctx.stats->GetCounter("kernel_leases.attrs_with_grant")),
       ranges_invalidated_(ctx.stats->GetCounter("kernel_leases.ranges_invalidated")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
@@ -85,6 +111,8 @@ std::vector<std::string> KernelLeases::MountOptions() const {
   return {"leases"};
 }
 
+void KernelLeases::ServeAttrsFrom(AttrSource source) { attrs_ = std::move(source); }
+
 void KernelLeases::Attach(fuse_session* se) { AttachFd(fuse_session_fd(se)); }
 
 void KernelLeases::AttachFd(int fd) {
@@ -97,19 +125,19 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     dfuse_lease_in in{};
     LeaseMode mode = LeaseMode::kNone;
     if (size < sizeof(in)) {
-      Reply(header.unique, EINVAL, 0);
+      Reply(header.unique, EINVAL);
       return true;
     }
     std::memcpy(&in, arg, sizeof(in));
     if (!ToMode(in.mode, &mode)) {
-      Reply(header.unique, EINVAL, 0);
+      Reply(header.unique, EINVAL);
       return true;
     }
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
-    queue_.push_back(
-        Upcall{header.unique, ctx_.Gfid(header.nodeid), mode, (in.flags & DFUSE_LEASE_DIR) != 0});
+    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode,
+                            (in.flags & DFUSE_LEASE_DIR) != 0, (in.flags & DFUSE_LEASE_ATTR) != 0});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
       workers_.emplace_back([this] { WorkerLoop(); });
     } else {
@@ -128,7 +156,7 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
       if (!it->second.interruptible) return true;
     }
     interrupted_->Add();
-    Answer(in.unique, EINTR, 0);
+    Answer(in.unique, EINTR, {});
     return true;
   }
   return false;
@@ -157,8 +185,26 @@ void KernelLeases::Serve(const Upcall& u) {
     spdlog::warn("lease {} on {:#x} failed: errno {}",
                  u.mode == LeaseMode::kWrite ? "WRITE" : "READ", u.gfid, err);
   }
+  dfuse_lease_out out{};
+  out.mode = static_cast<uint32_t>(u.mode);
+  // The kernel compares grant numbers modulo 2^32.
+  out.grant = static_cast<uint32_t>(grant);
+  // Fetched under the lease just granted: nobody else can change the file
+  // until this node acks a revoke, which waits for the kernel to take this
+  // answer in (or to drop it, if the revoke's release wins the race).
+  if (err == 0 && u.want_attr && !u.directory) AttrsForGrant(u.gfid, &out);
   upcall_latency_->Record(Clock::now() - start);
-  Answer(u.unique, err, static_cast<uint32_t>(u.mode), grant);
+  Answer(u.unique, err, out);
+}
+
+bool KernelLeases::AttrsForGrant(uint64_t gfid, dfuse_lease_out* out) {
+  if (!attrs_) return false;
+  struct stat st {};
+  double timeout = 0;
+  if (attrs_(gfid, &st, &timeout) != 0 || !S_ISREG(st.st_mode)) return false;
+  FillFuseAttr(st, timeout, out);
+  attrs_with_grant_->Add();
+  return true;
 }
 
 int KernelLeases::Acquire(uint64_t gfid, LeaseMode mode, bool kernel_asked, bool directory,
@@ -220,25 +266,21 @@ int KernelLeases::DeviceFd() {
   return fd_;
 }
 
-void KernelLeases::Answer(uint64_t unique, int error, uint32_t mode, uint64_t grant) {
+void KernelLeases::Answer(uint64_t unique, int error, const dfuse_lease_out& out) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (pending_.erase(unique) == 0) return;  // answered already (interrupted)
   }
-  Reply(unique, error, mode, grant);
+  Reply(unique, error, out);
 }
 
-void KernelLeases::Reply(uint64_t unique, int error, uint32_t mode, uint64_t grant) {
+void KernelLeases::Reply(uint64_t unique, int error, const dfuse_lease_out& arg) {
   fuse_out_header out{};
   out.unique = unique;
   out.error = -error;
-  dfuse_lease_out arg{};
-  arg.mode = mode;
-  // The kernel compares grant numbers modulo 2^32.
-  arg.grant = static_cast<uint32_t>(grant);
   out.len = sizeof(out) + (error != 0 ? 0 : sizeof(arg));  // an error carries no payload
   const int fd = DeviceFd();
-  iovec iov[2] = {{&out, sizeof(out)}, {&arg, sizeof(arg)}};
+  iovec iov[2] = {{&out, sizeof(out)}, {const_cast<dfuse_lease_out*>(&arg), sizeof(arg)}};
   if (writev(fd, iov, error != 0 ? 1 : 2) < 0 && errno != ENOENT && errno != ENODEV) {
     spdlog::error("answering a lease request: {}", std::strerror(errno));
   }

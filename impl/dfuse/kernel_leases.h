@@ -30,6 +30,12 @@
 // without a storage round trip, until this node changes the file on
 // storage (ChangingOnStorage) or the lease goes.
 //
+// Attributes with the grant: the kernel's upcall from NONE asks for the
+// file's attributes too (DFUSE_LEASE_ATTR); the answer carries what a
+// GETATTR would be answered with right after the grant (the hand-off's, or
+// storage's), which saves the kernel its GETATTR round trip before it
+// trusts its cached size and times.
+//
 // Link counts: the node that links, unlinks or replaces a file by rename
 // takes its WRITE lease before replying, so every other node's kernel
 // drops the attributes (link count included) it cached under its lease.
@@ -56,6 +62,7 @@
 #include <vector>
 
 #include "impl/common/consistency.h"
+#include "kernel/dfuse/dfuse_proto.h"
 #include "lease/agent.h"
 
 namespace dfuse {
@@ -73,6 +80,7 @@ class KernelLeases : public ConsistencyPolicy {
   // Connects to the lease manager.
   int Start(CachePolicy* cache, std::string* error) override;
   std::vector<std::string> MountOptions() const override;
+  void ServeAttrsFrom(AttrSource source) override;
   void Attach(fuse_session* se) override;
   // The same with the device descriptor itself (tests use a socket).
   void AttachFd(int fd);
@@ -100,6 +108,7 @@ class KernelLeases : public ConsistencyPolicy {
     uint64_t gfid;
     lease::LeaseMode mode;
     bool directory;  // DFUSE_LEASE_DIR
+    bool want_attr;  // DFUSE_LEASE_ATTR
   };
   struct Pending {
     bool interruptible;
@@ -123,12 +132,15 @@ class KernelLeases : public ConsistencyPolicy {
   // `grant`, the grant's number for the kernel (LeaseAgent::Acquire).
   int Acquire(uint64_t gfid, lease::LeaseMode mode, bool kernel_asked, bool directory = false,
               uint64_t* grant = nullptr);
+  // Fills the answer's attributes (DFUSE_LEASE_ATTR) from attrs_; false if
+  // there is no source or it failed (the kernel then asks with a GETATTR).
+  bool AttrsForGrant(uint64_t gfid, dfuse_lease_out* out);
   // Answers a pending upcall unless it was answered already (interrupted).
-  void Answer(uint64_t unique, int error, uint32_t mode, uint64_t grant = 0);
+  void Answer(uint64_t unique, int error, const dfuse_lease_out& out);
   // The device (or test socket) descriptor; -1 before Attach.
   int DeviceFd();
-  // Writes the reply to the device.
-  void Reply(uint64_t unique, int error, uint32_t mode, uint64_t grant = 0);
+  // Writes the reply to the device: an error, else `out`.
+  void Reply(uint64_t unique, int error, const dfuse_lease_out& out = {});
   // The agent's revoke handler.
   void Release(uint64_t gfid, lease::LeaseMode to, std::chrono::milliseconds linger);
   // The agent's release_keeping: Release to kNone with the kernel's pages
@@ -168,6 +180,7 @@ class KernelLeases : public ConsistencyPolicy {
   bool dir_leases_ = false;  // the kernel also leases directories
   std::unique_ptr<lease::LeaseAgent> agent_;
   int fd_ = -1;
+  AttrSource attrs_;  // set before the session is attached, then only read
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -187,6 +200,7 @@ class KernelLeases : public ConsistencyPolicy {
   Counter* release_errors_;
   Counter* durable_flushes_;
   Counter* attrs_handed_over_;
+  Counter* attrs_with_grant_;
   Counter* ranges_invalidated_;
   Latency* upcall_latency_;
   Latency* kernel_release_latency_;

@@ -11,7 +11,10 @@
  * granted it, with the mode it grants (at least the one asked for) and the
  * grant's number (@grant: increasing per daemon, 0 if it has none), or an
  * error.  The kernel drops a grant that raced a release notify and asks
- * again.
+ * again.  With DFUSE_LEASE_ATTR (asked for from NONE), the daemon may
+ * send the file's attributes as of the grant along (@attr, flagged
+ * DFUSE_LEASE_ATTR in @flags): the kernel then needs no GETATTR before it
+ * trusts its cached size and times.
  *
  * DFUSE_NOTIFY_RELEASE (notify, daemon -> kernel): the inode's lease drops
  * to @mode.  With @grant (the number of the grant it takes back), the
@@ -45,6 +48,7 @@
 #ifndef _DFUSE_PROTO_H
 #define _DFUSE_PROTO_H
 
+#include <linux/fuse.h>
 #include <linux/types.h>
 
 #define DFUSE_LEASE		4196	/* opcode, above CUSE_INIT (4096) */
@@ -58,6 +62,7 @@ enum dfuse_lease_mode {
 
 #define DFUSE_LEASE_NOINTR	0x1	/* the kernel cannot back out: ignore interrupts */
 #define DFUSE_LEASE_DIR		0x2	/* a directory's: no pages to keep */
+#define DFUSE_LEASE_ATTR	0x4	/* in: send @attr along; out: @attr is set */
 
 struct dfuse_lease_in {
 	__u32	mode;
@@ -69,6 +74,10 @@ struct dfuse_lease_in {
 struct dfuse_lease_out {
 	__u32	mode;
 	__u32	grant;
+	__u64	attr_valid;	/* as in fuse_attr_out */
+	__u32	attr_valid_nsec;
+	__u32	flags;
+	struct fuse_attr attr;
 };
 
 /* The longest linger a release may ask for, and wait for a grant's use. */

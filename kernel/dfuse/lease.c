@@ -90,9 +90,13 @@ static bool dfuse_must_wait(struct dfuse_lease *l, enum dfuse_enter_how how)
 	return !dfuse_nested(how) || READ_ONCE(l->users) == 0;
 }
 
+/*
+ * Asks the daemon for @mode; @want_attr: and for the file's attributes as
+ * of the grant, which it may or may not send along.  Fills @outarg.
+ */
 static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
-			      enum dfuse_enter_how how, unsigned int *granted,
-			      u32 *grant)
+			      enum dfuse_enter_how how, bool want_attr,
+			      struct dfuse_lease_out *outarg)
 {
 	struct fuse_mount *fm = get_fuse_mount(inode);
 	struct dfuse_lease_in inarg = {
@@ -100,22 +104,24 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 		.start = 0,
 		.end = U64_MAX,
 	};
-	struct dfuse_lease_out outarg = {};
 	struct fuse_args args = {};
 	int err;
 
+	memset(outarg, 0, sizeof(*outarg));
 	if (dfuse_nested(how))
 		inarg.flags |= DFUSE_LEASE_NOINTR;
 	if (S_ISDIR(inode->i_mode))
 		inarg.flags |= DFUSE_LEASE_DIR;
+	if (want_attr)
+		inarg.flags |= DFUSE_LEASE_ATTR;
 	args.opcode = DFUSE_LEASE;
 	args.nodeid = get_node_id(inode);
 	args.in_numargs = 1;
 	args.in_args[0].size = sizeof(inarg);
 	args.in_args[0].value = &inarg;
 	args.out_numargs = 1;
-	args.out_args[0].size = sizeof(outarg);
-	args.out_args[0].value = &outarg;
+	args.out_args[0].size = sizeof(*outarg);
+	args.out_args[0].value = outarg;
 	err = fuse_simple_request(fm, &args);
 	if (err == -EINTR && signal_pending(current))
 		return -ERESTARTSYS;
@@ -126,10 +132,12 @@ static int dfuse_lease_upcall(struct inode *inode, unsigned int mode,
 	}
 	if (err)
 		return err;
-	if (outarg.mode < mode || outarg.mode > DFUSE_LEASE_WRITE)
+	if (outarg->mode < mode || outarg->mode > DFUSE_LEASE_WRITE ||
+	    (outarg->flags & ~DFUSE_LEASE_ATTR))
 		return -EIO;
-	*granted = outarg.mode;
-	*grant = outarg.grant;
+	/* Attributes nobody asked for are not looked at. */
+	if (!want_attr)
+		outarg->flags &= ~DFUSE_LEASE_ATTR;
 	return 0;
 }
 
@@ -166,22 +174,75 @@ static void dfuse_lease_drop_attrs(struct inode *inode)
 }
 
 /*
+ * Which grant a task entered under: the lease has not been released since
+ * while both counts stand.
+ */
+struct dfuse_lease_epoch {
+	u64 gen;
+	u64 upgrades;
+};
+
+static struct dfuse_lease_epoch dfuse_lease_epoch(struct dfuse_lease *l)
+{
+	return (struct dfuse_lease_epoch){ l->gen, l->upgrades };
+}
+
+/*
+ * The attributes are fresh: unless a release came in between (which drops
+ * them, and may be followed by another grant that needs them fetched).
+ */
+static void dfuse_lease_attrs_fresh(struct inode *inode,
+				    struct dfuse_lease_epoch since)
+{
+	struct dfuse_lease *l = lease_of(inode);
+
+	spin_lock(&l->lock);
+	if (l->gen == since.gen && l->upgrades == since.upgrades)
+		l->attr_stale = false;
+	spin_unlock(&l->lock);
+}
+
+/*
  * After a grant that followed NONE, the cached size and times are older
  * than the lease: fetch them before anything trusts them.
  */
-static int dfuse_lease_refresh_attrs(struct inode *inode)
+static int dfuse_lease_refresh_attrs(struct inode *inode,
+				     struct dfuse_lease_epoch since)
 {
-	struct dfuse_lease *l = lease_of(inode);
 	int err;
 
 	fuse_invalidate_attr(inode);
 	err = fuse_update_attributes(inode, NULL, STATX_BASIC_STATS);
-	if (!err) {
-		spin_lock(&l->lock);
-		l->attr_stale = false;
-		spin_unlock(&l->lock);
-	}
+	if (!err)
+		dfuse_lease_attrs_fresh(inode, since);
 	return err;
+}
+
+/*
+ * The same, with the attributes the grant brought (DFUSE_LEASE_ATTR):
+ * installed as a GETATTR's reply sent when the grant was taken in
+ * (@attr_version), so that a release or a change made under the lease
+ * since then wins over them.
+ */
+static int dfuse_lease_install_attrs(struct inode *inode,
+				     struct dfuse_lease_out *out,
+				     u64 attr_version,
+				     struct dfuse_lease_epoch since)
+{
+	struct fuse_entry_out valid = {
+		.attr_valid = out->attr_valid,
+		.attr_valid_nsec = out->attr_valid_nsec,
+	};
+
+	if (fuse_invalid_attr(&out->attr) ||
+	    inode_wrong_type(inode, out->attr.mode)) {
+		fuse_make_bad(inode);
+		return -EIO;
+	}
+	fuse_change_attributes(inode, &out->attr, entry_attr_timeout(&valid),
+			       attr_version);
+	dfuse_lease_attrs_fresh(inode, since);
+	return 0;
 }
 
 /*
@@ -206,27 +267,28 @@ static int dfuse_wait_init(struct fuse_conn *fc, enum dfuse_enter_how how)
 }
 
 /*
- * Takes in an upcall's answer (@granted, grant number @grant): the newest
+ * Takes in an upcall's answer (@out's mode and grant number): the newest
  * grant number seen, and the grant itself unless a release processed since
  * the upcall was sent (@gen, @upgrades) may have taken this very grant away.
  * An upgrade's release gives up only the grants up to the one it names, so
  * the WRITE grant the upgrade asked for, numbered after it, is taken in
  * rather than asked for again.  Called with the lease's lock held; the
- * caller enters at once if the grant is installed, before a release waiting
- * for the grant's first use can go on.
+ * caller enters at once if the grant is installed (true), before a release
+ * waiting for the grant's first use can go on.
  */
-static void dfuse_lease_take_in(struct inode *inode, u64 gen, u64 upgrades,
-				unsigned int granted, u32 grant)
+static bool dfuse_lease_take_in(struct inode *inode, u64 gen, u64 upgrades,
+				const struct dfuse_lease_out *out)
 {
 	struct dfuse_lease *l = lease_of(inode);
+	u32 grant = out->grant;
 
 	if (grant && dfuse_grant_after(grant, l->grant_seen))
 		l->grant_seen = grant;
-	if (l->gen != gen || l->releasing || granted <= l->mode)
-		return;
+	if (l->gen != gen || l->releasing || out->mode <= l->mode)
+		return false;
 	if (l->upgrades != upgrades &&
 	    !(grant && dfuse_grant_after(grant, l->upgrade_gone)))
-		return;
+		return false;
 	if (l->mode == DFUSE_LEASE_NONE) {
 		/*
 		 * A directory's attributes are only trusted once fetched
@@ -235,7 +297,8 @@ static void dfuse_lease_take_in(struct inode *inode, u64 gen, u64 upgrades,
 		l->attr_stale = S_ISREG(inode->i_mode);
 		l->cache_gen = dfuse_lease_new_cache_gen();
 	}
-	l->mode = granted;
+	l->mode = out->mode;
+	return true;
 }
 
 /*
@@ -258,11 +321,14 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 {
 	struct fuse_conn *fc = get_fuse_conn(inode);
 	struct dfuse_lease *l = lease_of(inode);
+	struct dfuse_lease_epoch epoch;
+	struct dfuse_lease_out out;
 	bool answered = false;
-	unsigned int granted;
+	bool carried = false;	/* this task installed @out with its attr */
+	u64 attr_version = 0;
+	bool want_attr;
 	bool stale;
 	u64 gen, upgrades;
-	u32 grant;
 	int err;
 
 	if (!fc->dfuse_leases)
@@ -294,11 +360,12 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 		}
 		gen = l->gen;
 		upgrades = l->upgrades;
+		want_attr = l->mode == DFUSE_LEASE_NONE && S_ISREG(inode->i_mode);
 		l->fresh = true;
 		l->asking++;
 		dfuse_lease_unlock(l, &answered);
 
-		err = dfuse_lease_upcall(inode, mode, how, &granted, &grant);
+		err = dfuse_lease_upcall(inode, mode, how, want_attr, &out);
 		/*
 		 * Attributes asked for before the grant (a LOOKUP, a
 		 * permission check) must not come in with the lease's long
@@ -315,9 +382,13 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 			dfuse_lease_unlock(l, &answered);
 			return err;
 		}
-		dfuse_lease_take_in(inode, gen, upgrades, granted, grant);
+		carried = dfuse_lease_take_in(inode, gen, upgrades, &out) &&
+			  (out.flags & DFUSE_LEASE_ATTR);
+		if (carried)
+			attr_version = fuse_get_attr_version(fc);
 	}
 	stale = l->attr_stale;
+	epoch = dfuse_lease_epoch(l);
 	if (stale && dfuse_try(how)) {
 		spin_unlock(&l->lock);
 		return -EAGAIN;
@@ -326,7 +397,11 @@ static int __dfuse_lease_enter(struct inode *inode, unsigned int mode,
 	l->fresh = false;
 	dfuse_lease_unlock(l, &answered);
 	if (stale) {
-		err = dfuse_lease_refresh_attrs(inode);
+		if (carried)
+			err = dfuse_lease_install_attrs(inode, &out,
+							attr_version, epoch);
+		else
+			err = dfuse_lease_refresh_attrs(inode, epoch);
 		if (err) {
 			dfuse_lease_exit(inode);
 			return err;
@@ -497,8 +572,9 @@ vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
  * permission check) therefore serve the request that fetched them and are
  * asked for again by the next, as with an attribute timeout of 0; the
  * daemon's long timeout only holds under a lease.  A grant from NONE
- * fetches them again (dfuse_lease_refresh_attrs) before anything trusts
- * them, and a release drops them.
+ * brings them along (dfuse_lease_install_attrs) or has them fetched again
+ * (dfuse_lease_refresh_attrs) before anything trusts them, and a release
+ * drops them.
  */
 u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid)
 {

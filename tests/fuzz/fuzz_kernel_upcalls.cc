@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +69,7 @@ struct Request {
   uint32_t mode = 0;
   bool interruptible = false;
   bool interrupted = false;
+  bool attr_allowed = false;  // asked for DFUSE_LEASE_ATTR, on a file
 };
 
 struct Daemon {
@@ -114,6 +116,15 @@ void SetUpOnce() {
   node->leases = std::make_unique<KernelLeases>(ctx);
   CachePolicy cache_policy;
   if (node->leases->Start(&cache_policy, &error) != 0) Fail(error);
+  // The core's GETATTR answer: a file for odd GFIDs, a failure (or, for
+  // multiples of 4, a directory) for the others.
+  node->leases->ServeAttrsFrom([](uint64_t gfid, struct stat* st, double* timeout) {
+    if (gfid % 2 == 0 && gfid % 4 != 0) return EIO;
+    st->st_mode = (gfid % 2 == 1 ? S_IFREG : S_IFDIR) | 0644;
+    st->st_size = static_cast<off_t>(gfid);
+    *timeout = static_cast<double>(gfid % 7) + 0.25;
+    return 0;
+  });
   node->leases->AttachFd(node->device[0]);
 
   lease::LeaseAgentOptions other;
@@ -157,8 +168,12 @@ void CheckMessage(const char* buf, size_t n, std::map<uint64_t, Request>* asked)
     std::memcpy(&r, buf + sizeof(h), sizeof(r));
     if (!Used(r.nodeid)) Fail("a release of inode " + std::to_string(r.nodeid) + " never used");
     if (r.mode > DFUSE_LEASE_READ) Fail("a release to WRITE");
-    if ((r.flags & ~DFUSE_RELEASE_KEEP_PAGES) != 0 ||
-        (r.flags != 0 && r.mode != DFUSE_LEASE_NONE)) {
+    // dfuse_lease_release()'s rule: both flags only on a release to NONE;
+    // an upgrade's release names the READ grant it gives up and never lingers.
+    const bool upgrade = (r.flags & DFUSE_RELEASE_UPGRADE) != 0;
+    if ((r.flags & ~(DFUSE_RELEASE_KEEP_PAGES | DFUSE_RELEASE_UPGRADE)) != 0 ||
+        (r.flags != 0 && r.mode != DFUSE_LEASE_NONE) || r.linger_ms > DFUSE_LINGER_MAX_MS ||
+        (upgrade && (r.grant == 0 || r.linger_ms != 0))) {
       Fail("a release dfuse.ko refuses (flags " + std::to_string(r.flags) + ")");
     }
     return;
@@ -173,6 +188,11 @@ void CheckMessage(const char* buf, size_t n, std::map<uint64_t, Request>* asked)
     if (n != sizeof(h) + sizeof(out)) Fail("a grant without its mode");
     std::memcpy(&out, buf + sizeof(h), sizeof(out));
     if (out.mode != r.mode) Fail("a grant of another mode than asked");
+    if ((out.flags & ~DFUSE_LEASE_ATTR) != 0) Fail("a grant with unknown flags");
+    if ((out.flags & DFUSE_LEASE_ATTR) != 0 &&
+        (!r.attr_allowed || !S_ISREG(out.attr.mode) || out.attr_valid_nsec >= 1000000000u)) {
+      Fail("attributes with a grant that the kernel did not ask for, or not a file's");
+    }
   } else if (h.error == -EINTR) {
     if (!r.interrupted || !r.interruptible) Fail("EINTR for a request not interrupted");
   } else if (h.error >= 0 || h.error < -4095 || n != sizeof(h)) {
@@ -229,6 +249,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         (in.mode == DFUSE_LEASE_READ || in.mode == DFUSE_LEASE_WRITE);
         r.mode = in.mode;
         r.interruptible = (in.flags & DFUSE_LEASE_NOINTR) == 0;
+        r.attr_allowed = (in.flags & DFUSE_LEASE_ATTR) != 0 && (in.flags & DFUSE_LEASE_DIR) == 0;
         asked[h.unique] = r;
         order.push_back(h.unique);
         inodes.insert(inode);

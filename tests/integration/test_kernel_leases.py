@@ -15,6 +15,8 @@ plain write-back caching gets wrong; they run for every strong mode
 * a close on A that writes nothing to storage, yet B reads what A wrote;
 * a write after a read on A keeps the pages it read (an upgrade from a
   READ to a WRITE lease nobody came between);
+* a grant from NONE brings the file's attributes (B's new size), so A's
+  kernel sends no GETATTR of its own;
 * a write on B drops from A's kept pages only what B wrote, mapped pages
   included;
 * a chmod on A enforced on B, which holds no lease and does not look the
@@ -189,6 +191,38 @@ def test_an_upgrade_keeps_the_pages_read_under_the_read_lease(make_cluster):
     assert delta == {"fuse.read": 0, "lease.upgrades_kept": 1, "lease.upgrades_stale": 0,
                      "kernel_leases.upcalls": 1}, delta
     assert read(f"{b}/u") == b"u" * 4096 + data[4096:]
+
+
+def test_a_grant_brings_the_attributes_and_saves_the_getattr(make_cluster):
+    # dfuse only: A's kernel asks for its READ lease from NONE with
+    # DFUSE_LEASE_ATTR, and the answer carries the file's attributes as of
+    # the grant (here the ones B's release handed over). A takes B's size
+    # from them (fstat sees it, and the read B's longer file) without a
+    # GETATTR of its own.
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    with open(f"{a}/g", "wb") as f:
+        f.write(b"a" * 4096)
+    fd = os.open(f"{a}/g", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 1 << 20, 0) == b"a" * 4096
+        for rnd in range(3):
+            size = 8192 * (rnd + 1)
+            with open(f"{b}/g", "r+b") as f:  # B's WRITE lease: A's lease goes
+                f.seek(4096)
+                f.write(bytes([rnd + 1]) * (size - 4096))
+            # (fstat first: a READ from the daemon makes FUSE ask for atime.)
+            before = c.stats(0)["counters"]
+            assert os.fstat(fd).st_size == size
+            assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
+            after = c.stats(0)["counters"]
+            delta = {k: after.get(k, 0) - before.get(k, 0)
+                     for k in ("fuse.getattr", "kernel_leases.attrs_with_grant",
+                               "kernel_leases.upcalls")}
+            assert delta == {"fuse.getattr": 0, "kernel_leases.attrs_with_grant": 1,
+                             "kernel_leases.upcalls": 1}, (rnd, delta)
+    finally:
+        os.close(fd)
 
 
 def test_pages_kept_across_a_revoke_lose_only_what_another_node_wrote(make_cluster):

@@ -7,6 +7,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -128,6 +129,13 @@ class KernelLeasesTest : public ::testing::Test {
     return out.mode;
   }
 
+  static dfuse_lease_out Granted(const Message& m) {
+    dfuse_lease_out out{};
+    EXPECT_EQ(m.body.size(), sizeof(out));
+    std::memcpy(&out, m.body.data(), std::min(m.body.size(), sizeof(out)));
+    return out;
+  }
+
   static uint32_t GrantNumber(const Message& m) {
     dfuse_lease_out out{};
     EXPECT_EQ(m.body.size(), sizeof(out));
@@ -199,6 +207,57 @@ TEST_F(KernelLeasesTest, UpcallIsAnsweredWithTheGrantedMode) {
   ASSERT_TRUE(Next(&m));
   EXPECT_EQ(m.header.unique, 8u);
   EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+}
+
+TEST_F(KernelLeasesTest, AGrantCarriesTheAttributesTheKernelAskedFor) {
+  int asked = 0;
+  int fail = 0;  // the source's answer
+  leases_->ServeAttrsFrom([&](uint64_t gfid, struct stat* st, double* timeout) {
+    asked++;
+    EXPECT_EQ(gfid, kFile);
+    if (fail != 0) return fail;
+    st->st_ino = gfid;
+    st->st_mode = S_IFREG | 0640;
+    st->st_size = 12345;
+    st->st_mtim = {77, 500};
+    *timeout = 2.5;
+    return 0;
+  });
+  ASSERT_TRUE(Upcall(1, DFUSE_LEASE_READ, DFUSE_LEASE_ATTR));
+  Message m;
+  ASSERT_TRUE(Next(&m));
+  dfuse_lease_out out = Granted(m);
+  EXPECT_EQ(out.mode, static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_EQ(out.flags, static_cast<uint32_t>(DFUSE_LEASE_ATTR));
+  EXPECT_EQ(out.attr.ino, kFile);
+  EXPECT_EQ(out.attr.mode, static_cast<uint32_t>(S_IFREG | 0640));
+  EXPECT_EQ(out.attr.size, 12345u);
+  EXPECT_EQ(out.attr.mtime, 77u);
+  EXPECT_EQ(out.attr.mtimensec, 500u);
+  EXPECT_EQ(out.attr_valid, 2u);
+  EXPECT_EQ(out.attr_valid_nsec, 500000000u);
+  EXPECT_EQ(asked, 1);
+
+  // Not asked for (the kernel held a lease already): not fetched.
+  ASSERT_TRUE(Upcall(2, DFUSE_LEASE_READ));
+  ASSERT_TRUE(Next(&m));
+  out = Granted(m);
+  EXPECT_EQ(out.mode, static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_EQ(out.flags, 0u);
+  EXPECT_EQ(asked, 1);
+
+  // The source failed: the grant still goes, and the kernel asks itself.
+  // (The upgrade starts with a release of the READ lease.)
+  fail = EIO;
+  ASSERT_TRUE(Upcall(3, DFUSE_LEASE_WRITE, DFUSE_LEASE_ATTR));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(ReleaseNotify(m).flags,
+            static_cast<uint32_t>(DFUSE_RELEASE_KEEP_PAGES | DFUSE_RELEASE_UPGRADE));
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 3u);
+  EXPECT_EQ(m.header.error, 0);
+  EXPECT_EQ(Granted(m).flags, 0u);
+  EXPECT_EQ(asked, 2);
 }
 
 TEST_F(KernelLeasesTest, OtherRequestsGoToLibfuse) {
