@@ -415,6 +415,25 @@ int dfuse_lease_enter(struct inode *inode, unsigned int mode)
 	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_WAIT);
 }
 
+/*
+ * An open's permission check needs the file's attributes: without the
+ * lease it would fetch them with a GETATTR of its own, and the first
+ * read(2) or write(2) would then ask for the lease, whose grant brings
+ * them again (DFUSE_LEASE_ATTR).  Entering here the lease the open is for
+ * (WRITE if it opens for writing) makes that one upcall do for both.  An
+ * open for no access (of a file it has just created) asks for nothing.
+ * No lock is held: may_open() runs after the path walk let go of the
+ * parent's i_rwsem.
+ */
+int dfuse_open_enter(struct inode *inode, int mask)
+{
+	if (!(mask & MAY_OPEN) || !(mask & (MAY_READ | MAY_WRITE | MAY_EXEC)) ||
+	    !S_ISREG(inode->i_mode) || !dfuse_leased(inode))
+		return -ENOENT;
+	return dfuse_lease_enter(inode, (mask & MAY_WRITE) ?
+				 DFUSE_LEASE_WRITE : DFUSE_LEASE_READ);
+}
+
 int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode)
 {
 	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_NESTED);

@@ -134,6 +134,11 @@ u64 dfuse_dentry_marker(u64 gen);
 bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
 			 unsigned int flags);
 /*
+ * The permission check of an open (@mask with MAY_OPEN) enters the lease of
+ * the regular file it opens; 0 if entered, -ENOENT if it does not apply.
+ */
+int dfuse_open_enter(struct inode *inode, int mask);
+/*
  * Enter a directory's lease, if held, to fetch attributes under it; 0 if
  * entered.
  */

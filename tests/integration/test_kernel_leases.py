@@ -16,7 +16,8 @@ plain write-back caching gets wrong; they run for every strong mode
 * a write after a read on A keeps the pages it read (an upgrade from a
   READ to a WRITE lease nobody came between);
 * a grant from NONE brings the file's attributes (B's new size), so A's
-  kernel sends no GETATTR of its own;
+  kernel sends no GETATTR of its own, and an open takes the lease with
+  them for its permission check: one upcall for open, stat and read;
 * a write on B drops from A's kept pages only what B wrote, mapped pages
   included;
 * a chmod on A enforced on B, which holds no lease and does not look the
@@ -223,6 +224,40 @@ def test_a_grant_brings_the_attributes_and_saves_the_getattr(make_cluster):
                              "kernel_leases.upcalls": 1}, (rnd, delta)
     finally:
         os.close(fd)
+
+
+def test_an_open_takes_the_lease_with_the_attributes_its_check_needs(make_cluster):
+    # dfuse only: opening a file another node has written since costs A one
+    # upcall, made by the open's permission check, whose grant brings the
+    # attributes the check and the reads after it need: no GETATTR. A
+    # read-only open takes READ (B keeps its WRITE lease until A reads), a
+    # read-write open WRITE (the write after it asks for nothing).
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    with open(f"{a}/o", "wb") as f:  # A's create: WRITE on the directory
+        f.write(b"a" * 4096)
+    # Both nodes hold the directory's READ lease from here on: A's path
+    # walks ask the daemon nothing.
+    assert read(f"{b}/o") == read(f"{a}/o") == b"a" * 4096
+    for rnd, flags in enumerate((os.O_RDONLY, os.O_RDWR, os.O_RDONLY)):
+        size = 8192 * (rnd + 1)
+        with open(f"{b}/o", "r+b") as f:  # B's WRITE lease: A's lease goes
+            f.seek(4096)
+            f.write(bytes([rnd + 1]) * (size - 4096))
+        before = c.stats(0)["counters"]
+        fd = os.open(f"{a}/o", flags)
+        try:
+            assert os.fstat(fd).st_size == size
+            assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
+            if flags == os.O_RDWR:
+                os.pwrite(fd, b"a" * 4096, 0)
+        finally:
+            os.close(fd)
+        after = c.stats(0)["counters"]
+        delta = {k: after.get(k, 0) - before.get(k, 0)
+                 for k in ("fuse.getattr", "fuse.lookup", "kernel_leases.upcalls")}
+        assert delta == {"fuse.getattr": 0, "fuse.lookup": 0, "kernel_leases.upcalls": 1}, \
+            (rnd, delta)
 
 
 def test_pages_kept_across_a_revoke_lose_only_what_another_node_wrote(make_cluster):
