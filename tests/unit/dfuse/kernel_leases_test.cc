@@ -122,13 +122,6 @@ class KernelLeasesTest : public ::testing::Test {
     return n;
   }
 
-  static uint32_t GrantedMode(const Message& m) {
-    dfuse_lease_out out{};
-    EXPECT_EQ(m.body.size(), sizeof(out));
-    std::memcpy(&out, m.body.data(), std::min(m.body.size(), sizeof(out)));
-    return out.mode;
-  }
-
   static dfuse_lease_out Granted(const Message& m) {
     dfuse_lease_out out{};
     EXPECT_EQ(m.body.size(), sizeof(out));
@@ -136,12 +129,9 @@ class KernelLeasesTest : public ::testing::Test {
     return out;
   }
 
-  static uint32_t GrantNumber(const Message& m) {
-    dfuse_lease_out out{};
-    EXPECT_EQ(m.body.size(), sizeof(out));
-    std::memcpy(&out, m.body.data(), std::min(m.body.size(), sizeof(out)));
-    return out.grant;
-  }
+  static uint32_t GrantedMode(const Message& m) { return Granted(m).mode; }
+
+  static uint32_t GrantNumber(const Message& m) { return Granted(m).grant; }
 
   // The other node asks for WRITE on gfid (started first), in the background.
   std::future<int> OtherTakesWrite(uint64_t gfid) {
