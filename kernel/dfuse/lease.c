@@ -627,6 +627,20 @@ bool dfuse_lease_may_cache(struct inode *inode)
 	       READ_ONCE(lease_of(inode)->mode) != DFUSE_LEASE_NONE;
 }
 
+/*
+ * Stock FUSE marks atime stale after every read, so that the next stat(2)
+ * asks the daemon what the read did to it: on a leased inode, whose other
+ * attributes stay cached under the lease, that is one GETATTR per stat(2)
+ * after a read.  Keep the atime the last grant or GETATTR brought instead,
+ * as a noatime mount would (FUSE inodes have S_NOATIME: the kernel never
+ * sets atime itself).  Without a lease the attributes are not trusted
+ * anyway, and a grant from NONE brings the daemon's atime again.
+ */
+bool dfuse_lease_keeps_atime(struct inode *inode)
+{
+	return dfuse_leased(inode);
+}
+
 static bool dfuse_writes_done(struct fuse_inode *fi)
 {
 	bool done;

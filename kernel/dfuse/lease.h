@@ -96,6 +96,8 @@ u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid);
 bool dfuse_lease_owns_attrs(struct inode *inode);
 /* Whether pages may be read into the page cache now (readahead). */
 bool dfuse_lease_may_cache(struct inode *inode);
+/* Whether a read leaves @inode's atime as it is (fuse_invalidate_atime()). */
+bool dfuse_lease_keeps_atime(struct inode *inode);
 
 /*
  * The leases of a directory mutation's parents and victims (WRITE on
