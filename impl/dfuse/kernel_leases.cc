@@ -67,8 +67,10 @@ void FillFuseAttr(const struct stat& st, double timeout, dfuse_lease_out* out) {
 KernelLeases::KernelLeases(const PolicyContext& ctx)
     : ctx_(ctx),
       upcalls_(ctx.stats->GetCounter("kernel_leases.upcalls")),
+      dir_upcalls_(ctx.stats->GetCounter("kernel_leases.dir_upcalls")),
       interrupted_(ctx.stats->GetCounter("kernel_leases.interrupted")),
       releases_(ctx.stats->GetCounter("kernel_leases.releases")),
+      dir_releases_(ctx.stats->GetCounter("kernel_leases.dir_releases")),
       release_errors_(ctx.stats->GetCounter("kernel_leases.release_errors")),
       durable_flushes_(ctx.stats->GetCounter("kernel_leases.durable_flushes")),
       attrs_handed_over_(ctx.stats->GetCounter("kernel_leases.attrs_handed_over")),
@@ -136,6 +138,7 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
+    if (in.flags & DFUSE_LEASE_DIR) dir_upcalls_->Add();
     queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode,
                             (in.flags & DFUSE_LEASE_DIR) != 0, (in.flags & DFUSE_LEASE_ATTR) != 0});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
@@ -368,7 +371,9 @@ int KernelLeases::Revoked(uint64_t gfid, LeaseMode to, std::chrono::milliseconds
   // A file's WRITE lease is given up: what it left is handed over. A
   // directory's changes went to storage as they were made, and storage
   // hands over no directory.
-  const bool writer = !IsDirectory(gfid) && WriteToken(gfid) != 0;
+  const bool directory = IsDirectory(gfid);
+  if (directory) dir_releases_->Add();
+  const bool writer = !directory && WriteToken(gfid) != 0;
   // The grant this revoke takes back may have been answered to the kernel
   // after the manager sent the revoke, or not yet: the task that asked for
   // it gets to use it once first, or it would only ask again, and nodes

@@ -195,8 +195,10 @@ class KernelLeases : public ConsistencyPolicy {
   std::thread reaper_;
 
   Counter* upcalls_;
+  Counter* dir_upcalls_;  // of upcalls_, for directories
   Counter* interrupted_;
   Counter* releases_;
+  Counter* dir_releases_;  // of releases_, of directories
   Counter* release_errors_;
   Counter* durable_flushes_;
   Counter* attrs_handed_over_;

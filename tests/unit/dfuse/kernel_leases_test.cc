@@ -197,6 +197,8 @@ TEST_F(KernelLeasesTest, UpcallIsAnsweredWithTheGrantedMode) {
   ASSERT_TRUE(Next(&m));
   EXPECT_EQ(m.header.unique, 8u);
   EXPECT_EQ(GrantedMode(m), static_cast<uint32_t>(DFUSE_LEASE_READ));
+  EXPECT_EQ(stats_.GetCounter("kernel_leases.upcalls")->Get(), 2u);
+  EXPECT_EQ(stats_.GetCounter("kernel_leases.dir_upcalls")->Get(), 0u);
 }
 
 TEST_F(KernelLeasesTest, AGrantCarriesTheAttributesTheKernelAskedFor) {
@@ -414,6 +416,9 @@ TEST_F(KernelLeasesTest, TheRootDirectorysLeaseIsKeptUnderItsGfid) {
   ASSERT_TRUE(Upcall(6, DFUSE_LEASE_READ, DFUSE_LEASE_DIR, FUSE_ROOT_ID));
   ASSERT_TRUE(Next(&m));
   EXPECT_EQ(m.header.unique, 6u) << "a second release before the grant";
+  // Counted apart from the files' (which of the two changes hands).
+  EXPECT_EQ(stats_.GetCounter("kernel_leases.dir_upcalls")->Get(), 2u);
+  EXPECT_EQ(stats_.GetCounter("kernel_leases.dir_releases")->Get(), 1u);
 }
 
 // A file's WRITE lease given up with nothing to write back still asks
