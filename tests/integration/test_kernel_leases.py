@@ -70,6 +70,11 @@ def read(path, fd=None):
         return f.read()
 
 
+def counters_moved(before, after, keys):
+    """How far each of a daemon's counters named in keys moved from before to after."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+
+
 def kernel_trouble():
     out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if any(t in line for t in KERNEL_TROUBLE)]
@@ -181,9 +186,8 @@ def test_an_upgrade_keeps_the_pages_read_under_the_read_lease(make_cluster):
         after = c.stats(0)["counters"]
     finally:
         os.close(fd)
-    delta = {k: after.get(k, 0) - before.get(k, 0)
-             for k in ("fuse.read", "lease.upgrades_kept", "lease.upgrades_stale",
-                       "kernel_leases.upcalls")}
+    delta = counters_moved(before, after, ("fuse.read", "lease.upgrades_kept",
+                                           "lease.upgrades_stale", "kernel_leases.upcalls"))
     # Nobody wrote between the READ lease and the WRITE lease: what A read
     # before is read again from its page cache, not asked for again. The
     # upgrade's answer is taken in although the release that gave READ up
@@ -216,9 +220,8 @@ def test_a_grant_brings_the_attributes_and_saves_the_getattr(make_cluster):
             assert os.fstat(fd).st_size == size
             assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
             after = c.stats(0)["counters"]
-            delta = {k: after.get(k, 0) - before.get(k, 0)
-                     for k in ("fuse.getattr", "kernel_leases.attrs_with_grant",
-                               "kernel_leases.upcalls")}
+            delta = counters_moved(before, after, ("fuse.getattr", "kernel_leases.attrs_with_grant",
+                                                   "kernel_leases.upcalls"))
             assert delta == {"fuse.getattr": 0, "kernel_leases.attrs_with_grant": 1,
                              "kernel_leases.upcalls": 1}, (rnd, delta)
     finally:
@@ -253,8 +256,8 @@ def test_an_open_takes_the_lease_with_the_attributes_its_check_needs(make_cluste
         finally:
             os.close(fd)
         after = c.stats(0)["counters"]
-        delta = {k: after.get(k, 0) - before.get(k, 0)
-                 for k in ("fuse.getattr", "fuse.lookup", "kernel_leases.upcalls")}
+        delta = counters_moved(before, after,
+                               ("fuse.getattr", "fuse.lookup", "kernel_leases.upcalls"))
         assert delta == {"fuse.getattr": 0, "fuse.lookup": 0, "kernel_leases.upcalls": 1}, \
             (rnd, delta)
 
@@ -288,8 +291,8 @@ def test_a_stat_after_a_read_asks_nothing(make_cluster):
         finally:
             os.close(fd)
         after = c.stats(0)["counters"]
-        delta = {k: after.get(k, 0) - before.get(k, 0)
-                 for k in ("fuse.getattr", "fuse.read", "kernel_leases.upcalls")}
+        delta = counters_moved(before, after,
+                               ("fuse.getattr", "fuse.read", "kernel_leases.upcalls"))
         assert delta == {"fuse.getattr": 0, "fuse.read": 0, "kernel_leases.upcalls": 0}, \
             (rnd, delta)
 
@@ -323,8 +326,7 @@ def test_pages_kept_across_a_revoke_lose_only_what_another_node_wrote(make_clust
             assert m[off:off + 4096] == new, f"round {rnd}: a stale mapped page"
             assert os.pread(fd, size, 0) == data, f"round {rnd}"
             after = c.stats(0)["counters"]
-            delta = {k: after.get(k, 0) - before.get(k, 0)
-                     for k in ("lease.kept_refreshed", "lease.kept_dropped")}
+            delta = counters_moved(before, after, ("lease.kept_refreshed", "lease.kept_dropped"))
             assert delta == {"lease.kept_refreshed": 1, "lease.kept_dropped": 0}, (rnd, delta)
             # What B wrote, give or take the read-ahead around it; the whole
             # file before pages were kept.
