@@ -135,12 +135,13 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
       Reply(header.unique, EINVAL);
       return true;
     }
+    const bool directory = (in.flags & DFUSE_LEASE_DIR) != 0;
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
     upcalls_->Add();
-    if (in.flags & DFUSE_LEASE_DIR) dir_upcalls_->Add();
-    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode,
-                            (in.flags & DFUSE_LEASE_DIR) != 0, (in.flags & DFUSE_LEASE_ATTR) != 0});
+    if (directory) dir_upcalls_->Add();
+    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode, directory,
+                            (in.flags & DFUSE_LEASE_ATTR) != 0});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
       workers_.emplace_back([this] { WorkerLoop(); });
     } else {

@@ -75,6 +75,17 @@ def counters_moved(before, after, keys):
     return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
 
 
+def grow_on(path, rnd):
+    """Round rnd's write from the other node: the file keeps its first 4 KiB
+    of b"a" and grows to 8 KiB * (rnd + 1) under that node's WRITE lease,
+    which takes this node's lease away. Returns the file's new contents."""
+    data = b"a" * 4096 + bytes([rnd + 1]) * (8192 * (rnd + 1) - 4096)
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(data[4096:])
+    return data
+
+
 def kernel_trouble():
     out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if any(t in line for t in KERNEL_TROUBLE)]
@@ -212,13 +223,10 @@ def test_a_grant_brings_the_attributes_and_saves_the_getattr(make_cluster):
     try:
         assert os.pread(fd, 1 << 20, 0) == b"a" * 4096
         for rnd in range(3):
-            size = 8192 * (rnd + 1)
-            with open(f"{b}/g", "r+b") as f:  # B's WRITE lease: A's lease goes
-                f.seek(4096)
-                f.write(bytes([rnd + 1]) * (size - 4096))
+            data = grow_on(f"{b}/g", rnd)  # A's lease goes
             before = c.stats(0)["counters"]
-            assert os.fstat(fd).st_size == size
-            assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
+            assert os.fstat(fd).st_size == len(data)
+            assert os.pread(fd, 1 << 20, 0) == data
             after = c.stats(0)["counters"]
             delta = counters_moved(before, after, ("fuse.getattr", "kernel_leases.attrs_with_grant",
                                                    "kernel_leases.upcalls"))
@@ -242,15 +250,12 @@ def test_an_open_takes_the_lease_with_the_attributes_its_check_needs(make_cluste
     # walks ask the daemon nothing.
     assert read(f"{b}/o") == read(f"{a}/o") == b"a" * 4096
     for rnd, flags in enumerate((os.O_RDONLY, os.O_RDWR, os.O_RDONLY)):
-        size = 8192 * (rnd + 1)
-        with open(f"{b}/o", "r+b") as f:  # B's WRITE lease: A's lease goes
-            f.seek(4096)
-            f.write(bytes([rnd + 1]) * (size - 4096))
+        data = grow_on(f"{b}/o", rnd)  # A's lease goes
         before = c.stats(0)["counters"]
         fd = os.open(f"{a}/o", flags)
         try:
-            assert os.fstat(fd).st_size == size
-            assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
+            assert os.fstat(fd).st_size == len(data)
+            assert os.pread(fd, 1 << 20, 0) == data
             if flags == os.O_RDWR:
                 os.pwrite(fd, b"a" * 4096, 0)
         finally:
@@ -274,18 +279,15 @@ def test_a_stat_after_a_read_asks_nothing(make_cluster):
         f.write(b"a" * 4096)
     assert read(f"{b}/s") == b"a" * 4096  # both nodes hold the directory
     for rnd in range(3):
-        size = 8192 * (rnd + 1)
-        with open(f"{b}/s", "r+b") as f:  # B's WRITE lease: A's lease goes
-            f.seek(4096)
-            f.write(bytes([rnd + 1]) * (size - 4096))
+        data = grow_on(f"{b}/s", rnd)  # A's lease goes
         before_read = c.stats(0)["counters"]
         fd = os.open(f"{a}/s", os.O_RDONLY)
         try:
-            assert os.pread(fd, 1 << 20, 0) == b"a" * 4096 + bytes([rnd + 1]) * (size - 4096)
+            assert os.pread(fd, 1 << 20, 0) == data
             before = c.stats(0)["counters"]
             assert before.get("fuse.read", 0) > before_read.get("fuse.read", 0), rnd
-            assert os.fstat(fd).st_size == size
-            assert os.stat(f"{a}/s").st_size == size
+            assert os.fstat(fd).st_size == len(data)
+            assert os.stat(f"{a}/s").st_size == len(data)
             assert "s" in os.listdir(a)
             assert os.stat(a).st_nlink >= 2
         finally:
