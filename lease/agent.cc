@@ -33,6 +33,8 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
     : options_(options),
       client_id_(options.client_id != 0 ? options.client_id : RandomClientId()),
       handler_(std::move(handler)),
+      stats_(stats),
+      probe_name_(fmt::format("lease_agent.{:x}", client_id_)),
       grants_(stats->GetCounter("lease.grants")),
       revokes_(stats->GetCounter("lease.revokes")),
       revokes_of_nothing_(stats->GetCounter("lease.revokes_of_nothing")),
@@ -77,9 +79,13 @@ LeaseAgent::LeaseAgent(const LeaseAgentOptions& options, RevokeHandler handler,
     stubs_.push_back(proto::LeaseManager::NewStub(
         grpc::CreateCustomChannel(address, options_.credentials, args)));
   }
+  stats_->SetProbe(probe_name_, [this] { return State(); });
 }
 
-LeaseAgent::~LeaseAgent() { Shutdown(); }
+LeaseAgent::~LeaseAgent() {
+  stats_->RemoveProbe(probe_name_);
+  Shutdown();
+}
 
 int LeaseAgent::Start(milliseconds timeout, std::string* error) {
   {
@@ -739,6 +745,7 @@ std::shared_ptr<LeaseAgent::Request> LeaseAgent::NewRequest(uint64_t gfid, Lease
   File& file = files_[gfid];
   auto req = std::make_shared<Request>();
   req->id = next_request_id_++;
+  req->asked = Clock::now();
   req->gfid = gfid;
   req->mode = mode;
   file.request = req;
@@ -953,6 +960,57 @@ void LeaseAgent::DropHandoff(uint64_t gfid) {
   if (it == files_.end() || it->second.handoff_in.empty()) return;
   it->second.handoff_in.clear();
   handoffs_dropped_->Add();
+}
+
+nlohmann::json LeaseAgent::State() {
+  std::unique_lock<std::mutex> l = LockForProbe(mu_);
+  if (!l.owns_lock()) return {{"error", "the agent's lock is held"}};
+  const Clock::time_point now = Clock::now();
+  const auto ms = [](Clock::duration d) {
+    return std::chrono::duration_cast<milliseconds>(d).count();
+  };
+  static constexpr const char* kJobKinds[] = {"revoke", "drop", "refresh", "grant", "send"};
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& [gfid, file] : files_) {
+    if (!file.request && file.jobs() == 0 && file.revokes == 0) continue;
+    nlohmann::json f = {{"gfid", fmt::format("{:x}", gfid)},
+                        {"held", ToString(file.held)},
+                        {"grant", file.grant},
+                        {"revoked_from", ToString(file.revoked_from)},
+                        {"revokes", file.revokes},
+                        {"grants_queued", file.grants_queued},
+                        {"job_running", file.running},
+                        {"kept", file.kept}};
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const Job& job : file.queue) {
+      nlohmann::json j = {{"kind", kJobKinds[job.kind]}};
+      if (job.kind == Job::kRevoke) j["revoke_id"] = job.revoke_id;
+      if (job.kind == Job::kRevoke || job.kind == Job::kDrop) j["to"] = ToString(job.to);
+      if (job.kind == Job::kGrant) j["request_id"] = job.grant.request_id();
+      if (job.then_send) j["then_send"] = job.then_send->id;
+      jobs.push_back(std::move(j));
+    }
+    f["jobs_queued"] = std::move(jobs);
+    if (file.request) {
+      const Request& r = *file.request;
+      f["request"] = {{"id", r.id},
+                      {"mode", ToString(r.mode)},
+                      {"held_back", r.held_back},
+                      {"done", r.done.load()},
+                      {"waiters", r.waiters},
+                      {"age_ms", ms(now - r.asked)}};
+    }
+    files.push_back(std::move(f));
+  }
+  return {{"client_id", fmt::format("{:x}", client_id_)},
+          {"connected", connected_},
+          {"generation", generation_},
+          {"trusted_for_ms", ms(std::max(valid_until_ - now, Clock::duration::zero()))},
+          {"messages_queued", out_.size()},
+          {"writing", writing_},
+          {"files_ready_for_jobs", ready_.size()},
+          {"files_known", files_.size()},
+          {"files_waiting", std::move(files)}};
 }
 
 void LeaseAgent::SendRelease(uint64_t gfid) {

@@ -221,6 +221,11 @@ class LeaseAgent {
 
   uint64_t client_id() const { return client_id_; }
 
+  // What the agent is waiting for (StateProbe, in the stats dump as
+  // "lease_agent.<client id>"): the session, the send queue, and every file
+  // with a request outstanding, jobs queued or a revoke being handled.
+  nlohmann::json State();
+
  private:
   using Clock = std::chrono::steady_clock;
   using Stream = grpc::ClientReaderWriter<proto::ClientMessage, proto::ManagerMessage>;
@@ -231,6 +236,7 @@ class LeaseAgent {
     uint64_t gfid;
     LeaseMode mode;
     uint64_t known_version = 0;  // Acquire.known_version, when last sent
+    Clock::time_point asked;     // when the first caller asked (State)
     bool held_back = false;  // sent by a revoke thread after the file's pending jobs
     // Granted, failed or voided. Set under mu_; callers polling for it
     // (LeaseAgentOptions::acquire_spin) read it without.
@@ -370,6 +376,8 @@ class LeaseAgent {
   const LeaseAgentOptions options_;
   const uint64_t client_id_;
   const RevokeHandler handler_;
+  StatsRegistry* const stats_;
+  const std::string probe_name_;                                   // State()'s in stats_
   std::vector<std::string> addresses_;                             // from options_.manager
   std::vector<std::unique_ptr<proto::LeaseManager::Stub>> stubs_;  // one per address
   size_t current_ = 0;                                             // the address tried now (mu_)

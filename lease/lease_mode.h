@@ -12,6 +12,11 @@ namespace dfuse::lease {
 // Ordered by strength: a stronger mode satisfies a weaker request.
 enum class LeaseMode : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };
 
+// "none", "read" or "write", for logs and state dumps.
+constexpr const char* ToString(LeaseMode mode) {
+  return mode == LeaseMode::kWrite ? "write" : mode == LeaseMode::kRead ? "read" : "none";
+}
+
 }  // namespace dfuse::lease
 
 #endif  // DFUSE_LEASE_LEASE_MODE_H_

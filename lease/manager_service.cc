@@ -42,6 +42,8 @@ class ManagerService final : public proto::LeaseManager::Service {
 
   nlohmann::json Stats() const;
   void Activate(uint64_t epoch);
+  // Files waited on, longest first, are listed up to this many.
+  static constexpr size_t kFilesInState = 64;
   void SetLeader(const std::string& address);
 
  private:
@@ -81,6 +83,9 @@ class ManagerService final : public proto::LeaseManager::Service {
   // max_sessions_per_client. Records the claim and returns 0, or EPERM or
   // EUSERS with a one-line *why. Requires mu_.
   int Claim(ClientId client, const std::string& identity, std::string* why);
+  // Who waits for what: each stream's send queue and the files waited on,
+  // with their holders, waiters and unanswered revokes. Requires mu_.
+  nlohmann::json State() const;
   // Acquires of `client` waiting for their grant. Requires mu_.
   size_t PendingAcquires(ClientId client) const;
   // The ack's hand-off if the manager may pass it on: with a fencing key,
@@ -520,7 +525,11 @@ std::string ManagerService::CheckedHandoff(ClientId client, const proto::RevokeA
 
 nlohmann::json ManagerService::Stats() const {
   nlohmann::json j = stats_.ToJson();
-  std::lock_guard<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l = LockForProbe(mu_);
+  if (!l.owns_lock()) {
+    j["lease"] = {{"error", "the manager's lock is held"}};
+    return j;
+  }
   if (!sm_) {
     j["lease"] = {{"active", false}, {"epoch", 0}, {"leader", leader_}};
     return j;
@@ -543,7 +552,50 @@ nlohmann::json ManagerService::Stats() const {
                 {"connected", streams_.size()},
                 {"leases", sm_->lease_count()},
                 {"reclaiming", sm_->reclaiming()}};
+  j["state"] = State();
   return j;
+}
+
+nlohmann::json ManagerService::State() const {
+  const auto hex = [](uint64_t v) { return fmt::format("{:x}", v); };
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& [client, s] : streams_) {
+    streams.push_back({{"client", hex(client)},
+                       {"messages_queued", s->out.size()},
+                       {"writing", s->writing},
+                       {"closing", s->closing}});
+  }
+  nlohmann::json files = nlohmann::json::array();
+  for (const WaitingFile& w : sm_->Waiting(NowMs(), kFilesInState)) {
+    nlohmann::json holders = nlohmann::json::array();
+    for (const WaitingFile::Holder& h : w.holders) {
+      nlohmann::json j = {
+          {"client", hex(h.client)}, {"mode", ToString(h.mode)}, {"held_ms", h.held_ms}};
+      if (h.revoke_id != 0) {
+        j["revoke"] = {{"id", h.revoke_id},
+                       {"to", ToString(h.revoke_to)},
+                       {"age_ms", h.revoke_age_ms},
+                       {"linger_ms", h.linger_ms}};
+      }
+      holders.push_back(std::move(j));
+    }
+    nlohmann::json waiters = nlohmann::json::array();
+    for (const WaitingFile::Waiter& q : w.waiters) {
+      waiters.push_back({{"client", hex(q.client)},
+                         {"request_id", q.request_id},
+                         {"mode", ToString(q.mode)},
+                         {"upgrade", q.upgrade},
+                         {"waited_ms", q.waited_ms}});
+    }
+    files.push_back({{"gfid", hex(w.gfid)},
+                     {"holders", std::move(holders)},
+                     {"waiters", std::move(waiters)},
+                     {"revoke_in_ms", w.revoke_in_ms}});
+  }
+  return {{"streams", std::move(streams)},
+          {"files_waiting", std::move(files)},
+          {"timer_sleeps_until_ms", timer_sleeps_until_},
+          {"now_ms", NowMs()}};
 }
 
 // --- ManagerServer ---

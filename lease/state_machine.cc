@@ -123,7 +123,8 @@ Status StateMachine::Acquire(ClientId client, uint64_t request_id, uint64_t gfid
   }
   const bool upgrade = holder != nullptr && holder->mode == Mode::kRead && mode == Mode::kWrite;
   if (upgrade) RemoveHolder(file, client, gfid);  // the READ lease is given up first
-  file.waiters.push_back({client, request_id, mode, upgrade, file.write_grants, known_version});
+  file.waiters.push_back(
+      {client, request_id, mode, upgrade, file.write_grants, known_version, now_ms});
   Ref(client, gfid);
   Advance(gfid, now_ms, out);
   return Status::kOk;
@@ -484,6 +485,31 @@ std::vector<ClientId> StateMachine::holders(uint64_t gfid) const {
 size_t StateMachine::queue_length(uint64_t gfid) const {
   auto it = files_.find(gfid);
   return it == files_.end() ? 0 : it->second.waiters.size();
+}
+
+std::vector<WaitingFile> StateMachine::Waiting(uint64_t now_ms, size_t limit) const {
+  const auto since = [now_ms](uint64_t t) { return now_ms > t ? now_ms - t : 0; };
+  std::unordered_map<uint64_t, uint64_t> due;  // by gfid
+  for (const auto& [due_ms, gfid] : revoke_due_) due.emplace(gfid, due_ms);
+  std::vector<WaitingFile> waiting;
+  for (const auto& [gfid, file] : files_) {
+    if (file.waiters.empty()) continue;
+    WaitingFile w{.gfid = gfid};
+    if (auto it = due.find(gfid); it != due.end()) w.revoke_in_ms = int64_t(it->second - now_ms);
+    for (const Holder& h : file.holders) {
+      w.holders.push_back({h.client, h.mode, since(h.granted_ms), h.revoke_id, h.revoke_to,
+                           h.revoke_id != 0 ? since(h.revoked_ms) : 0, h.linger_ms});
+    }
+    for (const Waiter& q : file.waiters) {
+      w.waiters.push_back({q.client, q.request_id, q.mode, q.upgrade, since(q.asked_ms)});
+    }
+    waiting.push_back(std::move(w));
+  }
+  std::sort(waiting.begin(), waiting.end(), [](const WaitingFile& a, const WaitingFile& b) {
+    return a.waiters.front().waited_ms > b.waiters.front().waited_ms;
+  });
+  if (waiting.size() > limit) waiting.resize(limit);
+  return waiting;
 }
 
 size_t StateMachine::lease_count() const {

@@ -149,6 +149,33 @@ struct Counters {
 
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
 
+// A file someone waits on, as StateMachine::Waiting reports it (for the
+// manager's state dump: who holds, who waits, which revokes are unanswered).
+struct WaitingFile {
+  struct Holder {
+    ClientId client;
+    Mode mode;
+    uint64_t held_ms;        // since granted (or since the minimum hold began)
+    uint64_t revoke_id;      // the outstanding revoke, 0 if none
+    Mode revoke_to;          // what it asked for
+    uint64_t revoke_age_ms;  // since it was sent
+    uint64_t linger_ms;
+  };
+  struct Waiter {
+    ClientId client;
+    uint64_t request_id;
+    Mode mode;
+    bool upgrade;
+    uint64_t waited_ms;
+  };
+  uint64_t gfid;
+  std::vector<Holder> holders;
+  std::vector<Waiter> waiters;  // in queue order
+  // How soon the head's blockers are revoked (their minimum hold ends); -1
+  // if no revoke is scheduled, and below 0 if one is overdue.
+  int64_t revoke_in_ms = -1;
+};
+
 class StateMachine {
  public:
   using Actions = std::vector<Action>;
@@ -237,6 +264,8 @@ class StateMachine {
   bool has_session(ClientId client) const { return sessions_.count(client) != 0; }
   bool reclaiming() const { return reclaiming_; }
   const Counters& counters() const { return counters_; }
+  // Up to `limit` files with a waiter, longest wait first, as of `now_ms`.
+  std::vector<WaitingFile> Waiting(uint64_t now_ms, size_t limit) const;
 
  private:
   struct Holder {
@@ -256,6 +285,7 @@ class StateMachine {
     bool upgrade = false;       // asked by a READ holder for WRITE
     uint64_t write_grants = 0;  // File::write_grants when it asked
     uint64_t known_version = 0;
+    uint64_t asked_ms = 0;
   };
   // A WRITE lease granted on a file, in its log.
   struct WriteLease {

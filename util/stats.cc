@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 namespace dfuse {
 
@@ -49,14 +50,41 @@ Latency* StatsRegistry::GetLatency(const std::string& name) {
   return c.get();
 }
 
+void StatsRegistry::SetProbe(const std::string& name, StateProbe probe) {
+  std::lock_guard<std::mutex> l(probes_mu_);
+  probes_[name] = std::move(probe);
+}
+
+void StatsRegistry::RemoveProbe(const std::string& name) {
+  std::lock_guard<std::mutex> l(probes_mu_);
+  probes_.erase(name);
+}
+
 nlohmann::json StatsRegistry::ToJson() const {
-  std::lock_guard<std::mutex> l(mu_);
   nlohmann::json j;
-  j["counters"] = nlohmann::json::object();
-  for (const auto& [name, c] : counters_) j["counters"][name] = c->Get();
-  j["latencies"] = nlohmann::json::object();
-  for (const auto& [name, l] : latencies_) j["latencies"][name] = l->ToJson();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    j["counters"] = nlohmann::json::object();
+    for (const auto& [name, c] : counters_) j["counters"][name] = c->Get();
+    j["latencies"] = nlohmann::json::object();
+    for (const auto& [name, l] : latencies_) j["latencies"][name] = l->ToJson();
+  }
+  std::lock_guard<std::mutex> l(probes_mu_);
+  if (!probes_.empty()) {
+    j["state"] = nlohmann::json::object();
+    for (const auto& [name, probe] : probes_) j["state"][name] = probe();
+  }
   return j;
+}
+
+std::unique_lock<std::mutex> LockForProbe(std::mutex& mu, std::chrono::milliseconds patience) {
+  std::unique_lock<std::mutex> l(mu, std::try_to_lock);
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!l.owns_lock() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    l.try_lock();
+  }
+  return l;
 }
 
 bool StatsRegistry::DumpToFile(const std::string& path) const {

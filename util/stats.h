@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,11 +52,21 @@ class ScopedLatency {
   std::chrono::steady_clock::time_point start_;
 };
 
+// What a component is doing right now (its queues, who waits for what), for
+// a stats dump taken while something seems stuck. Called from the dumping
+// thread; it must not block on the component's locks for long (LockForProbe).
+using StateProbe = std::function<nlohmann::json()>;
+
 // Named metrics; pointers returned stay valid for the registry's lifetime.
 class StatsRegistry {
  public:
   Counter* GetCounter(const std::string& name);
   Latency* GetLatency(const std::string& name);
+  // ToJson's "state" then has `name`: probe(). The owner removes it before
+  // whatever the probe reads goes away; RemoveProbe waits for a probe that
+  // is running.
+  void SetProbe(const std::string& name, StateProbe probe);
+  void RemoveProbe(const std::string& name);
   nlohmann::json ToJson() const;
   // Writes the JSON atomically (temp file + rename). Returns false on error.
   bool DumpToFile(const std::string& path) const;
@@ -64,7 +75,16 @@ class StatsRegistry {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Counter>> counters_;
   std::map<std::string, std::unique_ptr<Latency>> latencies_;
+  // Apart from mu_: a probe may take a while, and counters are made meanwhile.
+  mutable std::mutex probes_mu_;
+  std::map<std::string, StateProbe> probes_;
 };
+
+// Takes `mu` for a StateProbe, trying for up to `patience`: a component
+// that is stuck may be stuck holding it, and the dump must still be written
+// (the probe then reports the lock as held, which says something too).
+std::unique_lock<std::mutex> LockForProbe(
+    std::mutex& mu, std::chrono::milliseconds patience = std::chrono::milliseconds(500));
 
 }  // namespace dfuse
 

@@ -78,9 +78,14 @@ KernelLeases::KernelLeases(const PolicyContext& ctx)
       ranges_invalidated_(ctx.stats->GetCounter("kernel_leases.ranges_invalidated")),
       upcall_latency_(ctx.stats->GetLatency("kernel_leases.upcall")),
       kernel_release_latency_(ctx.stats->GetLatency("kernel_leases.kernel_release")),
-      files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {}
+      files_reaped_(ctx.stats->GetCounter("kernel_leases.files_reaped")) {
+  ctx_.stats->SetProbe("kernel_leases", [this] { return State(); });
+}
 
-KernelLeases::~KernelLeases() { Stop(); }
+KernelLeases::~KernelLeases() {
+  ctx_.stats->RemoveProbe("kernel_leases");
+  Stop();
+}
 
 int KernelLeases::Start(CachePolicy* cache, std::string* error) {
   dir_leases_ = cache->dir_leases;
@@ -137,7 +142,10 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
     }
     const bool directory = (in.flags & DFUSE_LEASE_DIR) != 0;
     std::lock_guard<std::mutex> l(mu_);
-    pending_[header.unique] = Pending{(in.flags & DFUSE_LEASE_NOINTR) == 0};
+    pending_[header.unique] = Pending{.interruptible = (in.flags & DFUSE_LEASE_NOINTR) == 0,
+                                      .gfid = ctx_.Gfid(header.nodeid),
+                                      .mode = mode,
+                                      .since = Clock::now()};
     upcalls_->Add();
     if (directory) dir_upcalls_->Add();
     queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode, directory,
@@ -484,6 +492,37 @@ void KernelLeases::Reap(uint64_t gfid) {
   // the lease given back.
   WriteBackForRevoke(ctx_.cache, gfid, LeaseMode::kNone, durable_flushes_);
   agent_->Release(gfid);
+}
+
+nlohmann::json KernelLeases::State() {
+  std::unique_lock<std::mutex> l = LockForProbe(mu_);
+  if (!l.owns_lock()) return {{"error", "the lock is held"}};
+  const auto now = Clock::now();
+  std::vector<std::pair<Clock::time_point, nlohmann::json>> upcalls;
+  for (const auto& [unique, p] : pending_) {
+    const auto it = files_.find(p.gfid);
+    nlohmann::json u = {
+        {"unique", unique},
+        {"gfid", fmt::format("{:x}", p.gfid)},
+        {"mode", lease::ToString(p.mode)},
+        {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - p.since).count()}};
+    if (it != files_.end()) {
+      u["serving"] = it->second.serving;
+      u["reaping"] = it->second.reaping;
+      u["directory"] = it->second.directory;
+    }
+    upcalls.emplace_back(p.since, std::move(u));
+  }
+  std::sort(upcalls.begin(), upcalls.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  nlohmann::json unanswered = nlohmann::json::array();
+  for (auto& [since, u] : upcalls) unanswered.push_back(std::move(u));
+  return {{"upcalls_unanswered", std::move(unanswered)},
+          {"upcalls_queued", queue_.size()},
+          {"workers", workers_.size()},
+          {"workers_idle", idle_},
+          {"reaps_queued", reap_queue_.size()},
+          {"files", files_.size()}};
 }
 
 void KernelLeases::Stop() {

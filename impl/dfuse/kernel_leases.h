@@ -61,6 +61,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "impl/common/consistency.h"
 #include "kernel/dfuse/dfuse_proto.h"
 #include "lease/agent.h"
@@ -110,8 +112,12 @@ class KernelLeases : public ConsistencyPolicy {
     bool directory;  // DFUSE_LEASE_DIR
     bool want_attr;  // DFUSE_LEASE_ATTR
   };
+  // An upcall not answered yet, queued or being served.
   struct Pending {
     bool interruptible;
+    uint64_t gfid;
+    lease::LeaseMode mode;
+    std::chrono::steady_clock::time_point since;
   };
   // A file this node has asked leases for, until the kernel forgets it.
   struct File {
@@ -175,6 +181,9 @@ class KernelLeases : public ConsistencyPolicy {
                     uint32_t flags, uint64_t grant = 0);
   void ReaperLoop();
   void Reap(uint64_t gfid);
+  // The upcalls not answered yet (oldest first), the workers and the
+  // reaper's queue, for the stats dump ("kernel_leases").
+  nlohmann::json State();
 
   const PolicyContext ctx_;
   bool dir_leases_ = false;  // the kernel also leases directories

@@ -1,9 +1,14 @@
 #!/bin/sh
 # Guest: Fig. 9 for dfuse again and again; when a task blocks, dump every
-# task's kernel stack (sysrq w, and /proc/PID/stack of the FUSE users).
+# task's kernel stack (sysrq w, and /proc/PID/stack of the FUSE users) and
+# every daemon's, lease manager's and storage service's stats with their
+# state (SIGUSR1: who waits for which lease, the agents' job queues, the
+# manager's holders, waiters and unanswered revokes).
 cd /work/ci || exit 1
 echo 30 > /proc/sys/kernel/hung_task_timeout_secs
-for i in 1 2 3 4 5 6 7 8; do
+runs=${1:-8}
+i=1
+while [ "$i" -le "$runs" ]; do
   env DFUSE_FUSE_DEVICE=/dev/dfuse tools/dfuse-reproduce --net inprocess --profile quick \
     --figures fig9 --modes dfuse --build-dir /work/ci/build --keep-going --out scratch \
     --run hang-$i &
@@ -12,7 +17,16 @@ for i in 1 2 3 4 5 6 7 8; do
     sleep 5
     if dmesg | grep -q "blocked for more than"; then
       echo w > /proc/sysrq-trigger
+      mkdir -p scratch/hang-$i-state
+      for t in /proc/[0-9]*; do
+        stats=$(tr '\0' '\n' < $t/cmdline 2>/dev/null | sed -n '/^--stats$/{n;p;q}')
+        [ -n "$stats" ] || continue
+        kill -USR1 "${t#/proc/}" && echo "${t#/proc/} $(cat $t/comm) $stats"
+      done > scratch/hang-$i-state/processes.txt
       sleep 3
+      while read -r p comm stats; do
+        cp "$stats" "scratch/hang-$i-state/$comm-$p.json"
+      done < scratch/hang-$i-state/processes.txt
       dmesg > scratch/hang-dmesg-$i.txt
       for t in /proc/[0-9]*; do
         c=$(cat $t/comm 2>/dev/null)
@@ -22,5 +36,6 @@ for i in 1 2 3 4 5 6 7 8; do
       exit 1
     fi
   done
+  i=$((i + 1))
 done
-echo "no hang in 8 runs"
+echo "no hang in $runs runs"

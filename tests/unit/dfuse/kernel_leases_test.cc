@@ -496,5 +496,30 @@ TEST_F(KernelLeasesTest, InterruptEndsAWaitingUpcallButNotAPageFaults) {
   EXPECT_FALSE(Next(&m, milliseconds(300))) << "the interrupted upcall was answered twice";
 }
 
+// The stats dump lists every upcall not answered yet (what a kernel task
+// blocked in dfuse_lease_upcall waits for) until it is answered.
+TEST_F(KernelLeasesTest, TheStateDumpListsTheUpcallsNotAnswered) {
+  StartOtherNode();
+  uint64_t token = 0;
+  ASSERT_EQ(other_->Acquire(kFile, LeaseMode::kWrite, &token), 0);
+  hold_other_ = true;
+  ASSERT_TRUE(Upcall(31, DFUSE_LEASE_READ));
+  Message m;
+  EXPECT_FALSE(Next(&m, milliseconds(200)));
+  const nlohmann::json state = stats_.ToJson()["state"]["kernel_leases"];
+  ASSERT_EQ(state["upcalls_unanswered"].size(), 1u) << state.dump();
+  const nlohmann::json& upcall = state["upcalls_unanswered"][0];
+  EXPECT_EQ(upcall["unique"], 31);
+  EXPECT_EQ(upcall["mode"], "read");
+  EXPECT_EQ(upcall["serving"], 1) << "a worker waits in the agent for it";
+  EXPECT_GE(upcall["age_ms"].get<int64_t>(), 150);
+  EXPECT_EQ(state["upcalls_queued"], 0);
+
+  hold_other_ = false;
+  ASSERT_TRUE(Next(&m));
+  EXPECT_EQ(m.header.unique, 31u);
+  EXPECT_TRUE(stats_.ToJson()["state"]["kernel_leases"]["upcalls_unanswered"].empty());
+}
+
 }  // namespace
 }  // namespace dfuse

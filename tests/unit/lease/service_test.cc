@@ -1,6 +1,7 @@
 // Tests of the lease manager service and the lease agent together: an
 // in-process manager on 127.0.0.1 and several agents, over real gRPC. Terms
 // are short (a few hundred ms) so that expiry and reclaim run in a second.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -105,6 +106,10 @@ class Node {
   LeaseAgent& agent() { return *agent_; }
   std::shared_mutex& file_lock() { return file_lock_; }
   uint64_t counter(const std::string& name) { return stats_.GetCounter(name)->Get(); }
+  // The agent's state, as the node's stats dump has it.
+  nlohmann::json state() {
+    return stats_.ToJson()["state"][fmt::format("lease_agent.{:x}", agent_->client_id())];
+  }
   int64_t last_linger_ms() const { return last_linger_ms_; }
   // RevokedWriteToken, asked by the last handler call.
   uint64_t last_revoked_token() const { return last_revoked_token_; }
@@ -386,6 +391,61 @@ TEST_F(LeaseServiceTest, OneNodesRevokesOfDifferentFilesRunSideBySide) {
   EXPECT_EQ(handled, kFiles);
   EXPECT_GE(most_running, 2);
   EXPECT_EQ(overlaps, 0);
+}
+
+// While a revoke is being handled, the state dumps say who waits for whom:
+// the manager lists the holder's unanswered revoke and the waiter, the
+// holder's agent the revoke job, the waiter's agent its request.
+TEST_F(LeaseServiceTest, TheStateDumpsSayWhoWaitsForWhat) {
+  StartManager(1, 5000);
+  auto a = NewNode("A", milliseconds(1500));
+  auto b = NewNode("B");
+  a->MustAcquire(kF, LeaseMode::kWrite);
+  std::thread taker([&] { b->MustAcquire(kF, LeaseMode::kWrite); });
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (At("A revoke-begin f10 N") == static_cast<long>(log_.events().size()) &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_LT(At("A revoke-begin f10 N"), static_cast<long>(log_.events().size()));
+  const std::string gfid = fmt::format("{:x}", kF);
+  const std::string a_id = fmt::format("{:x}", a->agent().client_id());
+  const std::string b_id = fmt::format("{:x}", b->agent().client_id());
+
+  const nlohmann::json manager = manager_->Stats()["state"];
+  ASSERT_EQ(manager["files_waiting"].size(), 1u) << manager.dump();
+  const nlohmann::json& file = manager["files_waiting"][0];
+  EXPECT_EQ(file["gfid"], gfid);
+  ASSERT_EQ(file["holders"].size(), 1u) << file.dump();
+  EXPECT_EQ(file["holders"][0]["client"], a_id);
+  EXPECT_EQ(file["holders"][0]["revoke"]["to"], "none") << file.dump();
+  ASSERT_EQ(file["waiters"].size(), 1u) << file.dump();
+  EXPECT_EQ(file["waiters"][0]["client"], b_id);
+  EXPECT_EQ(file["waiters"][0]["mode"], "write");
+  EXPECT_EQ(manager["streams"].size(), 2u);
+
+  const nlohmann::json holder = a->state();
+  EXPECT_EQ(holder["client_id"], a_id);
+  EXPECT_TRUE(holder["connected"].get<bool>());
+  ASSERT_EQ(holder["files_waiting"].size(), 1u) << holder.dump();
+  EXPECT_EQ(holder["files_waiting"][0]["gfid"], gfid);
+  EXPECT_EQ(holder["files_waiting"][0]["revokes"], 1);
+  EXPECT_TRUE(holder["files_waiting"][0]["job_running"].get<bool>());
+  EXPECT_EQ(holder["files_waiting"][0]["revoked_from"], "write");
+
+  const nlohmann::json waiter = b->state();
+  ASSERT_EQ(waiter["files_waiting"].size(), 1u) << waiter.dump();
+  const nlohmann::json& request = waiter["files_waiting"][0]["request"];
+  EXPECT_EQ(request["mode"], "write") << waiter.dump();
+  EXPECT_EQ(request["waiters"], 1);
+  EXPECT_FALSE(request["done"].get<bool>());
+  EXPECT_FALSE(request["held_back"].get<bool>());
+  taker.join();
+
+  // Once granted, nobody waits for anything.
+  EXPECT_TRUE(manager_->Stats()["state"]["files_waiting"].empty());
+  EXPECT_TRUE(a->state()["files_waiting"].empty());
+  EXPECT_TRUE(b->state()["files_waiting"].empty());
 }
 
 // Concurrent Acquires of one file on one node share a single request.

@@ -362,6 +362,53 @@ TEST_F(LeaseTest, MinimumHoldTimeDefersTheRevokeUntilTick) {
   EXPECT_ACTIONS(Tick(), "revoke c2 f10 ->R");
 }
 
+// The manager's state dump: each file someone waits on, longest wait
+// first, with its holders (and their unanswered revokes) and its queue.
+TEST_F(LeaseTest, WaitingListsWhoHoldsAndWhoWaitsLongestFirst) {
+  Restart(Options{.epoch = 1, .term_ms = 1000, .min_hold_ms = 10});
+  Open({1, 2, 3});
+  Acquire(1, kF, Mode::kWrite);
+  Acquire(1, kG, Mode::kRead);
+  EXPECT_TRUE(sm_->Waiting(now_, 10).empty());
+  now_ += 4;
+  EXPECT_ACTIONS(Acquire(2, kF, Mode::kWrite));  // held off until 1010
+  now_ += 6;
+  EXPECT_ACTIONS(Tick(), "revoke c1 f10 ->N");
+  now_ += 1;
+  EXPECT_ACTIONS(Acquire(3, kF, Mode::kRead));
+  now_ += 1;
+  // c1 has held kG past its minimum hold: revoked at once.
+  EXPECT_ACTIONS(Acquire(3, kG, Mode::kWrite), "revoke c1 f11 ->N");
+  now_ += 1;
+  const std::vector<WaitingFile> waiting = sm_->Waiting(now_, 10);
+  ASSERT_EQ(waiting.size(), 2u);
+  const WaitingFile& f = waiting[0];  // waited on for 9 ms, kG for 1
+  EXPECT_EQ(f.gfid, kF);
+  ASSERT_EQ(f.holders.size(), 1u);
+  EXPECT_EQ(f.holders[0].client, 1u);
+  EXPECT_EQ(f.holders[0].mode, Mode::kWrite);
+  EXPECT_EQ(f.holders[0].held_ms, 13u);
+  EXPECT_EQ(f.holders[0].revoke_to, Mode::kNone);
+  EXPECT_EQ(f.holders[0].revoke_id, (revoke_ids_[{1, kF}]));
+  EXPECT_EQ(f.holders[0].revoke_age_ms, 3u);
+  ASSERT_EQ(f.waiters.size(), 2u);
+  EXPECT_EQ(f.waiters[0].client, 2u);
+  EXPECT_EQ(f.waiters[0].mode, Mode::kWrite);
+  EXPECT_EQ(f.waiters[0].waited_ms, 9u);
+  EXPECT_EQ(f.waiters[1].client, 3u);
+  EXPECT_EQ(f.waiters[1].waited_ms, 2u);
+  EXPECT_EQ(f.revoke_in_ms, -1);  // sent already
+  EXPECT_EQ(waiting[1].gfid, kG);
+  EXPECT_EQ(waiting[1].holders[0].revoke_to, Mode::kNone);
+  EXPECT_EQ(sm_->Waiting(now_, 1).size(), 1u);
+  EXPECT_ACTIONS(Ack(1, kF, Mode::kNone), "grant c2 f10 W r3");
+  // c3 still waits on kF (for 2 ms, kG for 1), behind c2's fresh hold.
+  ASSERT_EQ(sm_->Waiting(now_, 10).size(), 2u);
+  EXPECT_EQ(sm_->Waiting(now_, 10)[0].gfid, kF);
+  EXPECT_EQ(sm_->Waiting(now_, 10)[0].holders[0].client, 2u);
+  EXPECT_EQ(sm_->Waiting(now_, 10)[0].revoke_in_ms, 10);
+}
+
 TEST_F(LeaseTest, HolderPastItsMinimumHoldIsRevokedAtOnce) {
   Restart(Options{.epoch = 1, .term_ms = 1000, .min_hold_ms = 10});
   Open({1, 2});
