@@ -201,6 +201,10 @@ def test_a_failing_point_stops_the_run_and_says_why(tmp_path: Path):
     kept = sorted(p.name for p in failed[0].iterdir())
     assert "storage.log" in kept and "node0.log" in kept, kept
     assert (failed[0] / "node0.log").stat().st_size > 0
+    # And what each daemon was waiting for then (their stats' "state").
+    state = json.loads(failed[0].with_name(failed[0].name[:-len(".logs")] + ".state.json")
+                       .read_text())
+    assert "node0" in state and isinstance(state["node0"], dict), state
 
     r = reproduce(*args, "--run", "go-on", "--keep-going")
     assert r.returncode == 1
