@@ -4,13 +4,16 @@
 # every daemon's, lease manager's and storage service's stats with their
 # state (SIGUSR1: who waits for which lease, the agents' job queues, the
 # manager's holders, waiters and unanswered revokes).
+# Usage: hang.sh [RUNS]; MATRIX=FILE runs another matrix (one with only
+# fileserver at 100 % tries that point six times as often), REPEATS=N
+# repeats each point N times in a run (one cluster start-up for all).
 cd /work/ci || exit 1
 echo 30 > /proc/sys/kernel/hung_task_timeout_secs
 runs=${1:-8}
 i=1
 while [ "$i" -le "$runs" ]; do
   env DFUSE_FUSE_DEVICE=/dev/dfuse tools/dfuse-reproduce --net inprocess --profile quick \
-    --figures fig9 --modes dfuse --build-dir /work/ci/build --keep-going --out scratch \
+    --figures fig9 --modes dfuse ${MATRIX:+--matrix $MATRIX} ${REPEATS:+--repeats $REPEATS} --build-dir /work/ci/build --keep-going --out scratch \
     --run hang-$i &
   pid=$!
   while kill -0 $pid 2>/dev/null; do
