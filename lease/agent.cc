@@ -100,10 +100,10 @@ int LeaseAgent::Start(milliseconds timeout, std::string* error) {
                timeout.count());
   session_thread_ = std::thread([this] { SessionLoop(); });
   timer_thread_ = std::thread([this] { TimerLoop(); });
+  std::unique_lock<std::mutex> l(mu_);
   for (int i = 0; i < std::max(options_.revoke_threads, 1); ++i) {
     revoke_threads_.emplace_back([this] { RevokeLoop(); });
   }
-  std::unique_lock<std::mutex> l(mu_);
   if (cv_.wait_for(l, timeout, [this] { return welcomes_ > 0; })) return 0;
   *error = "cannot reach the lease manager at " + options_.manager + ": " +
            (refusal_.empty() ? "no answer within " + std::to_string(timeout.count()) + " ms"
@@ -612,16 +612,24 @@ void LeaseAgent::QueueJob(File& file, Job job) {
   const uint64_t gfid = job.gfid;
   file.queue.push_back(std::move(job));
   // A file is in ready_ while it has jobs and no thread runs one of them.
-  if (!file.running && file.queue.size() == 1) {
-    ready_.push_back(gfid);
+  if (!file.running && file.queue.size() == 1) MakeReady(gfid);
+}
+
+void LeaseAgent::MakeReady(uint64_t gfid) {
+  ready_.push_back(gfid);
+  if (revoke_idle_ >= ready_.size() || shutdown_ || revoke_threads_.size() >= kMaxRevokeThreads) {
     jobs_cv_.notify_one();
+    return;
   }
+  revoke_threads_.emplace_back([this] { RevokeLoop(); });
 }
 
 void LeaseAgent::RevokeLoop() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
+    revoke_idle_++;
     jobs_cv_.wait(l, [this] { return shutdown_ || !ready_.empty(); });
+    revoke_idle_--;
     if (shutdown_) return;
     // `file` stays valid: Forget never erases a file with jobs pending, and
     // references into files_ survive its rehashing.
@@ -725,10 +733,7 @@ void LeaseAgent::RevokeLoop() {
       }
     }
     file.running = false;
-    if (!file.queue.empty()) {
-      ready_.push_back(job.gfid);
-      jobs_cv_.notify_one();
-    }
+    if (!file.queue.empty()) MakeReady(job.gfid);
     Forget(job.gfid);
   }
 }
@@ -1009,6 +1014,8 @@ nlohmann::json LeaseAgent::State() {
           {"messages_queued", out_.size()},
           {"writing", writing_},
           {"files_ready_for_jobs", ready_.size()},
+          {"revoke_threads", revoke_threads_.size()},
+          {"revoke_threads_idle", revoke_idle_},
           {"files_known", files_.size()},
           {"files_waiting", std::move(files)}};
 }

@@ -68,10 +68,15 @@ struct LeaseAgentOptions {
   // How much earlier than the manager the agent stops trusting its leases,
   // to cover clock-rate drift. At most a quarter of the term is used.
   std::chrono::milliseconds drift_margin{100};
-  // Threads running revoke handlers. One file's revokes run one at a time,
-  // in order; several files' run side by side, so a slow write-back of one
-  // file does not hold up the revokes (and the other nodes' grants) of
-  // every other file.
+  // Threads running revoke handlers at first. One file's revokes run one
+  // at a time, in order; several files' run side by side, so a slow
+  // write-back of one file does not hold up the revokes (and the other
+  // nodes' grants) of every other file. When every thread is busy and
+  // another file has a job, one more is started (up to
+  // LeaseAgent::kMaxRevokeThreads): a handler may wait for as long as the
+  // node's users of the file wait for other nodes (dfuse's kernel drains
+  // them first), and a fixed pool all blocked that way would hold up the
+  // revokes those other nodes wait for.
   int revoke_threads = 4;
   // How long a caller of Acquire polls for its grant before it sleeps: a
   // grant that comes back within it (an uncontended round trip) reaches a
@@ -218,6 +223,8 @@ class LeaseAgent {
   // Idempotent.
   void Shutdown();
   static constexpr std::chrono::milliseconds kCloseTimeout{2000};
+  // Revoke threads, at most (LeaseAgentOptions::revoke_threads).
+  static constexpr size_t kMaxRevokeThreads = 256;
 
   uint64_t client_id() const { return client_id_; }
 
@@ -342,6 +349,9 @@ class LeaseAgent {
   void RevokeLoop();
   // Queues `job` behind the file's earlier jobs (under mu_).
   void QueueJob(File& file, Job job);
+  // gfid has jobs and no thread on them: wakes an idle revoke thread, or
+  // starts one if none is (under mu_).
+  void MakeReady(uint64_t gfid);
 
   // Everything below runs under mu_.
   void Send(proto::ClientMessage msg);
@@ -417,6 +427,7 @@ class LeaseAgent {
   // next Welcome.
   std::vector<uint64_t> unsent_releases_;
   std::deque<uint64_t> ready_;  // files with queued jobs and no revoke thread on them
+  size_t revoke_idle_ = 0;      // revoke threads waiting for a file to be ready
   std::unordered_map<uint64_t, File> files_;
   uint64_t next_request_id_ = 1;
   // The last Acquire that asked the manager was answered within

@@ -508,51 +508,71 @@ static bool dfuse_set_repeats(struct inode **set, unsigned int i)
 	return false;
 }
 
-static void dfuse_exit_first(struct inode **set, unsigned int n)
+/*
+ * Fills @order with @set's inodes, NULL and repeated entries left out, in
+ * the order of their node IDs; returns how many there are.
+ */
+static unsigned int dfuse_set_order(struct inode **set, unsigned int n,
+				    struct inode **order)
 {
-	while (n--) {
-		if (set[n] && !dfuse_set_repeats(set, n))
-			dfuse_lease_exit(set[n]);
+	unsigned int i, j, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!set[i] || dfuse_set_repeats(set, i))
+			continue;
+		for (j = k++; j > 0 &&
+		     get_node_id(order[j - 1]) > get_node_id(set[i]); j--)
+			order[j] = order[j - 1];
+		order[j] = set[i];
 	}
+	return k;
 }
 
 /*
- * As dfuse_lease_enter_copy: a missing lease is asked for with nothing of
- * the set entered (another node's mutation may wait for one this node has
- * entered), then the whole set is tried again.  Nested: the VFS holds
- * i_rwsem of the parents and the victims, so even the first try joins a
- * release that is still draining: a task entered there may be waiting for
- * one of those very locks, and a try that gave way to the release would
- * only be tried again, without ever sleeping, until it ended.
+ * The leases are entered one by one in the order of their node IDs, and
+ * each is waited for with the ones before it held.  Node IDs are storage's
+ * file IDs, the same on every node (the root is 1 everywhere), so a task
+ * only ever waits for a lease later in that order than all it holds, on
+ * whichever node: no two tasks can wait for each other.  Asking for a
+ * missing lease with nothing held instead, then trying the whole set again,
+ * let two nodes' mutations of one directory take its lease and the
+ * victim's from each other over and over (fileserver at 100% contention:
+ * unlink(2)s going round for minutes).  Nested: the VFS holds i_rwsem of
+ * the parents and the victims, and a task entered in a release still
+ * draining may be waiting for one of those very locks.
  */
 int dfuse_lease_enter_set(struct inode **set, unsigned int n)
 {
-	unsigned int i;
+	struct inode *order[DFUSE_SET_MAX];
+	unsigned int i, k;
 	int err;
 
 	if (!get_fuse_conn(set[0])->dfuse_dirleases)
 		return 0;
-retry:
-	for (i = 0; i < n; i++) {
-		if (!set[i] || dfuse_set_repeats(set, i))
-			continue;
-		if (!__dfuse_lease_enter(set[i], DFUSE_LEASE_WRITE,
-					 DFUSE_ENTER_TRY_NESTED))
-			continue;
-		dfuse_exit_first(set, i);
-		err = dfuse_lease_enter_nested(set[i], DFUSE_LEASE_WRITE);
-		if (err)
+	if (WARN_ON_ONCE(n > DFUSE_SET_MAX))
+		return -EINVAL;
+	k = dfuse_set_order(set, n, order);
+	for (i = 0; i < k; i++) {
+		err = dfuse_lease_enter_nested(order[i], DFUSE_LEASE_WRITE);
+		if (err) {
+			while (i--)
+				dfuse_lease_exit(order[i]);
 			return err;
-		dfuse_lease_exit(set[i]);
-		goto retry;
+		}
 	}
 	return 0;
 }
 
 void dfuse_lease_exit_set(struct inode **set, unsigned int n)
 {
-	if (get_fuse_conn(set[0])->dfuse_dirleases)
-		dfuse_exit_first(set, n);
+	unsigned int i;
+
+	if (!get_fuse_conn(set[0])->dfuse_dirleases)
+		return;
+	for (i = 0; i < n; i++) {
+		if (set[i] && !dfuse_set_repeats(set, i))
+			dfuse_lease_exit(set[i]);
+	}
 }
 
 vm_fault_t dfuse_lease_fault(struct vm_fault *vmf)

@@ -30,7 +30,8 @@
  * that take it for a read-only lease (llseek) use
  * dfuse_lease_enter_nested(), which never waits for a release that is
  * still draining, and a release never takes i_rwsem.  No lease state is
- * held across the acquire upcall.
+ * held across the acquire upcall; a directory mutation's set keeps the
+ * leases it has entered while it asks for the next, in node-ID order.
  */
 #ifndef _FS_DFUSE_LEASE_H
 #define _FS_DFUSE_LEASE_H
@@ -101,10 +102,12 @@ bool dfuse_lease_keeps_atime(struct inode *inode);
 
 /*
  * The leases of a directory mutation's parents and victims (WRITE on
- * each; NULL and repeated entries are skipped), entered together without
- * holding one while asking for another.  A no-op without "dirleases".
- * For callers that hold i_rwsem of the parents and victims (the VFS does).
+ * each; NULL and repeated entries are skipped; at most DFUSE_SET_MAX),
+ * entered together, in an order every node shares.  A no-op without
+ * "dirleases".  For callers that hold i_rwsem of the parents and victims
+ * (the VFS does).
  */
+#define DFUSE_SET_MAX 4
 int dfuse_lease_enter_set(struct inode **set, unsigned int n);
 void dfuse_lease_exit_set(struct inode **set, unsigned int n);
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -448,6 +449,54 @@ TEST_F(LeaseServiceTest, TheStateDumpsSayWhoWaitsForWhat) {
   EXPECT_TRUE(b->state()["files_waiting"].empty());
 }
 
+// Revoke handlers that wait for each other (as dfuse's drains wait for
+// the node's users, who may wait for other nodes) still all run: when every
+// revoke thread is busy, the agent starts another.
+TEST_F(LeaseServiceTest, BusyRevokeThreadsDoNotHoldUpOtherFilesRevokes) {
+  StartManager(1, 5000);
+  constexpr int kFiles = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  int running = 0;
+  bool all_ran_together = true;
+  LeaseAgentOptions o;
+  o.manager = "127.0.0.1:" + std::to_string(port_);
+  o.name = "A";
+  o.revoke_threads = 1;
+  StatsRegistry stats;
+  LeaseAgent a(
+      o,
+      [&](uint64_t, LeaseMode, milliseconds) {
+        std::unique_lock<std::mutex> l(mu);
+        running++;
+        cv.notify_all();
+        // Each handler waits until every file's handler runs.
+        if (!cv.wait_for(l, std::chrono::seconds(10), [&] { return running >= kFiles; })) {
+          all_ran_together = false;
+        }
+      },
+      &stats);
+  std::string error;
+  ASSERT_EQ(a.Start(milliseconds(3000), &error), 0) << error;
+  for (int i = 0; i < kFiles; i++) {
+    uint64_t token = 0;
+    ASSERT_EQ(a.Acquire(kF + i, LeaseMode::kWrite, &token), 0);
+  }
+  auto b = NewNode("B");
+  std::vector<std::thread> takers;
+  for (int i = 0; i < kFiles; i++) {
+    takers.emplace_back([&, i] { b->MustAcquire(kF + i, LeaseMode::kWrite); });
+  }
+  for (std::thread& t : takers) t.join();
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_TRUE(all_ran_together) << "a revoke waited for a busy thread";
+  EXPECT_EQ(running, kFiles);
+  EXPECT_GE(
+      stats.ToJson()["state"][fmt::format("lease_agent.{:x}", a.client_id())]["revoke_threads"]
+          .get<int>(),
+      kFiles);
+}
+
 // Concurrent Acquires of one file on one node share a single request.
 TEST_F(LeaseServiceTest, ConcurrentAcquiresShareOneRequest) {
   StartManager(1, 2000);
@@ -780,6 +829,130 @@ TEST_F(LeaseServiceTest, RandomUseIsExclusive) {
   EXPECT_EQ(violations, std::vector<std::string>{});
   EXPECT_GT(uses.load(), 50);
   EXPECT_GT(ManagerStat("revokes"), 10u);
+}
+
+// Liveness with every option dfuse's daemon uses at once: the cache kept
+// across upgrades (before_upgrade) and revokes (release_keeping), refreshed
+// from the hand-offs (refresh_kept) or dropped, lingering, hand-offs with
+// the acks, and leases given back at any time (Release, as the reaper
+// does). Several threads per node on a few files: every Acquire returns
+// within a few seconds. A lost wake-up, a job that never runs or a request
+// never sent would leave one waiting; the test then shows both sides'
+// state dumps.
+TEST_F(LeaseServiceTest, RandomUseWithEveryOptionKeepsMoving) {
+  StartManager(1, 5000, 0, 0, /*min_hold_ms=*/1);
+  constexpr int kNodes = 3, kThreadsPerNode = 3;
+  constexpr uint64_t kFiles = 3;
+  constexpr milliseconds kStuck(8000);
+  std::vector<std::unique_ptr<StatsRegistry>> stats;
+  std::vector<std::unique_ptr<LeaseAgent>> agents;
+  std::atomic<int> keeps{0}, refreshes{0}, handoffs{0};
+  agents.reserve(kNodes);  // the handlers index it while later agents are added
+  for (int n = 0; n < kNodes; n++) {
+    stats.push_back(std::make_unique<StatsRegistry>());
+    LeaseAgentOptions o;
+    o.manager = "127.0.0.1:" + std::to_string(port_);
+    o.name = "N" + std::to_string(n);
+    o.drift_margin = milliseconds(50);
+    o.lingers = true;
+    o.before_upgrade = [&](uint64_t, uint64_t) { keeps++; };
+    o.release_keeping = [&, n](uint64_t gfid, milliseconds) {
+      // A WRITE holder's write-back says what it left (opaque here).
+      if (gfid % 2 == 0) agents[n]->HandOff(gfid, "written", "");
+      handoffs++;
+      return gfid != kF;  // one file's cache can never be kept
+    };
+    o.refresh_kept = [&](uint64_t, const std::vector<std::string>&) {
+      return refreshes++ % 3 != 0;  // and some refreshes give up
+    };
+    agents.push_back(std::make_unique<LeaseAgent>(
+        o,
+        [&, n](uint64_t gfid, LeaseMode, milliseconds) {
+          if (gfid % 2 == 0) agents[n]->HandOff(gfid, "written", "");
+          std::this_thread::sleep_for(std::chrono::microseconds(300));
+        },
+        stats.back().get()));
+    std::string error;
+    ASSERT_EQ(agents.back()->Start(milliseconds(3000), &error), 0) << error;
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> acquires{0}, releases{0};
+  std::mutex mu;
+  std::vector<std::string> failures;  // guarded by mu
+  // When each thread's Acquire started (0: not in one), for the watchdog.
+  std::vector<std::atomic<int64_t>> waiting_since(kNodes * kThreadsPerNode);
+  auto worker = [&](int t) {
+    LeaseAgent& agent = *agents[t / kThreadsPerNode];
+    std::mt19937 rng(t + 1);
+    while (!stop) {
+      const uint64_t gfid = kF + rng() % kFiles;
+      const LeaseMode mode = rng() % 2 ? LeaseMode::kWrite : LeaseMode::kRead;
+      uint64_t token = 0;
+      waiting_since[t] = Clock::now().time_since_epoch().count();
+      const int err = agent.Acquire(gfid, mode, &token);
+      waiting_since[t] = 0;
+      if (err != 0) {
+        if (!stop) {
+          std::lock_guard<std::mutex> l(mu);
+          failures.push_back("Acquire failed: errno " + std::to_string(err));
+        }
+        return;
+      }
+      acquires++;
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+      if (rng() % 8 == 0) {
+        agent.Release(gfid);
+        releases++;
+      }
+    }
+  };
+  std::atomic<int> finished{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kNodes * kThreadsPerNode; t++) {
+    threads.emplace_back([&, t] {
+      worker(t);
+      finished++;
+    });
+  }
+  // Three seconds of use, then every thread's last Acquire must return.
+  const Clock::time_point end = Clock::now() + milliseconds(3000);
+  bool stuck = false;
+  while (finished < kNodes * kThreadsPerNode && !stuck) {
+    std::this_thread::sleep_for(milliseconds(50));
+    if (Clock::now() >= end) stop = true;
+    for (const auto& since : waiting_since) {
+      const int64_t s = since.load();
+      stuck |= s != 0 && Clock::now() - Clock::time_point(Clock::duration(s)) > kStuck;
+    }
+  }
+  if (stuck) {
+    std::string dump = "manager: " + manager_->Stats()["state"].dump(1);
+    for (int n = 0; n < kNodes; n++) {
+      dump += "\nN" + std::to_string(n) + ": " + stats[n]->ToJson()["state"].dump(1);
+    }
+    ADD_FAILURE() << "an Acquire waited more than " << kStuck.count() << " ms\n" << dump;
+  }
+  stop = true;
+  for (auto& agent : agents) agent->Shutdown();  // ends an Acquire still waiting
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, std::vector<std::string>{});
+  EXPECT_GT(acquires.load(), 100);
+  EXPECT_GT(releases.load(), 10);
+  EXPECT_GT(keeps.load(), 0);
+  EXPECT_GT(handoffs.load(), 0);
+  EXPECT_GT(ManagerStat("revokes"), 50u);
+  // Every path of a kept cache was taken.
+  auto sum = [&](const std::string& name) {
+    uint64_t n = 0;
+    for (const auto& s : stats) n += s->GetCounter(name)->Get();
+    return n;
+  };
+  for (const char* name :
+       {"lease.kept_on_revoke", "lease.kept_current", "lease.kept_refreshed", "lease.kept_dropped",
+        "lease.upgrades_kept", "lease.revokes_of_nothing"}) {
+    EXPECT_GT(sum(name), 0u) << name;
+  }
 }
 
 }  // namespace
