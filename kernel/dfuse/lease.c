@@ -531,15 +531,18 @@ static unsigned int dfuse_set_order(struct inode **set, unsigned int n,
 /*
  * The leases are entered one by one in the order of their node IDs, and
  * each is waited for with the ones before it held.  Node IDs are storage's
- * file IDs, the same on every node (the root is 1 everywhere), so a task
+ * file IDs, the same on every node (the root is 1 everywhere), so a set
  * only ever waits for a lease later in that order than all it holds, on
- * whichever node: no two tasks can wait for each other.  Asking for a
- * missing lease with nothing held instead, then trying the whole set again,
- * let two nodes' mutations of one directory take its lease and the
+ * whichever node, and sets cannot wait for each other in a circle.  Asking
+ * for a missing lease with nothing held instead, then trying the whole set
+ * again, let two nodes' mutations of one directory take its lease and the
  * victim's from each other over and over (fileserver at 100% contention:
- * unlink(2)s going round for minutes).  Nested: the VFS holds i_rwsem of
- * the parents and the victims, and a task entered in a release still
- * draining may be waiting for one of those very locks.
+ * unlink(2)s going round for minutes).  Still open: a release waits for a
+ * write(2) entered in the victim's lease, which may wait for the victim's
+ * i_rwsem, held by a mutation waiting for a lease this set holds (README,
+ * known limitations).  Nested: the VFS holds i_rwsem of the parents and
+ * the victims, and a task entered in a release still draining may be
+ * waiting for one of those very locks.
  */
 int dfuse_lease_enter_set(struct inode **set, unsigned int n)
 {
