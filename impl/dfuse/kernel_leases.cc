@@ -141,15 +141,16 @@ bool KernelLeases::Intercept(const fuse_in_header& header, const char* arg, size
       return true;
     }
     const bool directory = (in.flags & DFUSE_LEASE_DIR) != 0;
+    const uint64_t gfid = ctx_.Gfid(header.nodeid);
     std::lock_guard<std::mutex> l(mu_);
     pending_[header.unique] = Pending{.interruptible = (in.flags & DFUSE_LEASE_NOINTR) == 0,
-                                      .gfid = ctx_.Gfid(header.nodeid),
+                                      .gfid = gfid,
                                       .mode = mode,
                                       .since = Clock::now()};
     upcalls_->Add();
     if (directory) dir_upcalls_->Add();
-    queue_.push_back(Upcall{header.unique, ctx_.Gfid(header.nodeid), mode, directory,
-                            (in.flags & DFUSE_LEASE_ATTR) != 0});
+    queue_.push_back(
+        Upcall{header.unique, gfid, mode, directory, (in.flags & DFUSE_LEASE_ATTR) != 0});
     if (idle_ == 0 && workers_.size() < kMaxWorkers) {
       workers_.emplace_back([this] { WorkerLoop(); });
     } else {
