@@ -18,17 +18,16 @@ enum dfuse_enter_how {
 	DFUSE_ENTER_WAIT,	/* top of a system call: wait out any release */
 	DFUSE_ENTER_NESTED,	/* may join a release that is still draining */
 	DFUSE_ENTER_TRY,	/* neither sleep nor ask the daemon */
-	DFUSE_ENTER_TRY_NESTED,	/* both: one of a set entered under i_rwsem */
 };
 
 static bool dfuse_nested(enum dfuse_enter_how how)
 {
-	return how == DFUSE_ENTER_NESTED || how == DFUSE_ENTER_TRY_NESTED;
+	return how == DFUSE_ENTER_NESTED;
 }
 
 static bool dfuse_try(enum dfuse_enter_how how)
 {
-	return how == DFUSE_ENTER_TRY || how == DFUSE_ENTER_TRY_NESTED;
+	return how == DFUSE_ENTER_TRY;
 }
 
 static struct dfuse_lease *lease_of(struct inode *inode)
@@ -79,9 +78,11 @@ void dfuse_lease_init(struct dfuse_lease *lease)
 /*
  * Whether an entry must wait for the running release.  A nested entry may
  * come from a page fault of a task that already entered (read(2) into a
- * mapping of the same file) or run under i_rwsem that an entered task waits
- * for, so it joins while the release still waits for users; it only waits
- * once the release is past that point, which never blocks on either.
+ * mapping of the same file), or run under an i_rwsem that a task entered by
+ * one of the stock write-through paths waits for (see
+ * dfuse_lease_writes_back), so it joins while the release still waits for
+ * users; it only waits once the release is past that point, which never
+ * blocks on either.
  */
 static bool dfuse_must_wait(struct dfuse_lease *l, enum dfuse_enter_how how)
 {
@@ -463,37 +464,61 @@ void dfuse_lease_exit(struct inode *inode)
 		wake_up_all(&l->waitq);
 }
 
-/*
- * Holding one lease while asking for another could deadlock across nodes
- * (two copies in opposite directions), so @src is only taken without
- * waiting; when that fails, its lease is fetched with nothing held.
- */
-int dfuse_lease_enter_copy(struct inode *src, struct inode *dst)
+bool dfuse_lease_applies(struct inode *inode)
 {
-	int err;
-
-	if (src == dst)
-		return dfuse_lease_enter(dst, DFUSE_LEASE_WRITE);
-	for (;;) {
-		err = dfuse_lease_enter(dst, DFUSE_LEASE_WRITE);
-		if (err)
-			return err;
-		if (!__dfuse_lease_enter(src, DFUSE_LEASE_READ, DFUSE_ENTER_TRY))
-			return 0;
-		dfuse_lease_exit(dst);
-
-		err = dfuse_lease_enter(src, DFUSE_LEASE_READ);
-		if (err)
-			return err;
-		dfuse_lease_exit(src);
-	}
+	return dfuse_leased(inode);
 }
 
-void dfuse_lease_exit_copy(struct inode *src, struct inode *dst)
+/*
+ * The stock write paths that write through (FOPEN_DIRECT_IO, and
+ * handle_killpriv_v2 when a set-ID bit is to be cleared) take i_rwsem
+ * themselves, inside the lease; a daemon with leases asks for neither
+ * (libfuse 3.14 cannot ask for the second).
+ */
+bool dfuse_lease_writes_back(struct file *file)
 {
-	if (src != dst)
-		dfuse_lease_exit(src);
-	dfuse_lease_exit(dst);
+	struct fuse_file *ff = file->private_data;
+	struct inode *inode = file_inode(file);
+
+	return dfuse_leased(inode) && S_ISREG(inode->i_mode) &&
+	       !(ff->open_flags & FOPEN_DIRECT_IO) &&
+	       !get_fuse_conn(inode)->handle_killpriv_v2;
+}
+
+/*
+ * write(2) through the page cache, as generic_file_write_iter() does, with
+ * the lease entered after i_rwsem (see lease.h).  Entered first, a write
+ * waiting for i_rwsem held up the lease's release, and so every node
+ * waiting for that lease, behind whatever held i_rwsem: an unlink of the
+ * same file on this node, holding it while it waits for the parent's lease
+ * another node holds, which in turn waits for this release.  The lease
+ * covers the attributes the write trusts (the size for O_APPEND and the end
+ * of file, the mode for clearing set-ID bits) and the pages it dirties.  A
+ * sync for O_SYNC runs after both are let go: fsync takes i_rwsem itself.
+ */
+ssize_t dfuse_lease_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct file *file = iocb->ki_filp;
+	struct inode *inode = file_inode(file);
+	ssize_t ret;
+
+	if (fuse_is_bad(inode))
+		return -EIO;
+	inode_lock(inode);
+	ret = dfuse_lease_enter_nested(inode, DFUSE_LEASE_WRITE);
+	if (ret)
+		goto out_unlock;
+	ret = fuse_update_attributes(inode, file, STATX_SIZE | STATX_MODE);
+	if (!ret)
+		ret = generic_write_checks(iocb, from);
+	if (ret > 0)
+		ret = __generic_file_write_iter(iocb, from);
+	dfuse_lease_exit(inode);
+out_unlock:
+	inode_unlock(inode);
+	if (ret > 0)
+		ret = generic_write_sync(iocb, ret);
+	return ret;
 }
 
 /* Whether @set[i] already appeared before it. */
@@ -537,12 +562,10 @@ static unsigned int dfuse_set_order(struct inode **set, unsigned int n,
  * for a missing lease with nothing held instead, then trying the whole set
  * again, let two nodes' mutations of one directory take its lease and the
  * victim's from each other over and over (fileserver at 100% contention:
- * unlink(2)s going round for minutes).  Still open: a release waits for a
- * write(2) entered in the victim's lease, which may wait for the victim's
- * i_rwsem, held by a mutation waiting for a lease this set holds (README,
- * known limitations).  Nested: the VFS holds i_rwsem of the parents and
- * the victims, and a task entered in a release still draining may be
- * waiting for one of those very locks.
+ * unlink(2)s going round for minutes).  That a release, which waits for the
+ * tasks entered in the lease, never waits for a set rests on the lock
+ * order: no entered task waits for an i_rwsem (see lease.h).  Nested: the
+ * VFS holds i_rwsem of the parents and the victims.
  */
 int dfuse_lease_enter_set(struct inode **set, unsigned int n)
 {

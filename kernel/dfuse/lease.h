@@ -25,13 +25,16 @@
  * drops set-ID bits and capabilities on every unprivileged write itself,
  * so an xattr set elsewhere without a lease is no way around it either.
  *
- * Lock order: lease, then i_rwsem; fi->lock, then the lease's spinlock.
- * Entry points that run with i_rwsem already held by the VFS (setattr) or
- * that take it for a read-only lease (llseek) use
- * dfuse_lease_enter_nested(), which never waits for a release that is
- * still draining, and a release never takes i_rwsem.  No lease state is
- * held across the acquire upcall; a directory mutation's set keeps the
- * leases it has entered while it asks for the next, in node-ID order.
+ * Lock order: i_rwsem, then the lease; fi->lock, then the lease's spinlock.
+ * A task entered in a lease never waits for an i_rwsem: a release waits for
+ * the tasks entered, and a directory mutation holds its parents' and
+ * victims' i_rwsem while it waits for leases other nodes may give up only
+ * after releases of their own.  So write(2), fallocate(2), setattr and
+ * llseek enter with i_rwsem held, by dfuse_lease_enter_nested(), which
+ * joins a release still draining; copy_file_range(2) copies through the
+ * page cache; and a release never takes i_rwsem.  No lease state is held
+ * across the acquire upcall; a directory mutation's set keeps the leases
+ * it has entered while it asks for the next, in node-ID order.
  */
 #ifndef _FS_DFUSE_LEASE_H
 #define _FS_DFUSE_LEASE_H
@@ -44,8 +47,11 @@
 #include "dfuse_proto.h"
 
 struct dentry;
+struct file;
 struct fuse_conn;
 struct inode;
+struct iov_iter;
+struct kiocb;
 
 struct dfuse_lease {
 	spinlock_t lock;		/* protects the fields below */
@@ -78,9 +84,15 @@ int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode);
 int dfuse_lease_try_enter(struct inode *inode, unsigned int mode);
 void dfuse_lease_exit(struct inode *inode);
 
-/* READ on @src and WRITE on @dst together, without deadlocking. */
-int dfuse_lease_enter_copy(struct inode *src, struct inode *dst);
-void dfuse_lease_exit_copy(struct inode *src, struct inode *dst);
+/* Whether @inode's cached state is only used under a lease. */
+bool dfuse_lease_applies(struct inode *inode);
+
+/*
+ * write(2): whether @file's writes go through dfuse_lease_write_iter(),
+ * which takes i_rwsem and then the lease, and writes to the page cache.
+ */
+bool dfuse_lease_writes_back(struct file *file);
+ssize_t dfuse_lease_write_iter(struct kiocb *iocb, struct iov_iter *from);
 
 /* mmap: the page fault and fault-around hooks. */
 vm_fault_t dfuse_lease_fault(struct vm_fault *vmf);

@@ -16,13 +16,17 @@ which revokes it. Needs dfuse.ko: runs in the VM testbed (tests/vm).
   other (the mode by an unprivileged user, which root's permission bypass
   would hide);
 * a file's link count across nodes when a name is linked and removed, and
-  when the name removed on B was renamed over on A first.
+  when the name removed on B was renamed over on A first;
+* both nodes removing a file that B's threads are writing, 30 times: no
+  task waits for ever (the order of i_rwsem and the lease, lease.h).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -189,3 +193,83 @@ def test_link_counts_across_nodes(make_cluster):
         assert os.pread(fd, 10, 0) == b"newer"
     finally:
         os.close(fd)
+
+
+# Each round: three threads write the file through node B while both nodes
+# remove it at once, B a random moment after A. Prints the round it is in.
+_REMOVE_WHILE_WRITING = r"""
+import os, random, sys, threading, time
+a, b, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(5)
+def remove(path, delay):
+    time.sleep(delay)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+for r in range(rounds):
+    print(r, flush=True)
+    with open(f"{a}/d/v{r}", "wb") as f:
+        f.write(b"x" * 65536)
+    fd = os.open(f"{b}/d/v{r}", os.O_WRONLY)
+    stop = threading.Event()
+    def write(seed):
+        page, offsets = b"w" * 4096, random.Random(seed)
+        while not stop.is_set():
+            os.pwrite(fd, page, offsets.randrange(16) * 4096)
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for t in writers:
+        t.start()
+    time.sleep(0.05)
+    removers = [threading.Thread(target=remove, args=(f"{a}/d/v{r}", 0)),
+                threading.Thread(target=remove, args=(f"{b}/d/v{r}", rng.uniform(0, 0.02)))]
+    for t in removers:
+        t.start()
+    for t in removers:
+        t.join()
+    stop.set()
+    for t in writers:
+        t.join()
+    os.close(fd)
+print("done", flush=True)
+"""
+
+
+def test_a_write_waiting_for_its_file_does_not_hold_up_a_removal(make_cluster):
+    # An unlink holds the victim's i_rwsem while it waits for the leases of
+    # the parent and the victim, in node-ID order. Node A's unlink holds the
+    # parent's lease and waits for the file's, which node B must release;
+    # had B's write(2)s entered the file's lease before waiting for its
+    # i_rwsem, held by B's own unlink waiting for the parent's lease, the
+    # release would wait for them and all three for ever. The writes take
+    # i_rwsem first, so none waits for it inside the lease.
+    rounds = 30
+    c = make_cluster("dfuse", nodes=2)
+    a, b = c.mount(0), c.mount(1)
+    os.mkdir(f"{a}/d")
+    p = subprocess.Popen([sys.executable, "-c", _REMOVE_WHILE_WRITING, a, b, str(rounds)],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = p.communicate(timeout=rounds * 5 + 60)
+    except subprocess.TimeoutExpired as e:
+        stacks = task_stacks(p.pid)
+        for node in (0, 1):  # aborting the connections lets the tasks go
+            c.abort_client(node)
+        p.communicate(timeout=60)
+        progress = e.stdout or b""  # bytes: what came before the time-out
+        progress = (progress.decode() if isinstance(progress, bytes) else progress).split()
+        pytest.fail(f"stuck in round {progress[-1] if progress else '?'} of {rounds}; "
+                    f"the tasks:\n{stacks}")
+    assert p.returncode == 0 and out.split()[-1:] == ["done"], out
+    assert os.listdir(f"{a}/d") == [] and os.listdir(f"{b}/d") == []
+
+
+def task_stacks(pid):
+    """Every thread of process pid: its state and kernel stack."""
+    stacks = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/task/{tid}/stack") as f:
+            stacks.append(f"{tid} {state}\n{f.read()}")
+    return "\n".join(stacks)
