@@ -20,6 +20,7 @@
 #include <linux/fs.h>
 #include <linux/namei.h>
 #include <linux/rcupdate.h>
+#include <linux/stat.h>
 
 /*
  * The top two bits.  Jiffies never reach them, so a timeout and a marker
@@ -106,6 +107,23 @@ bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
 	}
 	rcu_read_unlock();
 	return valid;
+}
+
+/*
+ * What a change to a directory's names leaves stale of its attributes.
+ * Stock FUSE drops them all, so the next permission check on the directory
+ * asked the daemon for its mode again: a GETATTR per create or unlink in a
+ * directory a node keeps changing.  A change of names moves only the
+ * times, the size and the link count.  With directory leases the mode and
+ * the owner stay as long as a lease covers them: a change of those on
+ * another node takes the lease away first, and a release drops them all.
+ */
+u32 dfuse_dir_changed_mask(struct inode *dir)
+{
+	if (!dfuse_dir_leased(dir))
+		return STATX_BASIC_STATS;
+	return STATX_BASIC_STATS &
+	       ~(STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID | STATX_INO);
 }
 
 /*

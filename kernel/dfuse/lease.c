@@ -45,6 +45,18 @@ static bool dfuse_leased(struct inode *inode)
 	       (S_ISDIR(inode->i_mode) && fc->dfuse_dirleases);
 }
 
+/* Whether the lease is held and no release is under way. */
+static bool dfuse_lease_held(struct inode *inode)
+{
+	struct dfuse_lease *l = lease_of(inode);
+	bool held;
+
+	spin_lock(&l->lock);
+	held = l->mode != DFUSE_LEASE_NONE && !l->releasing;
+	spin_unlock(&l->lock);
+	return held;
+}
+
 /*
  * Directory cache generations come from one counter for all mounts, so a
  * marked name that d_move() takes to another directory never matches its
@@ -435,6 +447,17 @@ int dfuse_open_enter(struct inode *inode, int mask)
 				 DFUSE_LEASE_WRITE : DFUSE_LEASE_READ);
 }
 
+/*
+ * A permission check for no access at all (an open of a file the task has
+ * just created) passes whatever the mode says: on a mount with leases it
+ * fetches no attributes for it, where stock FUSE sends a GETATTR.
+ */
+bool dfuse_perm_needs_attrs(struct inode *inode, int mask)
+{
+	return !get_fuse_conn(inode)->dfuse_leases ||
+	       (mask & (MAY_READ | MAY_WRITE | MAY_EXEC));
+}
+
 int dfuse_lease_enter_nested(struct inode *inode, unsigned int mode)
 {
 	return __dfuse_lease_enter(inode, mode, DFUSE_ENTER_NESTED);
@@ -643,17 +666,10 @@ vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
  */
 u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid)
 {
-	struct dfuse_lease *l;
-	bool covered;
-
 	if (!dfuse_leased(inode))
 		return attr_valid;
 	/* Both fields at once: a release lowers the mode and ends together. */
-	l = lease_of(inode);
-	spin_lock(&l->lock);
-	covered = l->mode != DFUSE_LEASE_NONE && !l->releasing;
-	spin_unlock(&l->lock);
-	return covered ? attr_valid : 0;
+	return dfuse_lease_held(inode) ? attr_valid : 0;
 }
 
 bool dfuse_lease_owns_attrs(struct inode *inode)
@@ -665,6 +681,39 @@ bool dfuse_lease_owns_attrs(struct inode *inode)
 	l = lease_of(inode);
 	return READ_ONCE(l->mode) == DFUSE_LEASE_WRITE &&
 	       !READ_ONCE(l->attr_stale);
+}
+
+/*
+ * Stock FUSE drops S_NOSEC on every attribute refresh, as another client
+ * may have set a set-ID bit or a file capability, and the next write(2)
+ * asks for security.capability again.  Under a lease nobody else can: the
+ * change would take the lease away first, and every release drops S_NOSEC
+ * itself (this node's own chmod and setxattr drop it in the VFS).
+ */
+bool dfuse_lease_keeps_nosec(struct inode *inode)
+{
+	return dfuse_leased(inode) && dfuse_lease_held(inode);
+}
+
+/*
+ * A ctime changed in the cache is sent to the daemon at once (a SETATTR),
+ * except for a leased file whose last name is gone: the unlink changed it
+ * in storage too, and nobody can look the file up to see it.  The inode is
+ * not marked dirty then either: eviction expects a clean one.
+ */
+bool dfuse_lease_sends_ctime(struct inode *inode)
+{
+	return !dfuse_leased(inode) || inode->i_nlink;
+}
+
+/*
+ * A close makes stock FUSE ask the daemon for i_blocks at the next stat(2),
+ * since the pages it wrote back may have changed them.  A file opened
+ * read-only wrote nothing: on a leased file that GETATTR is saved.
+ */
+bool dfuse_lease_flush_keeps_blocks(struct file *file)
+{
+	return dfuse_leased(file_inode(file)) && !(file->f_mode & FMODE_WRITE);
 }
 
 bool dfuse_lease_may_cache(struct inode *inode)

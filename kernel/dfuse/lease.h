@@ -107,6 +107,14 @@ vm_fault_t dfuse_lease_map_pages(struct vm_fault *vmf, pgoff_t start_pgoff,
 u64 dfuse_lease_attr_valid(struct inode *inode, u64 attr_valid);
 /* Whether the kernel's size and times win over the daemon's (WRITE). */
 bool dfuse_lease_owns_attrs(struct inode *inode);
+/* Whether an attribute refresh leaves S_NOSEC (called with fi->lock held). */
+bool dfuse_lease_keeps_nosec(struct inode *inode);
+/* Whether a ctime changed in the cache goes to the daemon at once. */
+bool dfuse_lease_sends_ctime(struct inode *inode);
+/* Whether a close of @file leaves the cached i_blocks valid. */
+bool dfuse_lease_flush_keeps_blocks(struct file *file);
+/* Whether a permission check for @mask needs the attributes refreshed. */
+bool dfuse_perm_needs_attrs(struct inode *inode, int mask);
 /* Whether pages may be read into the page cache now (readahead). */
 bool dfuse_lease_may_cache(struct inode *inode);
 /* Whether a read leaves @inode's atime as it is (fuse_invalidate_atime()). */
@@ -155,6 +163,8 @@ bool dfuse_dentry_leased(const struct dentry *entry, u64 time,
  * the regular file it opens; 0 if entered, -ENOENT if it does not apply.
  */
 int dfuse_open_enter(struct inode *inode, int mask);
+/* The attributes (STATX_*) a change of @dir's names leaves stale. */
+u32 dfuse_dir_changed_mask(struct inode *dir);
 /*
  * Enter a directory's lease, if held, to fetch attributes under it; 0 if
  * entered.

@@ -15,6 +15,8 @@ which revokes it. Needs dfuse.ko: runs in the VM testbed (tests/vm).
 * a directory's link count and mode changed on one node are seen on the
   other (the mode by an unprivileged user, which root's permission bypass
   would hide);
+* creates and unlinks in a directory ask the daemon for no attributes (and
+  one GETATTR per round without directory leases, the control);
 * a file's link count across nodes when a name is linked and removed, and
   when the name removed on B was renamed over on A first;
 * both nodes removing a file that B's threads are writing, 30 times: no
@@ -113,6 +115,33 @@ def test_an_exclusive_create_takes_the_directory_for_writing_at_once(make_cluste
             revokes += c.stats(other)["counters"].get("lease.revokes", 0) - before
     assert sorted(os.listdir(f"{nodes[1]}/d")) == sorted(f"n{i}" for i in range(2 * rounds))
     assert revokes == 2 * rounds - 1, f"{revokes} revokes for {2 * rounds - 1} creates"
+
+
+@pytest.mark.parametrize("dir_leases", ["true", "false"])
+def test_creates_and_unlinks_ask_no_attributes(make_cluster, dir_leases):
+    # A create or unlink changes the directory's times, size and link
+    # count, never its mode or owner: under its lease the next permission
+    # check on it asks the daemon nothing. Without directory leases every
+    # round asks (the control: the count can fail). With leases, neither
+    # the open of the file just created (a check of no access) nor the
+    # ctime of a file whose last name is gone costs a request.
+    rounds = 20
+    c = make_cluster("dfuse", nodes=1, client_args=["--dir-leases", dir_leases])
+    d = os.path.join(c.mount(0), "d")
+    os.mkdir(d)
+    os.close(os.open(f"{d}/warm", os.O_WRONLY | os.O_CREAT))
+    before = c.stats(0)["counters"]
+    for i in range(rounds):
+        os.close(os.open(f"{d}/f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.unlink(f"{d}/f{i}")
+    after = c.stats(0)["counters"]
+    getattrs, setattrs = (after.get(k, 0) - before.get(k, 0) for k in ("fuse.getattr", "fuse.setattr"))
+    if dir_leases == "true":
+        assert getattrs <= 2, f"{getattrs} GETATTRs for {rounds} creates and unlinks"
+        assert setattrs <= 2, f"{setattrs} SETATTRs for {rounds} creates and unlinks"
+    else:
+        assert getattrs >= rounds, f"only {getattrs} GETATTRs without directory leases"
+    assert os.listdir(d) == ["warm"]
 
 
 def test_missing_names_are_cached(make_cluster):

@@ -20,6 +20,8 @@ plain write-back caching gets wrong; they run for every strong mode
   them for its permission check: one upcall for open, stat and read;
 * a write on B drops from A's kept pages only what B wrote, mapped pages
   included;
+* writes after an attribute refresh under the lease ask for no
+  security.capability;
 * a chmod on A enforced on B, which holds no lease and does not look the
   file up again (a permission check through /proc/self/fd).
 
@@ -272,7 +274,9 @@ def test_a_stat_after_a_read_asks_nothing(make_cluster):
     # the stat(2) after a read would cost a GETATTR although the lease keeps
     # every other attribute. Under the lease the atime stays as the grant
     # brought it (as with noatime); a listing and the directory's stat
-    # likewise under the directory's lease.
+    # likewise under the directory's lease, and a stat(2) after the
+    # close of a file opened read-only (stock FUSE asks for i_blocks after
+    # every close).
     c = make_cluster("dfuse", nodes=2)
     a, b = c.mount(0), c.mount(1)
     with open(f"{a}/s", "wb") as f:
@@ -292,11 +296,35 @@ def test_a_stat_after_a_read_asks_nothing(make_cluster):
             assert os.stat(a).st_nlink >= 2
         finally:
             os.close(fd)
+        # A read-only file's close changed none of its blocks.
+        assert os.stat(f"{a}/s").st_size == len(data)
         after = c.stats(0)["counters"]
         delta = counters_moved(before, after,
                                ("fuse.getattr", "fuse.read", "kernel_leases.upcalls"))
         assert delta == {"fuse.getattr": 0, "fuse.read": 0, "kernel_leases.upcalls": 0}, \
             (rnd, delta)
+
+
+def test_writes_after_a_stat_ask_for_no_file_capability(make_cluster):
+    # dfuse only: stock FUSE forgets on every attribute refresh that the
+    # file has no set-ID bit and no capability (S_NOSEC), so each write(2)
+    # after a stat(2) that asked the daemon first asks for
+    # security.capability. Nobody else can set either under the lease.
+    # Each round's close makes its stat ask for i_blocks (fuse_flush): the
+    # refresh this is about.
+    c = make_cluster("dfuse", nodes=1)
+    m = c.mount(0)
+    with open(f"{m}/w", "wb") as f:
+        f.write(b"w")
+    before = c.stats(0)["counters"]
+    for _ in range(10):
+        os.stat(f"{m}/w")
+        with open(f"{m}/w", "ab") as f:
+            f.write(b"w")
+    delta = counters_moved(before, c.stats(0)["counters"], ("fuse.getattr", "fuse.getxattr"))
+    assert delta["fuse.getattr"] >= 10, f"no attribute refresh to test: {delta}"
+    assert delta["fuse.getxattr"] == 0, delta
+    assert read(f"{m}/w") == b"w" * 11
 
 
 def test_pages_kept_across_a_revoke_lose_only_what_another_node_wrote(make_cluster):
